@@ -1,0 +1,326 @@
+"""SurgicalDQN: SB3's DQN with its train step split into stages that surgeries fill.
+
+One gradient step runs these stages (exclusive ones take at most one surgery)::
+
+    sample        draw a Batch from the replay buffer (replay surgeries shape what it holds)
+    estimate      online estimate for the taken actions      -> batch.current
+    next_action   action a* at s' for bootstrapping          -> batch.next_actions
+    target        bootstrapped target                        -> batch.target
+    loss          element-wise loss and per-sample TD error  -> batch.elementwise_loss, td_error
+    (reduce)      mean of batch.weights * elementwise_loss, backward, clip, optimizer step
+    after_update  composable hooks: priorities, noise reset, per-update target sync
+
+and per environment step: ``target_sync`` (exclusive), ``on_step`` (composable
+schedules); acting goes through ``act`` (exclusive). With no surgeries every default
+is SB3's own computation, so the agent reproduces ``stable_baselines3.DQN`` exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import torch as th
+from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from torch.nn import functional as F
+
+from rlsurgery.agents.dqn_policies import (
+    SurgicalCnnPolicy,
+    SurgicalDQNPolicy,
+    SurgicalMultiInputPolicy,
+    SurgicalQNetwork,
+)
+from rlsurgery.agents.surgical import SurgicalMixin
+from rlsurgery.core.batch import Batch
+from rlsurgery.core.pipeline import Stage
+
+SelfSurgicalDQN = TypeVar("SelfSurgicalDQN", bound="SurgicalDQN")
+
+DQN_STAGES = (
+    Stage("estimate", False, "online estimate of the taken actions"),
+    Stage("next_action", False, "action selection at s' for the bootstrap"),
+    Stage("target", False, "bootstrapped TD target"),
+    Stage("loss", False, "element-wise loss and per-sample TD error"),
+    Stage("after_update", True, "hooks after each optimizer step"),
+    Stage("target_sync", False, "how the target network follows the online network"),
+    Stage("on_step", True, "hooks after each environment step"),
+    Stage("act", False, "action selection while collecting experience"),
+)
+
+
+class SurgicalDQN(SurgicalMixin, DQN):
+    """Deep Q-Network with surgeries (SB3's :class:`~stable_baselines3.DQN` subclass).
+
+    Paper: https://www.nature.com/articles/nature14236. Takes every argument of SB3's
+    ``DQN`` (same defaults) plus ``surgeries``.
+
+    :param policy: ``"MlpPolicy"``, ``"CnnPolicy"``, ``"MultiInputPolicy"`` or a subclass of
+        :class:`~rlsurgery.agents.dqn_policies.SurgicalDQNPolicy`
+    :param env: the environment (or its Gymnasium id)
+    :param surgeries: surgery specs: keys, ``"key:p=v,..."`` strings, mappings or
+        :class:`~rlsurgery.core.surgery.Surgery` objects (see ``rlsurgery catalog``)
+    :param learning_rate: learning rate, constant or a function of the progress remaining
+    :param buffer_size: size of the replay buffer
+    :param learning_starts: steps of random experience collected before learning starts
+    :param batch_size: minibatch size of each gradient update
+    :param tau: soft update coefficient of the target network (1 for a hard copy)
+    :param gamma: discount factor
+    :param train_freq: update the model every ``train_freq`` steps (or ``(n, "episode")``)
+    :param gradient_steps: gradient steps after each rollout (-1: as many as env steps)
+    :param replay_buffer_class: replay buffer class (replay surgeries set it)
+    :param replay_buffer_kwargs: keyword arguments of the replay buffer
+    :param optimize_memory_usage: SB3's memory-efficient replay buffer
+    :param n_steps: n-step returns with SB3's ``NStepReplayBuffer`` (or use the
+        ``n_step_returns`` surgery, which also composes with prioritized replay)
+    :param target_update_interval: env steps between target network updates
+    :param exploration_fraction: fraction of training over which ε is annealed
+    :param exploration_initial_eps: initial ε
+    :param exploration_final_eps: final ε
+    :param max_grad_norm: gradient clipping norm
+    :param stats_window_size: episodes averaged in the rollout logs
+    :param tensorboard_log: TensorBoard log folder (None: no logging)
+    :param policy_kwargs: keyword arguments of the policy (``net_arch`` …)
+    :param verbose: 0 silent, 1 info, 2 debug
+    :param seed: seed of the random generators
+    :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+    :param _init_setup_model: build the networks now (False when loading)
+
+    >>> from rlsurgery import SurgicalDQN
+    >>> model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, learning_starts=50,
+    ...                     surgeries=["double_q_learning", "dueling_architecture"])
+    >>> [record["key"] for record in model.surgery_log]
+    ['double_q_learning', 'dueling_architecture']
+    >>> model = model.learn(100)
+    """
+
+    algorithm_family: ClassVar[str] = "dqn"
+    STAGES: ClassVar[tuple[Stage, ...]] = DQN_STAGES
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": SurgicalDQNPolicy,
+        "CnnPolicy": SurgicalCnnPolicy,
+        "MultiInputPolicy": SurgicalMultiInputPolicy,
+    }
+    q_net: SurgicalQNetwork
+    q_net_target: SurgicalQNetwork
+
+    def __init__(
+        self,
+        policy: str | type[SurgicalDQNPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 1e-4,
+        buffer_size: int = 1_000_000,
+        learning_starts: int = 100,
+        batch_size: int = 32,
+        tau: float = 1.0,
+        gamma: float = 0.99,
+        train_freq: int | tuple[int, str] = 4,
+        gradient_steps: int = 1,
+        replay_buffer_class: type[ReplayBuffer] | None = None,
+        replay_buffer_kwargs: dict[str, Any] | None = None,
+        optimize_memory_usage: bool = False,
+        n_steps: int = 1,
+        target_update_interval: int = 10000,
+        exploration_fraction: float = 0.1,
+        exploration_initial_eps: float = 1.0,
+        exploration_final_eps: float = 0.05,
+        max_grad_norm: float = 10,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        surgeries: Any = None,
+        _init_setup_model: bool = True,
+    ) -> None:
+        self._init_surgeries(surgeries)
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            buffer_size=buffer_size,
+            learning_starts=learning_starts,
+            batch_size=batch_size,
+            tau=tau,
+            gamma=gamma,
+            train_freq=train_freq,
+            gradient_steps=gradient_steps,
+            replay_buffer_class=replay_buffer_class,
+            replay_buffer_kwargs=replay_buffer_kwargs,
+            optimize_memory_usage=optimize_memory_usage,
+            n_steps=n_steps,
+            target_update_interval=target_update_interval,
+            exploration_fraction=exploration_fraction,
+            exploration_initial_eps=exploration_initial_eps,
+            exploration_final_eps=exploration_final_eps,
+            max_grad_norm=max_grad_norm,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            policy_kwargs=policy_kwargs,
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=False,
+        )
+        if _init_setup_model:
+            self._setup_model()
+
+    # ------------------------------------------------------------------ build
+    def _setup_model(self) -> None:
+        self._prepare_surgeries()
+        for surgery in self._surgeries:
+            surgery.configure(self)
+        handles_n_steps = self.replay_buffer_class is not None and getattr(
+            self.replay_buffer_class, "supports_n_steps", False
+        )
+        if handles_n_steps:
+            self.replay_buffer_kwargs.update({"n_steps": self.n_steps, "gamma": self.gamma})
+        with warnings.catch_warnings():
+            if handles_n_steps:
+                warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
+            super()._setup_model()
+        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
+            surgery.modify_networks(self)
+        self._create_aliases()
+        self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
+        self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]
+
+    # ------------------------------------------------------------------ acting
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Action for ``observation`` through the ``act`` stage (default: SB3's ε-greedy).
+
+        :param observation: the input observation
+        :param state: recurrent state (unused)
+        :param episode_start: episode starts (unused)
+        :param deterministic: greedy action, no exploration
+        :return: the action and the next state
+        """
+        owner = self._pipeline.owner("act")
+        if owner is None:
+            return super().predict(observation, state, episode_start, deterministic)
+        return owner.act(self, observation, state, episode_start, deterministic)  # type: ignore[attr-defined]
+
+    def _on_step(self) -> None:
+        self._n_calls += 1
+        self._pipeline.run("target_sync", self._default_target_sync, self)
+        self.exploration_rate = self.exploration_schedule(self._current_progress_remaining)
+        self.logger.record("rollout/exploration_rate", self.exploration_rate)
+        self._pipeline.run_all("on_step", self)
+
+    def _default_target_sync(self, _agent: SurgicalDQN) -> None:
+        # SB3: copy (tau=1) or Polyak-average every target_update_interval env steps
+        if self._n_calls % max(self.target_update_interval // self.n_envs, 1) == 0:
+            polyak_update(self.q_net.parameters(), self.q_net_target.parameters(), self.tau)
+            polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+
+    # ------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        """Run ``gradient_steps`` updates through the stage pipeline."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        run = self._pipeline.run
+        losses = []
+        for _ in range(gradient_steps):
+            batch = self.sample_batch(batch_size)
+            run("estimate", self._default_estimate, self, batch)
+            run("next_action", self._default_next_action, self, batch)
+            run("target", self._default_target, self, batch)
+            run("loss", self._default_loss, self, batch)
+            loss = self.reduce_loss(batch)
+            losses.append(loss.item())
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            self._n_updates += 1
+            self._pipeline.run_all("after_update", self, batch)
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", np.mean(losses))
+
+    def sample_batch(self, batch_size: int) -> Batch:
+        """Sample stage: a :class:`Batch` from the replay buffer.
+
+        Buffers that return ``weights`` and ``indices`` (prioritized replay) fill those fields.
+        """
+        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
+        discounts = getattr(data, "discounts", None)
+        return Batch(
+            observations=data.observations,
+            actions=data.actions,
+            next_observations=data.next_observations,
+            rewards=data.rewards,
+            dones=data.dones,
+            discounts=discounts if discounts is not None else self.gamma,
+            weights=getattr(data, "weights", None),
+            indices=getattr(data, "indices", None),
+        )
+
+    @staticmethod
+    def reduce_loss(batch: Batch) -> th.Tensor:
+        """Weighting and reduction: mean of ``weights * elementwise_loss`` (plain mean without weights)."""
+        assert batch.elementwise_loss is not None, "the loss stage must fill batch.elementwise_loss"
+        if batch.weights is None:
+            return batch.elementwise_loss.mean()
+        return (batch.weights * batch.elementwise_loss).mean()
+
+    @staticmethod
+    def _default_estimate(agent: SurgicalDQN, batch: Batch) -> None:
+        q_values = agent.q_net(batch.observations)
+        batch.current = th.gather(q_values, dim=1, index=batch.actions.long())
+
+    @staticmethod
+    def _default_next_action(agent: SurgicalDQN, batch: Batch) -> None:
+        # a* = argmax_a Q_target(s', a)  (plain DQN: max over the target network)
+        with th.no_grad():
+            outputs = agent.q_net_target.outputs(batch.next_observations)
+            batch.next_target_outputs = outputs
+            batch.next_actions = agent.q_net_target.readout(outputs).argmax(dim=1, keepdim=True)
+
+    @staticmethod
+    def _default_target(agent: SurgicalDQN, batch: Batch) -> None:
+        # y = r + (1 - d) γ^n Q_target(s', a*)
+        with th.no_grad():
+            outputs = batch.next_target_outputs
+            if outputs is None:
+                outputs = agent.q_net_target.outputs(batch.next_observations)
+            next_q = th.gather(agent.q_net_target.readout(outputs), dim=1, index=batch.next_actions)
+            batch.target = batch.rewards + (1 - batch.dones) * batch.discounts * next_q
+
+    @staticmethod
+    def _default_loss(agent: SurgicalDQN, batch: Batch) -> None:
+        # Huber loss per sample; |y - Q| is the TD error
+        batch.elementwise_loss = F.smooth_l1_loss(batch.current, batch.target, reduction="none").squeeze(-1)
+        batch.td_error = (batch.target - batch.current).detach().abs().squeeze(-1)
+
+    def learn(
+        self: SelfSurgicalDQN,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str = "SurgicalDQN",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfSurgicalDQN:
+        """Train for ``total_timesteps`` environment steps (see SB3's ``DQN.learn``)."""
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )

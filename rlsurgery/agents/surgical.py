@@ -1,0 +1,72 @@
+"""What every surgical agent shares: surgeries from specs, provenance, stage dispatch.
+
+A surgical agent keeps one source of truth, ``surgery_log``: a list of records
+``{"key", "params", "step", "applied"}`` saved inside the model zip. On construction
+the log is written from the ``surgeries`` argument; on ``load`` the surgeries are
+rebuilt from the log *before* the saved parameters are set, so architecture changes
+are replayed and the parameter names match exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from rlsurgery import catalog
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.params import params_to_dict
+from rlsurgery.core.pipeline import Stage, StagePipeline
+from rlsurgery.core.spec import parse_specs
+from rlsurgery.core.surgery import Surgery
+
+
+def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
+    """One provenance record: key, full parameters (defaults filled in), step, how applied."""
+    return {"key": surgery.key, "params": params_to_dict(surgery.params), "step": int(step), "applied": applied}
+
+
+class SurgicalMixin:
+    """Mixed into SB3 algorithm subclasses: surgeries, provenance and the stage pipeline.
+
+    The subclass defines ``algorithm_family`` (what surgeries check they support) and
+    ``STAGES`` (its stage definitions).
+    """
+
+    algorithm_family: ClassVar[str] = ""
+    STAGES: ClassVar[tuple[Stage, ...]] = ()
+
+    surgery_log: list[dict[str, Any]]
+    _surgeries: list[Surgery]
+    _pipeline: StagePipeline
+
+    def _init_surgeries(self, surgeries: Any) -> None:
+        """Parse and validate the ``surgeries`` argument (before SB3 builds anything)."""
+        objects = [catalog.create(spec) for spec in parse_specs(surgeries)]
+        self._check_duplicates(objects)
+        self.surgery_log = [surgery_record(s, step=0) for s in objects]
+        self._surgeries = objects
+
+    @staticmethod
+    def _check_duplicates(surgeries: Sequence[Surgery]) -> None:
+        seen: set[str] = set()
+        for s in surgeries:
+            if s.key in seen:
+                raise IncompatibleSurgeryError(f"{s.key}: given twice; give each surgery once with all its parameters")
+            seen.add(s.key)
+
+    def _prepare_surgeries(self) -> None:
+        """Rebuild surgery objects from the log, validate them and build the stage pipeline."""
+        records = getattr(self, "surgery_log", None) or []
+        self._surgeries = [catalog.create({"key": r["key"], **r["params"]}) for r in records]
+        self._check_duplicates(self._surgeries)
+        for s in self._surgeries:
+            s.validate(self)  # type: ignore[arg-type]
+        self._pipeline = StagePipeline(type(self).__name__, self.STAGES, self._surgeries)
+
+    @property
+    def surgeries(self) -> list[Surgery]:
+        """The surgery objects applied to this agent, in the order given."""
+        return list(self._surgeries)
+
+    def _surgery_excluded_save_params(self) -> list[str]:
+        return ["_surgeries", "_pipeline"]

@@ -1,0 +1,220 @@
+"""The surgery catalog: every key of the seed catalog, and what implements it.
+
+Each entry carries the seed facts (name, section(s), formula, description), its
+status (``implemented`` or ``planned``), and for implemented entries the surgery class
+and the test that proves its effect. Surgery modules register themselves with
+:func:`register`; :func:`create` turns a spec into a validated surgery object.
+
+>>> entry = get("double_q_learning")
+>>> entry.status, entry.sections
+('implemented', (21,))
+>>> create("prioritized_replay:alpha=0.5").params.alpha
+0.5
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from rlsurgery.core.errors import PlannedSurgeryError, UnknownSurgeryError
+from rlsurgery.core.params import describe_params
+from rlsurgery.core.spec import SurgerySpec, parse_spec
+from rlsurgery.core.surgery import Surgery
+
+#: modules that register the built-in surgeries (imported on first catalog use)
+BUILTIN_MODULES = (
+    "rlsurgery.value.target_network",
+    "rlsurgery.value.double_q",
+    "rlsurgery.value.dueling",
+    "rlsurgery.value.distributional",
+    "rlsurgery.value.prioritized_replay",
+    "rlsurgery.value.n_step_returns",
+    "rlsurgery.exploration.noisy_nets",
+)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """One catalog key."""
+
+    key: str
+    name: str
+    sections: tuple[int, ...]
+    section_titles: tuple[str, ...]
+    translation: str
+    description: str
+    seed: bool = True
+    """whether the key comes from the seed catalog (False: added by rlsurgery, e.g. n_step_returns)"""
+    surgery: type[Surgery] | None = None
+    proof: str | None = None
+    """pytest node id of the test that shows the surgery's effect"""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """``implemented`` or ``planned``."""
+        return "implemented" if self.surgery is not None else "planned"
+
+    @property
+    def attaches_to(self) -> list[str]:
+        """What the surgery modifies (empty while planned)."""
+        return [a.value for a in self.surgery.attaches_to] if self.surgery else []
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, as printed by ``rlsurgery catalog --json``."""
+        return {
+            "key": self.key,
+            "name": self.name,
+            "sections": list(self.sections),
+            "section_titles": list(self.section_titles),
+            "translation": self.translation,
+            "description": self.description,
+            "seed": self.seed,
+            "status": self.status,
+            "attaches_to": self.attaches_to,
+            "families": list(self.surgery.families) if self.surgery else [],
+            "stages": list(self.surgery.stages) if self.surgery else [],
+            "class": f"{self.surgery.__module__}.{self.surgery.__qualname__}" if self.surgery else None,
+            "proof": self.proof,
+            "params": describe_params(self.surgery.Params) if self.surgery else [],
+        }
+
+
+def _read_seed() -> dict[str, CatalogEntry]:
+    text = resources.files("rlsurgery").joinpath("data/seed_catalog.tsv").read_text(encoding="utf-8")
+    entries: dict[str, CatalogEntry] = {}
+    for row in csv.DictReader(text.splitlines(), delimiter="\t"):
+        key, section = row["key"], int(row["section"])
+        if key in entries:  # a few keys appear in two sections
+            old = entries[key]
+            entries[key] = CatalogEntry(
+                key,
+                old.name,
+                (*old.sections, section),
+                (*old.section_titles, row["section_title"]),
+                old.translation,
+                old.description,
+            )
+        else:
+            entries[key] = CatalogEntry(
+                key, row["seed_name"], (section,), (row["section_title"],), row["translation"], row["description"]
+            )
+    return entries
+
+
+_ENTRIES: dict[str, CatalogEntry] = _read_seed()
+_LOADED = False
+
+
+def register(
+    proof: str,
+    *,
+    name: str | None = None,
+    sections: tuple[int, ...] | None = None,
+    description: str = "",
+    translation: str = "",
+) -> Callable[[type[Surgery]], type[Surgery]]:
+    """Class decorator: register a surgery under its ``key``.
+
+    :param proof: pytest node id of the test that shows the surgery's effect
+    :param name: display name, for keys that are not in the seed catalog
+    :param sections: seed section numbers, for keys that are not in the seed catalog
+    :param description: one line, for keys that are not in the seed catalog
+    :param translation: the formula, for keys that are not in the seed catalog
+    """
+
+    def decorate(cls: type[Surgery]) -> type[Surgery]:
+        key = cls.key
+        old = _ENTRIES.get(key)
+        if old is not None:
+            if old.surgery is not None and old.surgery is not cls:
+                raise RuntimeError(f"catalog key {key!r} registered twice ({old.surgery} and {cls})")
+            entry = CatalogEntry(
+                key,
+                old.name,
+                old.sections,
+                old.section_titles,
+                old.translation,
+                old.description,
+                old.seed,
+                cls,
+                proof,
+            )
+        else:
+            if name is None or sections is None:
+                raise RuntimeError(f"{key!r} is not a seed key: register it with a name and sections")
+            titles = tuple(_section_title(s) for s in sections)
+            entry = CatalogEntry(key, name, sections, titles, translation, description, False, cls, proof)
+        _ENTRIES[key] = entry
+        return cls
+
+    return decorate
+
+
+def _section_title(section: int) -> str:
+    for entry in _ENTRIES.values():
+        if section in entry.sections:
+            return entry.section_titles[entry.sections.index(section)]
+    return ""
+
+
+def _ensure_loaded() -> None:
+    global _LOADED
+    if not _LOADED:
+        _LOADED = True
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
+def entries(section: int | None = None, status: str | None = None) -> list[CatalogEntry]:
+    """All catalog entries, in seed order (added keys last), optionally filtered."""
+    _ensure_loaded()
+    out = list(_ENTRIES.values())
+    if section is not None:
+        out = [e for e in out if section in e.sections]
+    if status is not None:
+        out = [e for e in out if e.status == status]
+    return out
+
+
+def keys() -> list[str]:
+    """Every catalog key."""
+    return [e.key for e in entries()]
+
+
+def get(key: str) -> CatalogEntry:
+    """The entry for ``key``; an unknown key raises with the closest matches."""
+    _ensure_loaded()
+    try:
+        return _ENTRIES[key]
+    except KeyError:
+        close = difflib.get_close_matches(key, list(_ENTRIES), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownSurgeryError(
+            f"unknown surgery {key!r}{hint} (see `rlsurgery catalog` for all keys)"
+        ) from None
+
+
+def create(spec: Any) -> Surgery:
+    """Build a validated surgery object from a spec (see :mod:`rlsurgery.core.spec`)."""
+    if isinstance(spec, Surgery):
+        return spec
+    parsed: SurgerySpec = parse_spec(spec)
+    entry = get(parsed.key)
+    if entry.surgery is None:
+        raise PlannedSurgeryError(
+            f"{parsed.key}: '{entry.name}' (section {', '.join(map(str, entry.sections))}) is in the catalog "
+            "but planned, not implemented yet; `rlsurgery catalog --status implemented` lists what can be applied"
+        )
+    return entry.surgery(**parsed.params)
+
+
+def catalog(section: int | None = None) -> list[CatalogEntry]:
+    """The catalog as a list of entries (``rls.catalog()``)."""
+    return entries(section=section)

@@ -1,0 +1,30 @@
+"""Exceptions raised by rlsurgery. All derive from :class:`SurgeryError`, a ``ValueError``."""
+
+from __future__ import annotations
+
+
+class SurgeryError(ValueError):
+    """Base class: a surgery, its parameters, a recipe or a combination is invalid."""
+
+
+class UnknownSurgeryError(SurgeryError, KeyError):
+    """A key that is not in the catalog."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class PlannedSurgeryError(SurgeryError):
+    """A catalog key whose surgery is planned but not implemented yet."""
+
+
+class ParameterError(SurgeryError):
+    """A surgery parameter is missing, unknown, of the wrong type or out of range."""
+
+
+class IncompatibleSurgeryError(SurgeryError):
+    """A surgery does not fit the agent, or two surgeries conflict."""
+
+
+class RecipeError(SurgeryError):
+    """A recipe or spec file is malformed."""

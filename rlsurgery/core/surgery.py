@@ -1,0 +1,103 @@
+"""The :class:`Surgery` base class.
+
+A surgery is one named modification of an agent. It declares
+
+* its catalog ``key`` and a parameters dataclass (``Params``, see :mod:`rlsurgery.core.params`),
+* what it attaches to (:class:`Attachment`): network, replay, loss stage, exploration,
+  schedule or post-training,
+* the agent families it supports and the train/act *stages* it fills
+  (see :mod:`rlsurgery.core.pipeline`).
+
+The life cycle on a surgical agent is::
+
+    validate(agent)          before anything is built; raises with the surgery's key
+    configure(agent)         hyper-parameters and replay buffer class, before the networks exist
+    modify_networks(agent)   network surgery, after the networks exist (replayed on ``load``)
+    stage hooks              called by the agent's train step / action selection
+
+Stage hooks are plain methods named after the stage (``next_action``, ``target`` …); a
+surgery lists the stages it fills in ``stages`` and the agent's pipeline dispatches to it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.params import build_params, params_to_dict
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+
+class Attachment(str, enum.Enum):
+    """What part of an agent a surgery modifies."""
+
+    NETWORK = "network"
+    REPLAY = "replay"
+    LOSS = "loss-stage"
+    EXPLORATION = "exploration"
+    SCHEDULE = "schedule"
+    POST_TRAINING = "post-training"
+
+
+class Surgery:
+    """Base class of every surgery.
+
+    Subclasses set the class attributes below and override the hooks they need.
+
+    :param params: the surgery's parameters, validated against ``Params``
+    """
+
+    #: catalog key, e.g. ``"double_q_learning"``
+    key: ClassVar[str] = ""
+    #: what the surgery modifies
+    attaches_to: ClassVar[tuple[Attachment, ...]] = ()
+    #: parameters dataclass (``None``: the surgery takes no parameters)
+    Params: ClassVar[type | None] = None
+    #: agent families the surgery supports (``agent.algorithm_family``)
+    families: ClassVar[tuple[str, ...]] = ("dqn",)
+    #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``)
+    stages: ClassVar[tuple[str, ...]] = ()
+    #: order of network transforms: lower runs first (output representation, then
+    #: architecture, then layer replacement), whatever order the user listed them in
+    build_order: ClassVar[int] = 50
+
+    def __init__(self, **params: Any) -> None:
+        if self.Params is None:
+            if params:
+                from rlsurgery.core.errors import ParameterError
+
+                raise ParameterError(f"{self.key}: takes no parameters (got {', '.join(sorted(params))})")
+            self.params = None
+        else:
+            self.params = build_params(self.Params, self.key, params)
+
+    # ------------------------------------------------------------------ life cycle
+    def validate(self, agent: BaseAlgorithm) -> None:
+        """Raise :class:`IncompatibleSurgeryError` if this surgery cannot apply to ``agent``.
+
+        Called before the agent builds its networks or collects a single step.
+        """
+        family = getattr(agent, "algorithm_family", None)
+        if family not in self.families:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: not available for {type(agent).__name__} "
+                f"(supports: {', '.join(self.families)})"
+            )
+
+    def configure(self, agent: BaseAlgorithm) -> None:
+        """Set hyper-parameters or the replay buffer class before the networks are built."""
+
+    def modify_networks(self, agent: BaseAlgorithm) -> None:
+        """Change the agent's networks after they are built (replayed on ``load``)."""
+
+    # ------------------------------------------------------------------ helpers
+    def spec(self) -> dict[str, Any]:
+        """The mapping form of this surgery: ``{"key": ..., **params}``."""
+        return {"key": self.key, **params_to_dict(self.params)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in params_to_dict(self.params).items())
+        return f"{type(self).__name__}({args})"

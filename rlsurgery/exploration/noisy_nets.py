@@ -1,0 +1,175 @@
+"""Noisy networks: exploration by learned, factorised Gaussian noise on the weights.
+
+Fortunato et al. 2018, https://arxiv.org/abs/1706.10295 (factorised Gaussian noise)::
+
+    y = (μ_w + σ_w ⊙ ε_w) x + μ_b + σ_b ⊙ ε_b
+    ε_w = f(ε_out) f(ε_in)ᵀ,   ε_b = f(ε_out),   f(x) = sgn(x) √|x|,   ε_in, ε_out ~ N(0, I)
+    init: μ ~ U[−1/√p, 1/√p],  σ = σ₀ / √p   (p = fan-in)
+
+The surgery replaces the linear layers of the Q head (``scope: all`` also those of the
+features extractor) in the online and target networks, turns ε-greedy off and acts
+greedily on a fresh noise sample at every environment step; both networks draw new
+noise after every gradient update. Deterministic predictions (evaluation) use the mean
+weights μ, so they are reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch as th
+from torch import nn
+from torch.nn import functional as F
+
+from rlsurgery.catalog import register
+from rlsurgery.core.params import param
+from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.nets import replace_modules, transform_networks
+
+if TYPE_CHECKING:
+    from rlsurgery.agents.dqn import SurgicalDQN
+    from rlsurgery.core.batch import Batch
+
+
+def scaled_noise(size: int, device: th.device) -> th.Tensor:
+    """f(ε) = sgn(ε) √|ε| with ε ~ N(0, I)."""
+    eps = th.randn(size, device=device)
+    return eps.sign() * eps.abs().sqrt()
+
+
+class NoisyLinear(nn.Module):
+    """Linear layer with factorised Gaussian weight noise.
+
+    :param in_features: fan-in p
+    :param out_features: fan-out q
+    :param sigma0: σ₀ of the initial noise scale σ = σ₀ / √p
+    :param bias: whether to learn a bias
+    """
+
+    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.sigma0 = sigma0
+        self.weight_mu = nn.Parameter(th.empty(out_features, in_features))
+        self.weight_sigma = nn.Parameter(th.empty(out_features, in_features))
+        self.bias_mu = nn.Parameter(th.empty(out_features)) if bias else None
+        self.bias_sigma = nn.Parameter(th.empty(out_features)) if bias else None
+        self.register_buffer("eps_in", th.zeros(in_features))
+        self.register_buffer("eps_out", th.zeros(out_features))
+        #: use μ + σ ε (True) or the mean weights μ only (False)
+        self.noise_enabled = True
+        self.reset_parameters()
+        self.reset_noise()
+
+    def reset_parameters(self) -> None:
+        """μ ~ U[−1/√p, 1/√p], σ = σ₀/√p."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight_mu, -bound, bound)
+        nn.init.constant_(self.weight_sigma, self.sigma0 * bound)
+        if self.bias_mu is not None:
+            nn.init.uniform_(self.bias_mu, -bound, bound)
+            nn.init.constant_(self.bias_sigma, self.sigma0 * bound)
+
+    @th.no_grad()
+    def reset_noise(self) -> None:
+        """Draw new ε_in and ε_out."""
+        self.eps_in.copy_(scaled_noise(self.in_features, self.eps_in.device))
+        self.eps_out.copy_(scaled_noise(self.out_features, self.eps_out.device))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        """y = (μ_w + σ_w ε_w) x + μ_b + σ_b ε_b (or the mean layer when noise is off)."""
+        if not self.noise_enabled:
+            return F.linear(x, self.weight_mu, self.bias_mu)
+        weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
+        bias = None if self.bias_mu is None else self.bias_mu + self.bias_sigma * self.eps_out
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
+
+
+def reset_noise(module: nn.Module) -> None:
+    """Resample the noise of every :class:`NoisyLinear` inside ``module``."""
+    for m in module.modules():
+        if isinstance(m, NoisyLinear):
+            m.reset_noise()
+
+
+@contextlib.contextmanager
+def noise_disabled(module: nn.Module) -> Iterator[None]:
+    """Use the mean weights μ of every :class:`NoisyLinear` inside ``module`` for a while."""
+    layers = [m for m in module.modules() if isinstance(m, NoisyLinear)]
+    previous = [m.noise_enabled for m in layers]
+    for m in layers:
+        m.noise_enabled = False
+    try:
+        yield
+    finally:
+        for m, flag in zip(layers, previous):
+            m.noise_enabled = flag
+
+
+def to_noisy(layer: nn.Linear, sigma0: float) -> NoisyLinear:
+    """A freshly initialised :class:`NoisyLinear` with the shape of ``layer``."""
+    return NoisyLinear(layer.in_features, layer.out_features, sigma0=sigma0, bias=layer.bias is not None)
+
+
+@dataclass
+class NoisyNetsParams:
+    sigma0: float = param(0.5, "σ₀: initial noise scale, σ = σ₀/√fan_in", gt=0.0)
+    scope: Literal["head", "all"] = param("head", "noisy layers in the Q head only, or also in the features extractor")
+
+
+@register(proof="tests/exploration/test_noisy_nets.py::test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad")
+class NoisyNets(Surgery):
+    """Replace linear layers by factorised-Gaussian noisy layers; act greedily on the noise."""
+
+    key = "noisy_nets"
+    attaches_to = (Attachment.NETWORK, Attachment.EXPLORATION)
+    Params = NoisyNetsParams
+    stages = ("act", "after_update")
+    build_order = 30  # last: replaces whatever linear layers the other surgeries built
+    params: NoisyNetsParams
+
+    def configure(self, agent: SurgicalDQN) -> None:
+        # the noise explores: ε-greedy is off
+        agent.exploration_initial_eps = 0.0
+        agent.exploration_final_eps = 0.0
+
+    def modify_networks(self, agent: SurgicalDQN) -> None:
+        sigma0 = self.params.sigma0
+
+        def noisify(net: nn.Module) -> None:
+            roots = [net.q_net] if self.params.scope == "head" else [net]
+            for root in roots:
+                replace_modules(root, lambda _n, m: isinstance(m, nn.Linear), lambda _n, m: to_noisy(m, sigma0))
+
+        transform_networks(agent, noisify)
+        for net in (agent.policy.q_net, agent.policy.q_net_target):
+            reset_noise(net)  # independent noise in the two networks
+
+    def act(
+        self,
+        agent: SurgicalDQN,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: Any,
+        episode_start: np.ndarray | None,
+        deterministic: bool,
+    ) -> tuple[np.ndarray, Any]:
+        """Greedy on a fresh noise sample; deterministic predictions use the mean weights."""
+        if deterministic:
+            with noise_disabled(agent.policy.q_net):
+                return agent.policy.predict(observation, state, episode_start, deterministic=True)
+        reset_noise(agent.policy.q_net)
+        return agent.policy.predict(observation, state, episode_start, deterministic=True)
+
+    def after_update(self, agent: SurgicalDQN, batch: Batch) -> None:
+        """New noise in both networks for the next update."""
+        reset_noise(agent.q_net)
+        reset_noise(agent.q_net_target)

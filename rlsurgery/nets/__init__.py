@@ -1,0 +1,51 @@
+"""The network-surgery toolkit: every network surgery goes through these functions.
+
+* :mod:`~rlsurgery.nets.roles` finds networks inside SB3 models by role;
+* :mod:`~rlsurgery.nets.modules` replaces and inserts submodules;
+* :mod:`~rlsurgery.nets.optim` rebuilds optimizers over changed parameters;
+* :func:`transform_networks` applies one transform to an online network and its
+  target, keeps them consistent and rebuilds the optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from torch import nn
+
+from rlsurgery.nets.modules import linear_layers, replace_modules, set_submodule
+from rlsurgery.nets.optim import rebuild_optimizer
+from rlsurgery.nets.roles import find_networks, online_networks, roles_of, target_pairs
+
+
+def transform_networks(model: BaseAlgorithm, transform: Callable[[nn.Module], None]) -> None:
+    """Apply ``transform`` in place to every network of ``model`` (online and target).
+
+    Target networks receive the same transform and are then loaded from their online
+    network, so both have the same architecture and weights. The policy is moved to the
+    model's device and its optimizer is rebuilt over the new parameters (state of the
+    parameters that survive is kept).
+    """
+    for net in find_networks(model).values():
+        transform(net)
+    for online, target in target_pairs(model):
+        target.load_state_dict(online.state_dict())
+    model.policy.to(model.device)
+    policy = model.policy
+    if getattr(policy, "optimizer", None) is not None:
+        params = [p for net in online_networks(model).values() for p in net.parameters()]
+        policy.optimizer = rebuild_optimizer(policy.optimizer, params)
+
+
+__all__ = [
+    "find_networks",
+    "linear_layers",
+    "online_networks",
+    "rebuild_optimizer",
+    "replace_modules",
+    "roles_of",
+    "set_submodule",
+    "target_pairs",
+    "transform_networks",
+]

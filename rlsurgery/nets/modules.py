@@ -1,0 +1,90 @@
+"""Module-level edits: find, replace and insert submodules of a network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+
+def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Replace the submodule at dotted path ``name`` (``""`` is not allowed)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, module)
+
+
+def replace_modules(
+    root: nn.Module,
+    predicate: Callable[[str, nn.Module], bool],
+    factory: Callable[[str, nn.Module], nn.Module],
+) -> list[str]:
+    """Replace every submodule for which ``predicate(name, module)`` holds by ``factory(name, module)``.
+
+    Matches are collected first, so a replacement is never visited again. Returns the
+    dotted names of the replaced modules. New modules are moved to the device and dtype
+    of the module they replace.
+
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    >>> replace_modules(net, lambda n, m: isinstance(m, nn.ReLU), lambda n, m: nn.Tanh())
+    ['1']
+    >>> net[1]
+    Tanh()
+    """
+    matches = [(name, module) for name, module in root.named_modules() if name and predicate(name, module)]
+    # skip matches nested inside another match: the outer replacement covers them
+    names = [n for n, _ in matches]
+    kept = [(n, m) for n, m in matches if not any(n.startswith(o + ".") for o in names if o != n)]
+    for name, module in kept:
+        new = factory(name, module)
+        ref = next(iter(module.parameters()), None)
+        if ref is None:
+            ref = next(iter(module.buffers()), None)
+        if ref is not None:
+            new = new.to(device=ref.device, dtype=ref.dtype if ref.is_floating_point() else None)
+        set_submodule(root, name, new)
+    return [n for n, _ in kept]
+
+
+def linear_layers(module: nn.Module) -> list[tuple[str, nn.Linear]]:
+    """All ``nn.Linear`` submodules (subclasses included), in definition order."""
+    return [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+
+
+def split_mlp(module: nn.Module) -> tuple[list[nn.Sequential], nn.Module]:
+    """Split an SB3 ``create_mlp`` Sequential into hidden blocks and the output layer.
+
+    A hidden block is a linear layer followed by its non-linear modules; the output layer
+    is the last linear layer. Raises ``TypeError`` when ``module`` is not such an MLP.
+
+    >>> blocks, out = split_mlp(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)))
+    >>> len(blocks), out
+    (1, Linear(in_features=8, out_features=2, bias=True))
+    """
+    if not isinstance(module, nn.Sequential) or len(module) == 0:
+        raise TypeError(f"expected a non-empty nn.Sequential MLP, got {type(module).__name__}")
+    layers = list(module)
+    linear_positions = [i for i, m in enumerate(layers) if _is_linear(m)]
+    if not linear_positions or linear_positions[-1] != len(layers) - 1:
+        raise TypeError("expected an MLP that ends with a linear layer")
+    if linear_positions[0] != 0:
+        raise TypeError("expected an MLP that starts with a linear layer")
+    blocks = []
+    for start, end in zip(linear_positions[:-1], linear_positions[1:]):
+        blocks.append(nn.Sequential(*layers[start:end]))
+    return blocks, layers[-1]
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (hasattr(module, "in_features") and hasattr(module, "out_features"))
+
+
+def fresh_copy(module: nn.Module) -> nn.Module:
+    """A module of the same architecture with newly initialised parameters."""
+    import copy
+
+    new = copy.deepcopy(module)
+    for sub in new.modules():
+        if hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    return new
