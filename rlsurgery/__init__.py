@@ -1,6 +1,42 @@
-"""rlsurgery: composable, named surgeries on Stable-Baselines3 agents."""
+"""rlsurgery: composable, named surgeries on Stable-Baselines3 agents.
 
+>>> import rlsurgery as rls
+>>> rls.catalog.get("prioritized_replay").status
+'implemented'
+"""
+
+from rlsurgery import catalog
 from rlsurgery.agents.dqn import SurgicalDQN
+from rlsurgery.core.errors import (
+    IncompatibleSurgeryError,
+    ParameterError,
+    PlannedSurgeryError,
+    RecipeError,
+    SurgeryError,
+    UnknownSurgeryError,
+)
+from rlsurgery.core.spec import SurgerySpec, parse_spec
+from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.io import load
+from rlsurgery.recipes import load_recipe, make
 
 __version__ = "0.1.0"
-__all__ = ["SurgicalDQN", "__version__"]
+
+__all__ = [
+    "Attachment",
+    "IncompatibleSurgeryError",
+    "ParameterError",
+    "PlannedSurgeryError",
+    "RecipeError",
+    "Surgery",
+    "SurgeryError",
+    "SurgerySpec",
+    "SurgicalDQN",
+    "UnknownSurgeryError",
+    "__version__",
+    "catalog",
+    "load",
+    "load_recipe",
+    "make",
+    "parse_spec",
+]

@@ -1,0 +1,12 @@
+"""Surgical agents: SB3 algorithm subclasses whose train step is split into stages."""
+
+from __future__ import annotations
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.agents.dqn import SurgicalDQN
+
+#: recipe ``algo`` name -> surgical agent class
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": SurgicalDQN}
+
+__all__ = ["ALGORITHMS", "SurgicalDQN"]

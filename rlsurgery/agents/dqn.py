@@ -138,7 +138,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        self._init_surgeries(surgeries)
+        self._init_surgeries(surgeries, env)
         super().__init__(
             policy,
             env,

@@ -25,6 +25,17 @@ def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[
     return {"key": surgery.key, "params": params_to_dict(surgery.params), "step": int(step), "applied": applied}
 
 
+def env_id_of(env: Any) -> str | None:
+    """The Gymnasium id of ``env`` (a string id, an env, or a VecEnv), or ``None``."""
+    if isinstance(env, str):
+        return env
+    try:
+        spec = env.get_attr("spec")[0] if hasattr(env, "get_attr") else env.spec
+        return spec.id if spec is not None else None
+    except Exception:
+        return None
+
+
 class SurgicalMixin:
     """Mixed into SB3 algorithm subclasses: surgeries, provenance and the stage pipeline.
 
@@ -39,12 +50,18 @@ class SurgicalMixin:
     _surgeries: list[Surgery]
     _pipeline: StagePipeline
 
-    def _init_surgeries(self, surgeries: Any) -> None:
+    def _init_surgeries(self, surgeries: Any, env: Any) -> None:
         """Parse and validate the ``surgeries`` argument (before SB3 builds anything)."""
+        #: Gymnasium id of the training env when known (used by ``rlsurgery evaluate``)
+        self.rls_env_id = env_id_of(env)
+        #: recipe the agent was made from, if any
+        self.rls_recipe: str | None = None
         objects = [catalog.create(spec) for spec in parse_specs(surgeries)]
         self._check_duplicates(objects)
         self.surgery_log = [surgery_record(s, step=0) for s in objects]
         self._surgeries = objects
+        #: which class wrote a saved zip (read by ``rls.load``)
+        self.rlsurgery_algorithm = type(self).__name__
 
     @staticmethod
     def _check_duplicates(surgeries: Sequence[Surgery]) -> None:

@@ -1,0 +1,324 @@
+"""Recipes: an algorithm, its surgeries and hyperparameters per environment, in YAML.
+
+A recipe file (``agents/*.yaml``, or a path to a user's own) has::
+
+    algo: dqn                         # a surgical agent (rlsurgery.agents.ALGORITHMS)
+    description: one line
+    surgeries: [double_q_learning, {prioritized_replay: {alpha: 0.5}}, ...]
+    defaults: {policy: MlpPolicy, n_timesteps: 100000, learning_rate: ..., ...}
+    hyperparams:
+      CartPole-v1: {n_timesteps: 50000, ..., surgeries: {distributional_rl: {v_max: 100}}}
+
+``defaults`` apply to every environment, the entry of the environment (if any) on top,
+so a recipe runs on any compatible Gymnasium id. ``n_timesteps``, ``n_envs``, ``policy``
+and ``env_kwargs`` describe the run; every other key is a constructor argument of the
+agent. A per-env ``surgeries`` mapping changes parameters of the recipe's surgeries (or
+adds surgeries). Every problem is reported with the file and line before anything is built.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch as th
+import yaml
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import VecEnv
+
+from rlsurgery import catalog
+from rlsurgery.core.errors import RecipeError, SurgeryError
+from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
+
+TOP_KEYS = ("algo", "description", "surgeries", "defaults", "hyperparams")
+RUN_KEYS = ("n_timesteps", "n_envs", "policy", "env_kwargs", "surgeries")
+
+
+def recipe_dirs() -> list[Path]:
+    """Folders searched for recipe names: the wheel's bundled copy, then the source tree."""
+    here = Path(__file__).resolve().parent
+    return [p for p in (here / "_bundled" / "agents", here.parent / "agents") if p.is_dir()]
+
+
+def available_recipes() -> list[str]:
+    """Names of the bundled recipes."""
+    names = {p.stem for d in recipe_dirs() for p in d.glob("*.yaml")}
+    return sorted(names)
+
+
+def find_recipe(name: str | Path) -> Path:
+    """Path of a recipe given by name (``rainbow``) or path (``my/recipe.yaml``)."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}")
+        return path
+    for folder in recipe_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    close = difflib.get_close_matches(str(name), available_recipes(), n=3)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise RecipeError(f"unknown recipe {str(name)!r}{hint} (available: {', '.join(available_recipes())})")
+
+
+class _Lines:
+    """Line numbers of the nodes of a YAML document, by key path."""
+
+    def __init__(self, text: str) -> None:
+        self.root = yaml.compose(text, Loader=yaml.SafeLoader)
+
+    def line(self, *path: Any) -> int | None:
+        node = self.root
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                match = [v for k, v in node.value if k.value == part]
+                if not match:
+                    break
+                node = match[0]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+            else:
+                break
+        return None if node is None else node.start_mark.line + 1
+
+
+@dataclass
+class Recipe:
+    """A parsed, validated recipe file."""
+
+    name: str
+    path: Path
+    algo: str
+    description: str
+    surgeries: list[SurgerySpec]
+    defaults: dict[str, Any]
+    hyperparams: dict[str, dict[str, Any]]
+
+    @property
+    def algorithm(self) -> type[BaseAlgorithm]:
+        """The surgical agent class of ``algo``."""
+        from rlsurgery.agents import ALGORITHMS
+
+        return ALGORITHMS[self.algo]
+
+    def resolve(self, env_id: str, **overrides: Any) -> ResolvedRecipe:
+        """Settings for ``env_id``: defaults, the env's entry, then ``overrides``.
+
+        ``overrides`` may hold hyperparameters, run keys, ``surgeries`` (specs added, or
+        merged into a recipe surgery of the same key), ``remove`` (keys to drop), and
+        ``seed``, ``device``, ``verbose``, ``tensorboard_log``.
+        """
+        settings = {**self.defaults, **self.hyperparams.get(env_id, {})}
+        env_surgeries = settings.pop("surgeries", None) or {}
+        specs = _merge_specs(self.surgeries, [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()])
+        overrides = dict(overrides)
+        extra = parse_specs(overrides.pop("surgeries", None))
+        remove = set(overrides.pop("remove", None) or [])
+        specs = [s for s in _merge_specs(specs, extra) if s.key not in remove]
+        unknown_removed = remove - {s.key for s in _merge_specs(self.surgeries, extra)}
+        if unknown_removed:
+            raise RecipeError(f"{self.name}: cannot remove {sorted(unknown_removed)}: not in the recipe")
+        settings.update(overrides)
+        run = {k: settings.pop(k) for k in ("n_timesteps", "n_envs", "policy", "env_kwargs") if k in settings}
+        _check_hyperparams(self.algorithm, settings, where=f"{self.name} ({env_id})")
+        for spec in specs:
+            catalog.create(spec)  # validates keys and parameters now
+        return ResolvedRecipe(
+            recipe=self.name,
+            env_id=env_id,
+            algo=self.algo,
+            policy=run.get("policy", "MlpPolicy"),
+            n_timesteps=int(run.get("n_timesteps", 100_000)),
+            n_envs=int(run.get("n_envs", 1)),
+            env_kwargs=dict(run.get("env_kwargs") or {}),
+            surgeries=specs,
+            kwargs=settings,
+        )
+
+
+def _merge_specs(base: Sequence[SurgerySpec], extra: Sequence[SurgerySpec]) -> list[SurgerySpec]:
+    """``base`` with ``extra`` merged in: same key -> parameters updated, new key -> appended."""
+    out = list(base)
+    for spec in extra:
+        for i, old in enumerate(out):
+            if old.key == spec.key:
+                out[i] = SurgerySpec(old.key, {**old.params, **spec.params})
+                break
+        else:
+            out.append(spec)
+    return out
+
+
+def _unknown_hyperparam(algo: type[BaseAlgorithm], settings: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The first setting that is not a constructor argument of ``algo``, with a message."""
+    skip = ("self", "policy", "env", "surgeries", "_init_setup_model")
+    valid = [p for p in inspect.signature(algo.__init__).parameters if p not in skip]
+    for name in settings:
+        if name not in valid:
+            close = difflib.get_close_matches(name, [*valid, *RUN_KEYS], n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            return name, f"unknown hyperparameter {name!r} for {algo.__name__}{hint}"
+    return None
+
+
+def _check_hyperparams(algo: type[BaseAlgorithm], settings: Mapping[str, Any], where: str) -> None:
+    unknown = _unknown_hyperparam(algo, settings)
+    if unknown is not None:
+        raise RecipeError(f"{where}: {unknown[1]}")
+
+
+def _resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Turn class names in YAML (``activation_fn: Tanh``) into classes."""
+    out = dict(policy_kwargs or {})
+    if isinstance(out.get("activation_fn"), str):
+        out["activation_fn"] = getattr(th.nn, out["activation_fn"])
+    if isinstance(out.get("optimizer_class"), str):
+        out["optimizer_class"] = getattr(th.optim, out["optimizer_class"])
+    return out
+
+
+@dataclass
+class ResolvedRecipe:
+    """Everything needed to build an agent for one environment."""
+
+    recipe: str
+    env_id: str
+    algo: str
+    policy: str
+    n_timesteps: int
+    n_envs: int
+    env_kwargs: dict[str, Any]
+    surgeries: list[SurgerySpec]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def make_env(self, seed: int | None = None, monitor_dir: str | None = None) -> VecEnv:
+        """The training VecEnv (``n_envs`` copies, each Monitor-wrapped)."""
+        return make_vec_env(
+            self.env_id, n_envs=self.n_envs, seed=seed, monitor_dir=monitor_dir, env_kwargs=self.env_kwargs or None
+        )
+
+    def build(self, env: Any = None) -> BaseAlgorithm:
+        """Build the agent (``env``: a ready environment, else one made from ``env_id``)."""
+        from rlsurgery.agents import ALGORITHMS
+
+        kwargs = dict(self.kwargs)
+        kwargs["policy_kwargs"] = _resolve_policy_kwargs(kwargs.get("policy_kwargs"))
+        if env is None:
+            env = self.make_env(seed=kwargs.get("seed"))
+        model = ALGORITHMS[self.algo](
+            self.policy, env, surgeries=[s.as_dict() for s in self.surgeries], **kwargs
+        )
+        model.rls_env_id = self.env_id  # type: ignore[attr-defined]
+        model.rls_recipe = self.recipe  # type: ignore[attr-defined]
+        return model
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly settings (written next to a trained model)."""
+        return {
+            "recipe": self.recipe,
+            "env_id": self.env_id,
+            "algo": self.algo,
+            "policy": self.policy,
+            "n_timesteps": self.n_timesteps,
+            "n_envs": self.n_envs,
+            "env_kwargs": self.env_kwargs,
+            "surgeries": [s.as_dict() for s in self.surgeries],
+            "hyperparams": self.kwargs,
+        }
+
+
+def load_recipe(name: str | Path) -> Recipe:
+    """Read and validate a recipe; errors name the file and line."""
+    path = find_recipe(name)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        lines = _Lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{where}: malformed YAML: {problem}") from None
+
+    def fail(message: str, *key_path: Any) -> RecipeError:
+        line = lines.line(*key_path)
+        return RecipeError(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+
+    if not isinstance(data, dict):
+        raise fail("a recipe must be a mapping with 'algo', 'surgeries', 'defaults' and 'hyperparams'")
+    for key in data:
+        if key not in TOP_KEYS:
+            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise fail(f"unknown recipe entry {key!r}{hint}", key)
+    from rlsurgery.agents import ALGORITHMS
+
+    algo = data.get("algo")
+    if algo not in ALGORITHMS:
+        raise fail(f"'algo' must be one of {', '.join(ALGORITHMS)} (got {algo!r})", "algo")
+    raw_surgeries = data.get("surgeries") or []
+    if not isinstance(raw_surgeries, list):
+        raise fail("'surgeries' must be a list", "surgeries")
+    specs = []
+    for i, raw in enumerate(raw_surgeries):
+        try:
+            spec = parse_spec(raw)
+            catalog.create(spec)
+        except SurgeryError as exc:
+            raise fail(str(exc), "surgeries", i) from None
+        specs.append(spec)
+    defaults = data.get("defaults") or {}
+    hyperparams = data.get("hyperparams") or {}
+    if not isinstance(defaults, dict):
+        raise fail("'defaults' must be a mapping", "defaults")
+    if not isinstance(hyperparams, dict) or not all(isinstance(v, dict) for v in hyperparams.values()):
+        raise fail("'hyperparams' must map environment ids to mappings", "hyperparams")
+    algorithm = ALGORITHMS[algo]
+    for where, block, key_path in [("defaults", defaults, ("defaults",))] + [
+        (env_id, block, ("hyperparams", env_id)) for env_id, block in hyperparams.items()
+    ]:
+        unknown = _unknown_hyperparam(algorithm, {k: v for k, v in block.items() if k not in RUN_KEYS})
+        if unknown is not None:
+            raise fail(f"{where}: {unknown[1]}", *key_path, unknown[0])
+        env_surgeries = block.get("surgeries") or {}
+        if not isinstance(env_surgeries, dict):
+            raise fail("a per-env 'surgeries' entry must map surgery keys to parameters", *key_path, "surgeries")
+        for key, params in env_surgeries.items():
+            try:
+                base = next((s for s in specs if s.key == key), SurgerySpec(key))
+                catalog.create(SurgerySpec(key, {**base.params, **(params or {})}))
+            except SurgeryError as exc:
+                raise fail(str(exc), *key_path, "surgeries", key) from None
+    return Recipe(
+        name=path.stem,
+        path=path,
+        algo=algo,
+        description=str(data.get("description", "")),
+        surgeries=specs,
+        defaults=dict(defaults),
+        hyperparams={str(k): dict(v) for k, v in hyperparams.items()},
+    )
+
+
+def make(recipe: str | Path, env_id: str, *, env: Any = None, **overrides: Any) -> BaseAlgorithm:
+    """Build an agent from a recipe for ``env_id``.
+
+    :param recipe: a bundled recipe name (``"dqn"``, ``"rainbow"``) or a YAML path
+    :param env_id: a Gymnasium id; recipes without an entry for it use their defaults
+    :param env: a ready environment to use instead of making one from ``env_id``
+    :param overrides: hyperparameters, ``seed``, ``device``, ``surgeries`` to add or
+        change, ``remove`` (surgery keys to drop), ``n_envs``
+    :return: the surgical agent, not yet trained
+
+    >>> import rlsurgery as rls
+    >>> model = rls.make("rainbow", "CartPole-v1", seed=0, learning_starts=100)
+    >>> sorted(record["key"] for record in model.surgery_log)[:2]
+    ['distributional_rl', 'double_q_learning']
+    """
+    return load_recipe(recipe).resolve(env_id, **overrides).build(env=env)

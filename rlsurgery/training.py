@@ -1,0 +1,137 @@
+"""Train and evaluate runs: what ``rlsurgery train`` and ``rlsurgery evaluate`` do.
+
+A run folder holds ``model.zip``, the Monitor CSV(s), TensorBoard logs (``tb/``), the
+resolved settings (``config.json``) and the final greedy evaluation (``evaluation.json``).
+An existing, non-empty run folder is never written into without ``force=True``, and
+every setting is validated before the folder is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from rlsurgery.core.errors import SurgeryError
+from rlsurgery.recipes import load_recipe
+
+
+class RunFolderError(SurgeryError):
+    """The run folder exists and holds files (pass ``force`` to write into it)."""
+
+
+def default_run_dir(recipe: str, env_id: str, seed: int) -> Path:
+    """``runs/<recipe>-<env>-seed<seed>``."""
+    return Path("runs") / f"{Path(recipe).stem}-{env_id.replace('/', '_')}-seed{seed}"
+
+
+def evaluate_model(
+    model: BaseAlgorithm,
+    env_id: str,
+    episodes: int = 20,
+    seed: int = 0,
+    deterministic: bool = True,
+) -> dict[str, Any]:
+    """Greedy returns of ``model`` over ``episodes`` episodes of a fresh ``env_id`` env.
+
+    The evaluation env is seeded with ``seed`` and independent of the training env.
+    """
+    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    try:
+        returns, lengths = evaluate_policy(
+            model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
+        )
+    finally:
+        env.close()
+    returns_arr = np.asarray(returns, dtype=float)
+    return {
+        "env_id": env_id,
+        "episodes": int(episodes),
+        "deterministic": deterministic,
+        "eval_seed": int(seed),
+        "mean_return": float(returns_arr.mean()),
+        "std_return": float(returns_arr.std()),
+        "min_return": float(returns_arr.min()),
+        "max_return": float(returns_arr.max()),
+        "returns": [float(r) for r in returns_arr],
+        "lengths": [int(n) for n in lengths],
+    }
+
+
+def train_run(
+    recipe: str,
+    env_id: str,
+    *,
+    surgeries: list[Any] | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    device: str = "auto",
+    force: bool = False,
+    eval_episodes: int = 20,
+    progress_bar: bool = True,
+    verbose: int = 0,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train ``recipe`` on ``env_id``, save everything into the run folder, evaluate.
+
+    :param recipe: recipe name or YAML path
+    :param env_id: Gymnasium id
+    :param surgeries: extra surgery specs (same key as a recipe surgery: its parameters change)
+    :param steps: training budget (default: the recipe's ``n_timesteps``)
+    :param seed: seed of the agent and training env (evaluation uses ``seed + 10_000``)
+    :param out: run folder (default ``runs/<recipe>-<env>-seed<seed>``)
+    :param device: torch device
+    :param force: allow writing into an existing, non-empty run folder
+    :param eval_episodes: greedy evaluation episodes after training
+    :param progress_bar: show a progress bar while training
+    :param verbose: SB3 verbosity
+    :param overrides: other hyperparameter overrides
+    :return: the evaluation record (also written to ``evaluation.json``)
+    """
+    resolved = load_recipe(recipe).resolve(
+        env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **(overrides or {})
+    )
+    budget = int(steps) if steps is not None else resolved.n_timesteps
+    if budget < 1:
+        raise SurgeryError(f"--steps must be >= 1 (got {budget})")
+    run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
+    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+        raise RunFolderError(f"run folder {run_dir} already holds files; pass --force to write into it, or choose --out")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        resolved.kwargs["tensorboard_log"] = str(run_dir / "tb")
+        env = resolved.make_env(seed=seed, monitor_dir=str(run_dir))
+        model = resolved.build(env=env)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    config = {**resolved.as_dict(), "steps": budget, "seed": seed, "device": str(model.device)}
+    (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+    start = time.perf_counter()
+    model.learn(budget, progress_bar=progress_bar, tb_log_name=type(model).__name__)
+    wall = time.perf_counter() - start
+    model.save(run_dir / "model.zip")
+    evaluation = evaluate_model(model, env_id, episodes=eval_episodes, seed=seed + 10_000)
+    evaluation.update(
+        {
+            "recipe": resolved.recipe,
+            "seed": seed,
+            "n_timesteps": int(model.num_timesteps),
+            "train_wall_time_s": round(wall, 2),
+            "surgeries": [r["key"] for r in getattr(model, "surgery_log", [])],
+            "run_dir": str(run_dir),
+        }
+    )
+    (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    env.close()
+    return evaluation

@@ -1,0 +1,139 @@
+"""SurgicalDQN: equivalence with SB3's DQN, policies, vectorized envs, devices, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import DQN
+from stable_baselines3.common.env_util import make_vec_env
+
+from rlsurgery import SurgicalDQN
+from rlsurgery.agents import ALGORITHMS
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError, PlannedSurgeryError, UnknownSurgeryError
+from tests.helpers import TinyImageEnv
+
+ZOO_CARTPOLE = dict(
+    learning_rate=2.3e-3,
+    batch_size=64,
+    buffer_size=100_000,
+    learning_starts=1000,
+    gamma=0.99,
+    target_update_interval=10,
+    train_freq=256,
+    gradient_steps=128,
+    exploration_fraction=0.16,
+    exploration_final_eps=0.04,
+    policy_kwargs=dict(net_arch=[64, 64]),
+)
+
+
+def assert_same_parameters(a, b):
+    sa, sb = a.policy.state_dict(), b.policy.state_dict()
+    assert list(sa) == list(sb)
+    for key in sa:
+        assert th.equal(sa[key], sb[key]), key
+
+
+#: SB3 parent of each surgical agent; the equivalence test below covers each of them
+SB3_PARENTS = {"dqn": DQN}
+
+
+def test_every_surgical_agent_has_an_equivalence_test():
+    assert set(ALGORITHMS) == set(SB3_PARENTS), "add the new agent's SB3 parent and an equivalence case"
+    for name, cls in ALGORITHMS.items():
+        assert issubclass(cls, SB3_PARENTS[name])
+
+
+@pytest.mark.parametrize(
+    ("env_factory", "policy", "kwargs", "steps"),
+    [
+        (lambda: "CartPole-v1", "MlpPolicy", ZOO_CARTPOLE, 3000),
+        (lambda: make_vec_env("CartPole-v1", n_envs=2, seed=5), "MlpPolicy", dict(ZOO_CARTPOLE, train_freq=16, gradient_steps=4), 2000),
+        (
+            lambda: TinyImageEnv(),
+            "CnnPolicy",
+            dict(learning_starts=50, buffer_size=500, batch_size=8, target_update_interval=40, policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32))),
+            200,
+        ),
+    ],
+    ids=["mlp", "vec-env-2", "cnn"],
+)
+def test_no_surgeries_reproduces_sb3_dqn_exactly(env_factory, policy, kwargs, steps):
+    sb3 = DQN(policy, env_factory(), seed=3, **kwargs).learn(steps)
+    ours = SurgicalDQN(policy, env_factory(), seed=3, **kwargs).learn(steps)
+    assert ours._n_updates == sb3._n_updates > 0
+    assert_same_parameters(sb3, ours)
+    obs = np.stack([ours.observation_space.sample() for _ in range(8)])
+    np.testing.assert_array_equal(sb3.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0])
+
+
+def test_rainbow_surgeries_on_cnn_policy_and_vec_env():
+    env = make_vec_env(TinyImageEnv, n_envs=2, seed=0)
+    model = SurgicalDQN(
+        "CnnPolicy",
+        env,
+        seed=0,
+        learning_starts=40,
+        buffer_size=400,
+        batch_size=8,
+        policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32)),
+        surgeries=["double_q_learning", "dueling_architecture", "distributional_rl:n_atoms=11", "prioritized_replay", "n_step_returns", "noisy_nets"],
+    )
+    model.learn(160)
+    assert model._n_updates > 0
+    q = model.q_net(th.as_tensor(np.stack([model.observation_space.sample()] * 3), device=model.device))
+    assert q.shape == (3, 2)
+
+
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
+def test_rainbow_runs_on_cuda():
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        device="cuda",
+        learning_starts=64,
+        surgeries=["double_q_learning", "dueling_architecture", "distributional_rl", "prioritized_replay", "n_step_returns", "noisy_nets"],
+    )
+    model.learn(300)
+    assert all(p.device.type == "cuda" for p in model.policy.parameters())
+    assert model.q_net_target.readout.support.device.type == "cuda"
+
+
+@pytest.mark.parametrize(
+    ("surgeries", "error", "match"),
+    [
+        (["dueling_architectur"], UnknownSurgeryError, "did you mean 'dueling_architecture'"),
+        (["hindsight_experience_replay"], PlannedSurgeryError, "planned, not implemented yet"),
+        (["prioritized_replay:alpha=1.5"], ParameterError, "prioritized_replay: parameter 'alpha' must be <= 1.0"),
+        (["distributional_rl:n_atoms=1"], ParameterError, "distributional_rl: parameter 'n_atoms' must be >= 2"),
+        (["distributional_rl:v_min=5,v_max=5"], ParameterError, "'v_min' must be < 'v_max'"),
+        (["double_q_learning", "double_q_learning"], IncompatibleSurgeryError, "given twice"),
+    ],
+)
+def test_bad_surgeries_fail_before_anything_is_built(surgeries, error, match):
+    with pytest.raises(error, match=match):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=surgeries)
+
+
+@pytest.mark.parametrize("key", ["dueling_architecture", "distributional_rl"])
+def test_discrete_action_surgeries_refuse_continuous_actions(key):
+    from rlsurgery.catalog import create
+
+    class FakeAgent:
+        algorithm_family = "dqn"
+        action_space = spaces.Box(-1, 1, (2,))
+
+    with pytest.raises(IncompatibleSurgeryError, match=f"{key}: needs a discrete action space, got Box"):
+        create(key).validate(FakeAgent())
+
+
+def test_surgery_refuses_other_algorithm_families():
+    from rlsurgery.catalog import create
+
+    class FakePPO:
+        algorithm_family = "ppo"
+
+    with pytest.raises(IncompatibleSurgeryError, match="double_q_learning: not available for FakePPO"):
+        create("double_q_learning").validate(FakePPO())
