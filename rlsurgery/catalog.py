@@ -103,7 +103,12 @@ def _read_seed() -> dict[str, CatalogEntry]:
             )
         else:
             entries[key] = CatalogEntry(
-                key, row["seed_name"], (section,), (row["section_title"],), row["translation"], row["description"]
+                key,
+                row["seed_name"],
+                (section,),
+                (row["section_title"],),
+                row["translation"],
+                row["description"],
             )
     return entries
 
@@ -210,7 +215,8 @@ def create(spec: Any) -> Surgery:
     if entry.surgery is None:
         raise PlannedSurgeryError(
             f"{parsed.key}: '{entry.name}' (section {', '.join(map(str, entry.sections))}) is in the catalog "
-            "but planned, not implemented yet; `rlsurgery catalog --status implemented` lists what can be applied"
+            "but planned, not implemented yet; `rlsurgery catalog --status implemented` lists "
+            "what can be applied"
         )
     return entry.surgery(**parsed.params)
 

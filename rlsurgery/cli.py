@@ -40,7 +40,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     print(f"{'key':<{width}}  {'sect':>5}  {'status':<11}  {'attaches to':<24}  name")
     for e in entries:
         sections = ",".join(map(str, e.sections))
-        print(f"{e.key:<{width}}  {sections:>5}  {e.status:<11}  {','.join(e.attaches_to) or '-':<24}  {e.name}")
+        print(
+            f"{e.key:<{width}}  {sections:>5}  {e.status:<11}  {','.join(e.attaches_to) or '-':<24}  {e.name}"
+        )
     implemented = sum(e.status == "implemented" for e in entries)
     print(f"\n{len(entries)} keys, {implemented} implemented")
     return 0
@@ -119,7 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         print(
             f"{args.model} on {env_id}: return {result['mean_return']:.1f} ± {result['std_return']:.1f} "
-            f"over {result['episodes']} episodes (min {result['min_return']:.1f}, max {result['max_return']:.1f})"
+            f"over {result['episodes']} episodes "
+            f"(min {result['min_return']:.1f}, max {result['max_return']:.1f})"
         )
     return 0
 
@@ -129,14 +132,25 @@ def inspect_model(path: str) -> dict[str, Any]:
     from rlsurgery.io import algorithm_of, read_model_data, surgery_log_of
 
     data = read_model_data(path)
-    keys = ("rls_env_id", "rls_recipe", "num_timesteps", "_n_updates", "seed", "gamma", "learning_rate", "batch_size")
+    keys = (
+        "rls_env_id",
+        "rls_recipe",
+        "num_timesteps",
+        "_n_updates",
+        "seed",
+        "gamma",
+        "learning_rate",
+        "batch_size",
+    )
     info = {k.removeprefix("rls_").lstrip("_"): data.get(k) for k in keys}
     return {
         "model": str(path),
         "algorithm": algorithm_of(data).__name__,
         "policy_module": (data.get("policy_class") or {}).get("__module__", ""),
         **info,
-        "policy_kwargs": {k: v for k, v in (data.get("policy_kwargs") or {}).items() if not isinstance(v, dict)},
+        "policy_kwargs": {
+            k: v for k, v in (data.get("policy_kwargs") or {}).items() if not isinstance(v, dict)
+        },
         "surgery_log": surgery_log_of(data),
     }
 
@@ -153,7 +167,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"surgeries      {len(log)}")
     for i, record in enumerate(log, 1):
         params = ", ".join(f"{k}={v}" for k, v in record.get("params", {}).items())
-        print(f"  {i}. {record['key']} (step {record.get('step', 0)}, {record.get('applied', 'build')}) {params}")
+        how = f"step {record.get('step', 0)}, {record.get('applied', 'build')}"
+        print(f"  {i}. {record['key']} ({how}) {params}")
     return 0
 
 
@@ -181,7 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe name (dqn, rainbow, ...) or YAML path")
     p.add_argument("env_id", help="Gymnasium id, e.g. CartPole-v1")
     p.add_argument(
-        "--surgery", action="append", metavar="KEY[:p=v,...]", help="add a surgery or change a recipe surgery's parameters (repeatable)"
+        "--surgery",
+        action="append",
+        metavar="KEY[:p=v,...]",
+        help="add a surgery or change a recipe surgery's parameters (repeatable)",
     )
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's n_timesteps)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -46,7 +46,9 @@ def surgeries_markdown() -> str:
             lines.append("| parameter | type | default | meaning |")
             lines.append("| --- | --- | --- | --- |")
             for p in data["params"]:
-                lines.append(f"| `{p['name']}` | {_cell(p['type'])} | `{p['default']!r}` | {_cell(p['doc'])} |")
+                lines.append(
+                    f"| `{p['name']}` | {_cell(p['type'])} | `{p['default']!r}` | {_cell(p['doc'])} |"
+                )
         else:
             lines.append("No parameters.")
         lines.append("")

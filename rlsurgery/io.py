@@ -56,7 +56,9 @@ def algorithm_of(data: dict[str, Any]) -> type[BaseAlgorithm]:
     if module in _SB3_BY_POLICY_MODULE:
         package, cls_name = _SB3_BY_POLICY_MODULE[module]
         return getattr(importlib.import_module(package), cls_name)
-    raise ValueError(f"cannot tell which algorithm wrote this model (policy module {module!r}); use its class's load()")
+    raise ValueError(
+        f"cannot tell which algorithm wrote this model (policy module {module!r}); use its class's load()"
+    )
 
 
 def load(path: str | Path, env: Any = None, device: str = "auto", **kwargs: Any) -> BaseAlgorithm:

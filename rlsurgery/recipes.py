@@ -116,7 +116,9 @@ class Recipe:
         """
         settings = {**self.defaults, **self.hyperparams.get(env_id, {})}
         env_surgeries = settings.pop("surgeries", None) or {}
-        specs = _merge_specs(self.surgeries, [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()])
+        specs = _merge_specs(
+            self.surgeries, [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()]
+        )
         overrides = dict(overrides)
         extra = parse_specs(overrides.pop("surgeries", None))
         remove = set(overrides.pop("remove", None) or [])
@@ -200,7 +202,11 @@ class ResolvedRecipe:
     def make_env(self, seed: int | None = None, monitor_dir: str | None = None) -> VecEnv:
         """The training VecEnv (``n_envs`` copies, each Monitor-wrapped)."""
         return make_vec_env(
-            self.env_id, n_envs=self.n_envs, seed=seed, monitor_dir=monitor_dir, env_kwargs=self.env_kwargs or None
+            self.env_id,
+            n_envs=self.n_envs,
+            seed=seed,
+            monitor_dir=monitor_dir,
+            env_kwargs=self.env_kwargs or None,
         )
 
     def build(self, env: Any = None) -> BaseAlgorithm:
@@ -288,7 +294,9 @@ def load_recipe(name: str | Path) -> Recipe:
             raise fail(f"{where}: {unknown[1]}", *key_path, unknown[0])
         env_surgeries = block.get("surgeries") or {}
         if not isinstance(env_surgeries, dict):
-            raise fail("a per-env 'surgeries' entry must map surgery keys to parameters", *key_path, "surgeries")
+            raise fail(
+                "a per-env 'surgeries' entry must map surgery keys to parameters", *key_path, "surgeries"
+            )
         for key, params in env_surgeries.items():
             try:
                 base = next((s for s in specs if s.key == key), SurgerySpec(key))

@@ -104,7 +104,9 @@ def train_run(
         raise SurgeryError(f"--steps must be >= 1 (got {budget})")
     run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
     if run_dir.exists() and any(run_dir.iterdir()) and not force:
-        raise RunFolderError(f"run folder {run_dir} already holds files; pass --force to write into it, or choose --out")
+        raise RunFolderError(
+            f"run folder {run_dir} already holds files; pass --force to write into it, or choose --out"
+        )
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 
@@ -20,7 +22,7 @@ TINY = dict(
 class TinyImageEnv(gym.Env):
     """36x36 greyscale frames (NatureCNN's smallest input); reward 1 for action 1."""
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self) -> None:
         self.observation_space = gym.spaces.Box(0, 255, (36, 36, 1), dtype=np.uint8)
@@ -36,5 +38,3 @@ class TinyImageEnv(gym.Env):
         self._t += 1
         obs = self.np_random.integers(0, 256, (36, 36, 1), dtype=np.uint8)
         return obs, float(action == 1), False, self._t >= 20, {}
-
-

@@ -139,34 +139,35 @@ class SurgicalDQN(SurgicalMixin, DQN):
         _init_setup_model: bool = True,
     ) -> None:
         self._init_surgeries(surgeries, env)
-        super().__init__(
-            policy,
-            env,
-            learning_rate=learning_rate,
-            buffer_size=buffer_size,
-            learning_starts=learning_starts,
-            batch_size=batch_size,
-            tau=tau,
-            gamma=gamma,
-            train_freq=train_freq,
-            gradient_steps=gradient_steps,
-            replay_buffer_class=replay_buffer_class,
-            replay_buffer_kwargs=replay_buffer_kwargs,
-            optimize_memory_usage=optimize_memory_usage,
-            n_steps=n_steps,
-            target_update_interval=target_update_interval,
-            exploration_fraction=exploration_fraction,
-            exploration_initial_eps=exploration_initial_eps,
-            exploration_final_eps=exploration_final_eps,
-            max_grad_norm=max_grad_norm,
-            stats_window_size=stats_window_size,
-            tensorboard_log=tensorboard_log,
-            policy_kwargs=policy_kwargs,
-            verbose=verbose,
-            seed=seed,
-            device=device,
-            _init_setup_model=False,
-        )
+        with self._sb3_input_errors():
+            super().__init__(
+                policy,
+                env,
+                learning_rate=learning_rate,
+                buffer_size=buffer_size,
+                learning_starts=learning_starts,
+                batch_size=batch_size,
+                tau=tau,
+                gamma=gamma,
+                train_freq=train_freq,
+                gradient_steps=gradient_steps,
+                replay_buffer_class=replay_buffer_class,
+                replay_buffer_kwargs=replay_buffer_kwargs,
+                optimize_memory_usage=optimize_memory_usage,
+                n_steps=n_steps,
+                target_update_interval=target_update_interval,
+                exploration_fraction=exploration_fraction,
+                exploration_initial_eps=exploration_initial_eps,
+                exploration_final_eps=exploration_final_eps,
+                max_grad_norm=max_grad_norm,
+                stats_window_size=stats_window_size,
+                tensorboard_log=tensorboard_log,
+                policy_kwargs=policy_kwargs,
+                verbose=verbose,
+                seed=seed,
+                device=device,
+                _init_setup_model=False,
+            )
         if _init_setup_model:
             self._setup_model()
 
@@ -181,7 +182,8 @@ class SurgicalDQN(SurgicalMixin, DQN):
         if handles_n_steps:
             self.replay_buffer_kwargs.update({"n_steps": self.n_steps, "gamma": self.gamma})
         with warnings.catch_warnings():
-            if handles_n_steps:
+            # the buffer already receives n_steps (ours above, or SB3's NStepReplayBuffer on load)
+            if handles_n_steps or "n_steps" in self.replay_buffer_kwargs:
                 warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
             super()._setup_model()
         for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
@@ -232,15 +234,10 @@ class SurgicalDQN(SurgicalMixin, DQN):
         """Run ``gradient_steps`` updates through the stage pipeline."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        run = self._pipeline.run
         losses = []
         for _ in range(gradient_steps):
             batch = self.sample_batch(batch_size)
-            run("estimate", self._default_estimate, self, batch)
-            run("next_action", self._default_next_action, self, batch)
-            run("target", self._default_target, self, batch)
-            run("loss", self._default_loss, self, batch)
-            loss = self.reduce_loss(batch)
+            loss = self.compute_loss(batch)
             losses.append(loss.item())
             self.policy.optimizer.zero_grad()
             loss.backward()
@@ -250,6 +247,19 @@ class SurgicalDQN(SurgicalMixin, DQN):
             self._pipeline.run_all("after_update", self, batch)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", np.mean(losses))
+
+    def compute_loss(self, batch: Batch) -> th.Tensor:
+        """Run the estimate, next-action, target and loss stages on ``batch``; return the reduced loss.
+
+        The stages fill ``batch`` in place (``current``, ``next_actions``, ``target``,
+        ``elementwise_loss``, ``td_error``), so tests and diagnostics can read every step.
+        """
+        run = self._pipeline.run
+        run("estimate", self._default_estimate, self, batch)
+        run("next_action", self._default_next_action, self, batch)
+        run("target", self._default_target, self, batch)
+        run("loss", self._default_loss, self, batch)
+        return self.reduce_loss(batch)
 
     def sample_batch(self, batch_size: int) -> Batch:
         """Sample stage: a :class:`Batch` from the replay buffer.

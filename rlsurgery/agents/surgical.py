@@ -9,7 +9,8 @@ are replayed and the parameter names match exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 from rlsurgery import catalog
@@ -22,7 +23,12 @@ from rlsurgery.core.surgery import Surgery
 
 def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
     """One provenance record: key, full parameters (defaults filled in), step, how applied."""
-    return {"key": surgery.key, "params": params_to_dict(surgery.params), "step": int(step), "applied": applied}
+    return {
+        "key": surgery.key,
+        "params": params_to_dict(surgery.params),
+        "step": int(step),
+        "applied": applied,
+    }
 
 
 def env_id_of(env: Any) -> str | None:
@@ -68,7 +74,9 @@ class SurgicalMixin:
         seen: set[str] = set()
         for s in surgeries:
             if s.key in seen:
-                raise IncompatibleSurgeryError(f"{s.key}: given twice; give each surgery once with all its parameters")
+                raise IncompatibleSurgeryError(
+                    f"{s.key}: given twice; give each surgery once with all its parameters"
+                )
             seen.add(s.key)
 
     def _prepare_surgeries(self) -> None:
@@ -79,6 +87,14 @@ class SurgicalMixin:
         for s in self._surgeries:
             s.validate(self)  # type: ignore[arg-type]
         self._pipeline = StagePipeline(type(self).__name__, self.STAGES, self._surgeries)
+
+    @contextlib.contextmanager
+    def _sb3_input_errors(self) -> Iterator[None]:
+        """Turn SB3's input assertions (e.g. an unsupported action space) into clear errors."""
+        try:
+            yield
+        except AssertionError as exc:
+            raise IncompatibleSurgeryError(f"{type(self).__name__} cannot be built: {exc}") from None
 
     @property
     def surgeries(self) -> list[Surgery]:

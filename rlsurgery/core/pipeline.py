@@ -42,10 +42,10 @@ class StagePipeline:
     ...     key, stages = "a", ("target",)
     >>> class B(Surgery):
     ...     key, stages = "b", ("target",)
-    >>> StagePipeline("Agent", stages, [A(), B()])
+    >>> StagePipeline("Agent", stages, [A(), B()])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rlsurgery.core.errors.IncompatibleSurgeryError: 'a' and 'b' both fill the 'target' stage of Agent, which takes one surgery (TD target)
+    rlsurgery.core.errors.IncompatibleSurgeryError: 'a' and 'b' both fill the 'target' stage of Agent, ...
     """
 
     def __init__(self, agent_name: str, stages: Iterable[Stage], surgeries: Sequence[Surgery]) -> None:

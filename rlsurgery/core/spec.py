@@ -107,7 +107,9 @@ def parse_spec(spec: Any) -> SurgerySpec:
         for item in _split_top_level(rest):
             name, eq, value = item.partition("=")
             if not eq or not name.strip():
-                raise RecipeError(f"{key.strip()}: malformed parameter {item!r} in spec {spec!r}; expected name=value")
+                raise RecipeError(
+                    f"{key.strip()}: malformed parameter {item!r} in spec {spec!r}; expected name=value"
+                )
             params[name.strip()] = parse_value(value.strip())
         return SurgerySpec(key.strip(), params)
     if isinstance(spec, Mapping):

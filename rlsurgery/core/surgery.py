@@ -83,8 +83,7 @@ class Surgery:
         family = getattr(agent, "algorithm_family", None)
         if family not in self.families:
             raise IncompatibleSurgeryError(
-                f"{self.key}: not available for {type(agent).__name__} "
-                f"(supports: {', '.join(self.families)})"
+                f"{self.key}: not available for {type(agent).__name__} (supports: {', '.join(self.families)})"
             )
 
     def configure(self, agent: BaseAlgorithm) -> None:

@@ -123,10 +123,14 @@ def to_noisy(layer: nn.Linear, sigma0: float) -> NoisyLinear:
 @dataclass
 class NoisyNetsParams:
     sigma0: float = param(0.5, "σ₀: initial noise scale, σ = σ₀/√fan_in", gt=0.0)
-    scope: Literal["head", "all"] = param("head", "noisy layers in the Q head only, or also in the features extractor")
+    scope: Literal["head", "all"] = param(
+        "head", "noisy layers in the Q head only, or also in the features extractor"
+    )
 
 
-@register(proof="tests/exploration/test_noisy_nets.py::test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad")
+@register(
+    proof="tests/exploration/test_noisy_nets.py::test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad"
+)
 class NoisyNets(Surgery):
     """Replace linear layers by factorised-Gaussian noisy layers; act greedily on the noise."""
 
@@ -148,7 +152,9 @@ class NoisyNets(Surgery):
         def noisify(net: nn.Module) -> None:
             roots = [net.q_net] if self.params.scope == "head" else [net]
             for root in roots:
-                replace_modules(root, lambda _n, m: isinstance(m, nn.Linear), lambda _n, m: to_noisy(m, sigma0))
+                replace_modules(
+                    root, lambda _n, m: isinstance(m, nn.Linear), lambda _n, m: to_noisy(m, sigma0)
+                )
 
         transform_networks(agent, noisify)
         for net in (agent.policy.q_net, agent.policy.q_net_target):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 from torch import nn
@@ -70,13 +71,15 @@ def split_mlp(module: nn.Module) -> tuple[list[nn.Sequential], nn.Module]:
     if linear_positions[0] != 0:
         raise TypeError("expected an MLP that starts with a linear layer")
     blocks = []
-    for start, end in zip(linear_positions[:-1], linear_positions[1:]):
+    for start, end in itertools.pairwise(linear_positions):
         blocks.append(nn.Sequential(*layers[start:end]))
     return blocks, layers[-1]
 
 
 def _is_linear(module: nn.Module) -> bool:
-    return isinstance(module, nn.Linear) or (hasattr(module, "in_features") and hasattr(module, "out_features"))
+    return isinstance(module, nn.Linear) or (
+        hasattr(module, "in_features") and hasattr(module, "out_features")
+    )
 
 
 def fresh_copy(module: nn.Module) -> nn.Module:

@@ -41,7 +41,7 @@ class PrioritizedReplayBufferSamples(NamedTuple):
     weights: th.Tensor
     """importance-sampling weights, shape (B,)"""
     indices: np.ndarray
-    """flat indices ``pos * n_envs + env`` of the samples, for :meth:`PrioritizedReplayBuffer.update_priorities`"""
+    """flat indices ``pos * n_envs + env`` of the samples (for ``update_priorities``)"""
 
 
 def importance_weights(probabilities: np.ndarray, n_stored: int, beta: float) -> np.ndarray:

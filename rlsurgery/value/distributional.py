@@ -140,7 +140,9 @@ class DistributionalParams:
 
     def check(self) -> None:
         if self.variant == "c51" and not self.v_min < self.v_max:
-            raise ValueError(f"parameter 'v_min' must be < 'v_max' (got v_min={self.v_min}, v_max={self.v_max})")
+            raise ValueError(
+                f"parameter 'v_min' must be < 'v_max' (got v_min={self.v_min}, v_max={self.v_max})"
+            )
 
     @property
     def atoms(self) -> int:
@@ -177,7 +179,9 @@ class DistributionalRL(Surgery):
             name = str(len(net.q_net) - 1)
             set_submodule(net.q_net, name, nn.Linear(output.in_features, net.n_actions * p.atoms))
             net.atoms = p.atoms
-            net.readout = CategoricalReadout(p.v_min, p.v_max, p.n_atoms) if p.variant == "c51" else QuantileReadout()
+            net.readout = (
+                CategoricalReadout(p.v_min, p.v_max, p.n_atoms) if p.variant == "c51" else QuantileReadout()
+            )
 
         transform_networks(agent, to_distributional)
 
@@ -198,7 +202,11 @@ class DistributionalRL(Surgery):
             if self.params.variant == "c51":
                 readout = agent.q_net_target.readout
                 batch.target = categorical_projection(
-                    readout.probabilities(next_atoms), batch.rewards, batch.dones, batch.discounts, readout.support
+                    readout.probabilities(next_atoms),
+                    batch.rewards,
+                    batch.dones,
+                    batch.discounts,
+                    readout.support,
                 )
             else:
                 batch.target = batch.rewards + (1 - batch.dones) * batch.discounts * next_atoms

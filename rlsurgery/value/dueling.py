@@ -54,7 +54,9 @@ class DuelingHead(nn.Module):
     :param atoms: outputs per action
     """
 
-    def __init__(self, trunk: nn.Module, value: nn.Module, advantage: nn.Module, n_actions: int, atoms: int) -> None:
+    def __init__(
+        self, trunk: nn.Module, value: nn.Module, advantage: nn.Module, n_actions: int, atoms: int
+    ) -> None:
         super().__init__()
         self.trunk = trunk
         self.value = value
@@ -76,7 +78,9 @@ class DuelingHead(nn.Module):
 
 @dataclass
 class DuelingParams:
-    stream_layers: int = param(1, "hidden layers at the end of the MLP each stream gets its own copy of", ge=0)
+    stream_layers: int = param(
+        1, "hidden layers at the end of the MLP each stream gets its own copy of", ge=0
+    )
 
 
 def make_dueling_head(mlp: nn.Module, n_actions: int, atoms: int, stream_layers: int) -> DuelingHead:

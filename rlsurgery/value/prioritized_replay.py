@@ -75,7 +75,9 @@ class PrioritizedReplay(Surgery):
     def on_step(self, agent: SurgicalDQN) -> None:
         """Anneal β with training progress."""
         buffer = agent.replay_buffer
-        buffer.beta = annealed_beta(self.params.beta, 1.0 - agent._current_progress_remaining, self.params.beta_fraction)
+        buffer.beta = annealed_beta(
+            self.params.beta, 1.0 - agent._current_progress_remaining, self.params.beta_fraction
+        )
         agent.logger.record("train/per_beta", buffer.beta)
 
     def after_update(self, agent: SurgicalDQN, batch: Batch) -> None:

@@ -29,10 +29,18 @@ if TYPE_CHECKING:
 
 @dataclass
 class TargetNetworkParams:
-    mode: Literal["hard", "polyak", "none"] = param("hard", "hard copy, Polyak averaging, or no target network")
-    interval: int | None = param(None, "C: steps between updates (default: the agent's target_update_interval for hard, 1 for polyak)", ge=1)
+    mode: Literal["hard", "polyak", "none"] = param(
+        "hard", "hard copy, Polyak averaging, or no target network"
+    )
+    interval: int | None = param(
+        None,
+        "C: steps between updates (default: the agent's target_update_interval for hard, 1 for polyak)",
+        ge=1,
+    )
     tau: float = param(0.005, "τ of the Polyak average (mode polyak)", gt=0.0, le=1.0)
-    unit: Literal["env_steps", "updates"] = param("env_steps", "what C counts: environment steps or gradient updates")
+    unit: Literal["env_steps", "updates"] = param(
+        "env_steps", "what C counts: environment steps or gradient updates"
+    )
 
 
 def sync_target(online_params: list, target_params: list, tau: float) -> None:
@@ -72,7 +80,6 @@ class TargetNetwork(Surgery):
 
     def after_update(self, agent: SurgicalDQN, batch: Batch) -> None:
         """Per gradient update (``unit: updates``, and ``mode: none``)."""
-        if self.params.mode == "none":
-            self._sync(agent)
-        elif self.params.unit == "updates" and agent._n_updates % self.interval(agent) == 0:
+        per_update = self.params.unit == "updates" and agent._n_updates % self.interval(agent) == 0
+        if self.params.mode == "none" or per_update:
             self._sync(agent)

@@ -11,7 +11,12 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlsurgery import SurgicalDQN
 from rlsurgery.agents import ALGORITHMS
-from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError, PlannedSurgeryError, UnknownSurgeryError
+from rlsurgery.core.errors import (
+    IncompatibleSurgeryError,
+    ParameterError,
+    PlannedSurgeryError,
+    UnknownSurgeryError,
+)
 from tests.helpers import TinyImageEnv
 
 ZOO_CARTPOLE = dict(
@@ -50,11 +55,22 @@ def test_every_surgical_agent_has_an_equivalence_test():
     ("env_factory", "policy", "kwargs", "steps"),
     [
         (lambda: "CartPole-v1", "MlpPolicy", ZOO_CARTPOLE, 3000),
-        (lambda: make_vec_env("CartPole-v1", n_envs=2, seed=5), "MlpPolicy", dict(ZOO_CARTPOLE, train_freq=16, gradient_steps=4), 2000),
+        (
+            lambda: make_vec_env("CartPole-v1", n_envs=2, seed=5),
+            "MlpPolicy",
+            dict(ZOO_CARTPOLE, train_freq=16, gradient_steps=4),
+            2000,
+        ),
         (
             lambda: TinyImageEnv(),
             "CnnPolicy",
-            dict(learning_starts=50, buffer_size=500, batch_size=8, target_update_interval=40, policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32))),
+            dict(
+                learning_starts=50,
+                buffer_size=500,
+                batch_size=8,
+                target_update_interval=40,
+                policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32)),
+            ),
             200,
         ),
     ],
@@ -66,7 +82,9 @@ def test_no_surgeries_reproduces_sb3_dqn_exactly(env_factory, policy, kwargs, st
     assert ours._n_updates == sb3._n_updates > 0
     assert_same_parameters(sb3, ours)
     obs = np.stack([ours.observation_space.sample() for _ in range(8)])
-    np.testing.assert_array_equal(sb3.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0])
+    np.testing.assert_array_equal(
+        sb3.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0]
+    )
 
 
 def test_rainbow_surgeries_on_cnn_policy_and_vec_env():
@@ -79,7 +97,14 @@ def test_rainbow_surgeries_on_cnn_policy_and_vec_env():
         buffer_size=400,
         batch_size=8,
         policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32)),
-        surgeries=["double_q_learning", "dueling_architecture", "distributional_rl:n_atoms=11", "prioritized_replay", "n_step_returns", "noisy_nets"],
+        surgeries=[
+            "double_q_learning",
+            "dueling_architecture",
+            "distributional_rl:n_atoms=11",
+            "prioritized_replay",
+            "n_step_returns",
+            "noisy_nets",
+        ],
     )
     model.learn(160)
     assert model._n_updates > 0
@@ -94,7 +119,14 @@ def test_rainbow_runs_on_cuda():
         "CartPole-v1",
         device="cuda",
         learning_starts=64,
-        surgeries=["double_q_learning", "dueling_architecture", "distributional_rl", "prioritized_replay", "n_step_returns", "noisy_nets"],
+        surgeries=[
+            "double_q_learning",
+            "dueling_architecture",
+            "distributional_rl",
+            "prioritized_replay",
+            "n_step_returns",
+            "noisy_nets",
+        ],
     )
     model.learn(300)
     assert all(p.device.type == "cuda" for p in model.policy.parameters())
@@ -106,8 +138,16 @@ def test_rainbow_runs_on_cuda():
     [
         (["dueling_architectur"], UnknownSurgeryError, "did you mean 'dueling_architecture'"),
         (["hindsight_experience_replay"], PlannedSurgeryError, "planned, not implemented yet"),
-        (["prioritized_replay:alpha=1.5"], ParameterError, "prioritized_replay: parameter 'alpha' must be <= 1.0"),
-        (["distributional_rl:n_atoms=1"], ParameterError, "distributional_rl: parameter 'n_atoms' must be >= 2"),
+        (
+            ["prioritized_replay:alpha=1.5"],
+            ParameterError,
+            "prioritized_replay: parameter 'alpha' must be <= 1.0",
+        ),
+        (
+            ["distributional_rl:n_atoms=1"],
+            ParameterError,
+            "distributional_rl: parameter 'n_atoms' must be >= 2",
+        ),
         (["distributional_rl:v_min=5,v_max=5"], ParameterError, "'v_min' must be < 'v_max'"),
         (["double_q_learning", "double_q_learning"], IncompatibleSurgeryError, "given twice"),
     ],

@@ -35,7 +35,9 @@ class Hook2(Hook):
 
 
 def test_exclusive_stage_conflict_names_both():
-    with pytest.raises(IncompatibleSurgeryError, match="'fills_target' and 'also_target' both fill the 'target' stage"):
+    with pytest.raises(
+        IncompatibleSurgeryError, match="'fills_target' and 'also_target' both fill the 'target' stage"
+    ):
         StagePipeline("Agent", STAGES, [FillsTarget(), AlsoTarget()])
 
 
@@ -67,4 +69,8 @@ def test_unknown_stage_is_rejected():
 
 def test_agent_rejects_two_distributional_variants_and_duplicates():
     with pytest.raises(IncompatibleSurgeryError, match="distributional_rl: given twice"):
-        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["distributional_rl:variant=c51", "distributional_rl:variant=qr"])
+        SurgicalDQN(
+            "MlpPolicy",
+            "CartPole-v1",
+            surgeries=["distributional_rl:variant=c51", "distributional_rl:variant=qr"],
+        )

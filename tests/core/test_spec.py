@@ -11,8 +11,14 @@ from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs, parse_valu
     [
         ("double_q_learning", SurgerySpec("double_q_learning")),
         (" n_step_returns:n=5 ", SurgerySpec("n_step_returns", {"n": 5})),
-        ("prioritized_replay:alpha=0.5,beta=1e-1", SurgerySpec("prioritized_replay", {"alpha": 0.5, "beta": 0.1})),
-        ("x:sizes=[32, 32],flag=true,name=c51", SurgerySpec("x", {"sizes": [32, 32], "flag": True, "name": "c51"})),
+        (
+            "prioritized_replay:alpha=0.5,beta=1e-1",
+            SurgerySpec("prioritized_replay", {"alpha": 0.5, "beta": 0.1}),
+        ),
+        (
+            "x:sizes=[32, 32],flag=true,name=c51",
+            SurgerySpec("x", {"sizes": [32, 32], "flag": True, "name": "c51"}),
+        ),
         ({"key": "noisy_nets", "sigma0": 0.3}, SurgerySpec("noisy_nets", {"sigma0": 0.3})),
         ({"distributional_rl": {"variant": "qr"}}, SurgerySpec("distributional_rl", {"variant": "qr"})),
         ({"dueling_architecture": None}, SurgerySpec("dueling_architecture")),

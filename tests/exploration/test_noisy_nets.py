@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch as th
+from torch.nn import functional as F
+
+from rlsurgery import SurgicalDQN
+from rlsurgery.exploration.noisy_nets import NoisyLinear, noise_disabled, reset_noise
+
+
+def test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad():
+    th.manual_seed(0)
+    layer = NoisyLinear(6, 3, sigma0=0.5)
+    x = th.randn(4, 6)
+    first = layer(x)
+    th.testing.assert_close(layer(x), first)  # frozen noise: same output
+    layer.reset_noise()
+    assert not th.allclose(layer(x), first)  # a new draw changes the output
+    with noise_disabled(layer):
+        th.testing.assert_close(layer(x), F.linear(x, layer.weight_mu, layer.bias_mu))
+    assert layer.noise_enabled
+    layer(x).pow(2).sum().backward()
+    assert layer.weight_sigma.grad.abs().sum() > 0 and layer.bias_sigma.grad.abs().sum() > 0
+    assert layer.weight_mu.grad.abs().sum() > 0
+
+
+def test_factorised_noise_and_initialisation():
+    th.manual_seed(1)
+    layer = NoisyLinear(16, 4, sigma0=0.5)
+    eps_w = th.outer(layer.eps_out, layer.eps_in)
+    assert th.linalg.matrix_rank(eps_w) == 1  # factorised: ε_w = f(ε_out) f(ε_in)ᵀ
+    bound = 1 / math.sqrt(16)
+    assert layer.weight_mu.abs().max() <= bound
+    th.testing.assert_close(layer.weight_sigma, th.full((4, 16), 0.5 * bound))
+    # f(x) = sgn(x) √|x|: squares of the factors are |N(0,1)| draws
+    with th.no_grad():
+        manual = layer.weight_mu + layer.weight_sigma * eps_w
+        x = th.randn(2, 16)
+        th.testing.assert_close(layer(x), x @ manual.T + layer.bias_mu + layer.bias_sigma * layer.eps_out)
+
+
+def noisy_agent(tiny_kwargs, **extra):
+    tiny_kwargs.update(extra)
+    return SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["noisy_nets"], **tiny_kwargs)
+
+
+def test_agent_acts_greedily_on_fresh_noise(tiny_kwargs):
+    model = noisy_agent(tiny_kwargs)
+    assert model.exploration_initial_eps == model.exploration_final_eps == 0.0
+    layers = [m for m in model.q_net.modules() if isinstance(m, NoisyLinear)]
+    assert len(layers) == 3 and not any(isinstance(m, th.nn.Linear) for m in model.q_net.q_net.modules())
+    obs = np.zeros((1, 4), dtype=np.float32)
+    before = layers[0].eps_in.clone()
+    model.predict(obs, deterministic=False)
+    assert not th.equal(layers[0].eps_in, before)  # each exploratory step draws new noise
+    # deterministic predictions use the mean weights: repeatable whatever the noise
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    first = model.predict(obs, deterministic=True)[0]
+    reset_noise(model.q_net)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], first)
+
+
+def test_training_resamples_noise_independently_in_both_networks(tiny_kwargs):
+    model = noisy_agent(tiny_kwargs)
+    model.learn(150)
+    online = [m.eps_in for m in model.q_net.modules() if isinstance(m, NoisyLinear)]
+    target = [m.eps_in for m in model.q_net_target.modules() if isinstance(m, NoisyLinear)]
+    assert not all(th.equal(a, b) for a, b in zip(online, target))
+    assert model.exploration_rate == 0.0
+    sigma_before = [
+        m.weight_sigma.detach().clone() for m in model.q_net.modules() if isinstance(m, NoisyLinear)
+    ]
+    model.train(gradient_steps=5, batch_size=16)
+    sigma_after = [m.weight_sigma for m in model.q_net.modules() if isinstance(m, NoisyLinear)]
+    assert any(not th.equal(a, b) for a, b in zip(sigma_before, sigma_after))  # σ is learned
+
+
+def test_scope_all_reaches_the_features_extractor():
+    from tests.helpers import TinyImageEnv
+
+    model = SurgicalDQN(
+        "CnnPolicy",
+        TinyImageEnv(),
+        buffer_size=100,
+        policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16)),
+        surgeries=["noisy_nets:scope=all"],
+    )
+    assert isinstance(model.q_net.features_extractor.linear[0], NoisyLinear)

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlsurgery.cli import main
+
+
+def run_cli(*args):
+    return main([*args])
+
+
+def test_train_writes_run_folder_evaluate_and_inspect(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = run_cli(
+        "train",
+        "rainbow",
+        "CartPole-v1",
+        "--steps",
+        "300",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--surgery",
+        "prioritized_replay:alpha=0.7",
+        "--eval-episodes",
+        "2",
+        "--no-progress",
+        "--json",
+    )
+    assert code == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["episodes"] == 2 and len(evaluation["returns"]) == 2
+    assert evaluation["n_timesteps"] >= 300
+    files = {p.name for p in out.iterdir()}
+    assert {"model.zip", "config.json", "evaluation.json", "0.monitor.csv", "tb"} <= files
+    assert any((out / "tb").rglob("events.out.tfevents.*"))
+    assert json.loads((out / "config.json").read_text())["surgeries"][3] == {
+        "key": "prioritized_replay",
+        "alpha": 0.7,
+        "beta": 0.4,
+    }
+
+    assert run_cli("inspect", str(out / "model.zip"), "--json") == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (
+        info["algorithm"] == "SurgicalDQN" and info["env_id"] == "CartPole-v1" and info["recipe"] == "rainbow"
+    )
+    per = next(r for r in info["surgery_log"] if r["key"] == "prioritized_replay")
+    assert per["params"]["alpha"] == 0.7 and per["step"] == 0
+
+    assert run_cli("inspect", str(out / "model.zip")) == 0
+    assert "4. prioritized_replay (step 0, build) alpha=0.7" in capsys.readouterr().out
+
+    assert run_cli("evaluate", str(out / "model.zip"), "--episodes", "2", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["env_id"] == "CartPole-v1" and len(result["returns"]) == 2
+
+
+def test_train_refuses_an_occupied_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert run_cli("train", "dqn", "CartPole-v1", "--steps", "50", "--out", str(out)) == 2
+    assert "already holds files; pass --force" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("surgery", "message"),
+    [
+        ("dueling_archtecture", "unknown surgery 'dueling_archtecture'; did you mean 'dueling_architecture'"),
+        ("prioritized_replay:alpha=3", "prioritized_replay: parameter 'alpha' must be <= 1.0 (got 3)"),
+        ("weight_pruning", "planned, not implemented yet"),
+    ],
+)
+def test_bad_surgery_fails_before_the_run_folder_is_made(tmp_path, capsys, surgery, message):
+    out = tmp_path / "run"
+    assert run_cli("train", "dqn", "CartPole-v1", "--surgery", surgery, "--out", str(out)) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_incompatible_agent_fails_before_training_and_cleans_up(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", "rainbow", "Pendulum-v1", "--out", str(out), "--steps", "10") == 2
+    assert "Box" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_python_dash_m_and_help():
+    result = subprocess.run(
+        [sys.executable, "-m", "rlsurgery", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("catalog", "train", "evaluate", "inspect"):
+        assert command in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "rlsurgery", "recipes", "--json"], capture_output=True, text=True, check=True
+    )
+    assert {r["name"] for r in json.loads(result.stdout)} >= {"dqn", "rainbow"}

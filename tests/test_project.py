@@ -1,0 +1,47 @@
+"""Project hygiene: generated docs are current, lint and format pass, README and CI agree."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlsurgery.docs import surgeries_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_surgeries_doc_is_current():
+    current = (ROOT / "docs" / "surgeries.md").read_text(encoding="utf-8")
+    assert current == surgeries_markdown(), "regenerate: rlsurgery catalog --markdown -o docs/surgeries.md"
+
+
+def _ruff() -> list[str]:
+    exe = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if exe is None:
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    return [exe]
+
+
+def test_ruff_lint():
+    result = subprocess.run([*_ruff(), "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format():
+    result = subprocess.run([*_ruff(), "format", "--check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    setup = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```(?:bash|sh)\n(.*?)```", setup, flags=re.S)
+    assert len(commands) == 2, "the set-up section gives exactly two commands"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert commands[1].strip() in ci
+    assert "torch==2.13.0" in commands[0] and "torch==2.13.0" in commands[1]

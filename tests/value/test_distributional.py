@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import pytest
+import torch as th
+from sb3_contrib.common.utils import quantile_huber_loss as sb3_quantile_huber_loss
+
+from rlsurgery import SurgicalDQN
+from rlsurgery.core.batch import Batch
+from rlsurgery.value.distributional import (
+    CategoricalReadout,
+    categorical_cross_entropy,
+    categorical_projection,
+    quantile_huber_loss,
+    quantile_midpoints,
+)
+
+SUPPORT = th.tensor([0.0, 1.0, 2.0])
+
+
+def project(probs, reward, done=0.0, gamma=1.0, support=SUPPORT):
+    return categorical_projection(th.tensor([probs]), th.tensor([reward]), th.tensor([done]), gamma, support)[
+        0
+    ]
+
+
+@pytest.mark.parametrize(
+    ("probs", "reward", "done", "gamma", "expected"),
+    [
+        ([0.0, 1.0, 0.0], 0.5, 0.0, 1.0, [0.0, 0.5, 0.5]),  # 1.5 splits evenly between atoms 1 and 2
+        ([0.0, 1.0, 0.0], 0.25, 0.0, 1.0, [0.0, 0.75, 0.25]),  # 1.25: 3/4 to atom 1
+        ([1.0, 0.0, 0.0], 1.0, 0.0, 1.0, [0.0, 1.0, 0.0]),  # lands exactly on an atom
+        ([0.2, 0.3, 0.5], 5.0, 0.0, 1.0, [0.0, 0.0, 1.0]),  # beyond v_max: clipped onto the last atom
+        ([0.2, 0.3, 0.5], -5.0, 0.0, 1.0, [1.0, 0.0, 0.0]),  # below v_min: clipped onto the first atom
+        ([0.2, 0.3, 0.5], 1.25, 1.0, 1.0, [0.0, 0.75, 0.25]),  # terminal: every atom collapses to r
+        ([0.5, 0.0, 0.5], 0.0, 0.0, 0.5, [0.5, 0.5, 0.0]),  # γ = 0.5: atoms 0, 0.5, 1
+    ],
+)
+def test_c51_projection_hand_computed(probs, reward, done, gamma, expected):
+    th.testing.assert_close(project(probs, reward, done, gamma), th.tensor(expected))
+
+
+def test_projection_conserves_mass_and_handles_batches():
+    gen = th.Generator().manual_seed(0)
+    support = th.linspace(-10, 10, 51)
+    probs = th.softmax(th.randn(64, 51, generator=gen), dim=1)
+    rewards = th.randn(64, 1, generator=gen) * 20
+    dones = (th.rand(64, 1, generator=gen) < 0.3).float()
+    discounts = th.full((64, 1), 0.99**3)
+    projected = categorical_projection(probs, rewards, dones, discounts, support)
+    th.testing.assert_close(projected.sum(dim=1), th.ones(64))
+    assert (projected >= 0).all()
+    # the mean moves to E[clip(r + γz)] for samples whose shifted support stays inside
+    inside = (
+        ((rewards.squeeze(1) + 0.99**3 * 10) < 10)
+        & ((rewards.squeeze(1) - 0.99**3 * 10) > -10)
+        & (dones.squeeze(1) == 0)
+    )
+    expected_mean = rewards.squeeze(1) + 0.99**3 * (probs * support).sum(1)
+    th.testing.assert_close((projected * support).sum(1)[inside], expected_mean[inside], rtol=0, atol=1e-4)
+
+
+def test_cross_entropy_matches_definition():
+    logits = th.randn(4, 5)
+    target = th.softmax(th.randn(4, 5), dim=1)
+    expected = -(target * th.log(th.softmax(logits, dim=1))).sum(dim=1)
+    th.testing.assert_close(categorical_cross_entropy(logits, target), expected)
+
+
+@pytest.mark.parametrize("n_quantiles", [1, 10, 32])
+def test_quantile_huber_loss_matches_sb3_contrib(n_quantiles):
+    gen = th.Generator().manual_seed(n_quantiles)
+    current = th.randn(8, n_quantiles, generator=gen) * 3
+    target = th.randn(8, n_quantiles, generator=gen) * 3
+    ours = quantile_huber_loss(current, target)
+    assert ours.shape == (8,)
+    th.testing.assert_close(ours.mean(), sb3_quantile_huber_loss(current, target, sum_over_quantiles=True))
+
+
+def test_quantile_midpoints():
+    th.testing.assert_close(quantile_midpoints(4), th.tensor([0.125, 0.375, 0.625, 0.875]))
+
+
+def test_c51_agent_heads_readout_and_target():
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        gamma=0.9,
+        policy_kwargs=dict(net_arch=[16]),
+        surgeries=["distributional_rl:n_atoms=5,v_min=0,v_max=4"],
+    )
+    readout = model.q_net.readout
+    assert isinstance(readout, CategoricalReadout)
+    obs = th.randn(6, 4)
+    outputs = model.q_net.outputs(obs)
+    assert outputs.shape == (6, 2, 5)
+    th.testing.assert_close(model.q_net(obs), (th.softmax(outputs, -1) * th.arange(5.0)).sum(-1))
+    batch = Batch(
+        obs, th.tensor([[0], [1], [0], [1], [0], [1]]), th.randn(6, 4), th.ones(6, 1), th.zeros(6, 1), 0.9
+    )
+    loss = model.compute_loss(batch)
+    assert batch.current.shape == batch.target.shape == (6, 5)
+    th.testing.assert_close(batch.target.sum(1), th.ones(6))
+    th.testing.assert_close(batch.td_error, batch.elementwise_loss.detach())
+    assert loss.ndim == 0 and loss.item() > 0
+
+
+def test_qr_agent_target_is_shifted_quantiles():
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        gamma=0.5,
+        policy_kwargs=dict(net_arch=[16]),
+        surgeries=["distributional_rl:variant=qr,n_quantiles=4"],
+    )
+    obs, next_obs = th.randn(3, 4), th.randn(3, 4)
+    batch = Batch(
+        obs,
+        th.tensor([[0], [1], [1]]),
+        next_obs,
+        th.tensor([[1.0], [2.0], [3.0]]),
+        th.tensor([[0.0], [1.0], [0.0]]),
+        0.5,
+    )
+    model.compute_loss(batch)
+    with th.no_grad():
+        next_quantiles = model.q_net_target.outputs(next_obs)
+        a_star = next_quantiles.mean(-1).argmax(1)
+        chosen = next_quantiles[th.arange(3), a_star]
+    expected = batch.rewards + (1 - batch.dones) * 0.5 * chosen
+    th.testing.assert_close(batch.target, expected)
+    th.testing.assert_close(model.q_net(obs), model.q_net.outputs(obs).mean(-1))
