@@ -10,6 +10,9 @@ and the test that proves its effect. Surgery modules register themselves with
 ('implemented', (21,))
 >>> create("prioritized_replay:alpha=0.5").params.alpha
 0.5
+>>> import rlsurgery as rls
+>>> len(rls.catalog(section=21))  # the module is callable: rls.catalog() lists the entries
+7
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib
+import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -224,3 +229,13 @@ def create(spec: Any) -> Surgery:
 def catalog(section: int | None = None) -> list[CatalogEntry]:
     """The catalog as a list of entries (``rls.catalog()``)."""
     return entries(section=section)
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``rls.catalog(...)`` call :func:`catalog` while ``rls.catalog.get`` etc. stay module functions."""
+
+    def __call__(self, section: int | None = None) -> list[CatalogEntry]:
+        return catalog(section)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -112,8 +112,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not env_id:
         raise SystemExit("rlsurgery evaluate: the model does not record its environment; pass --env ID")
     model = load(args.model, device=args.device)
+    env_kwargs = data.get("rls_env_kwargs") if env_id == data.get("rls_env_id") else None
     result = evaluate_model(
-        model, env_id, episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic
+        model,
+        env_id,
+        episodes=args.episodes,
+        seed=args.seed,
+        deterministic=not args.stochastic,
+        env_kwargs=env_kwargs if isinstance(env_kwargs, dict) else None,
     )
     result["model"] = str(args.model)
     if args.json:

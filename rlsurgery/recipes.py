@@ -222,6 +222,7 @@ class ResolvedRecipe:
         )
         model.rls_env_id = self.env_id  # type: ignore[attr-defined]
         model.rls_recipe = self.recipe  # type: ignore[attr-defined]
+        model.rls_env_kwargs = dict(self.env_kwargs)  # type: ignore[attr-defined]
         return model
 
     def as_dict(self) -> dict[str, Any]:

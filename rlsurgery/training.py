@@ -38,12 +38,14 @@ def evaluate_model(
     episodes: int = 20,
     seed: int = 0,
     deterministic: bool = True,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Greedy returns of ``model`` over ``episodes`` episodes of a fresh ``env_id`` env.
 
-    The evaluation env is seeded with ``seed`` and independent of the training env.
+    The evaluation env is seeded with ``seed`` and independent of the training env;
+    ``env_kwargs`` are the environment's constructor arguments (as in training).
     """
-    env = make_vec_env(env_id, n_envs=1, seed=seed)
+    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs or None)
     try:
         returns, lengths = evaluate_policy(
             model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True
@@ -107,6 +109,7 @@ def train_run(
         raise RunFolderError(
             f"run folder {run_dir} already holds files; pass --force to write into it, or choose --out"
         )
+    existing = set(run_dir.iterdir()) if run_dir.exists() else set()
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -114,16 +117,20 @@ def train_run(
         env = resolved.make_env(seed=seed, monitor_dir=str(run_dir))
         model = resolved.build(env=env)
     except BaseException:
-        if created:
-            shutil.rmtree(run_dir, ignore_errors=True)
+        _remove_new_files(run_dir, existing, created)
         raise
     config = {**resolved.as_dict(), "steps": budget, "seed": seed, "device": str(model.device)}
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-    start = time.perf_counter()
-    model.learn(budget, progress_bar=progress_bar, tb_log_name=type(model).__name__)
-    wall = time.perf_counter() - start
-    model.save(run_dir / "model.zip")
-    evaluation = evaluate_model(model, env_id, episodes=eval_episodes, seed=seed + 10_000)
+    try:
+        start = time.perf_counter()
+        model.learn(budget, progress_bar=progress_bar, tb_log_name=type(model).__name__)
+        wall = time.perf_counter() - start
+        model.save(run_dir / "model.zip")
+    finally:
+        env.close()
+    evaluation = evaluate_model(
+        model, env_id, episodes=eval_episodes, seed=seed + 10_000, env_kwargs=resolved.env_kwargs
+    )
     evaluation.update(
         {
             "recipe": resolved.recipe,
@@ -135,5 +142,16 @@ def train_run(
         }
     )
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    env.close()
     return evaluation
+
+
+def _remove_new_files(run_dir: Path, existing: set[Path], created: bool) -> None:
+    """Undo a failed start: remove what this run wrote, never what was there before."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for path in set(run_dir.iterdir()) - existing:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

@@ -83,8 +83,9 @@ def test_keys_in_two_sections_keep_both():
 
 
 def test_public_catalog_function():
-    assert len(rls.catalog.catalog()) == 189
-    assert rls.catalog.catalog(section=22)[0].key == "epsilon_greedy_annealing"
+    assert len(rls.catalog()) == len(rls.catalog.catalog()) == 189
+    assert rls.catalog(section=21)[0].key == "target_network"
+    assert rls.catalog(section=22)[0].key == "epsilon_greedy_annealing"
 
 
 def test_cli_catalog_json_and_section(capsys):

@@ -88,8 +88,27 @@ def test_bad_surgery_fails_before_the_run_folder_is_made(tmp_path, capsys, surge
 def test_incompatible_agent_fails_before_training_and_cleans_up(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli("train", "rainbow", "Pendulum-v1", "--out", str(out), "--steps", "10") == 2
-    assert "Box" in capsys.readouterr().err
+    assert "dueling_architecture: needs a discrete action space, got Box" in capsys.readouterr().err
     assert not out.exists()
+    out.mkdir()  # an existing, empty folder stays empty
+    assert run_cli("train", "dqn", "Pendulum-v1", "--out", str(out), "--steps", "10") == 2
+    assert "SurgicalDQN cannot be built" in capsys.readouterr().err
+    assert list(out.iterdir()) == []
+
+
+def test_env_kwargs_reach_training_and_evaluation(tmp_path, capsys):
+    recipe = tmp_path / "sutton.yaml"
+    recipe.write_text(
+        "algo: dqn\ndefaults:\n  learning_starts: 10\n  buffer_size: 500\n"
+        "  env_kwargs: {sutton_barto_reward: true}\n  policy_kwargs: {net_arch: [8]}\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", str(recipe), "CartPole-v1", "--steps", "100", "--out", str(out), "--eval-episodes", "2"]
+    assert run_cli(*args, "--no-progress", "--json") == 0
+    # Sutton & Barto's CartPole reward: 0 per step, -1 when the pole falls
+    assert set(json.loads(capsys.readouterr().out)["returns"]) <= {0.0, -1.0}
+    assert run_cli("evaluate", str(out / "model.zip"), "--episodes", "2", "--json") == 0
+    assert set(json.loads(capsys.readouterr().out)["returns"]) <= {0.0, -1.0}
 
 
 def test_python_dash_m_and_help():

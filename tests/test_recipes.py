@@ -136,3 +136,12 @@ def test_user_recipe_path_and_policy_kwargs_classes(tmp_path):
     )
     model = rls.make(str(path), "CartPole-v1", seed=0)
     assert any(type(m).__name__ == "Tanh" for m in model.q_net.modules())
+
+
+@pytest.mark.slow
+def test_rainbow_recipe_learns_cartpole():
+    from rlsurgery.training import evaluate_model
+
+    model = rls.make("rainbow", "CartPole-v1", seed=0)
+    model.learn(15_000)
+    assert evaluate_model(model, "CartPole-v1", episodes=10, seed=123)["mean_return"] >= 400

@@ -138,7 +138,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        self._init_surgeries(surgeries, env)
+        env = self._init_surgeries(surgeries, env, verbose)
         with self._sb3_input_errors():
             super().__init__(
                 policy,

@@ -13,11 +13,12 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+from stable_baselines3.common.base_class import maybe_make_env
+
 from rlsurgery import catalog
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import params_to_dict
 from rlsurgery.core.pipeline import Stage, StagePipeline
-from rlsurgery.core.spec import parse_specs
 from rlsurgery.core.surgery import Surgery
 
 
@@ -56,18 +57,34 @@ class SurgicalMixin:
     _surgeries: list[Surgery]
     _pipeline: StagePipeline
 
-    def _init_surgeries(self, surgeries: Any, env: Any) -> None:
-        """Parse and validate the ``surgeries`` argument (before SB3 builds anything)."""
+    def _init_surgeries(self, surgeries: Any, env: Any, verbose: int = 0) -> Any:
+        """Parse the ``surgeries`` argument and check them against the env's spaces.
+
+        Runs before SB3 builds anything. Returns the environment, made from its id if a
+        string was given (SB3 would make the same one), so space errors name the surgery.
+        """
         #: Gymnasium id of the training env when known (used by ``rlsurgery evaluate``)
         self.rls_env_id = env_id_of(env)
-        #: recipe the agent was made from, if any
+        #: recipe the agent was made from, and the env's keyword arguments, if any
         self.rls_recipe: str | None = None
-        objects = [catalog.create(spec) for spec in parse_specs(surgeries)]
+        self.rls_env_kwargs: dict[str, Any] = {}
+        #: which class wrote a saved zip (read by ``rls.load``)
+        self.rlsurgery_algorithm = type(self).__name__
+        if surgeries is None:
+            items: list[Any] = []
+        elif isinstance(surgeries, (list, tuple)):
+            items = list(surgeries)
+        else:
+            items = [surgeries]
+        objects = [s if isinstance(s, Surgery) else catalog.create(s) for s in items]
         self._check_duplicates(objects)
         self.surgery_log = [surgery_record(s, step=0) for s in objects]
         self._surgeries = objects
-        #: which class wrote a saved zip (read by ``rls.load``)
-        self.rlsurgery_algorithm = type(self).__name__
+        if env is not None and objects:
+            env = maybe_make_env(env, verbose)
+            for s in objects:
+                s.check_spaces(env.observation_space, env.action_space)
+        return env
 
     @staticmethod
     def _check_duplicates(surgeries: Sequence[Surgery]) -> None:
@@ -80,9 +97,16 @@ class SurgicalMixin:
             seen.add(s.key)
 
     def _prepare_surgeries(self) -> None:
-        """Rebuild surgery objects from the log, validate them and build the stage pipeline."""
+        """Validate the surgeries and build the stage pipeline.
+
+        On a fresh agent the surgery objects given to the constructor are used (custom,
+        unregistered surgeries included); on ``load`` they are rebuilt from the log, which
+        needs their keys to be registered in the catalog.
+        """
         records = getattr(self, "surgery_log", None) or []
-        self._surgeries = [catalog.create({"key": r["key"], **r["params"]}) for r in records]
+        current = getattr(self, "_surgeries", None) or []
+        if [s.key for s in current] != [r["key"] for r in records]:
+            self._surgeries = [catalog.create({"key": r["key"], **r["params"]}) for r in records]
         self._check_duplicates(self._surgeries)
         for s in self._surgeries:
             s.validate(self)  # type: ignore[arg-type]

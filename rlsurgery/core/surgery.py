@@ -24,6 +24,8 @@ from __future__ import annotations
 import enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from gymnasium import spaces
+
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import build_params, params_to_dict
 
@@ -40,6 +42,20 @@ class Attachment(str, enum.Enum):
     EXPLORATION = "exploration"
     SCHEDULE = "schedule"
     POST_TRAINING = "post-training"
+
+
+def require_discrete_actions(key: str, action_space: spaces.Space) -> None:
+    """Raise unless ``action_space`` is ``Discrete``, naming the surgery ``key``."""
+    if not isinstance(action_space, spaces.Discrete):
+        raise IncompatibleSurgeryError(
+            f"{key}: needs a discrete action space, got {type(action_space).__name__}"
+        )
+
+
+def reject_dict_observations(key: str, observation_space: spaces.Space) -> None:
+    """Raise for ``Dict`` observation spaces, naming the surgery ``key``."""
+    if isinstance(observation_space, spaces.Dict):
+        raise IncompatibleSurgeryError(f"{key}: Dict observation spaces are not supported yet")
 
 
 class Surgery:
@@ -75,6 +91,13 @@ class Surgery:
             self.params = build_params(self.Params, self.key, params)
 
     # ------------------------------------------------------------------ life cycle
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        """Raise :class:`IncompatibleSurgeryError` if the env's spaces do not fit this surgery.
+
+        Surgical agents call it as soon as the environment exists, before the SB3 parent
+        checks its own constraints, so the error names the surgery.
+        """
+
     def validate(self, agent: BaseAlgorithm) -> None:
         """Raise :class:`IncompatibleSurgeryError` if this surgery cannot apply to ``agent``.
 
@@ -85,6 +108,7 @@ class Surgery:
             raise IncompatibleSurgeryError(
                 f"{self.key}: not available for {type(agent).__name__} (supports: {', '.join(self.families)})"
             )
+        self.check_spaces(agent.observation_space, agent.action_space)
 
     def configure(self, agent: BaseAlgorithm) -> None:
         """Set hyper-parameters or the replay buffer class before the networks are built."""

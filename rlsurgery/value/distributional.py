@@ -32,7 +32,7 @@ from torch.nn import functional as F
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.modules import set_submodule, split_mlp
 
@@ -161,12 +161,8 @@ class DistributionalRL(Surgery):
     build_order = 10  # the output representation comes first; dueling and noisy build on it
     params: DistributionalParams
 
-    def validate(self, agent: SurgicalDQN) -> None:
-        super().validate(agent)
-        if not isinstance(agent.action_space, spaces.Discrete):
-            raise IncompatibleSurgeryError(
-                f"{self.key}: needs a discrete action space, got {type(agent.action_space).__name__}"
-            )
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        require_discrete_actions(self.key, action_space)
 
     def modify_networks(self, agent: SurgicalDQN) -> None:
         p = self.params

@@ -26,7 +26,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.modules import fresh_copy, split_mlp
 
@@ -105,12 +105,8 @@ class DuelingArchitecture(Surgery):
     build_order = 20  # after the output representation (distributional), before layer swaps (noisy)
     params: DuelingParams
 
-    def validate(self, agent: SurgicalDQN) -> None:
-        super().validate(agent)
-        if not isinstance(agent.action_space, spaces.Discrete):
-            raise IncompatibleSurgeryError(
-                f"{self.key}: needs a discrete action space, got {type(agent.action_space).__name__}"
-            )
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        require_discrete_actions(self.key, action_space)
 
     def modify_networks(self, agent: SurgicalDQN) -> None:
         def to_dueling(net: nn.Module) -> None:

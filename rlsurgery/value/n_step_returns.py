@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gymnasium import spaces
+from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
@@ -46,12 +47,20 @@ class NStepReturns(Surgery):
     Params = NStepParams
     params: NStepParams
 
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        reject_dict_observations(self.key, observation_space)
+
     def validate(self, agent: SurgicalDQN) -> None:
         super().validate(agent)
-        if isinstance(agent.observation_space, spaces.Dict):
-            raise IncompatibleSurgeryError(f"{self.key}: Dict observation spaces are not supported yet")
         if agent.optimize_memory_usage:
             raise IncompatibleSurgeryError(f"{self.key}: does not support optimize_memory_usage=True")
+        buffer = agent.replay_buffer_class
+        if buffer is not None and not (
+            issubclass(buffer, NStepReplayBuffer) or getattr(buffer, "supports_n_steps", False)
+        ):
+            raise IncompatibleSurgeryError(
+                f"{self.key}: replay_buffer_class={buffer.__name__} does not compute n-step returns"
+            )
 
     def configure(self, agent: SurgicalDQN) -> None:
         agent.n_steps = self.params.n

@@ -5,6 +5,9 @@ Schaul et al. 2016, https://arxiv.org/abs/1511.05952 (proportional variant)::
     P(i) = p_i^α / Σ_k p_k^α,    p_i = |δ_i| + ε,    w_i = (N P(i))^(−β) / max_j w_j
     β(t) = β₀ + (1 − β₀) · min(1, t / (f · T))          (annealed to 1 over a fraction f of training)
 
+Deviation from the paper: weights are normalised by the largest weight of the *batch*
+(as Dopamine does), not of the whole buffer.
+
 The surgery swaps in :class:`~rlsurgery.replay.prioritized.PrioritizedReplayBuffer`
 (sum tree; composes with ``n_step_returns``), lets the loss be weighted by the
 buffer's ``weights`` batch field, and after each update writes the new priorities from
@@ -21,7 +24,7 @@ from gymnasium import spaces
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 from rlsurgery.replay.prioritized import PrioritizedReplayBuffer
 
 if TYPE_CHECKING:
@@ -56,10 +59,11 @@ class PrioritizedReplay(Surgery):
     stages = ("after_update", "on_step")
     params: PrioritizedReplayParams
 
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        reject_dict_observations(self.key, observation_space)
+
     def validate(self, agent: SurgicalDQN) -> None:
         super().validate(agent)
-        if isinstance(agent.observation_space, spaces.Dict):
-            raise IncompatibleSurgeryError(f"{self.key}: Dict observation spaces are not supported yet")
         if agent.optimize_memory_usage:
             raise IncompatibleSurgeryError(f"{self.key}: does not support optimize_memory_usage=True")
         current = agent.replay_buffer_class

@@ -42,6 +42,10 @@ class TargetNetworkParams:
         "env_steps", "what C counts: environment steps or gradient updates"
     )
 
+    def check(self) -> None:
+        if self.unit == "updates" and self.mode == "hard" and self.interval is None:
+            raise ValueError("parameter 'interval' is required with mode 'hard' and unit 'updates'")
+
 
 def sync_target(online_params: list, target_params: list, tau: float) -> None:
     """θ⁻ ← τ θ + (1 − τ) θ⁻ (τ = 1: hard copy), in place."""

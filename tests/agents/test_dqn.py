@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import SimpleMultiObsEnv
 
 from rlsurgery import SurgicalDQN
 from rlsurgery.agents import ALGORITHMS
@@ -17,6 +18,7 @@ from rlsurgery.core.errors import (
     PlannedSurgeryError,
     UnknownSurgeryError,
 )
+from rlsurgery.core.surgery import Surgery
 from tests.helpers import TinyImageEnv
 
 ZOO_CARTPOLE = dict(
@@ -73,15 +75,26 @@ def test_every_surgical_agent_has_an_equivalence_test():
             ),
             200,
         ),
+        (
+            lambda: SimpleMultiObsEnv(random_start=False),
+            "MultiInputPolicy",
+            dict(learning_starts=50, buffer_size=500, batch_size=8, target_update_interval=40),
+            200,
+        ),
     ],
-    ids=["mlp", "vec-env-2", "cnn"],
+    ids=["mlp", "vec-env-2", "cnn", "multi-input"],
 )
 def test_no_surgeries_reproduces_sb3_dqn_exactly(env_factory, policy, kwargs, steps):
     sb3 = DQN(policy, env_factory(), seed=3, **kwargs).learn(steps)
     ours = SurgicalDQN(policy, env_factory(), seed=3, **kwargs).learn(steps)
     assert ours._n_updates == sb3._n_updates > 0
     assert_same_parameters(sb3, ours)
-    obs = np.stack([ours.observation_space.sample() for _ in range(8)])
+    ours.observation_space.seed(0)
+    samples = [ours.observation_space.sample() for _ in range(8)]
+    if isinstance(samples[0], dict):
+        obs = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    else:
+        obs = np.stack(samples)
     np.testing.assert_array_equal(
         sb3.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0]
     )
@@ -112,6 +125,7 @@ def test_rainbow_surgeries_on_cnn_policy_and_vec_env():
     assert q.shape == (3, 2)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
 def test_rainbow_runs_on_cuda():
     model = SurgicalDQN(
@@ -159,14 +173,50 @@ def test_bad_surgeries_fail_before_anything_is_built(surgeries, error, match):
 
 @pytest.mark.parametrize("key", ["dueling_architecture", "distributional_rl"])
 def test_discrete_action_surgeries_refuse_continuous_actions(key):
-    from rlsurgery.catalog import create
-
-    class FakeAgent:
-        algorithm_family = "dqn"
-        action_space = spaces.Box(-1, 1, (2,))
-
     with pytest.raises(IncompatibleSurgeryError, match=f"{key}: needs a discrete action space, got Box"):
-        create(key).validate(FakeAgent())
+        SurgicalDQN("MlpPolicy", "Pendulum-v1", surgeries=[key])
+
+
+@pytest.mark.parametrize("key", ["prioritized_replay", "n_step_returns"])
+def test_replay_surgeries_refuse_dict_observations(key):
+    with pytest.raises(
+        IncompatibleSurgeryError, match=f"{key}: Dict observation spaces are not supported yet"
+    ):
+        SurgicalDQN("MultiInputPolicy", SimpleMultiObsEnv(), surgeries=[key])
+
+
+def test_n_step_refuses_a_buffer_without_n_step_returns():
+    with pytest.raises(
+        IncompatibleSurgeryError, match="n_step_returns: replay_buffer_class=ReplayBuffer does not"
+    ):
+        SurgicalDQN(
+            "MlpPolicy", "CartPole-v1", replay_buffer_class=ReplayBuffer, surgeries=["n_step_returns"]
+        )
+
+
+def test_custom_unregistered_surgery_fills_a_stage(tiny_kwargs, tmp_path):
+    class CountUpdates(Surgery):
+        """Counts gradient updates (a user's own surgery, not in the catalog)."""
+
+        key = "count_updates"
+        stages = ("after_update",)
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def after_update(self, agent, batch):
+            self.calls += 1
+
+    counter = CountUpdates()
+    model = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=[counter, "double_q_learning"], **tiny_kwargs
+    )
+    model.learn(200)
+    assert counter.calls == model._n_updates > 0
+    model.save(tmp_path / "m.zip")
+    with pytest.raises(UnknownSurgeryError, match="unknown surgery 'count_updates'"):
+        SurgicalDQN.load(tmp_path / "m.zip")
 
 
 def test_surgery_refuses_other_algorithm_families():

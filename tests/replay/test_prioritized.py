@@ -5,6 +5,7 @@ import pytest
 import torch as th
 from gymnasium import spaces
 from scipy.stats import chisquare
+from stable_baselines3.common.callbacks import BaseCallback
 
 from rlsurgery import SurgicalDQN
 from rlsurgery.replay.prioritized import PrioritizedReplayBuffer, importance_weights
@@ -101,7 +102,17 @@ def test_weights_scale_the_loss(tiny_kwargs):
     th.testing.assert_close(loss, (batch.weights * batch.elementwise_loss).mean())
 
 
-def test_beta_anneals_to_one(tiny_kwargs):
+class RecordBeta(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.betas: list[float] = []
+
+    def _on_step(self) -> bool:
+        self.betas.append(self.model.replay_buffer.beta)
+        return True
+
+
+def test_beta_anneals_linearly_to_one(tiny_kwargs):
     model = SurgicalDQN(
         "MlpPolicy",
         "CartPole-v1",
@@ -109,6 +120,14 @@ def test_beta_anneals_to_one(tiny_kwargs):
         surgeries=["prioritized_replay:beta=0.4,beta_fraction=0.5"],
         **tiny_kwargs,
     )
-    model.learn(100)
-    assert model.replay_buffer.beta == pytest.approx(1.0)
-    assert annealed_beta(0.4, 0.25, 0.5) == pytest.approx(0.7)
+    record = RecordBeta()
+    model.learn(200, callback=record)
+    betas = np.array(record.betas)
+    # at env step t (t = 0 .. 199 steps done before it): β = 0.4 + 0.6 · min(1, (t / 200) / 0.5)
+    expected = [annealed_beta(0.4, t / 200, 0.5) for t in range(200)]
+    np.testing.assert_allclose(betas, expected, rtol=1e-6)
+    assert (
+        betas[50] == pytest.approx(0.7)
+        and betas[100] == pytest.approx(1.0)
+        and betas[-1] == pytest.approx(1.0)
+    )

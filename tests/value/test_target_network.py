@@ -69,6 +69,13 @@ def test_hard_default_interval_is_agents_target_update_interval(tiny_kwargs):
     assert model._pipeline.owner("target_sync").interval(model) == model.target_update_interval == 10
 
 
+def test_hard_copy_in_updates_needs_an_interval():
+    with pytest.raises(
+        ParameterError, match="parameter 'interval' is required with mode 'hard' and unit 'updates'"
+    ):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["target_network:unit=updates"])
+
+
 def test_bad_tau_is_rejected():
     with pytest.raises(ParameterError, match=r"target_network: parameter 'tau' must be > 0\.0"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["target_network:mode=polyak,tau=0"])
