@@ -298,7 +298,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         with th.no_grad():
             outputs = agent.q_net_target.outputs(batch.next_observations)
             batch.next_target_outputs = outputs
-            batch.next_actions = agent.q_net_target.readout(outputs).argmax(dim=1, keepdim=True)
+            batch.next_actions = agent.q_net_target.q_values(outputs).argmax(dim=1, keepdim=True)
 
     @staticmethod
     def _default_target(agent: SurgicalDQN, batch: Batch) -> None:
@@ -307,7 +307,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
             outputs = batch.next_target_outputs
             if outputs is None:
                 outputs = agent.q_net_target.outputs(batch.next_observations)
-            next_q = th.gather(agent.q_net_target.readout(outputs), dim=1, index=batch.next_actions)
+            next_q = th.gather(agent.q_net_target.q_values(outputs), dim=1, index=batch.next_actions)
             batch.target = batch.rewards + (1 - batch.dones) * batch.discounts * next_q
 
     @staticmethod

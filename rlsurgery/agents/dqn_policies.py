@@ -50,9 +50,15 @@ class SurgicalQNetwork(QNetwork):
         raw = self.q_net(self.extract_features(obs, self.features_extractor))
         return raw.view(raw.shape[0], self.n_actions, self.atoms)
 
+    def q_values(self, outputs: th.Tensor) -> th.Tensor:
+        """Q-values (B, A) from head outputs (B, A, atoms), through the readout."""
+        if self.atoms == 1 and type(self.readout) is ScalarReadout:
+            return outputs.squeeze(-1)  # the default readout, without a module call
+        return self.readout(outputs)
+
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """Q-values, shape (B, A)."""
-        return self.readout(self.outputs(obs))
+        return self.q_values(self.outputs(obs))
 
 
 class SurgicalDQNPolicy(DQNPolicy):
