@@ -15,6 +15,9 @@ one torch thread per worker.
 
     python scripts/bench/dqn_cartpole.py --seeds 10 --workers 2 --out bench-results/dqn_cartpole.jsonl
     python scripts/bench/dqn_cartpole.py --report bench-results/dqn_cartpole.jsonl
+
+Wall-time ratios are cleanest from a sequential run (``--workers 1``) with nothing else
+running, e.g. ``--variants sb3_dqn,surgical_dqn,surgical_per --workers 1``.
 """
 
 from __future__ import annotations
@@ -179,11 +182,13 @@ def main() -> None:
             if line.strip():
                 row = json.loads(line)
                 done.add((row["variant"], row["seed"]))
-    # interleave variants seed by seed, so paired runs see similar machine load
+    # interleave variants seed by seed (order reversed on odd seeds), so paired runs see
+    # similar machine load and slow drifts cancel
+    variants = args.variants.split(",")
     todo = [
         (v, s)
         for s in range(args.first_seed, args.first_seed + args.seeds)
-        for v in args.variants.split(",")
+        for v in (variants if s % 2 == 0 else variants[::-1])
         if (v, s) not in done
     ]
     print(f"{len(todo)} runs to do ({len(done)} already in {out}), {args.workers} workers", flush=True)
