@@ -255,9 +255,11 @@ class SurgicalDQN(SurgicalMixin, DQN):
         ``elementwise_loss``, ``td_error``), so tests and diagnostics can read every step.
         """
         run = self._pipeline.run
-        run("estimate", self._default_estimate, self, batch)
+        # the no-grad target stages run first (as SB3 does): the online forward pass then sits
+        # right before its backward pass, which keeps its activations and weights in cache
         run("next_action", self._default_next_action, self, batch)
         run("target", self._default_target, self, batch)
+        run("estimate", self._default_estimate, self, batch)
         run("loss", self._default_loss, self, batch)
         return self.reduce_loss(batch)
 
@@ -314,7 +316,8 @@ class SurgicalDQN(SurgicalMixin, DQN):
     def _default_loss(agent: SurgicalDQN, batch: Batch) -> None:
         # Huber loss per sample; |y - Q| is the TD error
         batch.elementwise_loss = F.smooth_l1_loss(batch.current, batch.target, reduction="none").squeeze(-1)
-        batch.td_error = (batch.target - batch.current).detach().abs().squeeze(-1)
+        with th.no_grad():
+            batch.td_error = (batch.target - batch.current).abs_().squeeze(-1)
 
     def learn(
         self: SelfSurgicalDQN,

@@ -58,7 +58,10 @@ class SurgicalQNetwork(QNetwork):
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """Q-values, shape (B, A)."""
-        return self.q_values(self.outputs(obs))
+        raw = self.q_net(self.extract_features(obs, self.features_extractor))
+        if self.atoms == 1 and type(self.readout) is ScalarReadout:
+            return raw  # SB3's computation, op for op
+        return self.readout(raw.view(raw.shape[0], self.n_actions, self.atoms))
 
 
 class SurgicalDQNPolicy(DQNPolicy):
