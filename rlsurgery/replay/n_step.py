@@ -33,6 +33,17 @@ def n_step_samples(
     :return: dict with ``observations``, ``actions``, ``next_observations``, ``dones``
         (B, 1), ``rewards`` (B, 1) and ``discounts`` (B, 1)
     """
+    if n_steps == 1:  # one-step transitions: SB3's ReplayBuffer arithmetic, without the window
+        dones = buffer.dones[batch_inds, env_inds] * (1.0 - buffer.timeouts[batch_inds, env_inds])
+        rewards = buffer._normalize_reward(buffer.rewards[batch_inds, env_inds], env)
+        return {
+            "observations": buffer._normalize_obs(buffer.observations[batch_inds, env_inds], env),
+            "actions": buffer.actions[batch_inds, env_inds],
+            "next_observations": buffer._normalize_obs(buffer.next_observations[batch_inds, env_inds], env),
+            "dones": dones.reshape(-1, 1).astype(np.float32),
+            "rewards": rewards.reshape(-1, 1).astype(np.float32),
+            "discounts": np.full((len(batch_inds), 1), gamma, dtype=np.float32),
+        }
     steps = np.arange(n_steps).reshape(1, -1)
     idx = (batch_inds[:, None] + steps) % buffer.buffer_size  # (B, n)
     env_col = env_inds[:, None]

@@ -5,10 +5,11 @@ Schaul et al. 2016, https://arxiv.org/abs/1511.05952::
     P(i) = p_i^α / Σ_k p_k^α,      p_i = |δ_i| + ε
     w_i  = (N · P(i))^(-β) / max_j w_j
 
-New transitions enter at the largest priority seen so far, so each is replayed at least
-once soon. Sampling is stratified: the total mass is cut into B equal segments and one
-transition is drawn per segment. Deviation from the paper: weights are normalised by the
-largest weight *in the batch* (as Dopamine does) rather than over the whole buffer.
+New transitions enter at the largest priority seen so far (as of the next sample), so
+each is replayed at least once soon. Sampling is stratified: the total mass is cut into
+B equal segments and one transition is drawn per segment. Deviation from the paper:
+weights are normalised by the largest weight *in the batch* (as Dopamine does) rather
+than over the whole buffer.
 
 The buffer is an SB3 ``ReplayBuffer`` subclass, so it also works as
 ``replay_buffer_class=PrioritizedReplayBuffer`` on a plain SB3 DQN (which then gets the
@@ -107,16 +108,29 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.gamma = gamma
         self.max_priority = 1.0
         self.tree = SumTree(self.buffer_size * self.n_envs)
+        #: positions written since the tree was last brought up to date
+        self._pending: list[int] = []
 
     def add(self, *args: Any, **kwargs: Any) -> None:
-        """Store a transition of every env; each enters at the maximum priority."""
-        pos = self.pos
+        """Store a transition of every env; each enters at the maximum priority.
+
+        The tree is updated lazily, in one vectorized call before the next sample or
+        priority update, so collecting experience costs no tree walk per step.
+        """
+        self._pending.append(self.pos)
         super().add(*args, **kwargs)
-        flat = pos * self.n_envs + np.arange(self.n_envs)
-        self.tree.update(flat, np.full(self.n_envs, self.max_priority**self.alpha))
+
+    def _flush(self) -> None:
+        """Give the positions added since the last flush the maximum priority seen so far."""
+        if self._pending:
+            positions = np.unique(np.asarray(self._pending, dtype=np.int64))
+            flat = (positions[:, None] * self.n_envs + np.arange(self.n_envs)).reshape(-1)
+            self.tree.update(flat, np.full(flat.shape, self.max_priority**self.alpha))
+            self._pending.clear()
 
     def sample(self, batch_size: int, env: VecNormalize | None = None) -> PrioritizedReplayBufferSamples:  # type: ignore[override]
         """Draw ``batch_size`` transitions with probability ∝ p^α (stratified)."""
+        self._flush()
         total = self.tree.total
         segment = total / batch_size
         prefix = (np.arange(batch_size) + np.random.uniform(size=batch_size)) * segment
@@ -135,10 +149,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         """Set p_i = |δ_i| + ε for the sampled ``indices``."""
         if isinstance(td_errors, th.Tensor):
             td_errors = td_errors.detach().cpu().numpy()
+        self._flush()
         priorities = np.abs(np.asarray(td_errors, dtype=np.float64)).reshape(-1) + self.eps
         self.max_priority = max(self.max_priority, float(priorities.max()))
         self.tree.update(indices, priorities**self.alpha)
 
     def priorities(self) -> np.ndarray:
         """Current p_i^α of every stored (position, env) pair, flat."""
+        self._flush()
         return self.tree.get(np.arange(self.size() * self.n_envs))

@@ -52,14 +52,15 @@ class SumTree:
             raise ValueError("sum-tree values must be finite and >= 0")
         if indices.size and (indices.min() < 0 or indices.max() >= self.capacity):
             raise IndexError(f"leaf index out of range [0, {self.capacity})")
+        tree = self._tree
         nodes = indices + self._leaf0
-        self._tree[nodes] = values
-        nodes = np.unique(nodes >> 1)
-        while nodes.size and nodes[-1] >= 1:
-            self._tree[nodes] = self._tree[2 * nodes] + self._tree[2 * nodes + 1]
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes >> 1)
+        tree[nodes] = values
+        # all leaves sit at the same depth, so their ancestors move up one level together;
+        # a repeated parent is recomputed to the same sum, so duplicates need no unique()
+        for _ in range(self._leaf0.bit_length() - 1):
+            nodes = nodes >> 1
+            left = nodes << 1
+            tree[nodes] = tree[left] + tree[left + 1]
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """Leaf index i with cumsum[i-1] <= prefix < cumsum[i], for each query value.
@@ -71,9 +72,18 @@ class SumTree:
         nodes = np.ones(values.shape, dtype=np.int64)
         tree = self._tree
         for _ in range(self._leaf0.bit_length() - 1):  # tree depth
-            left = 2 * nodes
+            left = nodes << 1
             left_sum = tree[left]
-            go_right = (values >= left_sum) & (tree[left + 1] > 0)
-            values = np.where(go_right, values - left_sum, values)
-            nodes = np.where(go_right, left + 1, left)
-        return nodes - self._leaf0
+            go_right = values >= left_sum
+            values -= left_sum * go_right
+            nodes = left + go_right
+        leaves = nodes - self._leaf0
+        # round-off can carry a query at the very end of the mass onto an empty leaf (one
+        # past the stored data); those rare queries take the last positive leaf instead
+        empty = tree[nodes] <= 0
+        if empty.any():
+            positive = np.flatnonzero(tree[self._leaf0 : self._leaf0 + self.capacity] > 0)
+            if positive.size:
+                before = np.searchsorted(positive, leaves[empty], side="right") - 1
+                leaves[empty] = positive[np.maximum(before, 0)]
+        return leaves
