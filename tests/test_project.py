@@ -45,3 +45,22 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert commands[1].strip() in ci
     assert "torch==2.13.0" in commands[0] and "torch==2.13.0" in commands[1]
+
+
+def test_readme_custom_surgery_example_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "class ClippedTarget" in b
+    )
+    namespace: dict = {}
+    exec(
+        compile(
+            block.replace('"CartPole-v1",', '"CartPole-v1", learning_starts=20, buffer_size=200,'),
+            "README",
+            "exec",
+        ),
+        namespace,
+    )
+    model = namespace["model"].learn(100)
+    assert [s.key for s in model.surgeries] == ["clipped_target", "double_q_learning"]
+    assert model._n_updates > 0

@@ -10,6 +10,9 @@ One gradient step runs these stages (exclusive ones take at most one surgery)::
     (reduce)      mean of batch.weights * elementwise_loss, backward, clip, optimizer step
     after_update  composable hooks: priorities, noise reset, per-update target sync
 
+(The no-grad next_action and target stages execute before estimate, as in SB3, so the
+online forward pass sits right before its backward pass; the math does not depend on it.)
+
 and per environment step: ``target_sync`` (exclusive), ``on_step`` (composable
 schedules); acting goes through ``act`` (exclusive). With no surgeries every default
 is SB3's own computation, so the agent reproduces ``stable_baselines3.DQN`` exactly.
