@@ -1,0 +1,537 @@
+"""Statistics over a study's results: normalized scores, aggregates with confidence intervals, curves.
+
+Aggregates follow Agarwal et al. (2021), "Deep RL at the Edge of the Statistical Precipice", through
+the ``rliable`` library: interquartile mean (IQM), median, mean and optimality gap of normalized
+final scores, each with a 95% stratified-bootstrap confidence interval, and the probability of
+improvement over a baseline.
+
+Scores are normalized per environment: ``(score - random) / (reference - random)``. An environment
+without a reference score takes the best per-variant mean final score of the study as its reference;
+one without a random score takes 0.
+
+rliable's bootstrap draws from NumPy's global random generator: every bootstrap here runs with that
+generator seeded from ``seed`` (its previous state is restored afterwards), so results are
+deterministic given ``seed``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rliable import metrics as rliable_metrics
+from scipy.stats import trim_mean
+
+from rlsurgery.bench.results import EnvScores, StudyResults
+
+#: Coverage of every confidence interval and band
+CONFIDENCE = 0.95
+#: Aggregate metrics, as ``(column name, label)``, in the order of the aggregate table
+AGGREGATE_METRICS = [
+    ("iqm", "IQM"),
+    ("median", "Median"),
+    ("mean", "Mean"),
+    ("optimality_gap", "Optimality gap"),
+]
+AGGREGATE_COLUMNS = [
+    "variant",
+    "n_runs",
+    *[f"{name}{suffix}" for name, _ in AGGREGATE_METRICS for suffix in ("", "_low", "_high")],
+]
+IMPROVEMENT_COLUMNS = [
+    "variant",
+    "baseline",
+    "probability",
+    "probability_low",
+    "probability_high",
+    "n_runs",
+    "n_runs_baseline",
+]
+PER_ENV_COLUMNS = [
+    "variant",
+    "env_id",
+    "n_done",
+    "n_failed",
+    "n_unfinished",
+    "mean",
+    "median",
+    "iqm",
+    "std",
+    "normalized_mean",
+    "mean_wall_s",
+]
+CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
+
+
+def _rliable_library() -> Any:
+    """Import ``rliable.library``, letting its ``arch<8`` load under pandas 3.
+
+    arch 7 decorates a method with ``deprecate_kwarg(old_name, new_name)``, the pandas 2 signature;
+    pandas 3 expects a warning class first. Only while arch is first imported, and only when pandas
+    has the new signature, old-style calls are given ``FutureWarning`` as that class.
+    """
+    import pandas.util._decorators as pandas_decorators
+
+    original = pandas_decorators.deprecate_kwarg
+    if next(iter(inspect.signature(original).parameters)) != "klass":
+        from rliable import library
+
+        return library
+
+    def accepting_pandas2_arguments(*args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], str):
+            return original(FutureWarning, *args, **kwargs)
+        return original(*args, **kwargs)
+
+    pandas_decorators.deprecate_kwarg = accepting_pandas2_arguments
+    try:
+        from rliable import library
+    finally:
+        pandas_decorators.deprecate_kwarg = original
+    return library
+
+
+@contextmanager
+def seeded_global_rng(seed: int) -> Iterator[None]:
+    """Seed NumPy's global random generator (which rliable draws from), restoring its state on exit.
+
+    :param seed: seed of the generator inside the block
+    """
+    saved_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(saved_state)
+
+
+def bootstrap_intervals(
+    scores: np.ndarray | list[np.ndarray], statistic: Callable[..., Any], reps: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point estimate and 95% stratified-bootstrap interval of a statistic (rliable).
+
+    :param scores: a (runs x tasks) matrix, or a list of such matrices resampled independently
+        (statistics that compare methods)
+    :param statistic: function of the matrix (or matrices) returning a scalar or 1D array
+    :param reps: bootstrap replications
+    :param seed: seed of the resampling
+    :return: the point estimate as a 1D array, and the interval as a (2 x len) array of lower
+        and upper bounds
+    """
+    library = _rliable_library()
+    with seeded_global_rng(seed):
+        points, intervals = library.get_interval_estimates(
+            {"scores": scores},
+            statistic,
+            reps=reps,
+            confidence_interval_size=CONFIDENCE,
+        )
+    point = np.atleast_1d(np.asarray(points["scores"], dtype=float))
+    interval = np.asarray(intervals["scores"], dtype=float).reshape(2, -1)
+    return point, interval
+
+
+# ---------------------------------------------------------------------------------------------------
+# Normalization
+# ---------------------------------------------------------------------------------------------------
+
+
+def _ordered_union(declared: Sequence[str], seen: pd.Series) -> list[str]:
+    names = list(declared)
+    names += [name for name in dict.fromkeys(seen.astype(str)) if name not in names]
+    return names
+
+
+def study_variants(results: StudyResults) -> list[str]:
+    """Variants in ``results.variants`` order, then any other variant found in the runs.
+
+    :param results: the study's results
+    :return: variant names
+    """
+    return _ordered_union(results.variants, results.runs["variant"])
+
+
+def study_env_ids(results: StudyResults) -> list[str]:
+    """Environments in ``results.envs`` order, then any other environment found in the runs.
+
+    :param results: the study's results
+    :return: environment ids
+    """
+    return _ordered_union(list(results.envs), results.runs["env_id"])
+
+
+@dataclass(frozen=True)
+class EnvNormalization:
+    """The scores one environment's returns are normalized with, and where they come from."""
+
+    env_id: str
+    random_score: float
+    reference_score: float
+    random_source: str
+    reference_source: str
+
+    @property
+    def scale(self) -> float:
+        """``reference - random``; 1 when that is 0 or undefined (scores then only shift)."""
+        scale = self.reference_score - self.random_score
+        return scale if math.isfinite(scale) and scale != 0 else 1.0
+
+    def normalize(self, scores: np.ndarray | pd.Series | float) -> Any:
+        """Normalized scores: ``(score - random) / (reference - random)``.
+
+        :param scores: raw returns
+        :return: normalized returns, of the same type
+        """
+        return (scores - self.random_score) / self.scale
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (undefined scores as ``None``)."""
+        return {
+            "env_id": self.env_id,
+            "random_score": _finite_or_none(self.random_score),
+            "reference_score": _finite_or_none(self.reference_score),
+            "random_source": self.random_source,
+            "reference_source": self.reference_source,
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _finished_runs(results: StudyResults) -> pd.DataFrame:
+    done = results.done
+    return done.assign(final_score=pd.to_numeric(done["final_score"], errors="coerce"))
+
+
+def _study_reference(results: StudyResults, env_id: str) -> tuple[float, str]:
+    done = _finished_runs(results)
+    done = done[done["env_id"] == env_id]
+    if done.empty:
+        return math.nan, "no finished run yet"
+    variant_means = done.groupby("variant")["final_score"].mean()
+    best_variant = str(variant_means.idxmax())
+    return float(variant_means.max()), f"best variant mean in this study ({best_variant})"
+
+
+def env_normalization(results: StudyResults, env_id: str) -> EnvNormalization:
+    """How one environment's scores are normalized.
+
+    :param results: the study's results
+    :param env_id: the environment
+    :return: random and reference scores with their sources
+    """
+    given = results.envs.get(env_id, EnvScores(env_id))
+    if given.random_score is None:
+        random_score, random_source = 0.0, "none given: 0"
+    else:
+        random_score, random_source = float(given.random_score), "given"
+    if given.reference_score is None:
+        reference_score, reference_source = _study_reference(results, env_id)
+    else:
+        reference_score, reference_source = float(given.reference_score), given.reference_source or "given"
+    return EnvNormalization(env_id, random_score, reference_score, random_source, reference_source)
+
+
+def env_normalizations(results: StudyResults) -> dict[str, EnvNormalization]:
+    """How every environment of the study is normalized.
+
+    :param results: the study's results
+    :return: one :class:`EnvNormalization` per environment, in study order
+    """
+    return {env_id: env_normalization(results, env_id) for env_id in study_env_ids(results)}
+
+
+def complete_seed_scores(results: StudyResults, variant: str) -> pd.DataFrame:
+    """Final scores of the seeds of a variant that finished on every environment of the study.
+
+    A seed with a failed, pending or missing run on any environment is left out entirely, so that
+    every row of the aggregate matrices is one full run of the suite. Should a seed have several
+    finished runs on one environment, the last one counts.
+
+    :param results: the study's results
+    :param variant: the variant
+    :return: raw final scores, one row per complete seed (sorted), one column per environment
+    """
+    env_ids = study_env_ids(results)
+    done = _finished_runs(results)
+    done = done[done["variant"] == variant]
+    scores = done.pivot_table(index="seed", columns="env_id", values="final_score", aggfunc="last")
+    scores = scores.reindex(columns=env_ids).dropna(axis="index", how="any")
+    return scores.sort_index()
+
+
+def normalized_scores(results: StudyResults) -> dict[str, np.ndarray]:
+    """Normalized final scores of each variant, the input of the aggregate statistics.
+
+    Only seeds that finished (status ``done``) on every environment count (see
+    :func:`complete_seed_scores`); variants without any such seed are left out.
+
+    :param results: the study's results
+    :return: per variant (in study order) a (n_complete_seeds x n_envs) matrix, environments in
+        :func:`study_env_ids` order
+    """
+    normalizations = env_normalizations(results)
+    matrices = {}
+    for variant in study_variants(results):
+        scores = complete_seed_scores(results, variant)
+        if scores.empty:
+            continue
+        columns = [normalizations[env_id].normalize(scores[env_id]) for env_id in scores.columns]
+        matrices[variant] = np.column_stack(columns).astype(float)
+    return matrices
+
+
+# ---------------------------------------------------------------------------------------------------
+# Aggregates
+# ---------------------------------------------------------------------------------------------------
+
+
+def _aggregate_metrics(scores: np.ndarray) -> np.ndarray:
+    return np.array(
+        [
+            rliable_metrics.aggregate_iqm(scores),
+            rliable_metrics.aggregate_median(scores),
+            rliable_metrics.aggregate_mean(scores),
+            rliable_metrics.aggregate_optimality_gap(scores),
+        ]
+    )
+
+
+def aggregate_table(results: StudyResults, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """IQM, median, mean and optimality gap of each variant's normalized scores, with 95% CIs.
+
+    :param results: the study's results
+    :param reps: bootstrap replications
+    :param seed: seed of each variant's bootstrap (adding a variant leaves the others' CIs as they were)
+    :return: one row per variant with complete seeds: ``variant, n_runs`` (complete seeds) and,
+        for each metric (``iqm, median, mean, optimality_gap``), its value and ``_low`` / ``_high``
+        bounds
+    """
+    rows = []
+    for variant, scores in normalized_scores(results).items():
+        point, interval = bootstrap_intervals(scores, _aggregate_metrics, reps, seed)
+        row: dict[str, Any] = {"variant": variant, "n_runs": scores.shape[0]}
+        for index, (name, _) in enumerate(AGGREGATE_METRICS):
+            row[name] = point[index]
+            row[f"{name}_low"], row[f"{name}_high"] = interval[:, index]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=AGGREGATE_COLUMNS)
+
+
+def improvement_table(results: StudyResults, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Probability of improvement of each variant over the study's baseline, with 95% CIs.
+
+    ``P(X > Y)``: the probability that a run of variant X scores higher than a run of the baseline
+    Y on an environment, averaged over environments (rliable; runs resampled independently).
+
+    :param results: the study's results
+    :param reps: bootstrap replications
+    :param seed: seed of the bootstrap
+    :return: one row per variant other than the baseline: ``variant, baseline, probability,
+        probability_low, probability_high, n_runs, n_runs_baseline``; empty without a baseline
+        or when the baseline has no complete seed
+    """
+    matrices = normalized_scores(results)
+    baseline = results.baseline
+    if baseline is None or baseline not in matrices:
+        return pd.DataFrame(columns=IMPROVEMENT_COLUMNS)
+    rows = []
+    for variant, scores in matrices.items():
+        if variant == baseline:
+            continue
+        pair = [scores, matrices[baseline]]
+        point, interval = bootstrap_intervals(pair, rliable_metrics.probability_of_improvement, reps, seed)
+        rows.append(
+            {
+                "variant": variant,
+                "baseline": baseline,
+                "probability": point[0],
+                "probability_low": interval[0, 0],
+                "probability_high": interval[1, 0],
+                "n_runs": scores.shape[0],
+                "n_runs_baseline": matrices[baseline].shape[0],
+            }
+        )
+    return pd.DataFrame(rows, columns=IMPROVEMENT_COLUMNS)
+
+
+@dataclass
+class PerformanceProfiles:
+    """Fraction of runs whose normalized score exceeds each threshold, per variant, with 95% bands."""
+
+    thresholds: np.ndarray
+    profiles: dict[str, np.ndarray]
+    intervals: dict[str, np.ndarray]
+
+
+def performance_profiles(
+    results: StudyResults, reps: int = 2000, seed: int = 0, n_thresholds: int = 81
+) -> PerformanceProfiles | None:
+    """Run-score distributions (performance profiles) of the variants, with 95% bands (rliable).
+
+    :param results: the study's results
+    :param reps: bootstrap replications
+    :param seed: seed of the bootstrap
+    :param n_thresholds: number of thresholds, evenly spaced from ``min(0, lowest score)`` to
+        ``max(1, highest score)``
+    :return: the profiles, or ``None`` when no variant has a complete seed
+    """
+    matrices = normalized_scores(results)
+    if not matrices:
+        return None
+    all_scores = np.concatenate([scores.ravel() for scores in matrices.values()])
+    thresholds = np.linspace(min(0.0, all_scores.min()), max(1.0, all_scores.max()), n_thresholds)
+    library = _rliable_library()
+    with seeded_global_rng(seed):
+        profiles, intervals = library.create_performance_profile(
+            matrices, thresholds, reps=reps, confidence_interval_size=CONFIDENCE
+        )
+    return PerformanceProfiles(thresholds, profiles, intervals)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per environment
+# ---------------------------------------------------------------------------------------------------
+
+
+def _score_summary(scores: pd.Series) -> dict[str, float]:
+    if scores.empty:
+        return dict.fromkeys(("mean", "median", "iqm", "std"), math.nan)
+    return {
+        "mean": float(scores.mean()),
+        "median": float(scores.median()),
+        "iqm": float(trim_mean(scores.to_numpy(dtype=float), 0.25)),
+        "std": float(scores.std(ddof=1)) if len(scores) > 1 else math.nan,
+    }
+
+
+def per_env_table(results: StudyResults) -> pd.DataFrame:
+    """Final scores of each variant on each environment, over all its finished runs.
+
+    :param results: the study's results
+    :return: one row per (variant, environment) pair with at least one run: ``n_done, n_failed,
+        n_unfinished`` (pending or running), ``mean, median, iqm`` (25% trimmed mean) and ``std``
+        (sample, undefined for one run) of the final score, ``normalized_mean`` and ``mean_wall_s``
+        of the finished runs
+    """
+    normalizations = env_normalizations(results)
+    rows = []
+    for variant in study_variants(results):
+        for env_id in study_env_ids(results):
+            runs = results.runs[(results.runs["variant"] == variant) & (results.runs["env_id"] == env_id)]
+            if runs.empty:
+                continue
+            done = runs[runs["status"] == "done"]
+            summary = _score_summary(done["final_score"].astype(float))
+            rows.append(
+                {
+                    "variant": variant,
+                    "env_id": env_id,
+                    "n_done": len(done),
+                    "n_failed": int((runs["status"] == "failed").sum()),
+                    "n_unfinished": int(runs["status"].isin(["pending", "running"]).sum()),
+                    **summary,
+                    "normalized_mean": normalizations[env_id].normalize(summary["mean"]),
+                    "mean_wall_s": float(done["wall_s"].mean()) if not done.empty else math.nan,
+                }
+            )
+    return pd.DataFrame(rows, columns=PER_ENV_COLUMNS)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Curves
+# ---------------------------------------------------------------------------------------------------
+
+
+def align_curves(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], max_points: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """Put the curves of several seeds on common steps.
+
+    The common steps are those of the curve with the fewest points, within the step range every
+    curve covers (thinned to ``max_points``); each curve is linearly interpolated there, which
+    leaves curves evaluated at those very steps unchanged.
+
+    :param curves: per seed, ``(steps, values)``, steps increasing
+    :param max_points: most steps kept
+    :return: the common steps, and a (n_seeds x n_steps) matrix of values
+    """
+    if not curves:
+        return np.empty(0), np.empty((0, 0))
+    first_step = max(float(steps[0]) for steps, _ in curves)
+    last_step = min(float(steps[-1]) for steps, _ in curves)
+    sparsest_steps = min((np.asarray(steps, dtype=float) for steps, _ in curves), key=len)
+    grid = sparsest_steps[(sparsest_steps >= first_step) & (sparsest_steps <= last_step)]
+    if len(grid) > max_points:
+        grid = grid[np.linspace(0, len(grid) - 1, max_points).round().astype(int)]
+    matrix = np.vstack([np.interp(grid, steps, values) for steps, values in curves])
+    return grid, matrix
+
+
+def curve_band(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], reps: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Mean over seeds of aligned curves, with a pointwise 95% bootstrap band.
+
+    Each step is a stratum of rliable's stratified bootstrap: seeds are resampled at each step.
+
+    :param curves: per seed, ``(steps, values)``, steps increasing (see :func:`align_curves`)
+    :param reps: bootstrap replications
+    :param seed: seed of the bootstrap
+    :return: ``step, mean, low, high, n_seeds``, one row per common step
+    """
+    steps, matrix = align_curves(curves)
+    if matrix.size == 0:
+        return pd.DataFrame(columns=["step", "mean", "low", "high", "n_seeds"])
+    mean, band = bootstrap_intervals(matrix, lambda values: np.mean(values, axis=0), reps, seed)
+    return pd.DataFrame(
+        {"step": steps, "mean": mean, "low": band[0], "high": band[1], "n_seeds": matrix.shape[0]}
+    )
+
+
+def _smoothed(values: np.ndarray, window: int) -> np.ndarray:
+    return pd.Series(values).rolling(window, min_periods=1).mean().to_numpy()
+
+
+def learning_curves(
+    results: StudyResults, source: str = "evals", reps: int = 1000, seed: int = 0, window: int = 20
+) -> pd.DataFrame:
+    """Mean learning curve of each variant on each environment, over its finished runs, with bands.
+
+    :param results: the study's results
+    :param source: ``"evals"`` (greedy evaluation returns) or ``"episodes"`` (training episode
+        returns, smoothed by a trailing mean over ``window`` episodes first)
+    :param reps: bootstrap replications
+    :param seed: seed of the bootstrap
+    :param window: episodes in the trailing mean of training returns
+    :return: ``variant, env_id, step, mean, low, high, n_seeds``
+    """
+    table, value_column = {
+        "evals": (results.evals, "mean_return"),
+        "episodes": (results.episodes, "episode_return"),
+    }[source]
+    finished = table[table["run_id"].isin(results.done["run_id"])]
+    bands = []
+    for variant in study_variants(results):
+        for env_id in study_env_ids(results):
+            subset = finished[(finished["variant"] == variant) & (finished["env_id"] == env_id)]
+            curves = []
+            for _, run in subset.groupby("run_id", sort=False):
+                run = run.sort_values("step")
+                values = run[value_column].to_numpy(dtype=float)
+                if source == "episodes":
+                    values = _smoothed(values, window)
+                curves.append((run["step"].to_numpy(dtype=float), values))
+            band = curve_band(curves, reps=reps, seed=seed)
+            if not band.empty:
+                bands.append(band.assign(variant=variant, env_id=env_id))
+    if not bands:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(bands, ignore_index=True)[CURVE_COLUMNS]
