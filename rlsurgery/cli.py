@@ -1,6 +1,7 @@
 """The ``rlsurgery`` command line (``python -m rlsurgery`` is the same).
 
-Subcommands: ``catalog``, ``recipes``, ``train``, ``evaluate``, ``inspect``. Every
+Subcommands: ``catalog``, ``recipes``, ``train``, ``evaluate``, ``inspect``, ``compare``,
+``ablate``, ``report``, ``suites``. Every
 command that produces results prints them as JSON with ``--json``. User errors (bad
 key, bad parameter, malformed recipe, occupied run folder) print one line to stderr
 and exit with status 2, before anything is trained or written.
@@ -178,6 +179,130 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _study_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``compare`` and ``ablate``."""
+    p.add_argument("--suite", help="a bundled suite (classic, minatar, ...) or a suite YAML path")
+    p.add_argument("--env", action="append", metavar="ID", help="an environment id (repeatable)")
+    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
+    p.add_argument("--steps", type=int, help="training steps per run (default: the suite's budget)")
+    p.add_argument("--eval-freq", type=int, help="evaluate every N env steps (default: the suite's)")
+    p.add_argument("--eval-episodes", type=int, help="greedy episodes per evaluation (default: the suite's)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
+    p.add_argument("--ray-address", help="address of an existing Ray cluster (default: a local Ray)")
+    p.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], help="torch device of each run (default auto)"
+    )
+    p.add_argument("--out", help="study folder (default studies/NAME)")
+    p.add_argument("--name", help="study name")
+    p.add_argument("--save-models", action="store_true", help="keep each run's model zip")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs (default 2000)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _common_env_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"steps": args.steps, "eval_freq": args.eval_freq, "n_eval_episodes": args.eval_episodes}
+
+
+def _run_and_print(spec: Any, args: argparse.Namespace) -> int:
+    from rlsurgery.bench.runner import run_study, write_study_report
+
+    folder = run_study(
+        spec,
+        args.out,
+        backend=args.backend,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        progress=not args.no_progress,
+        report=False,
+    )
+    return _print_report(write_study_report(folder, reps=args.reps), folder, args.json)
+
+
+def _print_report(written: dict[str, Any], folder: Any, as_json: bool) -> int:
+    if as_json:
+        sys.stdout.write(written["summary"].read_text(encoding="utf-8"))
+    else:
+        print(written["text"])
+        print(f"report: {written['report']}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rlsurgery.bench.study import StudySpec, Variant, load_study, seed_list, select_envs
+    from rlsurgery.core.errors import StudyError
+
+    common = _common_env_settings(args)
+    if args.study:
+        spec = load_study(args.study)
+        if args.suite or args.env:
+            spec.envs = select_envs(args.suite, args.env, **common)
+        else:
+            spec.envs = [e.with_overrides(**common) for e in spec.envs]
+        spec.seeds = seed_list(args.seeds) if args.seeds is not None else spec.seeds
+        spec.name = args.name or spec.name
+        spec.device = args.device or spec.device
+        spec.save_models = spec.save_models or args.save_models
+        spec.baseline = args.baseline or spec.baseline
+        spec.__post_init__()  # re-check what the options changed
+    elif args.agents:
+        names = [a.strip() for a in args.agents.split(",") if a.strip()]
+        spec = StudySpec(
+            name=args.name or "-vs-".join(names),
+            variants=[Variant(n, n) for n in names],
+            envs=select_envs(args.suite, args.env, **common),
+            seeds=seed_list(args.seeds if args.seeds is not None else 5),
+            baseline=args.baseline or names[0],
+            device=args.device or "auto",
+            save_models=args.save_models,
+        )
+    else:
+        raise StudyError("give a STUDY.yaml, or --agents A,B,... with --suite or --env")
+    return _run_and_print(spec, args)
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from rlsurgery.bench.study import StudySpec, ablation_variants, seed_list, select_envs
+
+    variants = ablation_variants(args.recipe, add_one=args.add_one)
+    spec = StudySpec(
+        name=args.name or f"ablate-{variants[0].name}",
+        variants=variants,
+        envs=select_envs(args.suite, args.env, **_common_env_settings(args)),
+        seeds=seed_list(args.seeds if args.seeds is not None else 5),
+        baseline=variants[0].name,
+        device=args.device or "auto",
+        save_models=args.save_models,
+    )
+    return _run_and_print(spec, args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from rlsurgery.bench.runner import write_study_report
+
+    return _print_report(write_study_report(args.study_dir, reps=args.reps), args.study_dir, args.json)
+
+
+def cmd_suites(args: argparse.Namespace) -> int:
+    from rlsurgery.bench.suites import available_suites, load_suite
+
+    rows = []
+    for name in available_suites():
+        suite = load_suite(name)
+        rows.append(
+            {"name": name, "description": suite.description, "envs": [e.as_dict() for e in suite.envs]}
+        )
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        print(f"{row['name']}: {row['description']}")
+        for env in row["envs"]:
+            print(f"  {env['env_id']:<26} {env['steps'] or '-':>8} steps  ref {env['reference_score']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rlsurgery`` command."""
     parser = argparse.ArgumentParser(
@@ -232,6 +357,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="model zip")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser(
+        "compare",
+        help="compare agents on Gymnasium benchmarks (a study)",
+        description="Run a study (variants x envs x seeds) in a local process pool or on Ray, store every "
+        "result in STUDY_DIR/study.db, then write tables, plots and report.html. Rerunning the same "
+        "command resumes an interrupted study.",
+    )
+    p.add_argument("study", nargs="?", help="a study YAML (or use --agents with --suite/--env)")
+    p.add_argument("--agents", help="comma-separated recipes to compare, e.g. dqn,rainbow")
+    p.add_argument("--baseline", help="variant the others are compared against (default: the first)")
+    _study_options(p)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "ablate",
+        help="leave-one-out (and add-one) ablation of a recipe's surgeries",
+        description="Compare RECIPE with RECIPE minus each of its surgeries; with --add-one also the base "
+        "algorithm alone and with each surgery alone.",
+    )
+    p.add_argument("recipe", help="recipe name or YAML path")
+    p.add_argument("--add-one", action="store_true", help="also the base algorithm plus each surgery alone")
+    _study_options(p)
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("report", help="rebuild a study's tables, plots and report from its store")
+    p.add_argument("study_dir", help="study folder (holds study.db)")
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs (default 2000)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("suites", help="list the bundled benchmark suites")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_suites)
     return parser
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import torch as th
-import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
@@ -34,58 +33,20 @@ from stable_baselines3.common.vec_env import VecEnv
 from rlsurgery import catalog
 from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
+from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
 
 TOP_KEYS = ("algo", "description", "surgeries", "defaults", "hyperparams")
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "env_kwargs", "surgeries")
 
 
-def recipe_dirs() -> list[Path]:
-    """Folders searched for recipe names: the wheel's bundled copy, then the source tree."""
-    here = Path(__file__).resolve().parent
-    return [p for p in (here / "_bundled" / "agents", here.parent / "agents") if p.is_dir()]
-
-
 def available_recipes() -> list[str]:
     """Names of the bundled recipes."""
-    names = {p.stem for d in recipe_dirs() for p in d.glob("*.yaml")}
-    return sorted(names)
+    return bundled_names("agents")
 
 
 def find_recipe(name: str | Path) -> Path:
     """Path of a recipe given by name (``rainbow``) or path (``my/recipe.yaml``)."""
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise RecipeError(f"recipe file not found: {path}")
-        return path
-    for folder in recipe_dirs():
-        candidate = folder / f"{name}.yaml"
-        if candidate.is_file():
-            return candidate
-    close = difflib.get_close_matches(str(name), available_recipes(), n=3)
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise RecipeError(f"unknown recipe {str(name)!r}{hint} (available: {', '.join(available_recipes())})")
-
-
-class _Lines:
-    """Line numbers of the nodes of a YAML document, by key path."""
-
-    def __init__(self, text: str) -> None:
-        self.root = yaml.compose(text, Loader=yaml.SafeLoader)
-
-    def line(self, *path: Any) -> int | None:
-        node = self.root
-        for part in path:
-            if isinstance(node, yaml.MappingNode):
-                match = [v for k, v in node.value if k.value == part]
-                if not match:
-                    break
-                node = match[0]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-                node = node.value[part]
-            else:
-                break
-        return None if node is None else node.start_mark.line + 1
+    return find_yaml(name, "agents", "recipe")
 
 
 @dataclass
@@ -243,27 +204,11 @@ class ResolvedRecipe:
 def load_recipe(name: str | Path) -> Recipe:
     """Read and validate a recipe; errors name the file and line."""
     path = find_recipe(name)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-        lines = _Lines(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise RecipeError(f"{where}: malformed YAML: {problem}") from None
-
-    def fail(message: str, *key_path: Any) -> RecipeError:
-        line = lines.line(*key_path)
-        return RecipeError(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+    data, fail = read_yaml(path)
 
     if not isinstance(data, dict):
         raise fail("a recipe must be a mapping with 'algo', 'surgeries', 'defaults' and 'hyperparams'")
-    for key in data:
-        if key not in TOP_KEYS:
-            close = difflib.get_close_matches(str(key), TOP_KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise fail(f"unknown recipe entry {key!r}{hint}", key)
+    check_keys(data, TOP_KEYS, fail, "recipe")
     from rlsurgery.agents import ALGORITHMS
 
     algo = data.get("algo")

@@ -415,15 +415,16 @@ def write_report(
     """Write a study's report into a folder.
 
     Layout: ``plots/*.png``, ``tables/{runs,per_env,aggregate,improvement}.csv`` (improvement only
-    with a baseline), ``summary.json`` and ``report.html`` (self-contained). Files of an earlier
-    report in the folder that this one does not produce are removed.
+    with a baseline), ``summary.json``, ``summary.txt`` and ``report.html`` (self-contained). Files
+    of an earlier report in the folder that this one does not produce are removed.
 
     :param results: the study's results
     :param out_dir: the folder (created if needed)
     :param reps: bootstrap replications of the aggregate statistics
     :param seed: seed of every bootstrap
     :param curve_reps: bootstrap replications of the learning-curve bands
-    :return: the paths written: ``report``, ``summary``, ``tables`` (by name) and ``plots`` (by name)
+    :return: the paths written: ``report``, ``summary``, ``tables`` (by name) and ``plots`` (by
+        name), and ``text``, the plain-text summary (also written to ``summary.txt``)
     """
     out_dir = Path(out_dir)
     plots_dir, tables_dir = out_dir / "plots", out_dir / "tables"
@@ -445,7 +446,15 @@ def write_report(
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     report_path = out_dir / "report.html"
     report_path.write_text(report_html(results, tables, plot_paths, generated_at), encoding="utf-8")
-    return {"report": report_path, "summary": summary_path, "tables": table_paths, "plots": plot_paths}
+    text = summary_text(results, reps=reps, seed=seed, tables=tables)
+    (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
+    return {
+        "report": report_path,
+        "summary": summary_path,
+        "text": text,
+        "tables": table_paths,
+        "plots": plot_paths,
+    }
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
@@ -458,7 +467,9 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), rule, *(line(row) for row in rows)])
 
 
-def summary_text(results: StudyResults, reps: int = 2000, seed: int = 0) -> str:
+def summary_text(
+    results: StudyResults, reps: int = 2000, seed: int = 0, tables: dict[str, pd.DataFrame] | None = None
+) -> str:
     """A compact plain-text summary for a terminal (no colors, fine in a pipe).
 
     One row per variant; per environment the mean ± std of the final score over finished seeds
@@ -467,6 +478,7 @@ def summary_text(results: StudyResults, reps: int = 2000, seed: int = 0) -> str:
     :param results: the study's results
     :param reps: bootstrap replications of the IQM's CI
     :param seed: seed of the bootstrap
+    :param tables: the tables of :func:`study_tables`, if already computed
     :return: the text (several lines, no trailing newline)
     """
     counts = _run_counts(results)
@@ -476,8 +488,9 @@ def summary_text(results: StudyResults, reps: int = 2000, seed: int = 0) -> str:
     )
     if not counts["runs"]:
         return title
-    per_env = stats.per_env_table(results).set_index(["variant", "env_id"])
-    aggregate = stats.aggregate_table(results, reps=reps, seed=seed).set_index("variant")
+    per_env = (tables["per_env"] if tables else stats.per_env_table(results)).set_index(["variant", "env_id"])
+    aggregate = tables["aggregate"] if tables else stats.aggregate_table(results, reps=reps, seed=seed)
+    aggregate = aggregate.set_index("variant")
     env_ids = stats.study_env_ids(results)
     rows = []
     for variant in stats.study_variants(results):

@@ -16,7 +16,6 @@ deterministic given ``seed``.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -70,30 +69,9 @@ CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
 
 
 def _rliable_library() -> Any:
-    """Import ``rliable.library``, letting its ``arch<8`` load under pandas 3.
+    """``rliable.library`` (imported on first use: it pulls in arch and statsmodels)."""
+    from rliable import library
 
-    arch 7 decorates a method with ``deprecate_kwarg(old_name, new_name)``, the pandas 2 signature;
-    pandas 3 expects a warning class first. Only while arch is first imported, and only when pandas
-    has the new signature, old-style calls are given ``FutureWarning`` as that class.
-    """
-    import pandas.util._decorators as pandas_decorators
-
-    original = pandas_decorators.deprecate_kwarg
-    if next(iter(inspect.signature(original).parameters)) != "klass":
-        from rliable import library
-
-        return library
-
-    def accepting_pandas2_arguments(*args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], str):
-            return original(FutureWarning, *args, **kwargs)
-        return original(*args, **kwargs)
-
-    pandas_decorators.deprecate_kwarg = accepting_pandas2_arguments
-    try:
-        from rliable import library
-    finally:
-        pandas_decorators.deprecate_kwarg = original
     return library
 
 

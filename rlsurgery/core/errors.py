@@ -28,3 +28,11 @@ class IncompatibleSurgeryError(SurgeryError):
 
 class RecipeError(SurgeryError):
     """A recipe or spec file is malformed."""
+
+
+class EnvironmentNotAvailableError(SurgeryError):
+    """An environment id that is unknown, or needs an extra that is not installed."""
+
+
+class StudyError(SurgeryError):
+    """A study, suite or study folder is invalid."""

@@ -1,0 +1,141 @@
+"""Run a study: validate it, store it, execute its unfinished runs, write its report.
+
+The same command resumes an interrupted study: runs already ``done`` in the study
+folder's store are skipped; runs that were running when the study stopped, and failed
+runs, are done again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rlsurgery.bench.backends import LocalBackend, RayBackend
+from rlsurgery.bench.store import ResultStore
+from rlsurgery.bench.study import StudySpec, default_workers
+from rlsurgery.core.errors import StudyError
+
+
+def make_backend(backend: str, workers: int | None = None, ray_address: str | None = None) -> Any:
+    """``local`` (a process pool of ``workers``) or ``ray`` (``ray_address`` or a local Ray)."""
+    if backend == "local":
+        return LocalBackend(workers or default_workers())
+    if backend == "ray":
+        return RayBackend(address=ray_address, num_cpus=workers or default_workers())
+    raise StudyError(f"backend must be 'local' or 'ray' (got {backend!r})")
+
+
+def default_study_dir(spec: StudySpec) -> Path:
+    """``studies/<name>``."""
+    return Path("studies") / spec.name.replace("/", "_")
+
+
+def run_study(
+    spec: StudySpec,
+    out: str | Path | None = None,
+    *,
+    backend: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+    report: bool = True,
+    reps: int = 2000,
+    console: Console | None = None,
+) -> Path:
+    """Run (or resume) ``spec`` in the study folder ``out`` and write its report.
+
+    :param spec: the study
+    :param out: study folder (default ``studies/<name>``); holds ``study.db`` and the outputs
+    :param backend: ``local`` or ``ray``
+    :param workers: local worker processes, or CPUs of a local Ray (default: one per core)
+    :param ray_address: address of an existing Ray cluster
+    :param progress: show a progress display (runs done / running / failed, ETA)
+    :param report: write the report (tables, plots, HTML) when the runs end
+    :param reps: bootstrap resamples of the report's confidence intervals
+    :return: the study folder
+    """
+    console = console or Console(stderr=True, soft_wrap=True)
+    spec.validate()
+    folder = Path(out) if out is not None else default_study_dir(spec)
+    runs = spec.runs(folder)
+    with ResultStore(folder) as store:
+        store.register(spec, runs)
+        if spec.save_models:
+            (folder / "models").mkdir(exist_ok=True)
+        wanted = {r.run_id for r in runs}
+        todo = [r for r in store.todo() if r.run_id in wanted]
+        todo.sort(key=lambda r: -(r.env.get("steps") or 0))  # longest first: better packing
+        skipped = len(runs) - len(todo)
+        if skipped:
+            console.print(f"resuming {folder}: {skipped} of {len(runs)} runs already done")
+        if todo:
+            _execute(
+                store,
+                [r.as_dict() for r in todo],
+                make_backend(backend, workers, ray_address),
+                progress,
+                console,
+            )
+    if report:
+        write_study_report(folder, reps=reps)
+    return folder
+
+
+def _execute(
+    store: ResultStore, runs: list[dict[str, Any]], backend: Any, progress: bool, console: Console
+) -> None:
+    running: set[str] = set()
+    failed = 0
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("running {task.fields[running]}  failed {task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    events = backend.execute(runs)
+    with Progress(*columns, console=console, disable=not progress, transient=False) as bar:
+        task = bar.add_task("runs", total=len(runs), running=0, failed=0)
+        try:
+            for kind, payload in events:
+                if kind == "started":
+                    store.mark_running(payload)
+                    running.add(payload)
+                else:
+                    store.save_result(payload)
+                    running.discard(payload["run_id"])
+                    if payload["status"] == "failed":
+                        failed += 1
+                        first = (payload.get("error") or "").strip().splitlines()[-1:] or [""]
+                        console.print(f"[red]run {payload['run_id']} failed:[/red] {first[0]}")
+                    bar.advance(task)
+                bar.update(task, running=len(running), failed=failed)
+        except BaseException:
+            events.close()
+            store.mark_pending(running)
+            console.print(f"interrupted at {time.strftime('%H:%M:%S')}: rerun the same command to resume")
+            raise
+        finally:
+            backend.shutdown()
+
+
+def write_study_report(folder: str | Path, reps: int = 2000) -> dict[str, Any]:
+    """Rebuild every output of a study folder from its store (``rlsurgery report``)."""
+    from rlsurgery.bench.report import write_report
+
+    with ResultStore.open_existing(folder) as store:
+        results = store.results()
+    return write_report(results, folder, reps=reps)

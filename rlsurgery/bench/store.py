@@ -1,0 +1,256 @@
+"""The result store of a study: one SQLite database (``study.db``, WAL mode) in the study folder.
+
+Tables: ``meta`` (the study specification), ``runs`` (one row per run, keyed by run id:
+status, configuration hash, final score, wall time, error traceback), ``evals`` (periodic
+greedy evaluations) and ``episodes`` (training episode returns). A finished run's rows are
+written in one transaction, so a run is either stored whole or not at all, and never twice.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rlsurgery.bench.results import EPISODE_COLUMNS, EVAL_COLUMNS, RUN_COLUMNS, StudyResults
+from rlsurgery.bench.study import RunSpec, StudySpec
+from rlsurgery.core.errors import StudyError
+
+DB_NAME = "study.db"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    variant TEXT NOT NULL,
+    env_id TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    config_hash TEXT NOT NULL,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    final_score REAL,
+    final_std REAL,
+    steps INTEGER,
+    wall_s REAL,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    host TEXT,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE TABLE IF NOT EXISTS evals (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step INTEGER NOT NULL,
+    mean_return REAL NOT NULL,
+    std_return REAL NOT NULL,
+    returns TEXT NOT NULL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS episodes (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    idx INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    episode_return REAL NOT NULL,
+    length INTEGER NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+"""
+
+
+class ResultStore:
+    """Read and write a study folder's ``study.db``.
+
+    :param folder: the study folder (created if missing)
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.path = self.folder / DB_NAME
+        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.executescript(SCHEMA)
+
+    @classmethod
+    def open_existing(cls, folder: str | Path) -> ResultStore:
+        """Open the store of an existing study folder (error if there is none)."""
+        if not (Path(folder) / DB_NAME).is_file():
+            raise StudyError(f"{folder} is not a study folder (no {DB_NAME})")
+        return cls(folder)
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.conn.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the study -----------------------------------------------------------------------------
+    def spec(self) -> StudySpec | None:
+        """The stored study specification (``None`` for a new folder)."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = 'spec'").fetchone()
+        return None if row is None else StudySpec.from_dict(json.loads(row[0]))
+
+    def register(self, spec: StudySpec, runs: Iterable[RunSpec]) -> None:
+        """Record the study and its runs; runs already stored keep their results.
+
+        :raises StudyError: a stored run (same variant, env, seed) has another configuration
+        """
+        runs = list(runs)
+        stored = dict(self.conn.execute("SELECT run_id, config_hash FROM runs").fetchall())
+        changed = [r.run_id for r in runs if r.run_id in stored and stored[r.run_id] != r.config_hash]
+        if changed:
+            raise StudyError(
+                f"{self.folder} holds results of {len(changed)} run(s) with another configuration "
+                f"(e.g. {changed[0]}); use another --out folder for a changed study"
+            )
+        previous = self.spec()
+        if previous is not None:
+            spec = _union(previous, spec)
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('spec', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps(spec.as_dict()),),
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO runs (run_id, variant, env_id, seed, config_hash, config) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.run_id,
+                        r.variant["name"],
+                        r.env["env_id"],
+                        r.seed,
+                        r.config_hash,
+                        json.dumps(r.as_dict()),
+                    )
+                    for r in runs
+                ],
+            )
+
+    # -- runs ----------------------------------------------------------------------------------
+    def status_counts(self) -> dict[str, int]:
+        """Number of runs per status."""
+        return dict(self.conn.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+
+    def run_ids(self, status: str | None = None) -> list[str]:
+        """Run ids (optionally of one status), in insertion order."""
+        if status is None:
+            return [r[0] for r in self.conn.execute("SELECT run_id FROM runs ORDER BY rowid")]
+        query = "SELECT run_id FROM runs WHERE status = ? ORDER BY rowid"
+        return [r[0] for r in self.conn.execute(query, (status,))]
+
+    def mark_running(self, run_id: str) -> None:
+        """A worker started the run."""
+        self.conn.execute(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ? WHERE run_id = ?",
+            (time.time(), run_id),
+        )
+
+    def mark_pending(self, run_ids: Iterable[str]) -> None:
+        """Runs interrupted before they finished go back to pending (resume redoes them)."""
+        self.conn.executemany(
+            "UPDATE runs SET status = 'pending' WHERE run_id = ? AND status = 'running'",
+            [(r,) for r in run_ids],
+        )
+
+    def save_result(self, result: dict[str, Any]) -> None:
+        """Store a finished (``done``) or crashed (``failed``) run, all rows in one transaction."""
+        run_id = result["run_id"]
+        with self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.conn.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM episodes WHERE run_id = ?", (run_id,))
+            self.conn.execute(
+                "UPDATE runs SET status = ?, final_score = ?, final_std = ?, steps = ?, wall_s = ?, "
+                "error = ?, host = ?, finished_at = ? WHERE run_id = ?",
+                (
+                    result["status"],
+                    result.get("final_score"),
+                    result.get("final_std"),
+                    result.get("steps"),
+                    result.get("wall_s"),
+                    result.get("error"),
+                    result.get("host") or socket.gethostname(),
+                    time.time(),
+                    run_id,
+                ),
+            )
+            self.conn.executemany(
+                "INSERT INTO evals (run_id, step, mean_return, std_return, returns) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, e["step"], e["mean_return"], e["std_return"], json.dumps(e["returns"]))
+                    for e in result.get("evals", [])
+                ],
+            )
+            self.conn.executemany(
+                "INSERT INTO episodes (run_id, idx, step, episode_return, length) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, i, e["step"], e["return"], e["length"])
+                    for i, e in enumerate(result.get("episodes", []))
+                ],
+            )
+
+    def todo(self) -> list[RunSpec]:
+        """Runs to (re)do: every run not ``done`` (pending, interrupted ``running``, ``failed``)."""
+        rows = self.conn.execute("SELECT config FROM runs WHERE status != 'done' ORDER BY rowid").fetchall()
+        return [RunSpec(**json.loads(r[0])) for r in rows]
+
+    # -- reading -------------------------------------------------------------------------------
+    def results(self) -> StudyResults:
+        """Every stored result as tables (see :mod:`rlsurgery.bench.results`)."""
+        spec = self.spec()
+        if spec is None:
+            raise StudyError(f"{self.folder}: the study store holds no study yet")
+        runs = pd.read_sql_query(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs ORDER BY rowid", self.conn)
+        evals = pd.read_sql_query(
+            "SELECT e.run_id, r.variant, r.env_id, r.seed, e.step, e.mean_return "
+            "FROM evals e JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY e.run_id, e.step",
+            self.conn,
+        )
+        episodes = pd.read_sql_query(
+            "SELECT p.run_id, r.variant, r.env_id, r.seed, p.step, p.episode_return "
+            "FROM episodes p JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY p.run_id, p.idx",
+            self.conn,
+        )
+        return StudyResults(
+            name=spec.name,
+            description=spec.description,
+            variants=spec.variant_names,
+            envs={e.env_id: e.scores for e in spec.envs},
+            runs=runs,
+            evals=evals[EVAL_COLUMNS],
+            episodes=episodes[EPISODE_COLUMNS],
+            baseline=spec.baseline,
+        )
+
+
+def _union(old: StudySpec, new: StudySpec) -> StudySpec:
+    """The stored study grown by a rerun with more variants, envs or seeds."""
+    variants = {v.name: v for v in old.variants}
+    variants.update({v.name: v for v in new.variants})
+    envs = {e.env_id: e for e in old.envs}
+    envs.update({e.env_id: e for e in new.envs})
+    seeds = list(dict.fromkeys([*old.seeds, *new.seeds]))
+    return StudySpec(
+        name=new.name,
+        description=new.description or old.description,
+        variants=list(variants.values()),
+        envs=list(envs.values()),
+        seeds=seeds,
+        baseline=new.baseline or old.baseline,
+        device=new.device,
+        save_models=new.save_models,
+    )

@@ -1,0 +1,380 @@
+"""Studies: variants × environments × seeds, described in YAML or on the command line.
+
+A study file (``rlsurgery compare STUDY.yaml``)::
+
+    name: dqn-vs-rainbow
+    description: one line
+    suite: classic                 # a bundled suite or a suite YAML path, and/or
+    envs: [CartPole-v1]            # env ids (a mapping id -> settings overrides also works)
+    seeds: 5                       # 5 -> seeds 0..4, or an explicit list [0, 7, 9]
+    steps: 20000                   # optional: one budget for every env
+    eval_freq: 5000                # optional overrides of the suite's evaluation settings
+    n_eval_episodes: 10
+    baseline: dqn                  # probability of improvement is measured against it
+    device: cpu
+    variants:
+      dqn: {recipe: dqn}
+      rainbow: {recipe: rainbow}
+      rainbow-no-per: {recipe: rainbow, remove: [prioritized_replay]}
+      rainbow-fast: {recipe: rainbow, hyperparams: {learning_rate: 0.001},
+                     surgeries: ["n_step_returns:n=5"]}
+
+``variants`` may also be a list of recipe names. A variant is a recipe plus optional
+surgery overrides: ``surgeries`` adds surgeries or changes a recipe surgery's parameters,
+``remove`` drops recipe surgeries, ``hyperparams`` overrides hyperparameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rlsurgery import catalog
+from rlsurgery.bench.suites import EnvSettings, known_env_settings, load_suite, parse_env_settings
+from rlsurgery.core.errors import StudyError, SurgeryError
+from rlsurgery.core.spec import parse_specs
+from rlsurgery.core.yamlfile import check_keys, read_yaml
+from rlsurgery.envs import ensure_registered, require_extra
+from rlsurgery.recipes import find_recipe, load_recipe
+
+STUDY_KEYS = (
+    "name",
+    "description",
+    "suite",
+    "envs",
+    "seeds",
+    "steps",
+    "eval_freq",
+    "n_eval_episodes",
+    "baseline",
+    "device",
+    "variants",
+    "save_models",
+)
+VARIANT_KEYS = ("recipe", "surgeries", "remove", "hyperparams")
+
+
+@dataclass
+class Variant:
+    """A recipe plus surgery and hyperparameter overrides, under a name."""
+
+    name: str
+    recipe: str
+    surgeries: list[Any] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "name": self.name,
+            "recipe": self.recipe,
+            "surgeries": [s.as_dict() for s in parse_specs(self.surgeries)],
+            "remove": list(self.remove),
+            "hyperparams": dict(self.hyperparams),
+        }
+
+    def overrides(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`rlsurgery.recipes.Recipe.resolve` for this variant."""
+        return {"surgeries": list(self.surgeries), "remove": list(self.remove), **self.hyperparams}
+
+
+@dataclass
+class RunSpec:
+    """One training run of a study: everything a worker needs, JSON-serializable."""
+
+    run_id: str
+    variant: dict[str, Any]
+    env: dict[str, Any]
+    seed: int
+    device: str = "auto"
+    model_path: str | None = None
+
+    @property
+    def config_hash(self) -> str:
+        """Identifies the run's configuration (a changed configuration is a different run)."""
+        payload = json.dumps({"variant": self.variant, "env": self.env, "seed": self.seed}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (what workers receive)."""
+        return {
+            "run_id": self.run_id,
+            "variant": self.variant,
+            "env": self.env,
+            "seed": self.seed,
+            "device": self.device,
+            "model_path": self.model_path,
+        }
+
+
+@dataclass
+class StudySpec:
+    """Variants × environments × seeds, with evaluation settings and a baseline."""
+
+    name: str
+    variants: list[Variant]
+    envs: list[EnvSettings]
+    seeds: list[int]
+    baseline: str | None = None
+    description: str = ""
+    device: str = "auto"
+    save_models: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise StudyError("a study needs at least one variant")
+        if not self.envs:
+            raise StudyError("a study needs at least one environment")
+        if not self.seeds:
+            raise StudyError("seeds must be >= 1")
+        names = [v.name for v in self.variants]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise StudyError(f"variant names must be unique (repeated: {', '.join(duplicates)})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise StudyError(f"seeds must be distinct (got {self.seeds})")
+        if self.baseline is not None and self.baseline not in names:
+            raise StudyError(f"baseline {self.baseline!r} is not one of the variants ({', '.join(names)})")
+
+    @property
+    def variant_names(self) -> list[str]:
+        """Variant names in study order."""
+        return [v.name for v in self.variants]
+
+    def runs(self, out_dir: str | Path | None = None) -> list[RunSpec]:
+        """Every run, in variant, env, seed order (``out_dir``: where models are saved)."""
+        runs = []
+        for variant in self.variants:
+            for env in self.envs:
+                for seed in self.seeds:
+                    run_id = f"{variant.name}|{env.env_id}|{seed}"
+                    model_path = None
+                    if self.save_models and out_dir is not None:
+                        safe = run_id.replace("|", "__").replace("/", "_")
+                        model_path = str(Path(out_dir) / "models" / f"{safe}.zip")
+                    runs.append(
+                        RunSpec(run_id, variant.as_dict(), env.as_dict(), seed, self.device, model_path)
+                    )
+        return runs
+
+    def validate(self, build: bool = True) -> None:
+        """Check every variant on every environment before any run starts.
+
+        Resolves each recipe with its overrides (keys, parameters, hyperparameters), checks
+        each environment id and extra, and with ``build`` constructs each agent once on its
+        environment, so that surgery/space mismatches fail now.
+        """
+        for env in self.envs:
+            if env.requires:
+                require_extra(env.requires, env.env_id)
+            ensure_registered(env.env_id)
+        for variant in self.variants:
+            recipe = load_recipe(variant.recipe)
+            for env in self.envs:
+                where = f"variant {variant.name!r} on {env.env_id}"
+                try:
+                    resolved = recipe.resolve(
+                        env.env_id,
+                        seed=0,
+                        device="cpu",
+                        env_kwargs=merged_env_kwargs(recipe, env),
+                        **variant.overrides(),
+                    )
+                    if build:
+                        if "buffer_size" in resolved.kwargs:
+                            resolved.kwargs["buffer_size"] = min(int(resolved.kwargs["buffer_size"]), 1000)
+                        resolved.n_envs = 1
+                        model = resolved.build()
+                        model.get_env().close()
+                except SurgeryError as exc:
+                    raise StudyError(f"{where}: {exc}") from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (stored in the study folder)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "variants": [v.as_dict() for v in self.variants],
+            "envs": [e.as_dict() for e in self.envs],
+            "seeds": list(self.seeds),
+            "baseline": self.baseline,
+            "device": self.device,
+            "save_models": self.save_models,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySpec:
+        """Inverse of :meth:`as_dict`."""
+        return cls(
+            name=data["name"],
+            description=data.get("description", ""),
+            variants=[Variant(**v) for v in data["variants"]],
+            envs=[EnvSettings.from_dict(e) for e in data["envs"]],
+            seeds=list(data["seeds"]),
+            baseline=data.get("baseline"),
+            device=data.get("device", "auto"),
+            save_models=bool(data.get("save_models", False)),
+        )
+
+
+def merged_env_kwargs(recipe: Any, env: EnvSettings) -> dict[str, Any]:
+    """The recipe's ``env_kwargs`` for ``env``, with the suite's on top."""
+    settings = {**recipe.defaults, **recipe.hyperparams.get(env.env_id, {})}
+    return {**(settings.get("env_kwargs") or {}), **env.env_kwargs}
+
+
+def seed_list(seeds: int | list[int]) -> list[int]:
+    """``5`` -> ``[0, 1, 2, 3, 4]``; a list is checked and kept."""
+    if isinstance(seeds, bool):
+        raise StudyError(f"seeds must be a positive integer or a list of integers (got {seeds!r})")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise StudyError(f"seeds must be >= 1 (got {seeds})")
+        return list(range(seeds))
+    if isinstance(seeds, list | tuple) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds):
+        return list(seeds)
+    raise StudyError(f"seeds must be a positive integer or a non-empty list of seeds >= 0 (got {seeds!r})")
+
+
+def select_envs(
+    suite: str | Path | None,
+    env_ids: list[str] | None,
+    env_overrides: dict[str, dict[str, Any]] | None = None,
+    **common: Any,
+) -> list[EnvSettings]:
+    """Environment settings from a suite and/or env ids, with ``common`` overrides
+    (``steps``, ``eval_freq``, ``n_eval_episodes``) applied to all."""
+    if suite is None and not env_ids:
+        raise StudyError("give a suite or at least one environment id")
+    by_id: dict[str, EnvSettings] = {}
+    if suite is not None:
+        by_id = {e.env_id: e for e in load_suite(suite).envs}
+    chosen = list(env_ids) if env_ids else list(by_id)
+    envs = []
+    for env_id in chosen:
+        env = by_id.get(env_id) or known_env_settings(env_id)
+        extra = (env_overrides or {}).get(env_id) or {}
+        if extra:
+            env = EnvSettings.from_dict({**env.as_dict(), **extra})
+        envs.append(env.with_overrides(**common))
+    return envs
+
+
+def ablation_variants(recipe: str, add_one: bool = False) -> list[Variant]:
+    """The recipe, the recipe minus each of its surgeries (leave-one-out), and with
+    ``add_one`` the base algorithm alone and with each surgery alone."""
+    loaded = load_recipe(recipe)
+    keys = [s.key for s in loaded.surgeries]
+    if not keys:
+        raise StudyError(f"recipe {recipe!r} has no surgeries to ablate")
+    name = loaded.name
+    variants = [Variant(name, recipe)]
+    variants += [Variant(f"{name}-no-{key}", recipe, remove=[key]) for key in keys]
+    if add_one:
+        variants.append(Variant(f"{name}-none", recipe, remove=list(keys)))
+        variants += [
+            Variant(f"{name}-only-{key}", recipe, remove=[k for k in keys if k != key]) for key in keys
+        ]
+    return variants
+
+
+def _recipe_reference(recipe: str, base: Path) -> str:
+    """A recipe name stays a name; a recipe file becomes an absolute path (workers run elsewhere)."""
+    candidate = Path(recipe)
+    if candidate.suffix in (".yaml", ".yml") and not candidate.is_absolute():
+        candidate = base / candidate
+        return str(find_recipe(candidate).resolve())
+    find_recipe(recipe)
+    return recipe
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and validate a study file; every problem names the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"study file not found: {path}")
+    data, fail = read_yaml(path, StudyError)
+    if not isinstance(data, dict):
+        raise fail("a study must be a mapping with 'variants', 'seeds' and 'suite' or 'envs'")
+    check_keys(data, STUDY_KEYS, fail, "study")
+    raw_variants = data.get("variants")
+    if isinstance(raw_variants, list):
+        raw_variants = {str(v): {"recipe": str(v)} for v in raw_variants}
+    if not isinstance(raw_variants, dict) or not raw_variants:
+        raise fail(
+            "'variants' must be a non-empty mapping (name -> {recipe: ...}) or list of recipes", "variants"
+        )
+    variants = []
+    for name, raw in raw_variants.items():
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise fail(f"variant {name!r} must be a mapping", "variants", name)
+        check_keys(raw, VARIANT_KEYS, fail, "variant", "variants", name)
+        try:
+            recipe = _recipe_reference(str(raw.get("recipe", name)), path.parent)
+            surgeries = raw.get("surgeries") or []
+            if not isinstance(surgeries, list):
+                raise StudyError("'surgeries' must be a list of surgery specs")
+            for spec in parse_specs(surgeries):
+                catalog.create(spec)  # unknown keys and bad parameters fail here, with the line
+            remove = raw.get("remove") or []
+            if not isinstance(remove, list):
+                raise StudyError("'remove' must be a list of surgery keys")
+            hyperparams = raw.get("hyperparams") or {}
+            if not isinstance(hyperparams, dict):
+                raise StudyError("'hyperparams' must be a mapping")
+        except SurgeryError as exc:
+            raise fail(f"variant {name!r}: {exc}", "variants", name) from None
+        variants.append(Variant(str(name), recipe, surgeries, [str(k) for k in remove], dict(hyperparams)))
+    raw_envs = data.get("envs")
+    env_overrides: dict[str, dict[str, Any]] = {}
+    if isinstance(raw_envs, dict):
+        for env_id, raw in raw_envs.items():
+            if raw is not None and not isinstance(raw, dict):
+                raise fail(f"the entry of {env_id} must be a mapping", "envs", env_id)
+            parse_env_settings(str(env_id), raw or {}, fail, "envs", env_id)
+            env_overrides[str(env_id)] = raw or {}
+        env_ids = list(env_overrides)
+    elif raw_envs is None or isinstance(raw_envs, list):
+        env_ids = [str(e) for e in raw_envs or []]
+    else:
+        raise fail("'envs' must be a list of env ids or a mapping", "envs")
+    common = {}
+    for key in ("steps", "eval_freq", "n_eval_episodes"):
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise fail(f"{key} must be a positive integer (got {value!r})", key)
+        common[key] = value
+    suite = data.get("suite")
+    if suite is not None and Path(str(suite)).suffix in (".yaml", ".yml"):
+        suite = str((path.parent / str(suite)).resolve())
+    try:
+        envs = select_envs(suite, env_ids, env_overrides, **common)
+        seeds = seed_list(data.get("seeds", 1))
+    except SurgeryError as exc:
+        key = "seeds" if "seeds" in str(exc) else ("suite" if "suite" in data else "envs")
+        raise fail(str(exc), key) from None
+    try:
+        return StudySpec(
+            name=str(data.get("name") or path.stem),
+            description=str(data.get("description", "")),
+            variants=variants,
+            envs=envs,
+            seeds=seeds,
+            baseline=data.get("baseline"),
+            device=str(data.get("device", "auto")),
+            save_models=bool(data.get("save_models", False)),
+        )
+    except StudyError as exc:
+        key = "baseline" if "baseline" in str(exc) else "variants"
+        raise fail(str(exc), key) from None
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)

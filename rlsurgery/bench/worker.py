@@ -1,0 +1,154 @@
+"""One run of a study, as a worker process (local pool or Ray task) executes it.
+
+Evaluation protocol: every ``eval_freq`` environment steps and at the end of training,
+``n_eval_episodes`` greedy episodes on a separate evaluation environment, seeded with
+``10_000 + seed`` (never the training seed); the final score is the last evaluation's
+mean return. The returns of the training episodes (with their step) are kept too.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.vec_env import VecEnv
+
+EVAL_SEED_OFFSET = 10_000
+
+
+class StudyCallback(BaseCallback):
+    """Periodic greedy evaluation on a separate env, and training episode returns.
+
+    :param eval_env: the evaluation environment
+    :param eval_freq: evaluate every ``eval_freq`` environment steps (summed over envs)
+    :param n_eval_episodes: episodes per evaluation
+    """
+
+    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int) -> None:
+        super().__init__()
+        self.eval_env = eval_env
+        self.eval_freq = int(eval_freq)
+        self.n_eval_episodes = int(n_eval_episodes)
+        self.next_eval = self.eval_freq
+        self.evals: list[dict[str, Any]] = []
+        self.episodes: list[dict[str, Any]] = []
+
+    def evaluate(self) -> None:
+        """Run one evaluation now and record it (also to SB3's logger, ``eval/mean_return``)."""
+        returns, _ = evaluate_policy(
+            self.model,
+            self.eval_env,
+            n_eval_episodes=self.n_eval_episodes,
+            deterministic=True,
+            return_episode_rewards=True,
+        )
+        values = np.asarray(returns, dtype=float)
+        record = {
+            "step": int(self.num_timesteps),
+            "mean_return": float(values.mean()),
+            "std_return": float(values.std()),
+            "returns": [float(v) for v in values],
+        }
+        self.evals.append(record)
+        self.logger.record("eval/mean_return", record["mean_return"])
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", []):
+            episode = info.get("episode")
+            if episode is not None:
+                self.episodes.append(
+                    {
+                        "step": int(self.num_timesteps),
+                        "return": float(episode["r"]),
+                        "length": int(episode["l"]),
+                    }
+                )
+        if self.num_timesteps >= self.next_eval:
+            self.evaluate()
+            while self.next_eval <= self.num_timesteps:
+                self.next_eval += self.eval_freq
+        return True
+
+    def _on_training_end(self) -> None:
+        if not self.evals or self.evals[-1]["step"] != self.num_timesteps:
+            self.evaluate()
+
+
+def execute_run(run: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate one run (a :class:`~rlsurgery.bench.study.RunSpec` as a dict).
+
+    Never raises for a failure of the run itself: a crash comes back as ``status: failed``
+    with its traceback, so the rest of the study goes on.
+
+    :return: ``run_id, status, final_score, final_std, steps, wall_s, evals, episodes, host``
+        (and ``error`` for a failed run)
+    """
+    start = time.perf_counter()
+    try:
+        return _train_and_evaluate(run, start)
+    except Exception:  # a crash of this run is data, not the study's end
+        return {
+            "run_id": run["run_id"],
+            "status": "failed",
+            "error": traceback.format_exc(),
+            "wall_s": time.perf_counter() - start,
+            "host": socket.gethostname(),
+        }
+
+
+def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
+    import torch as th
+
+    from rlsurgery.bench.study import merged_env_kwargs
+    from rlsurgery.bench.suites import EnvSettings
+    from rlsurgery.envs import ensure_registered
+    from rlsurgery.recipes import load_recipe
+
+    th.set_num_threads(1)
+    env = EnvSettings.from_dict(run["env"])
+    ensure_registered(env.env_id)
+    variant = run["variant"]
+    seed = int(run["seed"])
+    recipe = load_recipe(variant["recipe"])
+    env_kwargs = merged_env_kwargs(recipe, env)
+    resolved = recipe.resolve(
+        env.env_id,
+        surgeries=variant["surgeries"],
+        remove=variant["remove"],
+        seed=seed,
+        device=run.get("device", "auto"),
+        verbose=0,
+        env_kwargs=env_kwargs,
+        **variant["hyperparams"],
+    )
+    budget = int(env.steps or resolved.n_timesteps)
+    eval_freq = int(env.eval_freq or max(budget // 10, 1))
+    train_env = resolved.make_env(seed=seed)
+    eval_env = make_vec_env(env.env_id, n_envs=1, seed=EVAL_SEED_OFFSET + seed, env_kwargs=env_kwargs or None)
+    try:
+        model = resolved.build(env=train_env)
+        callback = StudyCallback(eval_env, eval_freq, env.n_eval_episodes)
+        model.learn(budget, callback=callback)
+        if run.get("model_path"):
+            model.save(run["model_path"])
+    finally:
+        train_env.close()
+        eval_env.close()
+    final = callback.evals[-1]
+    return {
+        "run_id": run["run_id"],
+        "status": "done",
+        "final_score": final["mean_return"],
+        "final_std": final["std_return"],
+        "steps": int(model.num_timesteps),
+        "wall_s": time.perf_counter() - start,
+        "evals": callback.evals,
+        "episodes": callback.episodes,
+        "host": socket.gethostname(),
+    }
