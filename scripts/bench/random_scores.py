@@ -1,12 +1,49 @@
-import gymnasium as gym, numpy as np, sys
-from minatar.gym import register_envs; register_envs()
-ids = sys.argv[1:]
-for env_id in ids:
-    env = gym.make(env_id); rng = np.random.default_rng(0); env.action_space.seed(0)
-    rets=[]
-    for ep in range(100):
-        obs,_ = env.reset(seed=ep); done=False; R=0
+"""Random-policy scores of a suite's environments (the ``random_score`` entries of envs/*.yaml).
+
+Mean and std of the return of a uniformly random policy over 100 episodes, episode ``i``
+reset with seed ``i`` and actions drawn from the action space seeded with 0.
+
+    python scripts/bench/random_scores.py classic
+    python scripts/bench/random_scores.py minatar --episodes 100
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+
+from rlsurgery.bench.suites import load_suite
+from rlsurgery.envs import ensure_registered
+
+
+def random_returns(env_id: str, episodes: int, env_kwargs: dict) -> np.ndarray:
+    ensure_registered(env_id)
+    env = gym.make(env_id, **env_kwargs)
+    env.action_space.seed(0)
+    returns = []
+    for episode in range(episodes):
+        env.reset(seed=episode)
+        total, done = 0.0, False
         while not done:
-            obs,r,term,trunc,_ = env.step(env.action_space.sample()); R+=r; done = term or trunc
-        rets.append(R)
-    print(env_id, round(float(np.mean(rets)),2), round(float(np.std(rets)),2), flush=True)
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    env.close()
+    return np.asarray(returns)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("suite", help="suite name or YAML path")
+    parser.add_argument("--episodes", type=int, default=100)
+    args = parser.parse_args()
+    for env in load_suite(args.suite).envs:
+        returns = random_returns(env.env_id, args.episodes, env.env_kwargs)
+        print(f"{env.env_id:<28} random_score {returns.mean():9.2f}  (std {returns.std():.2f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -24,14 +25,21 @@ CHROMIUM_FLAGS = [
 ]
 
 
+def _missing(reason: str) -> None:
+    """Skip, unless CI requires the browser (``.ci/run`` sets RLSURGERY_REQUIRE_BROWSER=1)."""
+    if os.environ.get("RLSURGERY_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason}, and RLSURGERY_REQUIRE_BROWSER=1")
+    pytest.skip(reason)
+
+
 def chromium_driver(user_data_dir: Path):
     try:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
     except ImportError:
-        pytest.skip("selenium is not installed")
+        _missing("selenium is not installed")
     if not CHROMIUM.is_file() or not (CHROMEDRIVER.is_file() or shutil.which("chromedriver")):
-        pytest.skip("chromium or chromedriver is not installed")
+        _missing("chromium or chromedriver is not installed")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={user_data_dir}"]:

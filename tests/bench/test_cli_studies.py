@@ -1,0 +1,130 @@
+"""``rlsurgery compare / ablate / report / suites`` end to end, and their bad-input errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlsurgery.cli import main
+
+
+def _json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_suites_lists_the_bundled_suites(capsys):
+    assert main(["suites", "--json"]) == 0
+    suites = {s["name"]: s for s in _json(capsys)}
+    assert [e["env_id"] for e in suites["classic"]["envs"]][:2] == ["CartPole-v1", "Acrobot-v1"]
+
+
+def test_compare_then_report_rebuilds_the_same_tables(tmp_path, capsys):
+    out = tmp_path / "study"
+    args = [
+        "compare",
+        "--agents",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--seeds",
+        "2",
+        "--steps",
+        "300",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--reps",
+        "50",
+        "--json",
+    ]
+    assert main(args) == 0
+    summary = _json(capsys)
+    assert summary["counts"]["done"] == 2 and summary["variants"] == ["dqn"]
+    for name in ("report.html", "summary.json", "summary.txt", "tables/per_env.csv", "tables/aggregate.csv"):
+        assert (out / name).is_file(), name
+    assert main(["report", str(out), "--reps", "50", "--json"]) == 0
+    rebuilt = _json(capsys)
+    assert rebuilt["tables"]["per_env"] == summary["tables"]["per_env"]
+    assert main(["report", str(out), "--reps", "50"]) == 0
+    text = capsys.readouterr().out
+    assert "dqn" in text and "CartPole-v1" in text and "IQM" in text
+
+
+def test_ablate_runs_leave_one_out_variants(tmp_path, capsys):
+    out = tmp_path / "ablate"
+    args = [
+        "ablate",
+        "rainbow",
+        "--env",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "--steps",
+        "200",
+        "--eval-episodes",
+        "2",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--reps",
+        "50",
+        "--json",
+    ]
+    assert main(args) == 0
+    summary = _json(capsys)
+    assert summary["variants"][0] == "rainbow" and summary["baseline"] == "rainbow"
+    assert "rainbow-no-prioritized_replay" in summary["variants"] and len(summary["variants"]) == 7
+    assert summary["counts"]["done"] == 7
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "--agents", "dqn", "--env", "CartPole-v1", "--seeds", "0"], "seeds must be >= 1"),
+        (["compare", "--agents", "dqn,rainbo", "--env", "CartPole-v1"], "unknown recipe 'rainbo'"),
+        (["compare", "--agents", "dqn", "--suite", "clasic"], "unknown suite 'clasic'"),
+        (["compare", "--agents", "dqn", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'"),
+        (["compare", "--agents", "dqn"], "give a suite or at least one environment id"),
+        (["compare", "--env", "CartPole-v1"], "give a STUDY.yaml, or --agents"),
+        (["ablate", "dqn", "--env", "CartPole-v1"], "no surgeries to ablate"),
+        (["report", "nowhere"], "not a study folder"),
+    ],
+)
+def test_bad_input_fails_before_any_run(tmp_path, capsys, monkeypatch, args, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "studies").exists()  # nothing written
+
+
+def test_a_changed_study_never_overwrites_stored_results(tmp_path, capsys):
+    out = tmp_path / "study"
+    base = [
+        "compare",
+        "--agents",
+        "dqn",
+        "--env",
+        "CartPole-v1",
+        "--seeds",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--reps",
+        "20",
+        "--eval-episodes",
+        "2",
+    ]
+    assert main([*base, "--steps", "200"]) == 0
+    before = (out / "study.db").read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--steps", "300"]) == 2
+    assert "another configuration" in capsys.readouterr().err
+    assert (out / "study.db").read_bytes() == before
