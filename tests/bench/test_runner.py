@@ -173,3 +173,18 @@ def test_study_survives_sigkill_on_a_worker(tmp_path):
     _assert_every_run_once(out, 3)
     attempts = [a for (a,) in _rows(out, "SELECT attempts FROM runs")]
     assert max(attempts) == 2  # the killed runs were done again, in a fresh pool
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_the_study_resumable(tmp_path):
+    study = write_tiny_study(tmp_path, seeds=3, steps=3000)
+    out = tmp_path / "out"
+    proc = _compare(study, out)
+    _wait_for(lambda: (out / "study.db").exists() and _count(out, "running") >= 1, proc=proc)
+    workers = _worker_pids(proc.pid)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "rerun the same command to resume" in output
+    assert _count(out, "running") == 0  # interrupted runs went back to pending
+    assert _count(out, "pending") + _count(out, "done") == 3
+    _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=30)
