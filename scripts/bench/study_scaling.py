@@ -8,6 +8,9 @@ Configurations are interleaved over ``--repeats`` rounds (order rotated each rou
 drifts of the machine affect all alike; ratios are medians over rounds.
 
     python scripts/bench/study_scaling.py --steps 8000 --repeats 3 --out docs/bench-data/study_scaling.jsonl
+    python scripts/bench/study_scaling.py --steps 20000 --repeats 3 --configs local-2,ray-2 \
+        --out docs/bench-data/study_scaling.jsonl
+    python scripts/bench/study_scaling.py --report --out docs/bench-data/study_scaling.jsonl
 """
 
 from __future__ import annotations
@@ -48,18 +51,24 @@ def time_config(name: str, steps: int) -> float:
 
 
 def report(rows: list[dict]) -> None:
-    by_round: dict[int, dict[str, float]] = {}
+    by_round: dict[tuple[int, int], dict[str, float]] = {}
     for row in rows:
-        by_round.setdefault(row["round"], {})[row["config"]] = row["wall_s"]
-    complete = [r for r in by_round.values() if len(r) == len(CONFIGS)]
-    for name in CONFIGS:
-        walls = [r[name] for r in complete]
-        print(f"{name:<8} median {np.median(walls):7.1f} s   runs: {', '.join(f'{w:.1f}' for w in walls)}")
-    ratios = {
-        "speed-up local-1 / local-2": [r["local-1"] / r["local-2"] for r in complete],
-        "ray-2 / local-2 wall time": [r["ray-2"] / r["local-2"] for r in complete],
-    }
-    for label, values in ratios.items():
+        by_round.setdefault((row["steps"], row["round"]), {})[row["config"]] = row["wall_s"]
+    for steps in sorted({s for s, _ in by_round}):
+        print(f"-- {steps} steps per run")
+        rounds = [r for (s, _), r in sorted(by_round.items()) if s == steps]
+        for name in CONFIGS:
+            walls = [r[name] for r in rounds if name in r]
+            if walls:
+                runs = ", ".join(f"{w:.1f}" for w in walls)
+                print(f"{name:<8} median {np.median(walls):7.1f} s   runs: {runs}")
+        _print_ratio("speed-up local-1 / local-2", rounds, "local-1", "local-2")
+        _print_ratio("ray-2 / local-2 wall time", rounds, "ray-2", "local-2")
+
+
+def _print_ratio(label: str, rounds: list[dict[str, float]], top: str, bottom: str) -> None:
+    values = [r[top] / r[bottom] for r in rounds if top in r and bottom in r]
+    if values:
         print(f"{label}: median {np.median(values):.2f} (range {min(values):.2f}-{max(values):.2f})")
 
 
@@ -68,13 +77,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="bench-results/study_scaling.jsonl")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="subset of " + ", ".join(CONFIGS))
     parser.add_argument("--report", action="store_true", help="only print the report of --out")
     args = parser.parse_args()
     out = Path(args.out)
     rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     if not args.report:
         out.parent.mkdir(parents=True, exist_ok=True)
-        names = list(CONFIGS)
+        names = [n for n in args.configs.split(",") if n]
         for round_ in range(args.repeats):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
