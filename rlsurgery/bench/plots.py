@@ -168,6 +168,7 @@ def plot_intervals(
         subfigure_width=3.0,
         row_height=row_height,
         xlabel="normalized score",
+        wspace=0.25,  # room between the subplots for their edge tick labels
         xlabel_y_coordinate=0.11 - 0.6 / figure_height,
     )
     return _save(figure, path)
