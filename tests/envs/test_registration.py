@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import gymnasium as gym
 import pytest
@@ -17,10 +18,10 @@ def test_known_ids_pass_and_unknown_ids_suggest_close_ones():
         ensure_registered("Acrobot-v2")
 
 
-def test_module_prefix_imports_the_module_that_registers_the_env():
+def test_module_prefix_imports_the_module_that_registers_the_env(monkeypatch):
     env_id = "rlsurgery-test/CrashingCartPole-v0"
-    if env_id in gym.registry:
-        del gym.registry[env_id]
+    monkeypatch.delitem(gym.registry, env_id, raising=False)
+    monkeypatch.delitem(sys.modules, "tests.bench.crash_env", raising=False)  # as in a fresh worker
     ensure_registered(f"tests.bench.crash_env:{env_id}")
     assert env_id in gym.registry
     with pytest.raises(EnvironmentNotAvailableError, match="cannot import 'no_such_module'"):
