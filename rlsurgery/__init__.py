@@ -5,7 +5,7 @@
 'implemented'
 """
 
-from rlsurgery import catalog
+from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, rlsurgery/Chain-v0
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.core.errors import (
     IncompatibleSurgeryError,
@@ -35,6 +35,7 @@ __all__ = [
     "UnknownSurgeryError",
     "__version__",
     "catalog",
+    "envs",
     "load",
     "load_recipe",
     "make",

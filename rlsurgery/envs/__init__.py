@@ -1,4 +1,9 @@
-"""Environments: making sure a Gymnasium id is usable before anything is trained.
+"""Environments: rlsurgery's own (registered under the ``rlsurgery/`` namespace when this
+module is imported, which ``import rlsurgery`` does), and making sure a Gymnasium id is usable
+before anything is trained.
+
+* ``rlsurgery/DeepSea-v0``: :class:`~rlsurgery.envs.deep_sea.DeepSeaEnv` (kwargs ``size``, ...)
+* ``rlsurgery/Chain-v0``: :class:`~rlsurgery.envs.chain.ChainEnv` (kwargs ``n_states``, ``horizon``, ...)
 
 MinAtar ids (``MinAtar/Breakout-v1``, ...) are registered on demand when the ``minatar``
 extra is installed; other ids must already be registered in Gymnasium.
@@ -13,6 +18,15 @@ import importlib.util
 import gymnasium as gym
 
 from rlsurgery.core.errors import EnvironmentNotAvailableError
+
+#: rlsurgery's environments: id -> entry point
+OWN_ENVS = {
+    "rlsurgery/DeepSea-v0": "rlsurgery.envs.deep_sea:DeepSeaEnv",
+    "rlsurgery/Chain-v0": "rlsurgery.envs.chain:ChainEnv",
+}
+for _env_id, _entry_point in OWN_ENVS.items():
+    if _env_id not in gym.registry:
+        gym.register(_env_id, entry_point=_entry_point)
 
 #: optional extras and the module that shows each is installed
 EXTRAS = {"box2d": "Box2D", "minatar": "minatar"}
