@@ -131,7 +131,7 @@ class ResultStore:
                     (
                         r.run_id,
                         r.variant["name"],
-                        r.env["env_id"],
+                        r.env.get("name") or r.env["env_id"],
                         r.seed,
                         r.config_hash,
                         json.dumps(r.as_dict()),
@@ -229,7 +229,7 @@ class ResultStore:
             name=spec.name,
             description=spec.description,
             variants=spec.variant_names,
-            envs={e.env_id: e.scores for e in spec.envs},
+            envs={e.label: e.scores for e in spec.envs},
             runs=runs,
             evals=evals[EVAL_COLUMNS],
             episodes=episodes[EPISODE_COLUMNS],
@@ -241,8 +241,8 @@ def _union(old: StudySpec, new: StudySpec) -> StudySpec:
     """The stored study grown by a rerun with more variants, envs or seeds."""
     variants = {v.name: v for v in old.variants}
     variants.update({v.name: v for v in new.variants})
-    envs = {e.env_id: e for e in old.envs}
-    envs.update({e.env_id: e for e in new.envs})
+    envs = {e.label: e for e in old.envs}
+    envs.update({e.label: e for e in new.envs})
     seeds = list(dict.fromkeys([*old.seeds, *new.seeds]))
     return StudySpec(
         name=new.name,

@@ -152,7 +152,7 @@ class StudySpec:
         for variant in self.variants:
             for env in self.envs:
                 for seed in self.seeds:
-                    run_id = f"{variant.name}|{env.env_id}|{seed}"
+                    run_id = f"{variant.name}|{env.label}|{seed}"
                     model_path = None
                     if self.save_models and out_dir is not None:
                         safe = run_id.replace("|", "__").replace("/", "_")
@@ -176,7 +176,7 @@ class StudySpec:
         for variant in self.variants:
             recipe = load_recipe(variant.recipe)
             for env in self.envs:
-                where = f"variant {variant.name!r} on {env.env_id}"
+                where = f"variant {variant.name!r} on {env.label}"
                 try:
                     resolved = recipe.resolve(
                         env.env_id,
@@ -253,14 +253,17 @@ def select_envs(
         raise StudyError("give a suite or at least one environment id")
     by_id: dict[str, EnvSettings] = {}
     if suite is not None:
-        by_id = {e.env_id: e for e in load_suite(suite).envs}
+        by_id = {e.label: e for e in load_suite(suite).envs}
     chosen = list(env_ids) if env_ids else list(by_id)
     envs = []
     for env_id in chosen:
         env = by_id.get(env_id) or known_env_settings(env_id)
         extra = (env_overrides or {}).get(env_id) or {}
         if extra:
-            env = EnvSettings.from_dict({**env.as_dict(), **extra})
+            data = {**env.as_dict(), **{k: v for k, v in extra.items() if k != "id"}}
+            if extra.get("id") and extra["id"] != env_id:  # a labelled entry: another id under this name
+                data.update(env_id=str(extra["id"]), name=env_id)
+            env = EnvSettings.from_dict(data)
         envs.append(env.with_overrides(**common))
     return envs
 

@@ -15,6 +15,12 @@ A suite file has::
         reference_source: where the reference comes from
         env_kwargs: {}               # gymnasium.make arguments (max_episode_steps, ...)
         requires: box2d              # an rlsurgery extra the env needs
+      DeepSea-20:                    # a label: the same Gymnasium id with other arguments
+        id: rlsurgery/DeepSea-v0
+        env_kwargs: {size: 20}
+
+An entry's key is its name in run ids, tables and plots; ``id`` (default: the key) is the
+Gymnasium id that is made.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_y
 from rlsurgery.envs import EXTRAS
 
 ENV_KEYS = (
+    "id",
     "steps",
     "eval_freq",
     "n_eval_episodes",
@@ -46,6 +53,7 @@ class EnvSettings:
     """How every run of a study trains and evaluates on one environment.
 
     ``steps`` / ``eval_freq`` of ``None``: the recipe's ``n_timesteps``, and a tenth of it.
+    ``name`` labels the entry when it differs from the Gymnasium id (two sizes of one env).
     """
 
     env_id: str
@@ -57,15 +65,23 @@ class EnvSettings:
     reference_source: str = ""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     requires: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """The entry's name in run ids, tables and plots (the Gymnasium id unless named)."""
+        return self.name or self.env_id
 
     @property
     def scores(self) -> EnvScores:
         """The normalization facts."""
-        return EnvScores(self.env_id, self.random_score, self.reference_score, self.reference_source)
+        return EnvScores(self.label, self.random_score, self.reference_score, self.reference_source)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
+        """JSON-friendly form (``name`` only when set, so unnamed entries hash as before)."""
+        named = {"name": self.name} if self.name is not None else {}
         return {
+            **named,
             "env_id": self.env_id,
             "steps": self.steps,
             "eval_freq": self.eval_freq,
@@ -80,7 +96,7 @@ class EnvSettings:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvSettings:
         """Inverse of :meth:`as_dict`."""
-        return cls(**{k: v for k, v in data.items() if k in ("env_id", *ENV_KEYS)})
+        return cls(**{k: v for k, v in data.items() if k in ("env_id", "name", *ENV_KEYS) and k != "id"})
 
     def with_overrides(self, **overrides: Any) -> EnvSettings:
         """A copy with the given (non-``None``) fields replaced."""
@@ -98,8 +114,8 @@ class Suite:
 
     @property
     def env_ids(self) -> list[str]:
-        """The environment ids, in file order."""
-        return [e.env_id for e in self.envs]
+        """The entries' names (Gymnasium ids unless named), in file order."""
+        return [e.label for e in self.envs]
 
 
 def available_suites() -> list[str]:
@@ -123,9 +139,10 @@ def _number(value: Any, name: str, fail: Any, *key_path: Any) -> float | None:
     return float(value)
 
 
-def parse_env_settings(env_id: str, raw: dict[str, Any], fail: Any, *key_path: Any) -> EnvSettings:
-    """Validate one environment entry (``raw``: defaults already merged in)."""
+def parse_env_settings(key: str, raw: dict[str, Any], fail: Any, *key_path: Any) -> EnvSettings:
+    """Validate one environment entry named ``key`` (``raw``: defaults already merged in)."""
     check_keys(raw, ENV_KEYS, fail, "environment", *key_path)
+    env_id = str(raw.get("id") or key)
     requires = raw.get("requires")
     if requires is not None and requires not in EXTRAS:
         raise fail(f"requires must be one of {', '.join(EXTRAS)} (got {requires!r})", *key_path, "requires")
@@ -147,6 +164,7 @@ def parse_env_settings(env_id: str, raw: dict[str, Any], fail: Any, *key_path: A
         reference_source=str(raw.get("reference_source") or ""),
         env_kwargs=dict(env_kwargs),
         requires=requires,
+        name=key if env_id != key else None,
     )
 
 
@@ -170,10 +188,10 @@ def load_suite(name: str | Path) -> Suite:
 
 
 def known_env_settings(env_id: str) -> EnvSettings:
-    """The settings of ``env_id`` from the first bundled suite that lists it, else defaults
-    (budget from the recipe, no normalization scores)."""
+    """The settings of ``env_id`` (an entry name or a Gymnasium id) from the first bundled suite
+    that lists it, else defaults (budget from the recipe, no normalization scores)."""
     for name in available_suites():
         for env in load_suite(name).envs:
-            if env.env_id == env_id:
+            if env.label == env_id:
                 return env
     return EnvSettings(env_id=env_id)

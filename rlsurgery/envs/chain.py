@@ -34,7 +34,7 @@ class ChainEnv(gym.Env):
     :param right_reward: reward for a *right* that stays at the right end
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -44,6 +44,7 @@ class ChainEnv(gym.Env):
         p_stay: float = 0.6,
         left_reward: float = 0.005,
         right_reward: float = 1.0,
+        render_mode: str | None = None,
     ) -> None:
         if int(n_states) < 3:
             raise ValueError(f"Chain: n_states must be >= 3 (got {n_states})")
@@ -59,6 +60,7 @@ class ChainEnv(gym.Env):
         self.left_reward, self.right_reward = float(left_reward), float(right_reward)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (self.n_states,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(2)
+        self.render_mode = render_mode
         self.state = 0
         self.t = 0
 
@@ -126,3 +128,11 @@ class ChainEnv(gym.Env):
                 reward = self.right_reward
         self.t += 1
         return self._observation(), reward, False, self.t >= self.horizon, {}
+
+    def render(self) -> np.ndarray | None:
+        """``rgb_array``: a 1×n image, the agent's state dark."""
+        if self.render_mode != "rgb_array":
+            return None
+        image = np.full((1, self.n_states, 3), 255, dtype=np.uint8)
+        image[0, self.state] = (0, 0, 200)
+        return image

@@ -33,7 +33,7 @@ class DeepSeaEnv(gym.Env):
     :param mapping_seed: seed of that draw (fixed per environment instance, not per episode)
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -90,12 +90,16 @@ class DeepSeaEnv(gym.Env):
             reward += 1.0
         return self._observation(), reward, terminated, False, {"found_goal": found}
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        """``ansi``: the grid as text (A agent, $ treasure); ``rgb_array``: an N×N image."""
+        if self.render_mode == "rgb_array":
+            image = np.full((self.size, self.size, 3), 255, dtype=np.uint8)
+            image[-1, -1] = (255, 200, 0)
+            image[self.row, self.column] = (0, 0, 200)
+            return image
         if self.render_mode != "ansi":
             return None
-        rows = [
-            "".join("A" if (r, c) == (self.row, self.column) else "." for c in range(self.size))
-            for r in range(self.size)
-        ]
-        rows[-1] = rows[-1][:-1] + ("A" if (self.row, self.column) == (self.size - 1, self.size - 1) else "$")
-        return "\n".join(rows)
+        cells = [["." for _ in range(self.size)] for _ in range(self.size)]
+        cells[-1][-1] = "$"
+        cells[self.row][self.column] = "A"
+        return "\n".join("".join(row) for row in cells)

@@ -5,6 +5,7 @@ reset with seed ``i`` and actions drawn from the action space seeded with 0.
 
     python scripts/bench/random_scores.py classic
     python scripts/bench/random_scores.py minatar --episodes 100
+    python scripts/bench/random_scores.py exploration
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     for env in load_suite(args.suite).envs:
         returns = random_returns(env.env_id, args.episodes, env.env_kwargs)
-        print(f"{env.env_id:<28} random_score {returns.mean():9.2f}  (std {returns.std():.2f})", flush=True)
+        print(f"{env.label:<28} random_score {returns.mean():12.5f}  (std {returns.std():.5f})", flush=True)
 
 
 if __name__ == "__main__":

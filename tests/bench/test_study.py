@@ -138,3 +138,24 @@ def test_spec_rules():
         select_envs(None, None)
     spec = StudySpec("x", [Variant("a", "dqn")], envs, [0, 1], baseline="a")
     assert StudySpec.from_dict(spec.as_dict()).as_dict() == spec.as_dict()
+
+
+def test_labelled_entries_run_one_gymnasium_id_with_other_arguments(tmp_path):
+    suite = load_suite("exploration")
+    assert suite.env_ids == ["DeepSea-10", "DeepSea-20", "Chain", "MountainCar-v0"]
+    deep20 = known_env_settings("DeepSea-20")
+    assert deep20.env_id == "rlsurgery/DeepSea-v0" and deep20.env_kwargs == {"size": 20}
+    assert deep20.reference_score == pytest.approx(1 - 19 * 0.01 / 20)
+    # unnamed entries serialize as before (stored configuration hashes stay valid)
+    assert "name" not in known_env_settings("CartPole-v1").as_dict()
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "variants: [dqn]\nseeds: 1\nsteps: 200\nenvs:\n"
+        "  Sea-4: {id: rlsurgery/DeepSea-v0, env_kwargs: {size: 4}}\n"
+        "  Sea-6: {id: rlsurgery/DeepSea-v0, env_kwargs: {size: 6}}\n"
+    )
+    spec = load_study(path)
+    assert [r.run_id for r in spec.runs()] == ["dqn|Sea-4|0", "dqn|Sea-6|0"]
+    assert [e.env_kwargs["size"] for e in spec.envs] == [4, 6]
+    spec.validate()
+    assert StudySpec.from_dict(spec.as_dict()).runs()[1].config_hash == spec.runs()[1].config_hash
