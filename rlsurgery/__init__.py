@@ -7,6 +7,7 @@
 
 from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, rlsurgery/Chain-v0
 from rlsurgery.agents.dqn import SurgicalDQN
+from rlsurgery.agents.ppo import SurgicalPPO
 from rlsurgery.core.errors import (
     IncompatibleSurgeryError,
     ParameterError,
@@ -32,6 +33,7 @@ __all__ = [
     "SurgeryError",
     "SurgerySpec",
     "SurgicalDQN",
+    "SurgicalPPO",
     "UnknownSurgeryError",
     "__version__",
     "catalog",

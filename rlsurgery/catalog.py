@@ -41,6 +41,11 @@ BUILTIN_MODULES = (
     "rlsurgery.value.prioritized_replay",
     "rlsurgery.value.n_step_returns",
     "rlsurgery.exploration.noisy_nets",
+    "rlsurgery.exploration.epsilon_greedy",
+    "rlsurgery.exploration.boltzmann",
+    "rlsurgery.exploration.ucb_bonus",
+    "rlsurgery.exploration.curiosity",
+    "rlsurgery.exploration.entropy",
 )
 
 
@@ -84,7 +89,7 @@ class CatalogEntry:
             "status": self.status,
             "attaches_to": self.attaches_to,
             "families": list(self.surgery.families) if self.surgery else [],
-            "stages": list(self.surgery.stages) if self.surgery else [],
+            "stages": self.surgery.all_stages() if self.surgery else [],
             "class": f"{self.surgery.__module__}.{self.surgery.__qualname__}" if self.surgery else None,
             "proof": self.proof,
             "params": describe_params(self.surgery.Params) if self.surgery else [],

@@ -96,3 +96,39 @@ def test_resume_from_checkpoint_with_replay_buffer_and_priorities(tiny_kwargs, t
     assert resumed.num_timesteps == model.num_timesteps + 200
     assert resumed._n_updates > updates
     assert not np.array_equal(resumed.replay_buffer.priorities()[: buffer.size()], buffer.priorities())
+
+
+PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo" in e.surgery.families]
+
+
+@pytest.mark.parametrize("key", PPO_IMPLEMENTED)
+def test_ppo_save_load_gives_identical_predictions(key, tmp_path):
+    model = rls.SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        n_steps=64,
+        batch_size=32,
+        n_epochs=2,
+        policy_kwargs=dict(net_arch=[16]),
+        surgeries=[key],
+    ).learn(128)
+    model.save(tmp_path / "model.zip")
+    loaded = rls.load(tmp_path / "model.zip")
+    assert type(loaded) is rls.SurgicalPPO and loaded.surgery_log == model.surgery_log
+    original, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert list(original) == list(restored)
+    for name in original:
+        assert th.equal(original[name], restored[name]), name
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    with th.no_grad():
+        tensor = th.as_tensor(obs)
+        th.testing.assert_close(
+            model.policy.get_distribution(tensor).distribution.probs,
+            loaded.policy.get_distribution(tensor).distribution.probs,
+            rtol=0,
+            atol=0,
+        )

@@ -194,6 +194,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
+        self.env = self._wrap_with_surgeries(self.env)
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]

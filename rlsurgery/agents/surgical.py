@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import torch as th
 from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
@@ -88,6 +89,7 @@ class SurgicalMixin:
 
     @staticmethod
     def _check_duplicates(surgeries: Sequence[Surgery]) -> None:
+        """Each key once; at most one surgery that chooses actions (intrinsic rewards stack)."""
         seen: set[str] = set()
         for s in surgeries:
             if s.key in seen:
@@ -95,6 +97,13 @@ class SurgicalMixin:
                     f"{s.key}: given twice; give each surgery once with all its parameters"
                 )
             seen.add(s.key)
+        selecting = [s.key for s in surgeries if s.selects_actions]
+        if len(selecting) > 1:
+            raise IncompatibleSurgeryError(
+                f"{selecting[0]} and {selecting[1]} both choose how the agent explores (action "
+                "selection); keep one of them (intrinsic-reward surgeries such as curiosity_driven "
+                "or ucb_bonus with c=0 stack with any)"
+            )
 
     def _prepare_surgeries(self) -> None:
         """Validate the surgeries and build the stage pipeline.
@@ -110,7 +119,41 @@ class SurgicalMixin:
         self._check_duplicates(self._surgeries)
         for s in self._surgeries:
             s.validate(self)  # type: ignore[arg-type]
-        self._pipeline = StagePipeline(type(self).__name__, self.STAGES, self._surgeries)
+        self._pipeline = StagePipeline(
+            type(self).__name__, self.STAGES, self._surgeries, family=self.algorithm_family
+        )
+        #: modules owned by surgeries (intrinsic-reward models, visit counts), saved with the model
+        self.rls_modules = th.nn.ModuleDict()
+
+    # ------------------------------------------------------------------ environment wrappers
+    def _wrap_with_surgeries(self, env: Any) -> Any:
+        """Wrap the training VecEnv with the wrappers of the surgeries (intrinsic rewards).
+
+        Wrappers a previous agent put around ``env`` are peeled off first, so an env handed
+        from one agent to another is never wrapped twice.
+        """
+        if env is None:
+            return None
+        from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
+
+        while isinstance(env, IntrinsicRewardVecEnv):
+            env = env.venv
+        for surgery in self._surgeries:
+            wrap = getattr(surgery, "wrap_env", None)
+            if wrap is not None:
+                env = wrap(self, env)
+        return env
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        """Set a new training env (see SB3's ``set_env``), wrapped by the surgeries' wrappers."""
+        super().set_env(env, force_reset=force_reset)  # type: ignore[misc]
+        self.env = self._wrap_with_surgeries(self.env)
+
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        state_dicts, tensors = super()._get_torch_save_params()  # type: ignore[misc]
+        if len(getattr(self, "rls_modules", ())) > 0:
+            state_dicts = [*state_dicts, "rls_modules"]
+        return state_dicts, tensors
 
     @contextlib.contextmanager
     def _sb3_input_errors(self) -> Iterator[None]:
@@ -126,4 +169,4 @@ class SurgicalMixin:
         return list(self._surgeries)
 
     def _surgery_excluded_save_params(self) -> list[str]:
-        return ["_surgeries", "_pipeline"]
+        return ["_surgeries", "_pipeline", "rls_modules"]

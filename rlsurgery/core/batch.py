@@ -48,3 +48,45 @@ class Batch:
     """per-sample non-negative error that priorities are computed from, shape (B,)"""
     extras: dict[str, Any] = field(default_factory=dict)
     """free-form fields for surgeries that need more (documented by the writer)"""
+
+
+@dataclass
+class PolicyBatch:
+    """Named fields of one policy-gradient minibatch (SurgicalPPO) and what the stages compute."""
+
+    observations: Any
+    """s: observations of the minibatch"""
+    actions: th.Tensor
+    """a: actions taken (long and flat for discrete action spaces)"""
+    old_log_prob: th.Tensor
+    """log π_old(a|s) recorded while collecting, shape (B,)"""
+    old_values: th.Tensor
+    """V_old(s) recorded while collecting, shape (B,)"""
+    advantages: th.Tensor
+    """GAE advantages (the advantages stage may normalise them), shape (B,)"""
+    returns: th.Tensor
+    """TD(λ) returns, the value target, shape (B,)"""
+    clip_range: float
+    """ε of the clipped surrogate at this update"""
+    clip_range_vf: float | None = None
+    """value clipping range, None when off"""
+    values: th.Tensor | None = None
+    """V(s) under the current parameters, shape (B,)"""
+    log_prob: th.Tensor | None = None
+    """log π(a|s) under the current parameters"""
+    entropy: th.Tensor | None = None
+    """H(π(·|s)), or None when the distribution has no closed form"""
+    ratio: th.Tensor | None = None
+    """π(a|s) / π_old(a|s)"""
+    policy_loss: th.Tensor | None = None
+    """surrogate policy loss (scalar)"""
+    value_loss: th.Tensor | None = None
+    """value loss (scalar)"""
+    entropy_loss: th.Tensor | None = None
+    """−H averaged over the batch (scalar), weighted by ent_coef in the total"""
+    aux_loss: th.Tensor | None = None
+    """sum of auxiliary losses added by composable stages (scalar), None when there are none"""
+    approx_kl: Any = None
+    """E[(r − 1) − log r], the KL estimate used for early stopping (a 0-d numpy array, as SB3)"""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """free-form fields for surgeries that need more (documented by the writer)"""

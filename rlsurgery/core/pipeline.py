@@ -36,6 +36,7 @@ class StagePipeline:
     :param agent_name: used in error messages
     :param stages: the agent's stage definitions
     :param surgeries: the surgeries applied to the agent
+    :param family: the agent's family, for surgeries whose stages depend on it
 
     >>> stages = [Stage("target", False, "TD target"), Stage("after_update", True, "hooks")]
     >>> class A(Surgery):
@@ -48,11 +49,17 @@ class StagePipeline:
     rlsurgery.core.errors.IncompatibleSurgeryError: 'a' and 'b' both fill the 'target' stage of Agent, ...
     """
 
-    def __init__(self, agent_name: str, stages: Iterable[Stage], surgeries: Sequence[Surgery]) -> None:
+    def __init__(
+        self,
+        agent_name: str,
+        stages: Iterable[Stage],
+        surgeries: Sequence[Surgery],
+        family: str | None = None,
+    ) -> None:
         self.stages = {s.name: s for s in stages}
         self._fillers: dict[str, list[Surgery]] = {name: [] for name in self.stages}
         for surgery in surgeries:
-            for name in surgery.stages:
+            for name in surgery.stages_for(family):
                 if name not in self.stages:
                     raise IncompatibleSurgeryError(
                         f"{surgery.key}: fills stage {name!r}, which {agent_name} does not have "

@@ -74,8 +74,12 @@ class Surgery:
     Params: ClassVar[type | None] = None
     #: agent families the surgery supports (``agent.algorithm_family``)
     families: ClassVar[tuple[str, ...]] = ("dqn",)
-    #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``)
-    stages: ClassVar[tuple[str, ...]] = ()
+    #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``); a mapping
+    #: family -> stages when they differ between agent families
+    stages: ClassVar[tuple[str, ...] | dict[str, tuple[str, ...]]] = ()
+    #: whether the surgery decides how actions are chosen while collecting experience
+    #: (ε-greedy, Boltzmann, UCB, noisy networks): an agent takes one such surgery at most
+    selects_actions: ClassVar[bool] = False
     #: order of network transforms: lower runs first (output representation, then
     #: architecture, then layer replacement), whatever order the user listed them in
     build_order: ClassVar[int] = 50
@@ -117,6 +121,19 @@ class Surgery:
         """Change the agent's networks after they are built (replayed on ``load``)."""
 
     # ------------------------------------------------------------------ helpers
+    def stages_for(self, family: str | None) -> tuple[str, ...]:
+        """The stages this surgery fills on an agent of ``family``."""
+        if isinstance(self.stages, dict):
+            return tuple(self.stages.get(family or "", ()))
+        return tuple(self.stages)
+
+    @classmethod
+    def all_stages(cls) -> list[str]:
+        """Every stage name the surgery may fill, over all families (for the catalog)."""
+        if isinstance(cls.stages, dict):
+            return sorted({name for names in cls.stages.values() for name in names})
+        return list(cls.stages)
+
     def spec(self) -> dict[str, Any]:
         """The mapping form of this surgery: ``{"key": ..., **params}``."""
         return {"key": self.key, **params_to_dict(self.params)}

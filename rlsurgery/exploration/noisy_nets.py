@@ -6,11 +6,17 @@ Fortunato et al. 2018, https://arxiv.org/abs/1706.10295 (factorised Gaussian noi
     ε_w = f(ε_out) f(ε_in)ᵀ,   ε_b = f(ε_out),   f(x) = sgn(x) √|x|,   ε_in, ε_out ~ N(0, I)
     init: μ ~ U[−1/√p, 1/√p],  σ = σ₀ / √p   (p = fan-in)
 
-The surgery replaces the linear layers of the Q head (``scope: all`` also those of the
-features extractor) in the online and target networks, turns ε-greedy off and acts
-greedily on a fresh noise sample at every environment step; both networks draw new
-noise after every gradient update. Deterministic predictions (evaluation) use the mean
-weights μ, so they are reproducible.
+DQN family: the surgery replaces the linear layers of the Q head (``scope: all`` also
+those of the features extractor) in the online and target networks, turns ε-greedy off
+and acts greedily on a fresh noise sample at every environment step; both networks draw
+new noise after every gradient update.
+
+PPO (NoisyNet-A3C of the paper): the policy's ``action_net`` (``scope: all`` also the
+policy branch of ``mlp_extractor``) becomes noisy; one noise sample is drawn at the start
+of each rollout and kept through the rollout and the updates on it, so the log-probabilities
+of the loss are those of the policy that acted.
+
+Deterministic predictions (evaluation) use the mean weights μ, so they are reproducible.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch as th
@@ -124,7 +130,7 @@ def to_noisy(layer: nn.Linear, sigma0: float) -> NoisyLinear:
 class NoisyNetsParams:
     sigma0: float = param(0.5, "σ₀: initial noise scale, σ = σ₀/√fan_in", gt=0.0)
     scope: Literal["head", "all"] = param(
-        "head", "noisy layers in the Q head only, or also in the features extractor"
+        "head", "noisy layers in the Q head (PPO: action_net) only, or also in the features / policy MLP"
     )
 
 
@@ -137,17 +143,38 @@ class NoisyNets(Surgery):
     key = "noisy_nets"
     attaches_to = (Attachment.NETWORK, Attachment.EXPLORATION)
     Params = NoisyNetsParams
-    stages = ("act", "after_update")
+    families = ("dqn", "ppo")
+    stages: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dqn": ("act", "after_update"),
+        "ppo": ("act", "on_rollout_start"),
+    }
+    selects_actions = True
     build_order = 30  # last: replaces whatever linear layers the other surgeries built
     params: NoisyNetsParams
 
     def configure(self, agent: SurgicalDQN) -> None:
-        # the noise explores: ε-greedy is off
-        agent.exploration_initial_eps = 0.0
-        agent.exploration_final_eps = 0.0
+        if agent.algorithm_family == "dqn":  # the noise explores: ε-greedy is off
+            agent.exploration_initial_eps = 0.0
+            agent.exploration_final_eps = 0.0
 
     def modify_networks(self, agent: SurgicalDQN) -> None:
         sigma0 = self.params.sigma0
+        if agent.algorithm_family == "ppo":
+            prefixes = (
+                ("action_net",) if self.params.scope == "head" else ("action_net", "mlp_extractor.policy_net")
+            )
+
+            def noisify_policy(policy: nn.Module) -> None:
+                replace_modules(
+                    policy,
+                    lambda n, m: (
+                        isinstance(m, nn.Linear) and any(n == p or n.startswith(p + ".") for p in prefixes)
+                    ),
+                    lambda _n, m: to_noisy(m, sigma0),
+                )
+
+            transform_networks(agent, noisify_policy)
+            return
 
         def noisify(net: nn.Module) -> None:
             roots = [net.q_net] if self.params.scope == "head" else [net]
@@ -168,12 +195,19 @@ class NoisyNets(Surgery):
         episode_start: np.ndarray | None,
         deterministic: bool,
     ) -> tuple[np.ndarray, Any]:
-        """Greedy on a fresh noise sample; deterministic predictions use the mean weights."""
+        """DQN: greedy on a fresh noise sample; PPO: a sample of the policy under the rollout's
+        noise. Deterministic predictions use the mean weights."""
         if deterministic:
-            with noise_disabled(agent.policy.q_net):
+            with noise_disabled(agent.policy):
                 return agent.policy.predict(observation, state, episode_start, deterministic=True)
+        if agent.algorithm_family == "ppo":
+            return agent.policy.predict(observation, state, episode_start, deterministic=False)
         reset_noise(agent.policy.q_net)
         return agent.policy.predict(observation, state, episode_start, deterministic=True)
+
+    def on_rollout_start(self, agent: Any) -> None:
+        """PPO: one noise sample for the coming rollout and the updates on it."""
+        reset_noise(agent.policy)
 
     def after_update(self, agent: SurgicalDQN, batch: Batch) -> None:
         """New noise in both networks for the next update."""

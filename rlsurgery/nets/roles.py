@@ -1,7 +1,9 @@
 """Find the networks inside an SB3 model by role, not by attribute guessing per surgery.
 
 A *role* names what a network does: ``q`` (the online action-value network) and its
-``target`` copy for the DQN family. Later agents add ``actor``, ``critic``, ``value`` …
+``target`` copy for the DQN family; ``policy`` (the whole ``ActorCriticPolicy``: features,
+``mlp_extractor.policy_net`` / ``value_net``, ``action_net``, ``value_net``, all under one
+optimizer) for PPO and A2C. Later agents add ``actor``, ``critic`` …
 Each online role may have a target role that must stay consistent with it.
 """
 
@@ -30,6 +32,7 @@ _QRDQN_ROLES = (
     NetworkRole("q", "quantile_net"),
     NetworkRole("q_target", "quantile_net_target", target_of="q"),
 )
+_ACTOR_CRITIC_ROLES = (NetworkRole("policy", ""),)
 
 
 def roles_of(model: BaseAlgorithm) -> tuple[NetworkRole, ...]:
@@ -39,12 +42,14 @@ def roles_of(model: BaseAlgorithm) -> tuple[NetworkRole, ...]:
         return _DQN_ROLES
     if hasattr(policy, "quantile_net") and hasattr(policy, "quantile_net_target"):
         return _QRDQN_ROLES
+    if hasattr(policy, "action_net") and hasattr(policy, "value_net") and hasattr(policy, "mlp_extractor"):
+        return _ACTOR_CRITIC_ROLES
     raise TypeError(f"rlsurgery.nets does not know the network layout of {type(policy).__name__} yet")
 
 
 def _resolve(model: BaseAlgorithm, path: str) -> nn.Module:
     obj = model.policy
-    for part in path.split("."):
+    for part in filter(None, path.split(".")):
         obj = getattr(obj, part)
     return obj
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3 import DQN
+from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
@@ -43,8 +43,8 @@ def assert_same_parameters(a, b):
         assert th.equal(sa[key], sb[key]), key
 
 
-#: SB3 parent of each surgical agent; the equivalence test below covers each of them
-SB3_PARENTS = {"dqn": DQN}
+#: SB3 parent of each surgical agent; each has an equivalence test (DQN below, PPO in test_ppo.py)
+SB3_PARENTS = {"dqn": DQN, "ppo": PPO}
 
 
 def test_every_surgical_agent_has_an_equivalence_test():

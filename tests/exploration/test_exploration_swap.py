@@ -1,0 +1,45 @@
+"""One action-selection strategy at a time; intrinsic rewards stack with any of them."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlsurgery import SurgicalDQN, SurgicalPPO
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
+
+
+@pytest.mark.parametrize(
+    "pair",
+    [
+        ["noisy_nets", "boltzmann_exploration"],
+        ["epsilon_greedy_annealing", "ucb_bonus:c=1"],
+        ["boltzmann_exploration", "epsilon_greedy_annealing"],
+    ],
+)
+def test_two_action_selection_strategies_are_refused(pair):
+    first, second = (s.split(":")[0] for s in pair)
+    with pytest.raises(
+        IncompatibleSurgeryError, match=f"{first} and {second} both choose how the agent explores"
+    ):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=pair)
+
+
+def test_intrinsic_rewards_stack_with_a_strategy(tiny_kwargs):
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["boltzmann_exploration", "ucb_bonus:beta=0.1", "curiosity_driven"],
+        **tiny_kwargs,
+    ).learn(100)
+    assert isinstance(model.env, IntrinsicRewardVecEnv) and isinstance(model.env.venv, IntrinsicRewardVecEnv)
+    ppo = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        n_steps=32,
+        batch_size=32,
+        surgeries=["noisy_nets", "curiosity_driven:variant=icm"],
+    )
+    ppo.set_env(ppo.get_env())  # handing the env back does not wrap it twice
+    assert not isinstance(ppo.env.venv, IntrinsicRewardVecEnv)
