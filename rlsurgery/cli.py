@@ -82,6 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         args.recipe,
         args.env_id,
         surgeries=args.surgery,
+        explore=args.explore,
         steps=args.steps,
         seed=args.seed,
         out=args.out,
@@ -331,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY[:p=v,...]",
         help="add a surgery or change a recipe surgery's parameters (repeatable)",
+    )
+    p.add_argument(
+        "--explore",
+        action="append",
+        metavar="KEY[:p=v,...]",
+        help="replace the recipe's exploration by this exploration surgery (repeatable: one "
+        "action-selection strategy plus any intrinsic rewards), e.g. --explore ucb_bonus:c=1",
     )
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's n_timesteps)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -5,6 +5,7 @@ A recipe file (``agents/*.yaml``, or a path to a user's own) has::
     algo: dqn                         # a surgical agent (rlsurgery.agents.ALGORITHMS)
     description: one line
     surgeries: [double_q_learning, {prioritized_replay: {alpha: 0.5}}, ...]
+    exploration: [ucb_bonus: {c: 1.0}]   # exploration surgeries (``--explore`` replaces them)
     defaults: {policy: MlpPolicy, n_timesteps: 100000, learning_rate: ..., ...}
     hyperparams:
       CartPole-v1: {n_timesteps: 50000, ..., surgeries: {distributional_rl: {v_max: 100}}}
@@ -14,6 +15,10 @@ so a recipe runs on any compatible Gymnasium id. ``n_timesteps``, ``n_envs``, ``
 and ``env_kwargs`` describe the run; every other key is a constructor argument of the
 agent. A per-env ``surgeries`` mapping changes parameters of the recipe's surgeries (or
 adds surgeries). Every problem is reported with the file and line before anything is built.
+
+The recipe's *exploration* is its ``exploration:`` entries plus any exploration surgery in
+``surgeries`` (e.g. rainbow's ``noisy_nets``); ``explore=[...]`` (``--explore`` on the
+command line) replaces all of it, so one flag swaps how any recipe explores.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
 from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
 
-TOP_KEYS = ("algo", "description", "surgeries", "defaults", "hyperparams")
+TOP_KEYS = ("algo", "description", "surgeries", "exploration", "defaults", "hyperparams")
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "env_kwargs", "surgeries")
 
 
@@ -60,6 +65,14 @@ class Recipe:
     surgeries: list[SurgerySpec]
     defaults: dict[str, Any]
     hyperparams: dict[str, dict[str, Any]]
+    exploration: list[SurgerySpec] = field(default_factory=list)
+
+    def base_specs(self, explore: Any = None) -> list[SurgerySpec]:
+        """The recipe's surgeries with its exploration, or with ``explore`` in place of it."""
+        if explore is None:
+            return _merge_specs(self.surgeries, self.exploration)
+        kept = [s for s in self.surgeries if not is_exploration(s.key)]
+        return _merge_specs(kept, parse_specs(explore))
 
     @property
     def algorithm(self) -> type[BaseAlgorithm]:
@@ -71,20 +84,24 @@ class Recipe:
     def resolve(self, env_id: str, **overrides: Any) -> ResolvedRecipe:
         """Settings for ``env_id``: defaults, the env's entry, then ``overrides``.
 
-        ``overrides`` may hold hyperparameters, run keys, ``surgeries`` (specs added, or
-        merged into a recipe surgery of the same key), ``remove`` (keys to drop), and
-        ``seed``, ``device``, ``verbose``, ``tensorboard_log``.
+        ``overrides`` may hold hyperparameters, run keys, ``explore`` (exploration specs that
+        replace the recipe's exploration), ``surgeries`` (specs added, or merged into a recipe
+        surgery of the same key), ``remove`` (keys to drop), and ``seed``, ``device``,
+        ``verbose``, ``tensorboard_log``.
         """
         settings = {**self.defaults, **self.hyperparams.get(env_id, {})}
         env_surgeries = settings.pop("surgeries", None) or {}
-        specs = _merge_specs(
-            self.surgeries, [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()]
-        )
         overrides = dict(overrides)
+        explore = overrides.pop("explore", None)
+        base = self.base_specs(explore)
+        env_specs = [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()]
+        if explore is not None:  # per-env settings of a replaced exploration do not apply
+            env_specs = [s for s in env_specs if not is_exploration(s.key) or s.key in {b.key for b in base}]
+        specs = _merge_specs(base, env_specs)
         extra = parse_specs(overrides.pop("surgeries", None))
         remove = set(overrides.pop("remove", None) or [])
         specs = [s for s in _merge_specs(specs, extra) if s.key not in remove]
-        unknown_removed = remove - {s.key for s in _merge_specs(self.surgeries, extra)}
+        unknown_removed = remove - {s.key for s in _merge_specs(base, extra)}
         if unknown_removed:
             raise RecipeError(f"{self.name}: cannot remove {sorted(unknown_removed)}: not in the recipe")
         settings.update(overrides)
@@ -103,6 +120,18 @@ class Recipe:
             surgeries=specs,
             kwargs=settings,
         )
+
+
+#: catalog section of the exploration surgeries
+EXPLORATION_SECTION = 22
+
+
+def is_exploration(key: str) -> bool:
+    """Whether ``key`` is an exploration surgery (catalog section 22, or attaches to exploration)."""
+    entry = catalog.get(key)
+    return entry.surgery is not None and (
+        EXPLORATION_SECTION in entry.sections or "exploration" in entry.attaches_to
+    )
 
 
 def _merge_specs(base: Sequence[SurgerySpec], extra: Sequence[SurgerySpec]) -> list[SurgerySpec]:
@@ -146,6 +175,35 @@ def _resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str,
     return out
 
 
+class LinearDecay:
+    """The rl-baselines3-zoo's ``lin_X`` schedule: X · progress_remaining (X at the start, 0 at the end).
+
+    >>> LinearDecay(0.2)(0.5)
+    0.1
+    """
+
+    def __init__(self, initial: float) -> None:
+        self.initial = float(initial)
+
+    def __call__(self, progress_remaining: float) -> float:
+        return self.initial * progress_remaining
+
+    def __repr__(self) -> str:
+        return f"LinearDecay({self.initial})"
+
+
+def _resolve_schedules(kwargs: dict[str, Any], where: str) -> None:
+    """Turn ``"lin_X"`` strings (zoo notation) into :class:`LinearDecay` schedules, in place."""
+    for name, value in kwargs.items():
+        if isinstance(value, str) and value.startswith("lin_"):
+            try:
+                kwargs[name] = LinearDecay(float(value[4:]))
+            except ValueError:
+                raise RecipeError(
+                    f"{where}: {name}: cannot read the schedule {value!r} (expected lin_<number>)"
+                ) from None
+
+
 @dataclass
 class ResolvedRecipe:
     """Everything needed to build an agent for one environment."""
@@ -176,6 +234,7 @@ class ResolvedRecipe:
 
         kwargs = dict(self.kwargs)
         kwargs["policy_kwargs"] = _resolve_policy_kwargs(kwargs.get("policy_kwargs"))
+        _resolve_schedules(kwargs, f"{self.recipe} ({self.env_id})")
         if env is None:
             env = self.make_env(seed=kwargs.get("seed"))
         model = ALGORITHMS[self.algo](
@@ -225,6 +284,21 @@ def load_recipe(name: str | Path) -> Recipe:
         except SurgeryError as exc:
             raise fail(str(exc), "surgeries", i) from None
         specs.append(spec)
+    raw_exploration = data.get("exploration") or []
+    if not isinstance(raw_exploration, list):
+        raw_exploration = [raw_exploration]
+    exploration = []
+    for i, raw in enumerate(raw_exploration):
+        try:
+            spec = parse_spec(raw)
+            catalog.create(spec)
+        except SurgeryError as exc:
+            raise fail(str(exc), "exploration", i) from None
+        if not is_exploration(spec.key):
+            raise fail(
+                f"{spec.key} is not an exploration surgery; list it under 'surgeries'", "exploration", i
+            )
+        exploration.append(spec)
     defaults = data.get("defaults") or {}
     hyperparams = data.get("hyperparams") or {}
     if not isinstance(defaults, dict):
@@ -245,7 +319,7 @@ def load_recipe(name: str | Path) -> Recipe:
             )
         for key, params in env_surgeries.items():
             try:
-                base = next((s for s in specs if s.key == key), SurgerySpec(key))
+                base = next((s for s in [*specs, *exploration] if s.key == key), SurgerySpec(key))
                 catalog.create(SurgerySpec(key, {**base.params, **(params or {})}))
             except SurgeryError as exc:
                 raise fail(str(exc), *key_path, "surgeries", key) from None
@@ -257,6 +331,7 @@ def load_recipe(name: str | Path) -> Recipe:
         surgeries=specs,
         defaults=dict(defaults),
         hyperparams={str(k): dict(v) for k, v in hyperparams.items()},
+        exploration=exploration,
     )
 
 
@@ -267,7 +342,8 @@ def make(recipe: str | Path, env_id: str, *, env: Any = None, **overrides: Any) 
     :param env_id: a Gymnasium id; recipes without an entry for it use their defaults
     :param env: a ready environment to use instead of making one from ``env_id``
     :param overrides: hyperparameters, ``seed``, ``device``, ``surgeries`` to add or
-        change, ``remove`` (surgery keys to drop), ``n_envs``
+        change, ``remove`` (surgery keys to drop), ``explore`` (exploration surgeries that
+        replace the recipe's), ``n_envs``
     :return: the surgical agent, not yet trained
 
     >>> import rlsurgery as rls

@@ -72,6 +72,7 @@ def train_run(
     env_id: str,
     *,
     surgeries: list[Any] | None = None,
+    explore: list[Any] | None = None,
     steps: int | None = None,
     seed: int = 0,
     out: str | Path | None = None,
@@ -87,6 +88,7 @@ def train_run(
     :param recipe: recipe name or YAML path
     :param env_id: Gymnasium id
     :param surgeries: extra surgery specs (same key as a recipe surgery: its parameters change)
+    :param explore: exploration surgery specs that replace the recipe's exploration (``--explore``)
     :param steps: training budget (default: the recipe's ``n_timesteps``)
     :param seed: seed of the agent and training env (evaluation uses ``seed + 10_000``)
     :param out: run folder (default ``runs/<recipe>-<env>-seed<seed>``)
@@ -98,8 +100,11 @@ def train_run(
     :param overrides: other hyperparameter overrides
     :return: the evaluation record (also written to ``evaluation.json``)
     """
+    extra = dict(overrides or {})
+    if explore:
+        extra["explore"] = list(explore)
     resolved = load_recipe(recipe).resolve(
-        env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **(overrides or {})
+        env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **extra
     )
     budget = int(steps) if steps is not None else resolved.n_timesteps
     if budget < 1:

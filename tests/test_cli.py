@@ -121,3 +121,18 @@ def test_python_dash_m_and_help():
         [sys.executable, "-m", "rlsurgery", "recipes", "--json"], capture_output=True, text=True, check=True
     )
     assert {r["name"] for r in json.loads(result.stdout)} >= {"dqn", "rainbow"}
+
+
+def test_train_explore_flag_swaps_the_exploration(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "dqn", "rlsurgery/DeepSea-v0", "--steps", "1200", "--out", str(out)]
+    args += ["--explore", "ucb_bonus:c=1.0,beta=0.1", "--eval-episodes", "1", "--no-progress", "--json"]
+    assert run_cli(*args) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["surgeries"] == ["ucb_bonus"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["surgeries"] == [{"key": "ucb_bonus", "c": 1.0, "beta": 0.1}]
+    bad = tmp_path / "bad"
+    assert run_cli("train", "ppo", "CartPole-v1", "--explore", "ucb_bonus:c=1", "--out", str(bad)) == 2
+    assert "UCB action selection (c > 0) needs a Q-function" in capsys.readouterr().err
+    assert not bad.exists()

@@ -6,7 +6,7 @@ import pytest
 
 import rlsurgery as rls
 from rlsurgery.core.errors import ParameterError, RecipeError
-from rlsurgery.recipes import available_recipes, load_recipe
+from rlsurgery.recipes import available_recipes, load_recipe, make
 
 
 def write(tmp_path, text, name="recipe.yaml"):
@@ -98,6 +98,16 @@ def test_make_builds_the_agent():
             r"recipe.yaml:6: distributional_rl: parameter 'v_min' must be < 'v_max'",
         ),
         ("- just\n- a list\n", RecipeError, r"recipe.yaml:1: a recipe must be a mapping"),
+        (
+            "algo: dqn\nexploration:\n  - double_q_learning\n",
+            RecipeError,
+            r"recipe.yaml:3: double_q_learning is not an exploration surgery",
+        ),
+        (
+            "algo: ppo\nexploration:\n  - curiosity_driven: {variant: ngu}\n",
+            RecipeError,
+            r"recipe.yaml:3: curiosity_driven: parameter 'variant' must be one of",
+        ),
     ],
     ids=[
         "yaml-syntax",
@@ -108,6 +118,8 @@ def test_make_builds_the_agent():
         "hyperparam",
         "env-surgery-param",
         "not-mapping",
+        "exploration-not-exploring",
+        "exploration-param",
     ],
 )
 def test_malformed_recipes_report_file_and_line(tmp_path, text, error, match):
@@ -146,3 +158,24 @@ def test_rainbow_recipe_learns_cartpole():
     model.learn(20_000)
     # a random policy scores about 22; the full 50k-step benchmark reaches 475+ on 10 of 10 seeds
     assert evaluate_model(model, "CartPole-v1", episodes=10, seed=123)["mean_return"] >= 150
+
+
+def test_explore_replaces_the_recipe_exploration():
+    # rainbow explores with noisy_nets (in its surgeries): --explore swaps it out
+    swapped = load_recipe("rainbow").resolve("CartPole-v1", explore=["boltzmann_exploration:initial=2.0"])
+    keys = [s.key for s in swapped.surgeries]
+    assert "noisy_nets" not in keys and keys[-1] == "boltzmann_exploration"
+    assert swapped.surgeries[-1].params == {"initial": 2.0}
+    # dqn-ucb explores with its exploration entry; a strategy plus an intrinsic reward replace it
+    recipe = load_recipe("dqn-ucb")
+    assert [s.key for s in recipe.resolve("CartPole-v1").surgeries] == ["ucb_bonus"]
+    both = recipe.resolve("CartPole-v1", explore=["epsilon_greedy_annealing", "curiosity_driven:variant=icm"])
+    assert [s.key for s in both.surgeries] == ["epsilon_greedy_annealing", "curiosity_driven"]
+    model = make("ppo-rnd", "CartPole-v1", seed=0, explore=["noisy_nets", "ucb_bonus:beta=0.05"], n_envs=1)
+    assert [r["key"] for r in model.surgery_log] == ["noisy_nets", "ucb_bonus"]
+
+
+def test_zoo_linear_schedules_in_recipes():
+    model = make("ppo", "CartPole-v1", seed=0)
+    assert model.learning_rate(1.0) == pytest.approx(1e-3) and model.learning_rate(0.5) == pytest.approx(5e-4)
+    assert model.clip_range(0.25) == pytest.approx(0.05)

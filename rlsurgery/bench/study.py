@@ -20,8 +20,9 @@ A study file (``rlsurgery compare STUDY.yaml``)::
                      surgeries: ["n_step_returns:n=5"]}
 
 ``variants`` may also be a list of recipe names. A variant is a recipe plus optional
-surgery overrides: ``surgeries`` adds surgeries or changes a recipe surgery's parameters,
-``remove`` drops recipe surgeries, ``hyperparams`` overrides hyperparameters.
+surgery overrides: ``explore`` replaces the recipe's exploration (as ``--explore``),
+``surgeries`` adds surgeries or changes a recipe surgery's parameters, ``remove`` drops
+recipe surgeries, ``hyperparams`` overrides hyperparameters.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ STUDY_KEYS = (
     "variants",
     "save_models",
 )
-VARIANT_KEYS = ("recipe", "surgeries", "remove", "hyperparams")
+VARIANT_KEYS = ("recipe", "explore", "surgeries", "remove", "hyperparams")
 
 
 @dataclass
@@ -67,20 +68,28 @@ class Variant:
     surgeries: list[Any] = field(default_factory=list)
     remove: list[str] = field(default_factory=list)
     hyperparams: dict[str, Any] = field(default_factory=dict)
+    explore: list[Any] | None = None
+    """exploration specs replacing the recipe's exploration (None: keep the recipe's)"""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {
+        """JSON-friendly form (``explore`` only when set, so older run configs keep their hash)."""
+        out = {
             "name": self.name,
             "recipe": self.recipe,
             "surgeries": [s.as_dict() for s in parse_specs(self.surgeries)],
             "remove": list(self.remove),
             "hyperparams": dict(self.hyperparams),
         }
+        if self.explore is not None:
+            out["explore"] = [s.as_dict() for s in parse_specs(self.explore)]
+        return out
 
     def overrides(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`rlsurgery.recipes.Recipe.resolve` for this variant."""
-        return {"surgeries": list(self.surgeries), "remove": list(self.remove), **self.hyperparams}
+        out = {"surgeries": list(self.surgeries), "remove": list(self.remove), **self.hyperparams}
+        if self.explore is not None:
+            out["explore"] = list(self.explore)
+        return out
 
 
 @dataclass
@@ -331,9 +340,16 @@ def load_study(path: str | Path) -> StudySpec:
             hyperparams = raw.get("hyperparams") or {}
             if not isinstance(hyperparams, dict):
                 raise StudyError("'hyperparams' must be a mapping")
+            explore = raw.get("explore")
+            if explore is not None:
+                explore = explore if isinstance(explore, list) else [explore]
+                for spec in parse_specs(explore):
+                    catalog.create(spec)
         except SurgeryError as exc:
             raise fail(f"variant {name!r}: {exc}", "variants", name) from None
-        variants.append(Variant(str(name), recipe, surgeries, [str(k) for k in remove], dict(hyperparams)))
+        variants.append(
+            Variant(str(name), recipe, surgeries, [str(k) for k in remove], dict(hyperparams), explore)
+        )
     raw_envs = data.get("envs")
     env_overrides: dict[str, dict[str, Any]] = {}
     if isinstance(raw_envs, dict):

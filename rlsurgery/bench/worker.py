@@ -117,10 +117,12 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
     seed = int(run["seed"])
     recipe = load_recipe(variant["recipe"])
     env_kwargs = merged_env_kwargs(recipe, env)
+    explore = {"explore": variant["explore"]} if variant.get("explore") is not None else {}
     resolved = recipe.resolve(
         env.env_id,
         surgeries=variant["surgeries"],
         remove=variant["remove"],
+        **explore,
         seed=seed,
         device=run.get("device", "auto"),
         verbose=0,

@@ -57,6 +57,27 @@ def test_variants_with_surgery_overrides(tmp_path):
     spec.validate(build=True)  # builds each variant once on its env
 
 
+def test_explore_variants_swap_exploration_and_keep_old_hashes(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "suite: exploration\nenvs: [Chain]\nseeds: 1\nvariants:\n"
+        "  eps: {recipe: dqn}\n"
+        "  ucb: {recipe: dqn, explore: ['ucb_bonus:c=1.0']}\n"
+        "  rnd: {recipe: dqn, explore: {curiosity_driven: {variant: rnd}}}\n"
+    )
+    spec = load_study(path)
+    eps, ucb, rnd = spec.variants
+    assert "explore" not in eps.as_dict()  # unchanged form: configs of earlier studies keep their hash
+    assert ucb.as_dict()["explore"] == [{"key": "ucb_bonus", "c": 1.0}]
+    assert rnd.overrides()["explore"] == [{"curiosity_driven": {"variant": "rnd"}}]
+    spec.validate(build=True)
+    path.write_text(
+        "suite: exploration\nenvs: [Chain]\nvariants:\n  x: {recipe: dqn, explore: [ucb_bonus:c=-1]}\n"
+    )
+    with pytest.raises(StudyError, match="s.yaml:4: variant 'x': ucb_bonus: parameter 'c' must be >= 0.0"):
+        load_study(path)
+
+
 def test_ablation_variants_leave_one_out_and_add_one():
     keys = [
         "double_q_learning",
