@@ -64,3 +64,11 @@ def test_readme_custom_surgery_example_runs():
     model = namespace["model"].learn(100)
     assert [s.key for s in model.surgeries] == ["clipped_target", "double_q_learning"]
     assert model._n_updates > 0
+
+
+def test_readme_exploration_example_builds():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "SurgicalPPO(" in b)
+    namespace: dict = {}
+    exec(compile(block, "README", "exec"), namespace)
+    assert [s.key for s in namespace["model"].surgeries][-1] == "boltzmann_exploration"

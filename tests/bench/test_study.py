@@ -74,7 +74,7 @@ def test_explore_variants_swap_exploration_and_keep_old_hashes(tmp_path):
     path.write_text(
         "suite: exploration\nenvs: [Chain]\nvariants:\n  x: {recipe: dqn, explore: [ucb_bonus:c=-1]}\n"
     )
-    with pytest.raises(StudyError, match="s.yaml:4: variant 'x': ucb_bonus: parameter 'c' must be >= 0.0"):
+    with pytest.raises(StudyError, match=r"s\.yaml:4: variant 'x': ucb_bonus: parameter 'c' must be >= 0.0"):
         load_study(path)
 
 
