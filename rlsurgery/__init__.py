@@ -6,8 +6,10 @@
 """
 
 from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, rlsurgery/Chain-v0
+from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
+from rlsurgery.agents.sac import SurgicalSAC
 from rlsurgery.core.errors import (
     IncompatibleSurgeryError,
     ParameterError,
@@ -32,8 +34,10 @@ __all__ = [
     "Surgery",
     "SurgeryError",
     "SurgerySpec",
+    "SurgicalA2C",
     "SurgicalDQN",
     "SurgicalPPO",
+    "SurgicalSAC",
     "UnknownSurgeryError",
     "__version__",
     "catalog",

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
+from rlsurgery.agents.sac import SurgicalSAC
 
 #: recipe ``algo`` name -> surgical agent class
-ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"dqn": SurgicalDQN, "ppo": SurgicalPPO}
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
+    "dqn": SurgicalDQN,
+    "ppo": SurgicalPPO,
+    "a2c": SurgicalA2C,
+    "sac": SurgicalSAC,
+}
 
-__all__ = ["ALGORITHMS", "SurgicalDQN", "SurgicalPPO"]
+__all__ = ["ALGORITHMS", "SurgicalA2C", "SurgicalDQN", "SurgicalPPO", "SurgicalSAC"]

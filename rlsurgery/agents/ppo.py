@@ -13,8 +13,9 @@ Each minibatch update runs::
     kl_stop        whether to stop the epoch loop (default: SB3's 1.5 × target_kl rule)
     after_update   composable hooks after each optimizer step
 
-and around collection: ``on_rollout_start`` / ``on_rollout_end`` (composable) and ``act``
-(exclusive: how ``predict`` chooses actions). With no surgeries every default is SB3's own
+and around collection (:mod:`rlsurgery.agents.on_policy`): ``on_rollout_start`` /
+``on_rollout_end`` (composable) and ``act`` (exclusive: how ``predict`` chooses actions).
+With no surgeries every default is SB3's own
 computation, in SB3's order, so the agent reproduces ``stable_baselines3.PPO`` exactly.
 """
 
@@ -27,20 +28,19 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
-from stable_baselines3.common.vec_env import VecEnv
 from torch.nn import functional as F
 
-from rlsurgery.agents.surgical import SurgicalMixin
+from rlsurgery.agents.on_policy import ON_POLICY_STAGES, OnPolicySurgicalMixin
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
 
 SelfSurgicalPPO = TypeVar("SelfSurgicalPPO", bound="SurgicalPPO")
 
 PPO_STAGES = (
+    *ON_POLICY_STAGES,
     Stage("advantages", False, "advantage normalisation"),
     Stage("policy_loss", False, "surrogate policy loss"),
     Stage("value_loss", False, "value-function loss"),
@@ -48,13 +48,10 @@ PPO_STAGES = (
     Stage("aux_loss", True, "auxiliary losses added to the total"),
     Stage("kl_stop", False, "early stop of the epoch loop"),
     Stage("after_update", True, "hooks after each optimizer step"),
-    Stage("on_rollout_start", True, "hooks before each rollout"),
-    Stage("on_rollout_end", True, "hooks after each rollout"),
-    Stage("act", False, "action selection of predict"),
 )
 
 
-class SurgicalPPO(SurgicalMixin, PPO):
+class SurgicalPPO(OnPolicySurgicalMixin, PPO):
     """Proximal Policy Optimization with surgeries (SB3's :class:`~stable_baselines3.PPO` subclass).
 
     Paper: https://arxiv.org/abs/1707.06347. Takes every argument of SB3's ``PPO`` (same
@@ -159,42 +156,6 @@ class SurgicalPPO(SurgicalMixin, PPO):
             )
         if _init_setup_model:
             self._setup_model()
-
-    # ------------------------------------------------------------------ build
-    def _setup_model(self) -> None:
-        self._prepare_surgeries()
-        for surgery in self._surgeries:
-            surgery.configure(self)
-        super()._setup_model()
-        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
-            surgery.modify_networks(self)
-        self.env = self._wrap_with_surgeries(self.env)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]
-
-    # ------------------------------------------------------------------ acting and collection
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Action for ``observation`` through the ``act`` stage (default: the policy's own)."""
-        owner = self._pipeline.owner("act")
-        if owner is None:
-            return super().predict(observation, state, episode_start, deterministic)
-        return owner.act(self, observation, state, episode_start, deterministic)  # type: ignore[attr-defined]
-
-    def collect_rollouts(
-        self, env: VecEnv, callback: BaseCallback, rollout_buffer: RolloutBuffer, n_rollout_steps: int
-    ) -> bool:
-        """SB3's rollout collection between the ``on_rollout_start`` and ``on_rollout_end`` hooks."""
-        self._pipeline.run_all("on_rollout_start", self)
-        result = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
-        self._pipeline.run_all("on_rollout_end", self)
-        return result
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:

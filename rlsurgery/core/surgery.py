@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
 
+#: families of the surgical on-policy agents (actor-critic policies, rollout hooks)
+ON_POLICY_FAMILIES = ("ppo", "a2c")
+
+
 class Attachment(str, enum.Enum):
     """What part of an agent a surgery modifies."""
 

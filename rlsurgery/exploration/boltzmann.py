@@ -3,7 +3,7 @@
 Sutton & Barto 2018, §2.3 / §13.1; Cesa-Bianchi et al. 2017 (https://arxiv.org/abs/1705.10257)::
 
     DQN family:  π(a | s) = exp(Q(s, a) / τ) / Σ_b exp(Q(s, b) / τ)
-    PPO:         π(a | s) = softmax(logits(s) / τ)      (the policy's own distribution, tempered)
+    PPO, A2C:    π(a | s) = softmax(logits(s) / τ)      (the policy's own distribution, tempered)
 
 τ(t) follows a schedule (linear, exponential, piecewise, constant). On the DQN family the
 surgery replaces ε-greedy while collecting; deterministic predictions stay greedy. On PPO
@@ -24,7 +24,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, require_discrete_actions
 from rlsurgery.exploration.acting import env_actions, q_values_for
 from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
 
@@ -60,13 +60,16 @@ class BoltzmannParams(ScheduleFields):
 
 @register(proof="tests/exploration/test_boltzmann.py::test_action_frequencies_match_softmax")
 class BoltzmannExploration(Surgery):
-    """Softmax action sampling with a temperature schedule (DQN family and PPO)."""
+    """Softmax action sampling with a temperature schedule (DQN family, PPO and A2C)."""
 
     key = "boltzmann_exploration"
     attaches_to = (Attachment.EXPLORATION, Attachment.SCHEDULE)
     Params = BoltzmannParams
-    families = ("dqn", "ppo")
-    stages: ClassVar[dict[str, tuple[str, ...]]] = {"dqn": ("act", "on_step"), "ppo": ("on_rollout_start",)}
+    families = ("dqn", *ON_POLICY_FAMILIES)
+    stages: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dqn": ("act", "on_step"),
+        **{family: ("on_rollout_start",) for family in ON_POLICY_FAMILIES},
+    }
     selects_actions = True
     params: BoltzmannParams
 
@@ -102,9 +105,9 @@ class BoltzmannExploration(Surgery):
         actions = th.multinomial(probs, 1).squeeze(1)
         return env_actions(actions, vectorized), state
 
-    # ---------------------------------------------------------------- PPO
+    # ---------------------------------------------------------------- PPO and A2C
     def modify_networks(self, agent: BaseAlgorithm) -> None:
-        if agent.algorithm_family == "ppo":  # type: ignore[attr-defined]
+        if agent.algorithm_family in ON_POLICY_FAMILIES:  # type: ignore[attr-defined]
             policy = agent.policy
             policy.action_net = TemperedLogits(policy.action_net, self.params.initial).to(agent.device)
 

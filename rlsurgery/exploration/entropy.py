@@ -6,9 +6,13 @@ Haarnoja et al. 2017 (soft Q-learning, https://arxiv.org/abs/1702.08165)::
     PPO:         loss = L_clip + α(t) · (−E[H(π(·|s))]) + c_v · L_V        (α(t) is ent_coef)
     DQN family:  y = r + γⁿ (1 − d) · V_soft(s'),   V_soft(s') = α · log Σ_a exp(Q_target(s', a) / α)
 
+    SAC:         α fixed, or learnt so that E[−log π] tracks a target entropy H̄ (Haarnoja et al. 2018,
+                 https://arxiv.org/abs/1812.05905): J(α) = E[−α (log π(a|s) + H̄)]
+
 V_soft is the value of the entropy-regularised (Boltzmann) policy; as α → 0 it tends to
 max_a Q_target, the plain DQN target. α follows a schedule (constant by default); on PPO
-it is set before every rollout, on the DQN family it is read at every update. Pair the
+it is set before every rollout, on the DQN family it is read at every update; on SAC it
+is SB3's own entropy machinery, set up with these values. Pair the
 soft target with ``boltzmann_exploration`` to also act with the soft policy.
 """
 
@@ -20,8 +24,9 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 import torch as th
 
 from rlsurgery.catalog import register
+from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
@@ -52,24 +57,44 @@ class EntropyParams(ScheduleFields):
         0.01, "α, the entropy weight, at the start (PPO: ent_coef; DQN: soft-target temperature)", gt=0.0
     )
     final: float = param(0.001, "α at the end (non-constant schedules)", gt=0.0)
+    sac_alpha: Literal["fixed", "auto"] = param(
+        "auto", "SAC: α fixed at `initial`, or learnt from `initial` towards the target entropy"
+    )
+    target_entropy: float | None = param(None, "SAC with sac_alpha=auto: target entropy (None: −dim(A))")
 
 
 @register(proof="tests/exploration/test_entropy.py::test_ppo_entropy_term_and_dqn_soft_target")
 class EntropyRegularization(Surgery):
-    """An entropy bonus α(t)·H(π) (PPO) or the soft, entropy-regularised target (DQN family)."""
+    """An entropy bonus α(t)·H(π) (PPO, A2C), SAC's α / target entropy, or the soft target (DQN family)."""
 
     key = "entropy_regularization"
     attaches_to = (Attachment.LOSS, Attachment.SCHEDULE)
     Params = EntropyParams
-    families = ("dqn", "ppo")
-    stages: ClassVar[dict[str, tuple[str, ...]]] = {"dqn": ("target",), "ppo": ("on_rollout_start",)}
+    families = ("dqn", *ON_POLICY_FAMILIES, "sac")
+    stages: ClassVar[dict[str, tuple[str, ...]]] = {
+        "dqn": ("target",),
+        **{family: ("on_rollout_start",) for family in ON_POLICY_FAMILIES},
+    }
     params: EntropyParams
+
+    def validate(self, agent: BaseAlgorithm) -> None:
+        super().validate(agent)
+        if agent.algorithm_family == "sac" and self.params.schedule != "constant":  # type: ignore[attr-defined]
+            raise IncompatibleSurgeryError(
+                f"{self.key}: on SAC α is fixed (sac_alpha=fixed) or learnt (sac_alpha=auto); "
+                f"schedule {self.params.schedule!r} is for PPO, A2C and the DQN family"
+            )
 
     def configure(self, agent: BaseAlgorithm) -> None:
         p = self.params
         self.schedule = ValueSchedule.from_fields(p, p.initial, p.final)
-        if agent.algorithm_family == "ppo":  # type: ignore[attr-defined]
+        family = agent.algorithm_family  # type: ignore[attr-defined]
+        if family in ON_POLICY_FAMILIES:
             agent.ent_coef = p.initial  # type: ignore[attr-defined]
+        elif family == "sac":  # SB3 builds α (fixed tensor, or log α and its optimizer) from these
+            agent.ent_coef = p.initial if p.sac_alpha == "fixed" else f"auto_{p.initial}"  # type: ignore[attr-defined]
+            if p.target_entropy is not None:
+                agent.target_entropy = p.target_entropy  # type: ignore[attr-defined]
 
     def alpha(self, agent: BaseAlgorithm) -> float:
         """α at the agent's current step."""

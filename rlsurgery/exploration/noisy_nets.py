@@ -11,7 +11,7 @@ those of the features extractor) in the online and target networks, turns ε-gre
 and acts greedily on a fresh noise sample at every environment step; both networks draw
 new noise after every gradient update.
 
-PPO (NoisyNet-A3C of the paper): the policy's ``action_net`` (``scope: all`` also the
+PPO and A2C (NoisyNet-A3C of the paper): the policy's ``action_net`` (``scope: all`` also the
 policy branch of ``mlp_extractor``) becomes noisy; one noise sample is drawn at the start
 of each rollout and kept through the rollout and the updates on it, so the log-probabilities
 of the loss are those of the policy that acted.
@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import replace_modules, transform_networks
 
 if TYPE_CHECKING:
@@ -143,10 +143,10 @@ class NoisyNets(Surgery):
     key = "noisy_nets"
     attaches_to = (Attachment.NETWORK, Attachment.EXPLORATION)
     Params = NoisyNetsParams
-    families = ("dqn", "ppo")
+    families = ("dqn", *ON_POLICY_FAMILIES)
     stages: ClassVar[dict[str, tuple[str, ...]]] = {
         "dqn": ("act", "after_update"),
-        "ppo": ("act", "on_rollout_start"),
+        **{family: ("act", "on_rollout_start") for family in ON_POLICY_FAMILIES},
     }
     selects_actions = True
     build_order = 30  # last: replaces whatever linear layers the other surgeries built
@@ -159,7 +159,7 @@ class NoisyNets(Surgery):
 
     def modify_networks(self, agent: SurgicalDQN) -> None:
         sigma0 = self.params.sigma0
-        if agent.algorithm_family == "ppo":
+        if agent.algorithm_family in ON_POLICY_FAMILIES:
             prefixes = (
                 ("action_net",) if self.params.scope == "head" else ("action_net", "mlp_extractor.policy_net")
             )
@@ -195,18 +195,18 @@ class NoisyNets(Surgery):
         episode_start: np.ndarray | None,
         deterministic: bool,
     ) -> tuple[np.ndarray, Any]:
-        """DQN: greedy on a fresh noise sample; PPO: a sample of the policy under the rollout's
+        """DQN: greedy on a fresh noise sample; PPO/A2C: a sample of the policy under the rollout's
         noise. Deterministic predictions use the mean weights."""
         if deterministic:
             with noise_disabled(agent.policy):
                 return agent.policy.predict(observation, state, episode_start, deterministic=True)
-        if agent.algorithm_family == "ppo":
+        if agent.algorithm_family in ON_POLICY_FAMILIES:
             return agent.policy.predict(observation, state, episode_start, deterministic=False)
         reset_noise(agent.policy.q_net)
         return agent.policy.predict(observation, state, episode_start, deterministic=True)
 
     def on_rollout_start(self, agent: Any) -> None:
-        """PPO: one noise sample for the coming rollout and the updates on it."""
+        """PPO/A2C: one noise sample for the coming rollout and the updates on it."""
         reset_noise(agent.policy)
 
     def after_update(self, agent: SurgicalDQN, batch: Batch) -> None:

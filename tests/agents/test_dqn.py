@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3 import DQN, PPO
+from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
@@ -43,8 +43,9 @@ def assert_same_parameters(a, b):
         assert th.equal(sa[key], sb[key]), key
 
 
-#: SB3 parent of each surgical agent; each has an equivalence test (DQN below, PPO in test_ppo.py)
-SB3_PARENTS = {"dqn": DQN, "ppo": PPO}
+#: SB3 parent of each surgical agent; each has an equivalence test (DQN below, the others in
+#: test_ppo.py and test_a2c_sac.py)
+SB3_PARENTS = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "sac": SAC}
 
 
 def test_every_surgical_agent_has_an_equivalence_test():
