@@ -149,6 +149,20 @@ class SurgicalMixin:
         super().set_env(env, force_reset=force_reset)  # type: ignore[misc]
         self.env = self._wrap_with_surgeries(self.env)
 
+    def dump_logs(self, *args: Any) -> None:
+        """SB3's logs, plus the mean intrinsic bonus and its coefficient per wrapper
+        (``rollout/intrinsic_<surgery>``, ``rollout/intrinsic_<surgery>_coef``)."""
+        from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
+
+        env = getattr(self, "env", None)
+        while isinstance(env, IntrinsicRewardVecEnv):
+            stats = env.pop_statistics()
+            if stats:
+                self.logger.record(f"rollout/intrinsic_{env.name}", stats["bonus"])  # type: ignore[attr-defined]
+                self.logger.record(f"rollout/intrinsic_{env.name}_coef", stats["coefficient"])  # type: ignore[attr-defined]
+            env = env.venv
+        super().dump_logs(*args)  # type: ignore[misc]
+
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()  # type: ignore[misc]
         if len(getattr(self, "rls_modules", ())) > 0:

@@ -133,8 +133,17 @@ class IntrinsicRewardVecEnv(VecEnvWrapper):
         self.name = name
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
-        #: mean bonus (before the coefficient) of the last step, for logging
+        #: mean bonus (before the coefficient) of the last step
         self.last_bonus = 0.0
+        self._bonus_sum, self._bonus_count, self._coef = 0.0, 0, 0.0
+
+    def pop_statistics(self) -> dict[str, float]:
+        """Mean bonus per step and the current coefficient since the last call (for the logs)."""
+        if self._bonus_count == 0:
+            return {}
+        stats = {"bonus": self._bonus_sum / self._bonus_count, "coefficient": self._coef}
+        self._bonus_sum, self._bonus_count = 0.0, 0
+        return stats
 
     def reset(self) -> Any:
         obs = self.venv.reset()
@@ -160,5 +169,8 @@ class IntrinsicRewardVecEnv(VecEnvWrapper):
             info[f"intrinsic/{self.name}"] = float(bonus[i])
             info["intrinsic_reward"] = info.get("intrinsic_reward", 0.0) + coef * float(bonus[i])
         self.last_bonus = float(bonus.mean())
+        self._bonus_sum += float(bonus.sum())
+        self._bonus_count += len(bonus)
+        self._coef = coef
         self._obs = np.array(obs, copy=True)
         return obs, (rewards + coef * bonus).astype(np.float32), dones, infos

@@ -85,3 +85,18 @@ def test_bad_parameters_are_refused():
         SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=["curiosity_driven:variant=ngu"])
     with pytest.raises(ParameterError, match="'update_every' must be >= 1"):
         SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=["curiosity_driven:update_every=0"])
+
+
+def test_intrinsic_bonus_reaches_the_logs(tmp_path):
+    from stable_baselines3.common.logger import configure
+
+    model = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, surgeries=["curiosity_driven"]
+    )
+    logger = configure(str(tmp_path), ["csv"])
+    model.set_logger(logger)
+    model.learn(128)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert (
+        "rollout/intrinsic_curiosity_driven" in header and "rollout/intrinsic_curiosity_driven_coef" in header
+    )
