@@ -513,3 +513,49 @@ def learning_curves(
     if not bands:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     return pd.concat(bands, ignore_index=True)[CURVE_COLUMNS]
+
+
+def success_table(results: StudyResults, thresholds: dict[str, float]) -> pd.DataFrame:
+    """How often and how soon each variant succeeds, per environment.
+
+    A training episode *succeeds* when its (extrinsic) return exceeds the environment's
+    threshold, e.g. 0.5 on DeepSea (the treasure) or −200 on MountainCar (the flag before the
+    time limit); a run *solves* the task when its final greedy evaluation does.
+
+    :param results: the study's results
+    :param thresholds: environment label -> success threshold (envs not listed are skipped)
+    :return: one row per (variant, env): ``seeds`` finished, ``found`` (seeds with a successful
+        training episode), ``solved`` (seeds whose final score exceeds the threshold),
+        ``median_first_success`` (median over the seeds that found it of the env step of the
+        first successful episode; NaN when none did) and ``first_success_steps`` (per seed,
+        in seed order; None where never)
+    """
+    done = _finished_runs(results)
+    rows = []
+    for variant in study_variants(results):
+        for env_id in study_env_ids(results):
+            if env_id not in thresholds:
+                continue
+            threshold = thresholds[env_id]
+            runs = done[(done["variant"] == variant) & (done["env_id"] == env_id)].sort_values("seed")
+            firsts: list[int | None] = []
+            for run_id in runs["run_id"]:
+                episodes = results.episodes[results.episodes["run_id"] == run_id].sort_values("step")
+                hits = episodes[episodes["episode_return"] > threshold]
+                firsts.append(int(hits["step"].iloc[0]) if len(hits) else None)
+            found = [f for f in firsts if f is not None]
+            rows.append(
+                {
+                    "variant": variant,
+                    "env": env_id,
+                    "seeds": len(runs),
+                    "found": len(found),
+                    "solved": int((runs["final_score"] > threshold).sum()),
+                    "median_first_success": float(np.median(found)) if found else math.nan,
+                    "first_success_steps": firsts,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["variant", "env", "seeds", "found", "solved", "median_first_success", "first_success_steps"],
+    )

@@ -237,3 +237,18 @@ def test_performance_profiles_decrease_to_zero():
         assert profiles.profiles[variant][-1] == 0.0
         assert np.all(np.diff(profiles.profiles[variant]) <= 0)
         assert profiles.intervals[variant].shape == (2, 21)
+
+
+def test_success_table_counts_found_solved_and_first_success_steps():
+    from rlsurgery.bench.stats import success_table
+
+    # build_study: training episode k of seed s returns final·k/29 + 0.1·s at step 35(k+1) + s
+    results = build_study({"a": {"Env": [1.0, 0.2, 0.6]}, "b": {"Env": [0.0, 0.0]}})
+    table = success_table(results, {"Env": 0.5, "Other": 0.0}).set_index("variant")
+    a, b = table.loc["a"], table.loc["b"]
+    # seed 0: k/29 > 0.5 first at k = 15 -> step 35·16 = 560; seed 1: 0.2k/29 + 0.1 > 0.5 needs
+    # k > 58, beyond its 30 episodes; seed 2: 0.6k/29 + 0.2 > 0.5 first at k = 15 -> step 562
+    assert a["first_success_steps"] == [560, None, 562]
+    assert (a["seeds"], a["found"], a["solved"]) == (3, 2, 2)  # final scores 1.0 and 0.6 exceed 0.5
+    assert a["median_first_success"] == 561
+    assert (b["found"], b["solved"]) == (0, 0) and np.isnan(b["median_first_success"])
