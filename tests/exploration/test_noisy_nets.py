@@ -88,3 +88,38 @@ def test_scope_all_reaches_the_features_extractor():
         surgeries=["noisy_nets:scope=all"],
     )
     assert isinstance(model.q_net.features_extractor.linear[0], NoisyLinear)
+
+
+def test_ppo_acts_and_learns_under_one_noise_draw_per_rollout():
+    from rlsurgery import SurgicalPPO
+
+    model = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        n_steps=64,
+        batch_size=64,
+        n_epochs=2,
+        surgeries=["noisy_nets:sigma0=2.0"],
+    )
+    ratios = []
+    original = model.compute_loss
+
+    def recording(batch):
+        loss = original(batch)
+        ratios.append(batch.ratio.detach().clone())
+        return loss
+
+    model.compute_loss = recording
+    model.learn(64)
+    # the first update evaluates the rollout under the noise it was collected with: ratio = 1
+    th.testing.assert_close(ratios[0], th.ones_like(ratios[0]))
+    assert not th.allclose(ratios[1], th.ones_like(ratios[1]))  # after one step the policy moved
+    eps = model.policy.action_net.eps_out.clone()
+    model.learn(64, reset_num_timesteps=False)
+    assert not th.equal(model.policy.action_net.eps_out, eps)  # a new rollout, a new draw
+    # deterministic predictions use the mean weights: a new draw does not change them
+    obs = np.random.default_rng(1).normal(size=(32, 4)).astype(np.float32)
+    first = model.predict(obs, deterministic=True)[0]
+    reset_noise(model.policy)
+    np.testing.assert_array_equal(first, model.predict(obs, deterministic=True)[0])
