@@ -281,7 +281,7 @@ def ablation_variants(recipe: str, add_one: bool = False) -> list[Variant]:
     """The recipe, the recipe minus each of its surgeries (leave-one-out), and with
     ``add_one`` the base algorithm alone and with each surgery alone."""
     loaded = load_recipe(recipe)
-    keys = [s.key for s in loaded.surgeries]
+    keys = [s.key for s in loaded.base_specs()]  # surgeries and exploration entries
     if not keys:
         raise StudyError(f"recipe {recipe!r} has no surgeries to ablate")
     name = loaded.name

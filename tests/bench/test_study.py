@@ -7,6 +7,7 @@ import pytest
 from rlsurgery.bench.study import StudySpec, Variant, ablation_variants, load_study, seed_list, select_envs
 from rlsurgery.bench.suites import available_suites, known_env_settings, load_suite
 from rlsurgery.core.errors import EnvironmentNotAvailableError, StudyError
+from rlsurgery.recipes import load_recipe
 from tests.bench.study_helpers import write_tiny_study
 
 
@@ -76,6 +77,13 @@ def test_explore_variants_swap_exploration_and_keep_old_hashes(tmp_path):
     )
     with pytest.raises(StudyError, match=r"s\.yaml:4: variant 'x': ucb_bonus: parameter 'c' must be >= 0.0"):
         load_study(path)
+
+
+def test_ablation_covers_exploration_entries():
+    names = [v.name for v in ablation_variants("dqn-ucb")]
+    assert names == ["dqn-ucb", "dqn-ucb-no-ucb_bonus"]
+    resolved = load_recipe("dqn-ucb").resolve("CartPole-v1", remove=["ucb_bonus"])
+    assert resolved.surgeries == []
 
 
 def test_ablation_variants_leave_one_out_and_add_one():
