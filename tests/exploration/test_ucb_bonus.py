@@ -44,7 +44,9 @@ def test_ucb_scores_counts_and_bonus_values():
 
 
 def test_hashes_group_states_as_documented():
-    box = gym.spaces.Box(np.array([-1.2, -0.07]), np.array([0.6, 0.07]), dtype=np.float32)
+    box = gym.spaces.Box(
+        np.array([-1.2, -0.07], np.float32), np.array([0.6, 0.07], np.float32), dtype=np.float32
+    )
     grid = StateHasher(box, bins=10)
     assert grid.kind == "grid"
     codes = grid.codes(np.array([[-1.2, -0.07], [-1.15, -0.065], [0.6, 0.07], [0.0, 0.0]]))
