@@ -175,10 +175,8 @@ class SurgicalDQN(SurgicalMixin, DQN):
             self._setup_model()
 
     # ------------------------------------------------------------------ build
-    def _setup_model(self) -> None:
-        self._prepare_surgeries()
-        for surgery in self._surgeries:
-            surgery.configure(self)
+    def _build_sb3_model(self) -> None:
+        # replay surgeries that handle n-step returns receive n_steps and gamma themselves
         handles_n_steps = self.replay_buffer_class is not None and getattr(
             self.replay_buffer_class, "supports_n_steps", False
         )
@@ -188,37 +186,13 @@ class SurgicalDQN(SurgicalMixin, DQN):
             # the buffer already receives n_steps (ours above, or SB3's NStepReplayBuffer on load)
             if handles_n_steps or "n_steps" in self.replay_buffer_kwargs:
                 warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
-            super()._setup_model()
-        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
-            surgery.modify_networks(self)
+            super()._build_sb3_model()
+
+    def _after_network_surgery(self) -> None:
+        # network surgeries may have replaced modules: refresh the aliases and BN statistics
         self._create_aliases()
         self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
         self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
-        self.env = self._wrap_with_surgeries(self.env)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]
-
-    # ------------------------------------------------------------------ acting
-    def predict(
-        self,
-        observation: np.ndarray | dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = False,
-    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
-        """Action for ``observation`` through the ``act`` stage (default: SB3's ε-greedy).
-
-        :param observation: the input observation
-        :param state: recurrent state (unused)
-        :param episode_start: episode starts (unused)
-        :param deterministic: greedy action, no exploration
-        :return: the action and the next state
-        """
-        owner = self._pipeline.owner("act")
-        if owner is None:
-            return super().predict(observation, state, episode_start, deterministic)
-        return owner.act(self, observation, state, episode_start, deterministic)  # type: ignore[attr-defined]
 
     def _on_step(self) -> None:
         self._n_calls += 1

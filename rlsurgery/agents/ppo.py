@@ -172,16 +172,7 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for rollout_data in self.rollout_buffer.get(self.batch_size):
-                batch = PolicyBatch(
-                    observations=rollout_data.observations,
-                    actions=rollout_data.actions,
-                    old_log_prob=rollout_data.old_log_prob,
-                    old_values=rollout_data.old_values,
-                    advantages=rollout_data.advantages,
-                    returns=rollout_data.returns,
-                    clip_range=clip_range,
-                    clip_range_vf=clip_range_vf,
-                )
+                batch = PolicyBatch.from_rollout(rollout_data, clip_range, clip_range_vf)
                 loss = self.compute_loss(batch)
                 pg_losses.append(batch.policy_loss.item())  # type: ignore[union-attr]
                 clip_fractions.append(th.mean((th.abs(batch.ratio - 1) > clip_range).float()).item())  # type: ignore[operator]

@@ -125,15 +125,3 @@ class SurgicalSAC(SurgicalMixin, SAC):
             )
         if _init_setup_model:
             self._setup_model()
-
-    def _setup_model(self) -> None:
-        self._prepare_surgeries()
-        for surgery in self._surgeries:
-            surgery.configure(self)
-        super()._setup_model()
-        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
-            surgery.modify_networks(self)
-        self.env = self._wrap_with_surgeries(self.env)
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]

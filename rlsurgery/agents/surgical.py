@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import maybe_make_env
 
@@ -184,3 +185,48 @@ class SurgicalMixin:
 
     def _surgery_excluded_save_params(self) -> list[str]:
         return ["_surgeries", "_pipeline", "rls_modules"]
+
+    # ------------------------------------------------------------------ shared SB3 overrides
+    def _setup_model(self) -> None:
+        """Surgeries validated and configured, SB3 builds the model, network surgeries applied
+        (in ``build_order``), the training env wrapped by the surgeries' wrappers."""
+        self._prepare_surgeries()
+        for surgery in self._surgeries:
+            surgery.configure(self)  # type: ignore[arg-type]
+        self._build_sb3_model()
+        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
+            surgery.modify_networks(self)  # type: ignore[arg-type]
+        self._after_network_surgery()
+        self.env = self._wrap_with_surgeries(self.env)
+
+    def _build_sb3_model(self) -> None:
+        """The SB3 parent's ``_setup_model`` (agents adjust its inputs by overriding this)."""
+        super()._setup_model()  # type: ignore[misc]
+
+    def _after_network_surgery(self) -> None:
+        """Refresh what depends on the networks after network surgeries (aliases …)."""
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]  # type: ignore[misc]
+
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: tuple[np.ndarray, ...] | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = False,
+    ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Action for ``observation`` through the ``act`` stage (default: the SB3 parent's
+        ``predict``, e.g. DQN's ε-greedy or a sample of PPO's policy).
+
+        :param observation: the input observation
+        :param state: recurrent state (unused)
+        :param episode_start: episode starts (unused)
+        :param deterministic: greedy / the distribution's mode instead of exploring
+        :return: the action and the next state
+        """
+        pipeline = self._pipeline
+        owner = pipeline.owner("act") if "act" in pipeline.stages else None
+        if owner is None:
+            return super().predict(observation, state, episode_start, deterministic)  # type: ignore[misc]
+        return owner.act(self, observation, state, episode_start, deterministic)  # type: ignore[attr-defined]

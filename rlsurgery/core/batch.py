@@ -90,3 +90,17 @@ class PolicyBatch:
     """E[(r − 1) − log r], the KL estimate used for early stopping (a 0-d numpy array, as SB3)"""
     extras: dict[str, Any] = field(default_factory=dict)
     """free-form fields for surgeries that need more (documented by the writer)"""
+
+    @classmethod
+    def from_rollout(cls, data: Any, clip_range: float, clip_range_vf: float | None = None) -> PolicyBatch:
+        """A batch from one of SB3's ``RolloutBufferSamples``."""
+        return cls(
+            observations=data.observations,
+            actions=data.actions,
+            old_log_prob=data.old_log_prob,
+            old_values=data.old_values,
+            advantages=data.advantages,
+            returns=data.returns,
+            clip_range=clip_range,
+            clip_range_vf=clip_range_vf,
+        )

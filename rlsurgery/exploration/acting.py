@@ -27,6 +27,32 @@ def env_actions(actions: th.Tensor | np.ndarray, vectorized: bool) -> np.ndarray
     return out if vectorized else out.squeeze(axis=0)
 
 
+class QValueActing:
+    """Mixin of DQN-family action-selection surgeries that choose from Q(s, ·).
+
+    ``act`` (the agent's ``act`` stage) stays greedy for deterministic predictions and
+    otherwise hands the Q-values of the batch to :meth:`choose`.
+    """
+
+    def choose(self, agent: SurgicalDQN, observation: Any, q_values: th.Tensor) -> th.Tensor | np.ndarray:
+        """Actions (B,) for a batch of observations and their Q-values (B, A)."""
+        raise NotImplementedError(f"{type(self).__name__} must define choose()")
+
+    def act(
+        self,
+        agent: SurgicalDQN,
+        observation: Any,
+        state: Any,
+        episode_start: np.ndarray | None,
+        deterministic: bool,
+    ) -> tuple[np.ndarray, Any]:
+        """Greedy when deterministic, else :meth:`choose` on Q(s, ·)."""
+        if deterministic:
+            return agent.policy.predict(observation, state, episode_start, deterministic=True)
+        q_values, vectorized = q_values_for(agent, observation)
+        return env_actions(self.choose(agent, observation, q_values), vectorized), state
+
+
 def observation_batch(agent: SurgicalDQN, observation: Any) -> np.ndarray:
     """``observation`` as a batch (B, *obs_shape) numpy array."""
     obs = np.asarray(observation)

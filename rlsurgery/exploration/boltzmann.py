@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from torch import nn
@@ -25,7 +24,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, require_discrete_actions
-from rlsurgery.exploration.acting import env_actions, q_values_for
+from rlsurgery.exploration.acting import QValueActing
 from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class BoltzmannParams(ScheduleFields):
 
 
 @register(proof="tests/exploration/test_boltzmann.py::test_action_frequencies_match_softmax")
-class BoltzmannExploration(Surgery):
+class BoltzmannExploration(QValueActing, Surgery):
     """Softmax action sampling with a temperature schedule (DQN family, PPO and A2C)."""
 
     key = "boltzmann_exploration"
@@ -82,28 +81,17 @@ class BoltzmannExploration(Surgery):
 
     def temperature(self, agent: BaseAlgorithm) -> float:
         """τ at the agent's current step."""
-        return self.schedule(agent.num_timesteps, agent._current_progress_remaining)
+        return self.schedule.at(agent)
 
     # ---------------------------------------------------------------- DQN family
     def on_step(self, agent: SurgicalDQN) -> None:
         """Log τ."""
         agent.logger.record("rollout/temperature", self.temperature(agent))
 
-    def act(
-        self,
-        agent: SurgicalDQN,
-        observation: Any,
-        state: Any,
-        episode_start: np.ndarray | None,
-        deterministic: bool,
-    ) -> tuple[np.ndarray, Any]:
-        """Sample a ~ softmax(Q(s, ·)/τ); greedy when deterministic."""
-        if deterministic:
-            return agent.policy.predict(observation, state, episode_start, deterministic=True)
-        q_values, vectorized = q_values_for(agent, observation)
+    def choose(self, agent: SurgicalDQN, observation: Any, q_values: th.Tensor) -> th.Tensor:
+        """Sample a ~ softmax(Q(s, ·)/τ)."""
         probs = boltzmann_probabilities(q_values, self.temperature(agent))
-        actions = th.multinomial(probs, 1).squeeze(1)
-        return env_actions(actions, vectorized), state
+        return th.multinomial(probs, 1).squeeze(1)
 
     # ---------------------------------------------------------------- PPO and A2C
     def modify_networks(self, agent: BaseAlgorithm) -> None:

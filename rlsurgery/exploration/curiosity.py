@@ -315,7 +315,7 @@ class CuriosityDriven(Surgery):
 
     def coefficient(self, agent: BaseAlgorithm) -> float:
         """c(t) at the agent's current step."""
-        return self.schedule(agent.num_timesteps, agent._current_progress_remaining)
+        return self.schedule.at(agent)
 
     def wrap_env(self, agent: BaseAlgorithm, venv: VecEnv) -> VecEnv:
         """The novelty bonus around the training env."""

@@ -98,7 +98,7 @@ class EntropyRegularization(Surgery):
 
     def alpha(self, agent: BaseAlgorithm) -> float:
         """α at the agent's current step."""
-        return self.schedule(agent.num_timesteps, agent._current_progress_remaining)
+        return self.schedule.at(agent)
 
     def on_rollout_start(self, agent: BaseAlgorithm) -> None:
         """PPO: ent_coef ← α(t) for the coming rollout's updates."""

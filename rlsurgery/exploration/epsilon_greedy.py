@@ -60,7 +60,7 @@ class EpsilonGreedyAnnealing(Surgery):
 
     def epsilon(self, agent: SurgicalDQN) -> float:
         """ε at the agent's current step."""
-        return self.schedule(agent.num_timesteps, agent._current_progress_remaining)
+        return self.schedule.at(agent)
 
     def on_step(self, agent: SurgicalDQN) -> None:
         """ε for the next action."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from stable_baselines3.common.utils import LinearSchedule
@@ -99,6 +99,10 @@ class ValueSchedule:
             decay=fields.decay,
             points=fields.points,
         )
+
+    def at(self, agent: Any) -> float:
+        """The value at an SB3 agent's current step and progress."""
+        return self(agent.num_timesteps, agent._current_progress_remaining)
 
     def __call__(self, step: int, progress_remaining: float) -> float:
         """The value at environment step ``step`` (``progress_remaining`` for linear)."""

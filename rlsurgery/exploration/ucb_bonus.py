@@ -28,7 +28,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
-from rlsurgery.exploration.acting import env_actions, observation_batch, q_values_for
+from rlsurgery.exploration.acting import QValueActing, observation_batch
 from rlsurgery.exploration.counts import HashKind, StateHasher, VisitCounts
 from rlsurgery.exploration.intrinsic import IntrinsicReward, IntrinsicRewardVecEnv
 
@@ -106,7 +106,7 @@ class UCBBonusParams:
 
 
 @register(proof="tests/exploration/test_ucb_bonus.py::test_ucb_scores_counts_and_bonus_values")
-class UCBBonus(Surgery):
+class UCBBonus(QValueActing, Surgery):
     """Count-based optimism: UCB actions (c) and/or a β/sqrt(N(s)) bonus reward (β)."""
 
     key = "ucb_bonus"
@@ -160,19 +160,9 @@ class UCBBonus(Surgery):
             return venv
         return IntrinsicRewardVecEnv(venv, self.model(agent), 1.0, name=self.key)
 
-    def act(
-        self,
-        agent: SurgicalDQN,
-        observation: Any,
-        state: Any,
-        episode_start: np.ndarray | None,
-        deterministic: bool,
-    ) -> tuple[np.ndarray, Any]:
+    def choose(self, agent: SurgicalDQN, observation: Any, q_values: th.Tensor) -> np.ndarray:
         """argmax_a Q + c·sqrt(log N(s)/N(s,a)), untried actions first; counts the choice."""
-        if deterministic:
-            return agent.policy.predict(observation, state, episode_start, deterministic=True)
         model = self.model(agent)
-        q_values, vectorized = q_values_for(agent, observation)
         codes = model.hasher.codes(observation_batch(agent, observation))
         counts = model.tries.action_counts(codes)
         scores = ucb_scores(q_values, counts, self.params.c).cpu().numpy()
@@ -180,7 +170,7 @@ class UCBBonus(Surgery):
         for i in np.flatnonzero(np.isinf(scores).any(axis=1)):
             actions[i] = np.random.choice(np.flatnonzero(np.isinf(scores[i])))  # untried: at random
         model.tries.add(codes, actions)
-        return env_actions(actions, vectorized), state
+        return actions
 
 
 __all__ = ["CountModel", "UCBBonus", "count_bonus", "ucb_scores"]

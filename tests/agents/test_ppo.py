@@ -51,15 +51,7 @@ def test_stages_fill_the_batch_and_compose_the_sb3_loss():
     data = next(model.rollout_buffer.get(16))
     from rlsurgery.core.batch import PolicyBatch
 
-    batch = PolicyBatch(
-        data.observations,
-        data.actions,
-        data.old_log_prob,
-        data.old_values,
-        data.advantages,
-        data.returns,
-        0.2,
-    )
+    batch = PolicyBatch.from_rollout(data, 0.2)
     loss = model.compute_loss(batch)
     assert batch.ratio.shape == (16,) and batch.entropy.shape == (16,)
     expected = batch.policy_loss + 0.05 * (-batch.entropy.mean()) + 0.5 * batch.value_loss
@@ -92,15 +84,7 @@ def test_custom_surgery_adds_an_auxiliary_loss_and_counts_updates():
     from rlsurgery.core.batch import PolicyBatch
 
     data = next(model.rollout_buffer.get(16))
-    batch = PolicyBatch(
-        data.observations,
-        data.actions,
-        data.old_log_prob,
-        data.old_values,
-        data.advantages,
-        data.returns,
-        0.2,
-    )
+    batch = PolicyBatch.from_rollout(data, 0.2)
     loss = model.compute_loss(batch)
     penalty = 1e-3 * sum(p.pow(2).sum() for p in model.policy.parameters())
     th.testing.assert_close(

@@ -21,15 +21,7 @@ def test_ppo_entropy_term_and_dqn_soft_target(tiny_kwargs):
     ).learn(128)
     assert model.ent_coef == pytest.approx(0.1 + (0.02 - 0.1) * 0.5)  # set before the 2nd rollout
     data = next(model.rollout_buffer.get(32))
-    batch = PolicyBatch(
-        data.observations,
-        data.actions,
-        data.old_log_prob,
-        data.old_values,
-        data.advantages,
-        data.returns,
-        0.2,
-    )
+    batch = PolicyBatch.from_rollout(data, 0.2)
     loss = model.compute_loss(batch)
     th.testing.assert_close(batch.entropy_loss, -batch.entropy.mean())
     th.testing.assert_close(
