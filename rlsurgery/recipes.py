@@ -93,15 +93,21 @@ class Recipe:
         env_surgeries = settings.pop("surgeries", None) or {}
         overrides = dict(overrides)
         explore = overrides.pop("explore", None)
-        base = self.base_specs(explore)
         env_specs = [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()]
-        if explore is not None:  # per-env settings of a replaced exploration do not apply
-            env_specs = [s for s in env_specs if not is_exploration(s.key) or s.key in {b.key for b in base}]
-        specs = _merge_specs(base, env_specs)
+        if explore is None:
+            specs = _merge_specs(self.base_specs(), env_specs)
+        else:
+            # the recipe's exploration goes; per-env settings of a chosen key are its defaults,
+            # the parameters given with explore win
+            chosen = parse_specs(explore)
+            chosen_keys = {c.key for c in chosen}
+            kept = [s for s in self.surgeries if not is_exploration(s.key)]
+            specs = _merge_specs(kept, [s for s in env_specs if not is_exploration(s.key)])
+            specs = _merge_specs(specs, _merge_specs([s for s in env_specs if s.key in chosen_keys], chosen))
         extra = parse_specs(overrides.pop("surgeries", None))
         remove = set(overrides.pop("remove", None) or [])
+        unknown_removed = remove - {s.key for s in _merge_specs(specs, extra)}
         specs = [s for s in _merge_specs(specs, extra) if s.key not in remove]
-        unknown_removed = remove - {s.key for s in _merge_specs(base, extra)}
         if unknown_removed:
             raise RecipeError(f"{self.name}: cannot remove {sorted(unknown_removed)}: not in the recipe")
         settings.update(overrides)

@@ -179,3 +179,17 @@ def test_zoo_linear_schedules_in_recipes():
     model = make("ppo", "CartPole-v1", seed=0)
     assert model.learning_rate(1.0) == pytest.approx(1e-3) and model.learning_rate(0.5) == pytest.approx(5e-4)
     assert model.clip_range(0.25) == pytest.approx(0.05)
+
+
+def test_explore_parameters_win_over_the_recipe_per_env_settings(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        "algo: dqn\nexploration: [epsilon_greedy_annealing]\nhyperparams:\n  CartPole-v1:\n"
+        "    surgeries:\n      epsilon_greedy_annealing: {final: 0.1, fraction: 0.3}\n"
+    )
+    recipe = load_recipe(str(path))
+    assert recipe.resolve("CartPole-v1").surgeries[0].params == {"final": 0.1, "fraction": 0.3}
+    swapped = recipe.resolve("CartPole-v1", explore=["epsilon_greedy_annealing:final=0.01"])
+    assert swapped.surgeries[0].params == {"final": 0.01, "fraction": 0.3}  # per-env default, explicit wins
+    other = recipe.resolve("CartPole-v1", explore=["boltzmann_exploration"])
+    assert [s.key for s in other.surgeries] == ["boltzmann_exploration"]

@@ -149,6 +149,14 @@ class SurgicalMixin:
         """Set a new training env (see SB3's ``set_env``), wrapped by the surgeries' wrappers."""
         super().set_env(env, force_reset=force_reset)  # type: ignore[misc]
         self.env = self._wrap_with_surgeries(self.env)
+        last_obs = getattr(self, "_last_obs", None)
+        if not force_reset and last_obs is not None:  # training goes on from the last observation
+            from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
+
+            wrapper = self.env
+            while isinstance(wrapper, IntrinsicRewardVecEnv):
+                wrapper.continue_from(last_obs)
+                wrapper = wrapper.venv
 
     def dump_logs(self, *args: Any) -> None:
         """SB3's logs, plus the mean intrinsic bonus and its coefficient per wrapper
@@ -191,6 +199,9 @@ class SurgicalMixin:
         """Surgeries validated and configured, SB3 builds the model, network surgeries applied
         (in ``build_order``), the training env wrapped by the surgeries' wrappers."""
         self._prepare_surgeries()
+        # seed before configure builds surgery-owned models (SB3 seeds again, with the same
+        # seed, when it builds the policy, so a no-surgery agent is unchanged)
+        self.set_random_seed(self.seed)  # type: ignore[attr-defined]
         for surgery in self._surgeries:
             surgery.configure(self)  # type: ignore[arg-type]
         self._build_sb3_model()

@@ -108,7 +108,8 @@ def _coerce(value: Any, tp: Any) -> Any:
     return value
 
 
-def _check_bounds(value: Any, meta: typing.Mapping[str, Any]) -> None:
+def check_bounds(value: Any, meta: typing.Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when ``value`` breaks the bounds in a field's metadata."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return
     if meta.get("ge") is not None and not value >= meta["ge"]:
@@ -151,7 +152,7 @@ def build_params(params_cls: type[P], key: str, raw: typing.Mapping[str, Any]) -
         f = fields[name]
         try:
             coerced = _coerce(value, hints[name])
-            _check_bounds(coerced, f.metadata)
+            check_bounds(coerced, f.metadata)
         except (TypeError, ValueError) as exc:
             raise ParameterError(f"{key}: parameter {name!r} {exc} (got {value!r})") from None
         values[name] = coerced

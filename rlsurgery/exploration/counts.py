@@ -138,5 +138,5 @@ class VisitCounts(nn.Module):
         return {"codes": th.as_tensor(codes), "rows": th.as_tensor(rows)}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        codes, rows = state["codes"].numpy(), state["rows"].numpy()
+        codes, rows = state["codes"].cpu().numpy(), state["rows"].cpu().numpy()  # load may map to a GPU
         self.table = {int(c): np.array(r, dtype=np.int64) for c, r in zip(codes, rows)}

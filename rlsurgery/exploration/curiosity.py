@@ -5,6 +5,7 @@ Random network distillation (Burda et al. 2019, https://arxiv.org/abs/1810.12894
     x = clip((s' − μ_s) / σ_s, −5, 5)                 observation normalisation (running moments)
     b = ‖ f̂_θ(x) − f(x) ‖² / dim                      f fixed and random, f̂_θ trained to match it
     b ← b / σ_R                                       σ_R: running std of the discounted bonus return
+                                                      (raw b for the first 32 returns, while σ_R settles)
 
 Intrinsic curiosity module (Pathak et al. 2017, https://arxiv.org/abs/1705.05363)::
 
@@ -72,6 +73,8 @@ class TrainedNoveltyModel(IntrinsicReward):
         self.learning_rate = learning_rate
         self.update_every, self.epochs, self.batch_size = update_every, epochs, batch_size
         self.normalize_reward, self.gamma = normalize_reward, gamma
+        #: returns seen before the bonus is divided by their std (the raw bonus until then)
+        self.normalization_warmup = 32
         self.return_moments = RunningMoments(())
         self._store: list[tuple[th.Tensor, th.Tensor, th.Tensor]] = []
         self._returns: th.Tensor | None = None
@@ -118,6 +121,8 @@ class TrainedNoveltyModel(IntrinsicReward):
             self._returns = th.zeros_like(raw)
         self._returns = self._returns * self.gamma + raw
         self.return_moments.update(self._returns)
+        if self.return_moments.samples < self.normalization_warmup:
+            return raw.cpu().numpy()  # too few returns for a trustworthy σ_R yet
         return (raw / th.sqrt(self.return_moments.var + 1e-8)).cpu().numpy()
 
     def observe(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray) -> None:

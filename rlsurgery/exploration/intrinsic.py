@@ -41,7 +41,7 @@ class RunningMoments(nn.Module):
         super().__init__()
         self.register_buffer("mean", th.zeros(shape))
         self.register_buffer("var", th.ones(shape))
-        self.register_buffer("count", th.tensor(1e-4))
+        self.register_buffer("count", th.tensor(1e-4, dtype=th.float64))
 
     @th.no_grad()
     def update(self, x: th.Tensor) -> None:
@@ -53,6 +53,11 @@ class RunningMoments(nn.Module):
         m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
         self.var.copy_(m2 / total)
         self.count.fill_(float(total))
+
+    @property
+    def samples(self) -> float:
+        """How many samples the moments are made of."""
+        return float(self.count)
 
     def normalize(self, x: th.Tensor, clip: float | None = None) -> th.Tensor:
         """(x − μ) / σ, optionally clipped to [−clip, clip]."""
@@ -144,6 +149,10 @@ class IntrinsicRewardVecEnv(VecEnvWrapper):
         stats = {"bonus": self._bonus_sum / self._bonus_count, "coefficient": self._coef}
         self._bonus_sum, self._bonus_count = 0.0, 0
         return stats
+
+    def continue_from(self, obs: np.ndarray) -> None:
+        """Take ``obs`` as the current observations (an env handed over without a reset)."""
+        self._obs = np.array(obs, copy=True)
 
     def reset(self) -> Any:
         obs = self.venv.reset()

@@ -149,7 +149,7 @@ class NoisyNets(Surgery):
         **{family: ("act", "on_rollout_start") for family in ON_POLICY_FAMILIES},
     }
     selects_actions = True
-    build_order = 30  # last: replaces whatever linear layers the other surgeries built
+    build_order = 30  # after distributional (10) and dueling (20): makes the layers they built noisy
     params: NoisyNetsParams
 
     def configure(self, agent: SurgicalDQN) -> None:

@@ -14,6 +14,7 @@ parameters reproduces SB3 exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from stable_baselines3.common.utils import LinearSchedule
 
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_bounds, param
 
 ScheduleKind = Literal["linear", "exponential", "piecewise", "constant"]
 
@@ -60,6 +61,12 @@ class ScheduleFields:
             steps = [p[0] for p in self.points]
             if any(b <= a for a, b in itertools.pairwise(steps)):
                 raise ValueError(f"piecewise points need increasing steps (got {steps})")
+            bounds = next((f.metadata for f in dataclasses.fields(self) if f.name == "initial"), {})
+            for _, value in self.points:
+                try:
+                    check_bounds(value, bounds)
+                except ValueError as exc:
+                    raise ValueError(f"piecewise point value {value} {exc}, as 'initial'") from None
 
 
 class ValueSchedule:

@@ -45,10 +45,28 @@ def test_running_moments_and_reward_normalisation():
         moments.update(chunk)
     th.testing.assert_close(moments.mean, data.mean(0), atol=1e-4, rtol=0)
     th.testing.assert_close(moments.var, data.var(0, unbiased=False), atol=1e-3, rtol=1e-3)
-    model = RNDModel(SPACE, ACTIONS, normalize_reward=True)
-    bonus = model.bonus(onehot(0), np.array([0]), onehot(3))[0]
-    raw = model.errors(model.obs_tensor(onehot(3))).item()  # same moments and predictor as the bonus used
-    assert bonus == pytest.approx(raw / float(th.sqrt(model.return_moments.var + 1e-8)), rel=1e-4)
+    model = RNDModel(SPACE, ACTIONS, normalize_reward=True, normalize_obs=False)
+    raw = model.errors(model.obs_tensor(onehot(3))).item()
+    first = model.bonus(onehot(0), np.array([0]), onehot(3))[0]
+    assert first == pytest.approx(raw, rel=1e-5)  # raw while σ_R settles (32 returns)
+    for _ in range(40):
+        bonus = model.bonus(onehot(0), np.array([0]), onehot(3))[0]
+    # b / σ_R with σ_R the std of the discounted returns r, r(1 + γ), r(1 + γ + γ²), ...
+    returns = np.cumsum([raw * 0.99**k for k in range(41)])
+    sigma = np.sqrt(np.var(returns) * 41 / (41 + 1e-4))
+    assert bonus == pytest.approx(raw / sigma, rel=1e-3)
+
+
+def test_curiosity_models_follow_the_agent_seed():
+    def build():
+        return SurgicalPPO(
+            "MlpPolicy", "CartPole-v1", seed=7, n_steps=32, batch_size=32, surgeries=["curiosity_driven"]
+        )
+
+    a, b = build(), build()
+    for (name, x), y in zip(a.rls_modules.state_dict().items(), b.rls_modules.state_dict().values()):
+        if not name.endswith("_extra_state"):
+            assert th.equal(x, y), name
 
 
 @pytest.mark.parametrize("variant", ["rnd", "icm"])

@@ -68,6 +68,10 @@ def test_changed_linear_schedule_reaches_its_final_value(tiny_kwargs):
         ("epsilon_greedy_annealing:schedule=piecewise,points=[[10,1],[5,0]]", "increasing steps"),
         ("epsilon_greedy_annealing:initial=1.5", "'initial' must be <= 1.0"),
         ("epsilon_greedy_annealing:schedule=cosine", "'schedule' must be one of"),
+        (
+            "epsilon_greedy_annealing:schedule=piecewise,points=[[0,1],[100,1.5]]",
+            "piecewise point value 1.5 must be <= 1.0, as 'initial'",
+        ),
     ],
 )
 def test_bad_parameters_are_refused(spec, match):

@@ -43,3 +43,11 @@ def test_intrinsic_rewards_stack_with_a_strategy(tiny_kwargs):
     )
     ppo.set_env(ppo.get_env())  # handing the env back does not wrap it twice
     assert not isinstance(ppo.env.venv, IntrinsicRewardVecEnv)
+
+
+def test_env_handed_over_without_reset_keeps_training(tiny_kwargs):
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["ucb_bonus"], **tiny_kwargs).learn(80)
+    other = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=1, surgeries=["ucb_bonus"], **tiny_kwargs).learn(10)
+    model.set_env(other.get_env(), force_reset=False)
+    model.learn(40, reset_num_timesteps=False)
+    assert model.num_timesteps == 120
