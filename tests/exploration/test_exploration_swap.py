@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch as th
 
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError
@@ -51,3 +52,27 @@ def test_env_handed_over_without_reset_keeps_training(tiny_kwargs):
     model.set_env(other.get_env(), force_reset=False)
     model.learn(40, reset_num_timesteps=False)
     assert model.num_timesteps == 120
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not th.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    ("cls", "surgeries"),
+    [
+        ("SurgicalDQN", ["ucb_bonus:c=1.0", "curiosity_driven:variant=icm"]),
+        ("SurgicalDQN", ["boltzmann_exploration", "curiosity_driven", "entropy_regularization"]),
+        ("SurgicalPPO", ["noisy_nets", "curiosity_driven", "entropy_regularization"]),
+    ],
+)
+def test_exploration_surgeries_run_and_reload_on_cuda(cls, surgeries, tmp_path):
+    import rlsurgery as rls
+
+    kwargs = dict(learning_starts=64) if cls == "SurgicalDQN" else dict(n_steps=64, batch_size=32)
+    model = getattr(rls, cls)("MlpPolicy", "CartPole-v1", device="cuda", surgeries=surgeries, **kwargs).learn(
+        256
+    )
+    assert all(p.device.type == "cuda" for p in model.policy.parameters())
+    assert all(p.device.type == "cuda" for p in model.rls_modules["curiosity_driven"].parameters())
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip", device="cuda")
+    assert loaded.surgery_log == model.surgery_log
