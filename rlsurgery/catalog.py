@@ -46,6 +46,8 @@ BUILTIN_MODULES = (
     "rlsurgery.exploration.ucb_bonus",
     "rlsurgery.exploration.curiosity",
     "rlsurgery.exploration.entropy",
+    "rlsurgery.policy.clipping",
+    "rlsurgery.policy.trust_region",
 )
 
 

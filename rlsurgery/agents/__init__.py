@@ -8,6 +8,7 @@ from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
 from rlsurgery.agents.sac import SurgicalSAC
+from rlsurgery.agents.trpo import SurgicalTRPO
 
 #: recipe ``algo`` name -> surgical agent class
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
@@ -15,6 +16,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "ppo": SurgicalPPO,
     "a2c": SurgicalA2C,
     "sac": SurgicalSAC,
+    "trpo": SurgicalTRPO,
 }
 
-__all__ = ["ALGORITHMS", "SurgicalA2C", "SurgicalDQN", "SurgicalPPO", "SurgicalSAC"]
+__all__ = ["ALGORITHMS", "SurgicalA2C", "SurgicalDQN", "SurgicalPPO", "SurgicalSAC", "SurgicalTRPO"]

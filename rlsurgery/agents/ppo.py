@@ -175,7 +175,7 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
                 batch = PolicyBatch.from_rollout(rollout_data, clip_range, clip_range_vf)
                 loss = self.compute_loss(batch)
                 pg_losses.append(batch.policy_loss.item())  # type: ignore[union-attr]
-                clip_fractions.append(th.mean((th.abs(batch.ratio - 1) > clip_range).float()).item())  # type: ignore[operator]
+                clip_fractions.append(th.mean((th.abs(batch.ratio - 1) > batch.clip_range).float()).item())  # type: ignore[operator]
                 value_losses.append(batch.value_loss.item())  # type: ignore[union-attr]
                 entropy_losses.append(batch.entropy_loss.item())  # type: ignore[union-attr]
 
@@ -214,9 +214,9 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         if hasattr(self.policy, "log_std"):
             self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/clip_range", clip_range)
-        if clip_range_vf is not None:
-            self.logger.record("train/clip_range_vf", clip_range_vf)
+        self.logger.record("train/clip_range", batch.clip_range)  # a surgery may schedule it
+        if batch.clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", batch.clip_range_vf)
 
     def compute_loss(self, batch: PolicyBatch) -> th.Tensor:
         """Run the evaluation and loss stages on ``batch`` (filled in place); return the total loss."""

@@ -1,0 +1,1 @@
+"""Policy surgeries (catalog section 20): clipping, trust regions, and what changes a policy's update."""
