@@ -48,6 +48,7 @@ BUILTIN_MODULES = (
     "rlsurgery.exploration.entropy",
     "rlsurgery.policy.clipping",
     "rlsurgery.policy.trust_region",
+    "rlsurgery.policy.imitation",
 )
 
 

@@ -28,14 +28,39 @@ CASES = [[key] for key in IMPLEMENTED] + [
 ]
 
 
+#: parameters a surgery cannot go without ({expert}: a CartPole expert zip, see the fixture)
+REQUIRED = {
+    "behavior_cloning": "behavior_cloning:expert={expert},episodes=1,epochs=1",
+    "dagger": "dagger:expert={expert},iterations=2,episodes=1,epochs=1",
+}
+
+
+@pytest.fixture(scope="module")
+def expert(tmp_path_factory):
+    """A CartPole PPO expert (hand-set linear controller) for the imitation surgeries."""
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
+    with th.no_grad():
+        model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
+    path = tmp_path_factory.mktemp("expert") / "expert.zip"
+    model.save(path)
+    return path
+
+
+def with_required(specs, expert_path):
+    """Each spec, with the parameters it requires filled in."""
+    return [REQUIRED.get(s, s).format(expert=expert_path) for s in specs]
+
+
 def trained(surgeries, tiny_kwargs, steps=200):
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=surgeries, **tiny_kwargs)
     return model.learn(steps)
 
 
 @pytest.mark.parametrize("surgeries", CASES, ids=lambda s: "+".join(x.split(":")[0] for x in s))
-def test_save_load_gives_identical_predictions(surgeries, tiny_kwargs, tmp_path):
-    model = trained(surgeries, tiny_kwargs)
+def test_save_load_gives_identical_predictions(surgeries, tiny_kwargs, tmp_path, expert):
+    model = trained(with_required(surgeries, expert), tiny_kwargs)
     model.save(tmp_path / "model.zip")
     for loaded in (rls.load(tmp_path / "model.zip"), SurgicalDQN.load(tmp_path / "model.zip")):
         assert type(loaded) is SurgicalDQN
@@ -56,9 +81,9 @@ def test_save_load_gives_identical_predictions(surgeries, tiny_kwargs, tmp_path)
 
 
 @pytest.mark.parametrize("surgeries", CASES, ids=lambda s: "+".join(x.split(":")[0] for x in s))
-def test_invariants_gradients_flow_and_target_frozen(surgeries, tiny_kwargs):
+def test_invariants_gradients_flow_and_target_frozen(surgeries, tiny_kwargs, expert):
     tiny_kwargs["target_update_interval"] = 10**6
-    model = trained(surgeries, tiny_kwargs, steps=100)
+    model = trained(with_required(surgeries, expert), tiny_kwargs, steps=100)
     batch = model.sample_batch(16)
     loss = model.compute_loss(batch)
     assert th.isfinite(loss)
@@ -102,7 +127,7 @@ PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo"
 
 
 @pytest.mark.parametrize("key", PPO_IMPLEMENTED)
-def test_ppo_save_load_gives_identical_predictions(key, tmp_path):
+def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
     model = rls.SurgicalPPO(
         "MlpPolicy",
         "CartPole-v1",
@@ -111,7 +136,7 @@ def test_ppo_save_load_gives_identical_predictions(key, tmp_path):
         batch_size=32,
         n_epochs=2,
         policy_kwargs=dict(net_arch=[16]),
-        surgeries=[key],
+        surgeries=with_required([key], expert),
     ).learn(128)
     model.save(tmp_path / "model.zip")
     loaded = rls.load(tmp_path / "model.zip")

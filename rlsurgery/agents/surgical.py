@@ -82,6 +82,8 @@ class SurgicalMixin:
         self._check_duplicates(objects)
         self.surgery_log = [surgery_record(s, step=0) for s in objects]
         self._surgeries = objects
+        #: True while a freshly constructed agent is being built (``after_build`` hooks run)
+        self._rls_fresh = bool(objects)
         if env is not None and objects:
             env = maybe_make_env(env, verbose)
             for s in objects:
@@ -192,7 +194,7 @@ class SurgicalMixin:
         return list(self._surgeries)
 
     def _surgery_excluded_save_params(self) -> list[str]:
-        return ["_surgeries", "_pipeline", "rls_modules"]
+        return ["_surgeries", "_pipeline", "rls_modules", "_rls_fresh"]
 
     # ------------------------------------------------------------------ shared SB3 overrides
     def _setup_model(self) -> None:
@@ -209,6 +211,10 @@ class SurgicalMixin:
             surgery.modify_networks(self)  # type: ignore[arg-type]
         self._after_network_surgery()
         self.env = self._wrap_with_surgeries(self.env)
+        if getattr(self, "_rls_fresh", False):  # not on load: the saved weights already hold it
+            self._rls_fresh = False
+            for surgery in self._surgeries:
+                surgery.after_build(self)  # type: ignore[arg-type]
 
     def _build_sb3_model(self) -> None:
         """The SB3 parent's ``_setup_model`` (agents adjust its inputs by overriding this)."""

@@ -13,6 +13,7 @@ The life cycle on a surgical agent is::
     validate(agent)          before anything is built; raises with the surgery's key
     configure(agent)         hyper-parameters and replay buffer class, before the networks exist
     modify_networks(agent)   network surgery, after the networks exist (replayed on ``load``)
+    after_build(agent)       once, on a freshly built agent only (e.g. imitation pre-training)
     stage hooks              called by the agent's train step / action selection
 
 Stage hooks are plain methods named after the stage (``next_action``, ``target`` …); a
@@ -123,6 +124,10 @@ class Surgery:
 
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         """Change the agent's networks after they are built (replayed on ``load``)."""
+
+    def after_build(self, agent: BaseAlgorithm) -> None:
+        """Work on a freshly built agent, once (not replayed on ``load``): e.g. pre-training
+        the policy by imitation before any RL step."""
 
     # ------------------------------------------------------------------ helpers
     def stages_for(self, family: str | None) -> tuple[str, ...]:
