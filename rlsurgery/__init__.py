@@ -22,6 +22,7 @@ from rlsurgery.core.errors import (
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.io import load
+from rlsurgery.operate import operate
 from rlsurgery.recipes import load_recipe, make
 
 __version__ = "0.1.0"
@@ -47,5 +48,6 @@ __all__ = [
     "load",
     "load_recipe",
     "make",
+    "operate",
     "parse_spec",
 ]

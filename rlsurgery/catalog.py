@@ -49,6 +49,7 @@ BUILTIN_MODULES = (
     "rlsurgery.policy.clipping",
     "rlsurgery.policy.trust_region",
     "rlsurgery.policy.imitation",
+    "rlsurgery.distillation.surgeries",
 )
 
 

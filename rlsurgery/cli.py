@@ -163,6 +163,27 @@ def inspect_model(path: str) -> dict[str, Any]:
     }
 
 
+def cmd_operate(args: argparse.Namespace) -> int:
+    from rlsurgery.operate import operate_file
+
+    result = operate_file(args.model, args.surgery, args.output, env_id=args.env, force=args.force)
+    report = {
+        "model": args.model,
+        "output": args.output,
+        "algorithm": type(result).__name__,
+        "surgery_log": getattr(result, "surgery_log", []),
+        **({"distillation": result.rls_distillation} if hasattr(result, "rls_distillation") else {}),
+    }
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{args.model} -> {args.output} ({report['algorithm']}, {args.surgery})")
+        for key, value in report.get("distillation", {}).items():
+            if key != "round_losses":
+                print(f"  {key:20s} {value}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     info = inspect_model(args.model)
     if args.json:
@@ -361,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("operate", help="apply a surgery to a saved model (e.g. distil it into a smaller one)")
+    p.add_argument("model", help="model zip (any SB3 algorithm rlsurgery knows)")
+    p.add_argument("--surgery", required=True, metavar="KEY[:p=v,...]", help="the surgery and its parameters")
+    p.add_argument("-o", "--output", required=True, help="where to save the operated model")
+    p.add_argument("--env", help="Gymnasium id, when the model does not record it")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_operate)
+
     p = sub.add_parser("inspect", help="show a model's algorithm, settings and surgery provenance")
     p.add_argument("model", help="model zip")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -410,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SurgeryError, FileNotFoundError, ValueError) as exc:
+    except (SurgeryError, FileNotFoundError, FileExistsError, ValueError) as exc:
         print(f"rlsurgery {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -32,6 +32,15 @@ CASES = [[key] for key in IMPLEMENTED] + [
 REQUIRED = {
     "behavior_cloning": "behavior_cloning:expert={expert},episodes=1,epochs=1",
     "dagger": "dagger:expert={expert},iterations=2,episodes=1,epochs=1",
+    **{
+        key: f"{key}:teacher={{expert}},steps=200,rounds=1,epochs=1"
+        for key in (
+            "policy_distillation",
+            "teacher_student_distillation",
+            "soft_target_training",
+            "feature_matching",
+        )
+    },
 }
 
 

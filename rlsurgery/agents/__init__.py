@@ -19,4 +19,24 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "trpo": SurgicalTRPO,
 }
 
-__all__ = ["ALGORITHMS", "SurgicalA2C", "SurgicalDQN", "SurgicalPPO", "SurgicalSAC", "SurgicalTRPO"]
+
+def surgical_class_of(model: BaseAlgorithm) -> type[BaseAlgorithm]:
+    """The surgical agent class for ``model`` (its own class, or the surgical subclass of its SB3 class)."""
+    for cls in ALGORITHMS.values():
+        if type(model) is cls:
+            return cls
+    for cls in ALGORITHMS.values():
+        if type(model) is cls.__bases__[-1]:  # the SB3 parent is the last base class
+            return cls
+    raise TypeError(f"no surgical agent for {type(model).__name__} (known: {', '.join(ALGORITHMS)})")
+
+
+__all__ = [
+    "ALGORITHMS",
+    "SurgicalA2C",
+    "SurgicalDQN",
+    "SurgicalPPO",
+    "SurgicalSAC",
+    "SurgicalTRPO",
+    "surgical_class_of",
+]

@@ -122,10 +122,9 @@ def rollouts(
 
 def imitation_loss(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
     """−log π(a|s) (softmax of Q for the DQN family) or ‖μ(s) − a‖² for SAC's actor."""
-    family = agent.algorithm_family  # type: ignore[attr-defined]
-    if family == "dqn":
-        return F.cross_entropy(agent.q_net(obs), actions.long().reshape(-1))
-    if family == "sac":
+    if hasattr(agent.policy, "q_net"):
+        return F.cross_entropy(agent.policy.q_net(obs), actions.long().reshape(-1))
+    if hasattr(agent.policy, "actor") and hasattr(agent.policy, "critic"):
         scaled = th.as_tensor(agent.policy.scale_action(actions.cpu().numpy()), device=obs.device)
         return F.mse_loss(agent.actor(obs, deterministic=True), scaled.float())
     if isinstance(agent.action_space, spaces.Discrete):
@@ -135,13 +134,14 @@ def imitation_loss(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> 
 
 
 def trained_parameters(agent: BaseAlgorithm) -> list[th.nn.Parameter]:
-    """The parameters an imitation fit trains: online Q-network, actor-critic policy, or SAC's actor."""
-    family = agent.algorithm_family  # type: ignore[attr-defined]
-    if family == "dqn":
-        return list(agent.q_net.parameters())
-    if family == "sac":
-        return list(agent.actor.parameters())
-    return list(agent.policy.parameters())
+    """The parameters an imitation fit trains: online Q-network, actor-critic policy, or SAC's actor
+    (read from the policy's layout, so plain SB3 models work too)."""
+    policy = agent.policy
+    if hasattr(policy, "q_net"):
+        return list(policy.q_net.parameters())
+    if hasattr(policy, "actor") and hasattr(policy, "critic"):
+        return list(policy.actor.parameters())
+    return list(policy.parameters())
 
 
 def fit_policy(
@@ -170,7 +170,7 @@ def fit_policy(
             losses.append(loss.item())
         epoch_losses.append(float(np.mean(losses)))
     agent.policy.set_training_mode(False)
-    if agent.algorithm_family == "dqn":  # type: ignore[attr-defined]
+    if hasattr(agent.policy, "q_net_target"):
         for online, target in target_pairs(agent):
             target.load_state_dict(online.state_dict())
     return epoch_losses

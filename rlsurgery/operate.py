@@ -1,0 +1,60 @@
+"""Surgery on a saved or trained model: ``rls.operate`` and ``rlsurgery operate``.
+
+Surgeries that can work on an existing model define ``operate(model, env_id=None)``; it
+returns the operated model (for distillation: a new, smaller student of the same
+algorithm, with the surgery in its provenance log).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery import catalog
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.spec import parse_spec
+
+
+def operable_keys() -> list[str]:
+    """Catalog keys whose surgery can be applied to an existing model."""
+    return [e.key for e in catalog.entries(status="implemented") if hasattr(e.surgery, "operate")]
+
+
+def operate(model: BaseAlgorithm, surgery: Any, env_id: str | None = None, **params: Any) -> BaseAlgorithm:
+    """Apply ``surgery`` to ``model`` and return the result.
+
+    :param model: a trained model (any SB3 algorithm rlsurgery knows)
+    :param surgery: a surgery key or spec (``"policy_distillation:net_arch=[32]"``)
+    :param env_id: the model's Gymnasium id when the model does not record it
+    :param params: surgery parameters (added to those of the spec)
+    :return: the operated model
+
+    >>> import rlsurgery as rls  # doctest: +SKIP
+    >>> student = rls.operate(teacher, "policy_distillation", net_arch=[32], steps=5000)  # doctest: +SKIP
+    """
+    spec = parse_spec(surgery)
+    instance = catalog.create({"key": spec.key, **spec.params, **params})
+    apply = getattr(instance, "operate", None)
+    if apply is None:
+        raise IncompatibleSurgeryError(
+            f"{spec.key}: cannot be applied to an existing model; apply it when building the agent "
+            f"(operable now: {', '.join(operable_keys())})"
+        )
+    return apply(model, env_id=env_id)
+
+
+def operate_file(
+    path: str | Path, surgery: Any, out: str | Path, env_id: str | None = None, force: bool = False
+) -> BaseAlgorithm:
+    """Load ``path``, operate, save to ``out`` (an existing ``out`` is kept unless ``force``)."""
+    from rlsurgery.policy.imitation import load_expert
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    result = operate(load_expert(path), surgery, env_id=env_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.save(out)
+    return result

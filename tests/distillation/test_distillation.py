@@ -1,0 +1,152 @@
+"""Distillation: loss formulas, a student that agrees with its teacher at the asked size, operate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import PPO
+
+import rlsurgery as rls
+from rlsurgery import SurgicalDQN, SurgicalPPO
+from rlsurgery.cli import main
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.distillation.core import count_parameters, soft_kl
+from rlsurgery.distillation.surgeries import soft_target_loss
+
+
+@pytest.fixture(scope="module")
+def teacher_zip(tmp_path_factory):
+    """A CartPole PPO teacher: a [64, 64] network whose action layer carries a linear controller
+    (push towards the falling pole) through the first hidden units; keeps the pole up 500 steps."""
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
+    with th.no_grad():
+        extractor = model.policy.mlp_extractor.policy_net
+        for layer in (extractor[0], extractor[2]):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        extractor[0].weight[0, 2], extractor[0].weight[0, 3] = 1.0, 0.5  # h1 = tanh(θ + 0.5 θ̇)
+        extractor[2].weight[0, 0] = 3.0  # h2 = tanh(3 h1)
+        model.policy.action_net.weight.zero_()
+        model.policy.action_net.bias.zero_()
+        model.policy.action_net.weight[1, 0] = 50.0  # logit of "right" = 50 h2
+    model.rls_env_id = "CartPole-v1"
+    path = tmp_path_factory.mktemp("teacher") / "teacher.zip"
+    model.save(path)
+    return path
+
+
+def test_losses_on_crafted_outputs():
+    t = th.tensor([[2.0, 0.0], [0.0, 1.0]])
+    s = th.tensor([[1.0, 1.0], [0.5, 0.0]])
+    p = th.softmax(t / 2, -1)
+    q = th.log_softmax(s / 2, -1)
+    manual_kl = (p * (p.log() - q)).sum(-1).mean()
+    th.testing.assert_close(soft_kl(t, s, 2.0), manual_kl)
+    ce = th.nn.functional.cross_entropy(s, th.tensor([0, 1]))
+    th.testing.assert_close(
+        soft_target_loss(t, s, alpha=0.3, temperature=2.0), 0.3 * ce + 0.7 * 4 * manual_kl
+    )
+    assert soft_kl(t, t, 1.0).abs() < 1e-7
+    # teacher_student_distillation regresses the outputs: a student equal to the teacher has zero loss
+    surgery = rls.catalog.create("teacher_student_distillation")
+    assert surgery.loss(None, t, t) == 0 and surgery.loss(None, t, s) == th.nn.functional.mse_loss(s, t)
+
+
+def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
+    spec = f"policy_distillation:teacher={teacher_zip},steps=2000,rounds=2,epochs=50,learning_rate=0.01"
+    student = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[8]), surgeries=[spec]
+    )
+    report = student.rls_distillation
+    assert report["agreement"] >= 0.95
+    assert report["round_losses"][-1] < report["round_losses"][0]
+    small = PPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
+    assert (
+        report["student_parameters"]
+        == count_parameters(small)
+        == sum(p.numel() for p in small.policy.parameters())
+    )
+    assert report["student_parameters"] < report["teacher_parameters"] / 10
+    # across algorithms: a DQN student of the PPO teacher
+    dqn = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[32]),
+        surgeries=[spec],
+    )
+    assert dqn.rls_distillation["agreement"] >= 0.9
+    # soft targets train a student too (the loss is checked against its formula above)
+    soft = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[8]),
+        surgeries=[spec.replace("policy_distillation", "soft_target_training")],
+    )
+    assert soft.rls_distillation["round_losses"][-1] < soft.rls_distillation["round_losses"][0]
+    assert soft.rls_distillation["agreement"] >= 0.85
+
+
+def test_feature_matching_aligns_hidden_layers(teacher_zip):
+    spec = f"feature_matching:teacher={teacher_zip},steps=1000,rounds=1,epochs=1,weight=1.0"
+    model = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[16]), surgeries=[spec]
+    )
+    surgery = model.surgeries[0]
+    first = model.rls_distillation["round_losses"][0]
+    # more epochs: the regressor W maps the student's 16 hidden units onto the teacher's 64
+    model2 = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[16]),
+        surgeries=[spec.replace("epochs=1", "epochs=20")],
+    )
+    assert model2.rls_distillation["round_losses"][0] < first
+    assert surgery.regressor.in_features == 16 and surgery.regressor.out_features == 64
+
+
+def test_operate_distils_a_saved_teacher_from_python_and_the_command_line(teacher_zip, tmp_path, capsys):
+    teacher = PPO.load(teacher_zip)
+    student = rls.operate(
+        teacher, "policy_distillation", env_id="CartPole-v1", net_arch=[8], steps=1000, rounds=1, epochs=20
+    )
+    assert type(student).__name__ == "SurgicalPPO" and student.policy_kwargs["net_arch"] == [8]
+    assert (
+        student.surgery_log[0]["key"] == "policy_distillation"
+        and student.surgery_log[0]["params"]["teacher"] == ""
+    )
+    out = tmp_path / "student.zip"
+    args = [
+        "operate",
+        str(teacher_zip),
+        "--surgery",
+        "policy_distillation:net_arch=[8],steps=1000,rounds=1,epochs=20",
+    ]
+    assert main([*args, "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["algorithm"] == "SurgicalPPO" and report["distillation"]["student_parameters"] < 1000
+    loaded = rls.load(out)  # reloads without the teacher: the distillation is not replayed
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32) * 0.05
+    assert loaded.predict(obs, deterministic=True)[0].shape == (32,)
+    assert main([*args, "-o", str(out)]) == 2  # never overwrites
+    assert "exists; pass --force" in capsys.readouterr().err
+    with pytest.raises(
+        IncompatibleSurgeryError, match="double_q_learning: cannot be applied to an existing model"
+    ):
+        rls.operate(teacher, "double_q_learning")
+
+
+def test_bad_teacher_and_spaces_are_refused(teacher_zip, tmp_path):
+    with pytest.raises(
+        ParameterError, match=r"policy_distillation: parameter 'teacher' must be an existing \.zip"
+    ):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=["policy_distillation"])
+    with pytest.raises(IncompatibleSurgeryError, match="the teacher's spaces"):
+        SurgicalPPO("MlpPolicy", "Acrobot-v1", surgeries=[f"policy_distillation:teacher={teacher_zip}"])
+    with pytest.raises(IncompatibleSurgeryError, match="soft_target_training: needs a discrete action space"):
+        SurgicalPPO("MlpPolicy", "Pendulum-v1", surgeries=[f"soft_target_training:teacher={teacher_zip}"])
