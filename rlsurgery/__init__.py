@@ -5,7 +5,7 @@
 'implemented'
 """
 
-from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, rlsurgery/Chain-v0
+from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, Chain-v0, BitFlip-v0
 from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO

@@ -50,6 +50,7 @@ BUILTIN_MODULES = (
     "rlsurgery.policy.trust_region",
     "rlsurgery.policy.imitation",
     "rlsurgery.distillation.surgeries",
+    "rlsurgery.replay.hindsight",
 )
 
 

@@ -100,6 +100,14 @@ class SurgicalMixin:
                     f"{s.key}: given twice; give each surgery once with all its parameters"
                 )
             seen.add(s.key)
+        keys = {s.key for s in surgeries}
+        for s in surgeries:
+            clash = [k for k in s.conflicts if k in keys]
+            if clash:
+                raise IncompatibleSurgeryError(
+                    f"{s.key}: does not compose with {', '.join(clash)}"
+                    + (f" ({s.conflict_reason})" if s.conflict_reason else "")
+                )
         selecting = [s.key for s in surgeries if s.selects_actions]
         if len(selecting) > 1:
             raise IncompatibleSurgeryError(

@@ -85,6 +85,9 @@ class Surgery:
     #: whether the surgery decides how actions are chosen while collecting experience
     #: (ε-greedy, Boltzmann, UCB, noisy networks): an agent takes one such surgery at most
     selects_actions: ClassVar[bool] = False
+    #: keys this surgery cannot be combined with, and why (checked before anything is built)
+    conflicts: ClassVar[tuple[str, ...]] = ()
+    conflict_reason: ClassVar[str] = ""
     #: order of network transforms: lower runs first (output representation, then
     #: architecture, then layer replacement), whatever order the user listed them in
     build_order: ClassVar[int] = 50

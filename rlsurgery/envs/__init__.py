@@ -4,6 +4,7 @@ before anything is trained.
 
 * ``rlsurgery/DeepSea-v0``: :class:`~rlsurgery.envs.deep_sea.DeepSeaEnv` (kwargs ``size``, ...)
 * ``rlsurgery/Chain-v0``: :class:`~rlsurgery.envs.chain.ChainEnv` (kwargs ``n_states``, ``horizon``, ...)
+* ``rlsurgery/BitFlip-v0``: :class:`~rlsurgery.envs.bit_flip.BitFlipEnv` (kwargs ``n_bits``, ``continuous``)
 
 MinAtar ids (``MinAtar/Breakout-v1``, ...) are registered on demand when the ``minatar``
 extra is installed; other ids must already be registered in Gymnasium.
@@ -23,6 +24,7 @@ from rlsurgery.core.errors import EnvironmentNotAvailableError
 OWN_ENVS = {
     "rlsurgery/DeepSea-v0": "rlsurgery.envs.deep_sea:DeepSeaEnv",
     "rlsurgery/Chain-v0": "rlsurgery.envs.chain:ChainEnv",
+    "rlsurgery/BitFlip-v0": "rlsurgery.envs.bit_flip:BitFlipEnv",
 }
 for _env_id, _entry_point in OWN_ENVS.items():
     if _env_id not in gym.registry:
