@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "rlsurgery.policy.imitation",
     "rlsurgery.distillation.surgeries",
     "rlsurgery.replay.hindsight",
+    "rlsurgery.policy.improvement",
 )
 
 

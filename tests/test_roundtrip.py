@@ -64,15 +64,24 @@ def with_required(specs, expert_path):
 
 #: surgeries that need a goal env (Dict observations): trained on BitFlip instead of CartPole
 GOAL_KEYS = ("hindsight_experience_replay",)
+#: surgeries that need a tabular env with a known model
+TABULAR_KEYS = ("policy_improvement",)
+
+
+def env_for(surgeries):
+    """(policy, env) the surgeries can work on: CartPole unless they need something else."""
+    keys = {s.split(":")[0] for s in surgeries}
+    if keys & set(GOAL_KEYS):
+        from rlsurgery.envs.bit_flip import BitFlipEnv
+
+        return "MultiInputPolicy", BitFlipEnv(n_bits=4)
+    if keys & set(TABULAR_KEYS):
+        return "MlpPolicy", "rlsurgery/Chain-v0"
+    return "MlpPolicy", "CartPole-v1"
 
 
 def trained(surgeries, tiny_kwargs, steps=200):
-    if any(s.split(":")[0] in GOAL_KEYS for s in surgeries):
-        from rlsurgery.envs.bit_flip import BitFlipEnv
-
-        policy, env = "MultiInputPolicy", BitFlipEnv(n_bits=4)
-    else:
-        policy, env = "MlpPolicy", "CartPole-v1"
+    policy, env = env_for(surgeries)
     model = SurgicalDQN(policy, env, seed=0, surgeries=surgeries, **tiny_kwargs)
     return model.learn(steps)
 
@@ -159,9 +168,10 @@ PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo"
 
 @pytest.mark.parametrize("key", PPO_IMPLEMENTED)
 def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
+    policy, env = env_for([key])
     model = rls.SurgicalPPO(
-        "MlpPolicy",
-        "CartPole-v1",
+        policy,
+        env,
         seed=0,
         n_steps=64,
         batch_size=32,
@@ -176,12 +186,12 @@ def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
     assert list(original) == list(restored)
     for name in original:
         assert th.equal(original[name], restored[name]), name
-    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    obs = observation_batch(model)
     np.testing.assert_array_equal(
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
     )
     with th.no_grad():
-        tensor = th.as_tensor(obs)
+        tensor = model.policy.obs_to_tensor(obs)[0]
         th.testing.assert_close(
             model.policy.get_distribution(tensor).distribution.probs,
             loaded.policy.get_distribution(tensor).distribution.probs,

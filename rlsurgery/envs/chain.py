@@ -86,6 +86,12 @@ class ChainEnv(gym.Env):
         rewards[0, LEFT] = self.left_reward
         return probabilities, rewards
 
+    def state_observation(self, state: int) -> np.ndarray:
+        """The observation of ``state`` (its one-hot vector), for tabular analyses."""
+        one_hot = np.zeros(self.n_states, dtype=np.float32)
+        one_hot[state] = 1.0
+        return one_hot
+
     def optimal_values(self) -> np.ndarray:
         """Finite-horizon optimal values ``V*[t, s]`` (t = steps left, 0..horizon) by backward induction."""
         probabilities, rewards = self.transition_table()

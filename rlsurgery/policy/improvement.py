@@ -1,0 +1,136 @@
+"""Policy improvement: one greedy step of policy iteration, on tabular MDPs.
+
+Howard 1960; Sutton & Barto 2018, §4.2-4.3. For a policy π on an MDP with transition
+probabilities P[s, a, s'] and expected rewards R[s, a]::
+
+    evaluate   V^π = (I − γ P_π)⁻¹ R_π,   Q^π(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) V^π(s')
+    improve    π'(s) = argmax_a Q^π(s, a)
+    theorem    V^π'(s) ≥ V^π(s) for every state s
+
+The surgery applies the step to an agent on an env that exposes its model
+(``transition_table()`` and ``state_observation(s)``, as ``rlsurgery/Chain-v0``): π is
+the agent's greedy policy; the DQN family's Q-network is fitted to Q^π (so its greedy
+policy becomes π' and its outputs stay action values); an actor-critic policy is fitted to
+the actions of π'. ``agent.rls_policy_improvement`` holds V^π and V^π' per state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from torch.nn import functional as F
+
+from rlsurgery.catalog import register
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.params import param
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+from rlsurgery.nets import target_pairs
+from rlsurgery.policy.imitation import Demonstrations, evaluation_env, fit_policy
+
+
+def evaluate_policy(
+    probabilities: np.ndarray, rewards: np.ndarray, policy: np.ndarray, gamma: float
+) -> np.ndarray:
+    """V^π by solving (I − γ P_π) V = R_π for a deterministic policy (one action per state)."""
+    states = np.arange(len(policy))
+    p_pi = probabilities[states, policy]
+    r_pi = rewards[states, policy]
+    return np.linalg.solve(np.eye(len(policy)) - gamma * p_pi, r_pi)
+
+
+def action_values(
+    probabilities: np.ndarray, rewards: np.ndarray, values: np.ndarray, gamma: float
+) -> np.ndarray:
+    """Q(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) V(s')."""
+    return rewards + gamma * probabilities @ values
+
+
+def improve(probabilities: np.ndarray, rewards: np.ndarray, policy: np.ndarray, gamma: float) -> np.ndarray:
+    """The greedy policy π'(s) = argmax_a Q^π(s, a)."""
+    q = action_values(probabilities, rewards, evaluate_policy(probabilities, rewards, policy, gamma), gamma)
+    return q.argmax(axis=1)
+
+
+@dataclass
+class PolicyImprovementParams:
+    gamma: float | None = param(None, "discount of the evaluation (None: the agent's gamma)", gt=0.0, lt=1.0)
+    epochs: int = param(300, "full-batch Adam steps fitting the network to the improved policy", ge=1)
+    learning_rate: float = param(1e-2, "Adam learning rate of the fit", gt=0.0)
+
+
+@register(proof="tests/policy/test_improvement.py::test_improved_values_dominate_state_by_state")
+class PolicyImprovement(Surgery):
+    """One policy-iteration step on a tabular env: exact evaluation of the agent's policy, greedy on Q^π."""
+
+    key = "policy_improvement"
+    attaches_to = (Attachment.POST_TRAINING,)
+    Params = PolicyImprovementParams
+    families = ("dqn", *ON_POLICY_FAMILIES, "trpo")
+    params: PolicyImprovementParams
+
+    def after_build(self, agent: BaseAlgorithm) -> None:
+        self.apply(agent)
+
+    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
+        """Improve a trained model in place (it needs the surgical class for the provenance log)."""
+        if env_id is not None:
+            model.rls_env_id = env_id  # type: ignore[attr-defined]
+        self.apply(model)
+        log = getattr(model, "surgery_log", None)
+        if log is not None:
+            from rlsurgery.agents.surgical import surgery_record
+
+            log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        return model
+
+    def apply(self, agent: BaseAlgorithm) -> dict[str, Any]:
+        """Evaluate, improve, fit; returns (and stores) the values before and after."""
+        env = evaluation_env(agent, self.key).unwrapped
+        if not (hasattr(env, "transition_table") and hasattr(env, "state_observation")):
+            raise IncompatibleSurgeryError(
+                f"{self.key}: needs a tabular env exposing transition_table() and state_observation(s) "
+                f"(e.g. rlsurgery/Chain-v0); {type(env).__name__} does not"
+            )
+        probabilities, rewards = env.transition_table()
+        n_states = probabilities.shape[0]
+        gamma = self.params.gamma if self.params.gamma is not None else float(agent.gamma)
+        observations = np.stack([env.state_observation(s) for s in range(n_states)])
+        old = np.asarray(agent.predict(observations, deterministic=True)[0]).reshape(-1)
+        old_values = evaluate_policy(probabilities, rewards, old, gamma)
+        q_old = action_values(probabilities, rewards, old_values, gamma)
+        new = q_old.argmax(axis=1)
+        self._fit(agent, observations, q_old, new)
+        fitted = np.asarray(agent.predict(observations, deterministic=True)[0]).reshape(-1)
+        report = {
+            "gamma": gamma,
+            "old_policy": old.tolist(),
+            "improved_policy": new.tolist(),
+            "agent_policy": fitted.tolist(),
+            "old_values": old_values.tolist(),
+            "improved_values": evaluate_policy(probabilities, rewards, new, gamma).tolist(),
+        }
+        agent.rls_policy_improvement = report  # type: ignore[attr-defined]
+        return report
+
+    def _fit(
+        self, agent: BaseAlgorithm, observations: np.ndarray, q_old: np.ndarray, new: np.ndarray
+    ) -> None:
+        p = self.params
+        if not hasattr(agent.policy, "q_net"):
+            fit_policy(agent, Demonstrations(observations, new), p.epochs, len(new), p.learning_rate, seed=0)
+            return
+        obs = th.as_tensor(observations, device=agent.device)
+        target = th.as_tensor(q_old, dtype=th.float32, device=agent.device)
+        q_net = agent.policy.q_net
+        optimizer = th.optim.Adam(q_net.parameters(), lr=p.learning_rate)
+        for _ in range(p.epochs):
+            loss = F.mse_loss(q_net(obs), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        for online, target_net in target_pairs(agent):
+            target_net.load_state_dict(online.state_dict())
