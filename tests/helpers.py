@@ -22,9 +22,10 @@ TINY = dict(
 class TinyImageEnv(gym.Env):
     """36x36 greyscale frames (NatureCNN's smallest input); reward 1 for action 1."""
 
-    metadata: ClassVar[dict] = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self) -> None:
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
         self.observation_space = gym.spaces.Box(0, 255, (36, 36, 1), dtype=np.uint8)
         self.action_space = gym.spaces.Discrete(2)
         self._t = 0
@@ -33,6 +34,9 @@ class TinyImageEnv(gym.Env):
         super().reset(seed=seed)
         self._t = 0
         return self.np_random.integers(0, 256, (36, 36, 1), dtype=np.uint8), {}
+
+    def render(self):
+        return np.zeros((36, 36, 3), dtype=np.uint8)
 
     def step(self, action):
         self._t += 1

@@ -5,6 +5,8 @@ These tests are parametrized over the catalog, so a surgery is covered the day i
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch as th
@@ -39,7 +41,13 @@ REQUIRED = {
             "teacher_student_distillation",
             "soft_target_training",
             "feature_matching",
+            "online_distillation",
         )
+    },
+    # the teacher is a checkpoint of the same agent (same network), made by ``build``
+    **{
+        key: f"{key}:teacher={{checkpoint}},steps=100,rounds=1,epochs=1"
+        for key in ("self_distillation", "attention_transfer")
     },
 }
 
@@ -58,14 +66,17 @@ def expert(tmp_path_factory):
 
 
 def with_required(specs, expert_path):
-    """Each spec, with the parameters it requires filled in."""
-    return [REQUIRED.get(s, s).format(expert=expert_path) for s in specs]
+    """Each spec, with the parameters it requires filled in (``{checkpoint}`` is left for ``build``)."""
+    return [REQUIRED.get(s, s).replace("{expert}", str(expert_path)) for s in specs]
 
 
 #: surgeries that need a goal env (Dict observations): trained on BitFlip instead of CartPole
 GOAL_KEYS = ("hindsight_experience_replay",)
 #: surgeries that need a tabular env with a known model
 TABULAR_KEYS = ("policy_improvement",)
+#: surgeries that need image observations (a CnnPolicy)
+IMAGE_KEYS = ("attention_transfer",)
+IMAGE_ENV = "rlsurgery-test/TinyImage-v0"
 
 
 def env_for(surgeries):
@@ -77,13 +88,34 @@ def env_for(surgeries):
         return "MultiInputPolicy", BitFlipEnv(n_bits=4)
     if keys & set(TABULAR_KEYS):
         return "MlpPolicy", "rlsurgery/Chain-v0"
+    if keys & set(IMAGE_KEYS):
+        import gymnasium as gym
+
+        from tests.helpers import TinyImageEnv
+
+        if IMAGE_ENV not in gym.registry:
+            gym.register(IMAGE_ENV, entry_point=TinyImageEnv)
+        return "CnnPolicy", IMAGE_ENV
     return "MlpPolicy", "CartPole-v1"
 
 
-def trained(surgeries, tiny_kwargs, steps=200):
+def build(cls, surgeries, **kwargs):
+    """``cls`` with ``surgeries`` on an env they can work on; a ``{checkpoint}`` in a spec becomes
+    a saved copy of the same agent without surgeries (for teachers that must be the same network)."""
+    import tempfile
+
     policy, env = env_for(surgeries)
-    model = SurgicalDQN(policy, env, seed=0, surgeries=surgeries, **tiny_kwargs)
-    return model.learn(steps)
+    if any("{checkpoint}" in s for s in surgeries):
+        path = Path(tempfile.mkdtemp()) / "checkpoint.zip"
+        cls(policy, env, seed=1, **kwargs).save(path)
+        surgeries = [s.format(checkpoint=path) for s in surgeries]
+    return cls(policy, env, seed=0, surgeries=surgeries, **kwargs)
+
+
+def trained(surgeries, tiny_kwargs, steps=200):
+    if any(s.split(":")[0] in IMAGE_KEYS for s in surgeries):
+        tiny_kwargs["policy_kwargs"] = dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[16])
+    return build(SurgicalDQN, surgeries, **tiny_kwargs).learn(steps)
 
 
 def observation_batch(model, n=64):
@@ -168,16 +200,16 @@ PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo"
 
 @pytest.mark.parametrize("key", PPO_IMPLEMENTED)
 def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
-    policy, env = env_for([key])
-    model = rls.SurgicalPPO(
-        policy,
-        env,
-        seed=0,
+    policy_kwargs = dict(net_arch=[16])
+    if key in IMAGE_KEYS:
+        policy_kwargs["features_extractor_kwargs"] = dict(features_dim=16)
+    model = build(
+        rls.SurgicalPPO,
+        with_required([key], expert),
         n_steps=64,
         batch_size=32,
         n_epochs=2,
-        policy_kwargs=dict(net_arch=[16]),
-        surgeries=with_required([key], expert),
+        policy_kwargs=policy_kwargs,
     ).learn(128)
     model.save(tmp_path / "model.zip")
     loaded = rls.load(tmp_path / "model.zip")

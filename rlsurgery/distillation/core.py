@@ -38,10 +38,14 @@ def discrete_actions(model: BaseAlgorithm) -> bool:
 
 def policy_outputs(model: BaseAlgorithm, obs: th.Tensor) -> th.Tensor:
     """Q-values, action logits, or deterministic actions of ``model`` at ``obs`` (B, ·)."""
-    policy = model.policy
+    return outputs_of_policy(model.policy, obs, discrete_actions(model))
+
+
+def outputs_of_policy(policy: nn.Module, obs: th.Tensor, discrete: bool) -> th.Tensor:
+    """:func:`policy_outputs` for a policy module (e.g. a peer copy of a student's policy)."""
     if hasattr(policy, "q_net"):
         return policy.q_net(obs)
-    if discrete_actions(model):
+    if discrete:
         return policy.get_distribution(obs).distribution.logits
     return policy._predict(obs, deterministic=True)
 

@@ -41,6 +41,7 @@ from rlsurgery.distillation.core import (
     count_parameters,
     discrete_actions,
     distill,
+    outputs_of_policy,
     policy_latent,
     soft_kl,
 )
@@ -240,3 +241,212 @@ class FeatureMatching(DistillationSurgery):
     def loss(self, obs: th.Tensor, teacher_out: th.Tensor, student_out: th.Tensor) -> th.Tensor:
         """KL(softmax(t) ‖ softmax(s)) + λ ‖W h_s − h_t‖²."""
         return soft_kl(teacher_out, student_out, 1.0) + self.params.weight * self.feature_loss(obs)
+
+
+@dataclass
+class SelfDistillationParams(DistillationFields):
+    temperature: float = param(1.0, "τ of the teacher's softmax", gt=0.0)
+
+
+@register(
+    proof="tests/distillation/test_distillation.py::test_self_distillation_rebuilds_the_same_network_from_its_checkpoint"
+)
+class SelfDistillation(PolicyDistillation):
+    """Born-again network: a freshly initialised copy of the same architecture learns from its own checkpoint.
+
+    Furlanello et al. 2018 (https://arxiv.org/abs/1805.04770): the teacher is an earlier
+    checkpoint of the same model; the student has the teacher's architecture exactly.
+    """
+
+    key = "self_distillation"
+    Params = SelfDistillationParams
+
+    def validate(self, agent: BaseAlgorithm) -> None:
+        super().validate(agent)
+        if self.params.net_arch is not None:
+            raise ParameterError(
+                f"{self.key}: the student keeps the teacher's architecture; net_arch must stay unset"
+            )
+
+    def teacher_model(self, agent: BaseAlgorithm) -> BaseAlgorithm:
+        teacher = super().teacher_model(agent)
+        if count_parameters(teacher) != count_parameters(agent) or type(teacher.policy) is not type(
+            agent.policy
+        ):
+            raise IncompatibleSurgeryError(
+                f"{self.key}: the checkpoint ({type(teacher.policy).__name__}, "
+                f"{count_parameters(teacher)} parameters) is not the same network as the agent "
+                f"({type(agent.policy).__name__}, {count_parameters(agent)})"
+            )
+        return teacher
+
+
+class _Peers(nn.Module):
+    """The peer students of online distillation (copies of the student's policy, fresh weights)."""
+
+    def __init__(self, policies: list[nn.Module]) -> None:
+        super().__init__()
+        self.policies = nn.ModuleList(policies)
+
+
+@dataclass
+class OnlineDistillationParams(DistillationFields):
+    peers: int = param(
+        2, "extra students trained alongside the agent (k), which all learn from each other", ge=1
+    )
+    mutual_weight: float = param(1.0, "β, weight of the mutual KL between students", ge=0.0)
+
+
+@register(proof="tests/distillation/test_distillation.py::test_online_distillation_students_teach_each_other")
+class OnlineDistillation(DistillationSurgery):
+    """Deep mutual learning with a teacher: the agent and k peer students learn from it and from each other.
+
+    Zhang et al. 2018 (https://arxiv.org/abs/1706.00384), Anil et al. 2018 (codistillation,
+    https://arxiv.org/abs/1804.03235). For each student i among the agent and its peers::
+
+        L_i = KL(softmax(t) ‖ softmax(s_i)) + β · mean_{j≠i} KL(softmax(sg(s_j)) ‖ softmax(s_i))
+
+    The peers are discarded afterwards; ``rls_distillation["peer_disagreement"]`` reports
+    how often the agent's greedy action differs from each peer's.
+    """
+
+    key = "online_distillation"
+    Params = OnlineDistillationParams
+    needs_discrete = True
+
+    def extra_modules(self, student: BaseAlgorithm, teacher: BaseAlgorithm) -> list[nn.Module]:
+        import copy
+
+        policies = []
+        for i in range(self.params.peers):
+            peer = copy.deepcopy(student.policy)
+            th.manual_seed(self.params.seed + 1 + i)
+            for module in peer.modules():
+                if hasattr(module, "reset_parameters") and module is not peer:
+                    module.reset_parameters()
+            policies.append(peer)
+        self.peers = _Peers(policies).to(student.device)
+        return [self.peers]
+
+    def loss(self, obs: th.Tensor, teacher_out: th.Tensor, student_out: th.Tensor) -> th.Tensor:
+        outputs = [student_out] + [outputs_of_policy(p, obs, True) for p in self.peers.policies]
+        total = th.zeros((), device=student_out.device)
+        for i, s_i in enumerate(outputs):
+            total = total + soft_kl(teacher_out, s_i, 1.0)
+            others = [s_j.detach() for j, s_j in enumerate(outputs) if j != i]
+            if others and self.params.mutual_weight > 0:
+                total = (
+                    total
+                    + self.params.mutual_weight * th.stack([soft_kl(o, s_i, 1.0) for o in others]).mean()
+                )
+        return total
+
+    def after_build(self, agent: BaseAlgorithm) -> None:
+        super().after_build(agent)
+        env = evaluation_env(agent, self.key)
+        states = th.as_tensor(collect_states(agent, env, 500, self.params.seed + 31), device=agent.device)
+        env.close()
+        with th.no_grad():
+            mine = policy_outputs_argmax(agent.policy, states)
+            agent.rls_distillation["peer_disagreement"] = [  # type: ignore[attr-defined]
+                float((policy_outputs_argmax(p, states) != mine).float().mean()) for p in self.peers.policies
+            ]
+        self.peers = None
+
+
+def policy_outputs_argmax(policy: nn.Module, obs: th.Tensor) -> th.Tensor:
+    """Greedy discrete actions of a policy module."""
+    return outputs_of_policy(policy, obs.float(), True).argmax(dim=-1)
+
+
+def attention_map(features: th.Tensor, power: float = 2.0) -> th.Tensor:
+    """Activation-based attention of a conv feature map: Σ_c |F_c|^p, flattened and L2-normalised (B, H·W)."""
+    att = features.abs().pow(power).sum(dim=1).flatten(1)
+    return F.normalize(att, dim=1)
+
+
+def conv_outputs(policy: nn.Module, obs: th.Tensor) -> list[th.Tensor]:
+    """Outputs of every Conv2d of the policy's (actor's) features extractor, in order."""
+    if hasattr(policy, "q_net"):
+        owner, extractor = policy.q_net, policy.q_net.features_extractor
+    elif hasattr(policy, "pi_features_extractor"):
+        owner, extractor = policy, policy.pi_features_extractor
+    else:
+        owner, extractor = policy.actor, policy.actor.features_extractor
+    outputs: list[th.Tensor] = []
+    convs = [m for m in extractor.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in convs]
+    try:
+        owner.extract_features(obs, extractor)  # SB3's preprocessing (images / 255) included
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
+
+
+@dataclass
+class AttentionTransferParams(DistillationFields):
+    weight: float = param(
+        1000.0, "β, weight of the attention term (maps are unit vectors, so the term is small)", ge=0.0
+    )
+    power: float = param(2.0, "p of the attention map Σ_c |F_c|^p", gt=0.0)
+
+
+@register(proof="tests/distillation/test_distillation.py::test_attention_transfer_aligns_conv_attention_maps")
+class AttentionTransfer(DistillationSurgery):
+    """Match the teacher's spatial attention maps (conv policies) on top of the policy KL.
+
+    Zagoruyko & Komodakis 2017 (https://arxiv.org/abs/1612.03928)::
+
+        L = KL(softmax(t) ‖ softmax(s)) + β/2 · Σ_layers ‖ Q_s/‖Q_s‖ − Q_t/‖Q_t‖ ‖₂,   Q = vec(Σ_c |F_c|^p)
+
+    The student and the teacher need convolutional features extractors with the same number
+    of conv layers and the same spatial sizes (e.g. both ``CnnPolicy``); policies without
+    conv layers have no attention maps and are refused.
+    """
+
+    key = "attention_transfer"
+    Params = AttentionTransferParams
+    needs_discrete = True
+
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        super().check_spaces(observation_space, action_space)
+        if len(getattr(observation_space, "shape", ()) or ()) != 3:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: needs image observations and a CnnPolicy (attention maps come from conv "
+                "layers); "
+                f"got observations of shape {getattr(observation_space, 'shape', None)}"
+            )
+
+    def extra_modules(self, student: BaseAlgorithm, teacher: BaseAlgorithm) -> list[nn.Module]:
+        probe = th.as_tensor(student.observation_space.sample()[None], device=student.device)
+        with th.no_grad():
+            s_maps, t_maps = (
+                conv_outputs(student.policy, probe),
+                conv_outputs(teacher.policy, probe.to(teacher.device)),
+            )
+        if (
+            not s_maps
+            or len(s_maps) != len(t_maps)
+            or any(a.shape[2:] != b.shape[2:] for a, b in zip(s_maps, t_maps))
+        ):
+            raise IncompatibleSurgeryError(
+                f"{self.key}: the student's and the teacher's conv layers do not pair up "
+                f"(spatial sizes {[tuple(m.shape[2:]) for m in s_maps]} vs "
+                f"{[tuple(m.shape[2:]) for m in t_maps]})"
+            )
+        self._student = student
+        return []
+
+    def attention_loss(self, obs: th.Tensor) -> th.Tensor:
+        """β/2 · Σ_layers ‖ a_s − a_t ‖₂ (batch mean)."""
+        with th.no_grad():
+            teacher_maps = [
+                attention_map(m, self.params.power) for m in conv_outputs(self._teacher.policy, obs)
+            ]
+        student_maps = [attention_map(m, self.params.power) for m in conv_outputs(self._student.policy, obs)]
+        distance = sum((s - t).norm(dim=1).mean() for s, t in zip(student_maps, teacher_maps))
+        return self.params.weight / 2 * distance
+
+    def loss(self, obs: th.Tensor, teacher_out: th.Tensor, student_out: th.Tensor) -> th.Tensor:
+        return soft_kl(teacher_out, student_out, 1.0) + self.attention_loss(obs)

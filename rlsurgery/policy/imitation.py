@@ -185,7 +185,8 @@ def imitation_accuracy(agent: BaseAlgorithm, data: Demonstrations) -> float:
 
 
 def evaluation_env(agent: BaseAlgorithm, key: str) -> gym.Env:
-    """A fresh env of the agent's Gymnasium id for rollouts."""
+    """A fresh env of the agent's Gymnasium id for rollouts, with the agent's observation layout
+    (SB3 trains image policies on channel-first frames: the frames are transposed the same way)."""
     env_id = getattr(agent, "rls_env_id", None)
     if env_id is None:
         raise IncompatibleSurgeryError(
@@ -194,7 +195,12 @@ def evaluation_env(agent: BaseAlgorithm, key: str) -> gym.Env:
     from rlsurgery.envs import ensure_registered
 
     ensure_registered(env_id)
-    return gym.make(env_id, **(getattr(agent, "rls_env_kwargs", None) or {}))
+    env = gym.make(env_id, **(getattr(agent, "rls_env_kwargs", None) or {}))
+    space = agent.observation_space
+    raw = env.observation_space.shape
+    if raw is not None and space.shape != raw and len(raw) == 3 and space.shape == (raw[2], raw[0], raw[1]):
+        env = gym.wrappers.TransformObservation(env, lambda obs: np.transpose(obs, (2, 0, 1)), space)
+    return env
 
 
 class ImitationSurgery(Surgery):

@@ -150,3 +150,78 @@ def test_bad_teacher_and_spaces_are_refused(teacher_zip, tmp_path):
         SurgicalPPO("MlpPolicy", "Acrobot-v1", surgeries=[f"policy_distillation:teacher={teacher_zip}"])
     with pytest.raises(IncompatibleSurgeryError, match="soft_target_training: needs a discrete action space"):
         SurgicalPPO("MlpPolicy", "Pendulum-v1", surgeries=[f"soft_target_training:teacher={teacher_zip}"])
+
+
+def test_self_distillation_rebuilds_the_same_network_from_its_checkpoint(teacher_zip):
+    spec = f"self_distillation:teacher={teacher_zip},steps=2000,rounds=2,epochs=30,learning_rate=0.01"
+    student = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]), surgeries=[spec]
+    )
+    report = student.rls_distillation
+    assert report["student_parameters"] == report["teacher_parameters"]
+    assert report["agreement"] >= 0.95
+    with pytest.raises(IncompatibleSurgeryError, match="is not the same network as the agent"):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]), surgeries=[spec])
+    with pytest.raises(ParameterError, match="net_arch must stay unset"):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=[spec + ",net_arch=[8]"])
+
+
+def test_online_distillation_students_teach_each_other(teacher_zip):
+    from torch import nn
+
+    from rlsurgery.distillation.surgeries import _Peers
+
+    # the loss: Σ_i KL(t ‖ s_i) + β · mean_{j≠i} KL(s_j ‖ s_i), here with one peer
+    surgery = rls.catalog.create(f"online_distillation:teacher={teacher_zip},peers=1,mutual_weight=0.5")
+    peer = nn.Module()
+    peer.q_net = nn.Linear(4, 2)
+    surgery.peers = _Peers([peer])
+    obs, t, s = th.randn(5, 4), th.randn(5, 2), th.randn(5, 2)
+    p = peer.q_net(obs)
+    expected = soft_kl(t, s, 1.0) + 0.5 * soft_kl(p, s, 1.0) + soft_kl(t, p, 1.0) + 0.5 * soft_kl(s, p, 1.0)
+    th.testing.assert_close(surgery.loss(obs, t, s), expected)
+    # trained together, the agent and its peers agree with the teacher and with each other
+    spec = (
+        f"online_distillation:teacher={teacher_zip},peers=2,steps=2000,rounds=2,epochs=30,learning_rate=0.01"
+    )
+    model = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[16]), surgeries=[spec]
+    )
+    report = model.rls_distillation
+    assert report["agreement"] >= 0.9 and len(report["peer_disagreement"]) == 2
+    assert max(report["peer_disagreement"]) <= 0.1
+
+
+def test_attention_transfer_aligns_conv_attention_maps(tmp_path):
+    import gymnasium as gym
+
+    from rlsurgery.distillation.surgeries import attention_map, conv_outputs
+    from tests.helpers import TinyImageEnv
+
+    if "rlsurgery-test/TinyImage-v0" not in gym.registry:
+        gym.register("rlsurgery-test/TinyImage-v0", entry_point=TinyImageEnv)
+    cnn = dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[])
+    teacher = PPO("CnnPolicy", "rlsurgery-test/TinyImage-v0", seed=1, policy_kwargs=cnn)
+    teacher.save(tmp_path / "cnn_teacher.zip")
+    # attention of a feature map: Σ_c |F_c|², flattened and unit-normalised
+    features = th.tensor([[[[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [0.0, 0.0]]]])
+    th.testing.assert_close(attention_map(features), th.tensor([[2.0, 1.0, 0.0, 4.0]]) / np.sqrt(21.0))
+
+    def distance(student):
+        obs = th.as_tensor(np.stack([student.observation_space.sample() for _ in range(16)]))
+        with th.no_grad():
+            pairs = zip(conv_outputs(student.policy, obs), conv_outputs(teacher.policy, obs))
+            return float(sum((attention_map(a) - attention_map(b)).norm(dim=1).mean() for a, b in pairs))
+
+    untrained = SurgicalPPO("CnnPolicy", "rlsurgery-test/TinyImage-v0", seed=0, policy_kwargs=cnn)
+    spec = f"attention_transfer:teacher={tmp_path / 'cnn_teacher.zip'},steps=200,rounds=1,epochs=20,batch_size=32"
+    student = SurgicalPPO(
+        "CnnPolicy", "rlsurgery-test/TinyImage-v0", seed=0, policy_kwargs=cnn, surgeries=[spec]
+    )
+    assert distance(student) < 0.5 * distance(untrained)
+    with pytest.raises(IncompatibleSurgeryError, match="needs image observations and a CnnPolicy"):
+        SurgicalPPO(
+            "MlpPolicy",
+            "CartPole-v1",
+            surgeries=[f"attention_transfer:teacher={tmp_path / 'cnn_teacher.zip'}"],
+        )
