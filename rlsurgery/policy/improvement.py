@@ -1,7 +1,7 @@
 """Policy improvement: one greedy step of policy iteration, on tabular MDPs.
 
-Howard 1960; Sutton & Barto 2018, §4.2-4.3. For a policy π on an MDP with transition
-probabilities P[s, a, s'] and expected rewards R[s, a]::
+Howard 1960; Sutton & Barto 2018, §4.2-4.3 (http://incompleteideas.net/book/the-book-2nd.html).
+For a policy π on an MDP with transition probabilities P[s, a, s'] and expected rewards R[s, a]::
 
     evaluate   V^π = (I − γ P_π)⁻¹ R_π,   Q^π(s, a) = R(s, a) + γ Σ_s' P(s'|s, a) V^π(s')
     improve    π'(s) = argmax_a Q^π(s, a)
