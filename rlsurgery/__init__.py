@@ -10,6 +10,7 @@ from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
 from rlsurgery.agents.sac import SurgicalSAC
+from rlsurgery.agents.td3 import SurgicalTD3
 from rlsurgery.agents.trpo import SurgicalTRPO
 from rlsurgery.core.errors import (
     IncompatibleSurgeryError,
@@ -40,6 +41,7 @@ __all__ = [
     "SurgicalDQN",
     "SurgicalPPO",
     "SurgicalSAC",
+    "SurgicalTD3",
     "SurgicalTRPO",
     "UnknownSurgeryError",
     "__version__",

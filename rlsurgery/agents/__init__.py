@@ -8,6 +8,7 @@ from rlsurgery.agents.a2c import SurgicalA2C
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
 from rlsurgery.agents.sac import SurgicalSAC
+from rlsurgery.agents.td3 import SurgicalTD3
 from rlsurgery.agents.trpo import SurgicalTRPO
 
 #: recipe ``algo`` name -> surgical agent class
@@ -17,6 +18,7 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {
     "a2c": SurgicalA2C,
     "sac": SurgicalSAC,
     "trpo": SurgicalTRPO,
+    "td3": SurgicalTD3,
 }
 
 
@@ -37,6 +39,7 @@ __all__ = [
     "SurgicalDQN",
     "SurgicalPPO",
     "SurgicalSAC",
+    "SurgicalTD3",
     "SurgicalTRPO",
     "surgical_class_of",
 ]

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
 
 #: agent families every intrinsic-reward surgery supports
-INTRINSIC_FAMILIES = ("dqn", "ppo", "a2c", "sac")
+INTRINSIC_FAMILIES = ("dqn", "ppo", "a2c", "trpo", "sac", "td3")
 
 
 def ucb_scores(q_values: th.Tensor, action_counts: np.ndarray, c: float) -> th.Tensor:

@@ -10,7 +10,7 @@ Andrychowicz et al. 2017 (https://arxiv.org/abs/1707.01495). For a transition
 
 so a failed episode still teaches how to reach the goals it did reach. The surgery plugs
 SB3's own ``HerReplayBuffer`` into SurgicalDQN (goal envs with discrete actions) and
-SurgicalSAC (continuous ones), with ``n_sampled_goal = k`` (a fraction k/(k+1) of each
+SurgicalSAC / SurgicalTD3 (continuous ones), with ``n_sampled_goal = k`` (a fraction k/(k+1) of each
 batch is relabelled).
 
 As with SB3's own HER, loading such an agent needs its env: ``rls.load(path, env=env)``.
@@ -54,7 +54,7 @@ class HindsightExperienceReplay(Surgery):
     key = "hindsight_experience_replay"
     attaches_to = (Attachment.REPLAY,)
     Params = HindsightParams
-    families = ("dqn", "sac")
+    families = ("dqn", "sac", "td3")
     conflicts = CONFLICTS
     conflict_reason = (
         "each replaces the replay buffer; it composes with double_q_learning, dueling_architecture, "

@@ -25,6 +25,27 @@ def assert_same_parameters(a, b):
         assert th.equal(sa[key], sb[key]), key
 
 
+def test_no_surgeries_reproduces_sb3_td3_exactly():
+    from stable_baselines3 import TD3
+
+    from rlsurgery import SurgicalTD3
+
+    assert_same_parameters(
+        TD3("MlpPolicy", "Pendulum-v1", seed=2, **SAC_SMALL).learn(150),
+        SurgicalTD3("MlpPolicy", "Pendulum-v1", seed=2, **SAC_SMALL).learn(150),
+    )
+    from rlsurgery.envs.bit_flip import BitFlipEnv
+
+    her = SurgicalTD3(
+        "MultiInputPolicy",
+        BitFlipEnv(n_bits=4, continuous=True),
+        seed=0,
+        surgeries=["hindsight_experience_replay:strategy=episode"],
+        **{**SAC_SMALL, "policy_kwargs": dict(net_arch=[16])},
+    )
+    assert type(her.replay_buffer).__name__ == "HerReplayBuffer"
+
+
 def test_no_surgeries_reproduces_sb3_a2c_and_sac_exactly():
     assert_same_parameters(
         A2C("MlpPolicy", "CartPole-v1", seed=2, **A2C_SMALL).learn(400),

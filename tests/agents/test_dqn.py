@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch as th
 from sb3_contrib import TRPO
-from stable_baselines3 import A2C, DQN, PPO, SAC
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import SimpleMultiObsEnv
@@ -53,7 +53,7 @@ def multi_obs_env() -> SimpleMultiObsEnv:
 
 #: SB3 parent of each surgical agent; each has an equivalence test (DQN below, the others in
 #: test_ppo.py and test_a2c_sac.py, TRPO in tests/policy/test_trust_region.py)
-SB3_PARENTS = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "sac": SAC, "trpo": TRPO}
+SB3_PARENTS = {"dqn": DQN, "ppo": PPO, "a2c": A2C, "sac": SAC, "trpo": TRPO, "td3": TD3}
 
 
 def test_every_surgical_agent_has_an_equivalence_test():
