@@ -1,0 +1,132 @@
+"""Benchmark: distil trained teachers into students of 1/4 and 1/16 of their size (issue 5).
+
+For each env and seed: train a PPO teacher with the ``ppo`` recipe (the zoo settings, or
+``--teacher-steps``), then ``rls.operate(teacher, "policy_distillation", net_arch=[h, h])``
+with the widths h whose students have about 1/4 and 1/16 of the teacher's policy
+parameters; evaluate teacher and students for 20 greedy episodes on a separate env (seed
+10_000 + seed). One JSON line per (env, seed, model) in ``--out``; a rerun skips the lines
+already there.
+
+    python scripts/bench/distillation.py --envs CartPole-v1,LunarLander-v3 --seeds 5 \\
+        --out docs/bench-data/distillation.jsonl
+    python scripts/bench/distillation.py --report docs/bench-data/distillation.jsonl
+
+(Not a study of the study harness: a student needs its teacher first, which the harness's
+independent runs do not express.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch as th
+
+FRACTIONS = {"quarter": 1 / 4, "sixteenth": 1 / 16}
+
+
+def policy_size(env_id: str, width: int) -> int:
+    """Parameters of a PPO MlpPolicy with two hidden layers of ``width`` (policy and value)."""
+    from stable_baselines3 import PPO
+
+    return sum(
+        p.numel()
+        for p in PPO("MlpPolicy", env_id, policy_kwargs=dict(net_arch=[width, width])).policy.parameters()
+    )
+
+
+def width_for(env_id: str, target: float) -> int:
+    """The hidden width whose policy size is closest to ``target`` parameters."""
+    return min(range(1, 257), key=lambda w: abs(policy_size(env_id, w) - target))
+
+
+def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, out: Path, done: set) -> None:
+    import rlsurgery as rls
+    from rlsurgery.distillation.core import count_parameters
+    from rlsurgery.training import evaluate_model
+
+    th.set_num_threads(1)
+    start = time.perf_counter()
+    teacher = rls.make("ppo", env_id, seed=seed)
+    resolved = rls.load_recipe("ppo").resolve(env_id)
+    teacher.learn(teacher_steps or resolved.n_timesteps)
+    rows = [("teacher", teacher, time.perf_counter() - start)]
+    teacher_size = count_parameters(teacher)
+    for name, fraction in FRACTIONS.items():
+        width = width_for(env_id, fraction * teacher_size)
+        t0 = time.perf_counter()
+        student = rls.operate(
+            teacher,
+            "policy_distillation",
+            env_id=env_id,
+            net_arch=[width, width],
+            steps=distill_steps,
+            seed=seed,
+        )
+        rows.append((f"student_{name}", student, time.perf_counter() - t0))
+    with out.open("a") as f:
+        for name, model, wall in rows:
+            if (env_id, seed, name) in done:
+                continue
+            evaluation = evaluate_model(model, env_id, episodes=20, seed=10_000 + seed)
+            record = {
+                "env_id": env_id,
+                "seed": seed,
+                "model": name,
+                "parameters": count_parameters(model),
+                "teacher_parameters": teacher_size,
+                "mean_return": evaluation["mean_return"],
+                "std_return": evaluation["std_return"],
+                "agreement": getattr(model, "rls_distillation", {}).get("agreement"),
+                "wall_s": round(wall, 1),
+            }
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+
+def report(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    print("| env | model | parameters | median return | mean ± std over seeds | seeds |")
+    print("|---|---|---|---|---|---|")
+    for env_id in dict.fromkeys(r["env_id"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows if r["env_id"] == env_id):
+            sel = [r for r in rows if r["env_id"] == env_id and r["model"] == model]
+            returns = np.array([r["mean_return"] for r in sel])
+            print(
+                f"| {env_id} | {model} | {sel[0]['parameters']:,} | {np.median(returns):.1f} | "
+                f"{returns.mean():.1f} ± {returns.std():.1f} | {len(sel)} |"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default="CartPole-v1")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--teacher-steps", type=int, default=None, help="default: the ppo recipe's budget")
+    parser.add_argument("--distill-steps", type=int, default=20_000)
+    parser.add_argument("--out", default="docs/bench-data/distillation.jsonl")
+    parser.add_argument("--report", metavar="JSONL", help="print the table of a results file and exit")
+    args = parser.parse_args()
+    if args.report:
+        report(Path(args.report))
+        return
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        done = {
+            (r["env_id"], r["seed"], r["model"]) for r in map(json.loads, out.read_text().splitlines()) if r
+        }
+    for env_id in args.envs.split(","):
+        for seed in range(args.seeds):
+            if {(env_id, seed, m) for m in ["teacher", *(f"student_{n}" for n in FRACTIONS)]} <= done:
+                continue
+            run(env_id, seed, args.teacher_steps, args.distill_steps, out, done)
+    report(out)
+
+
+if __name__ == "__main__":
+    main()
