@@ -40,6 +40,11 @@ def _init_worker() -> None:
     import torch as th
 
     th.set_num_threads(1)
+    # import every surgery now, so that the worker runs one version of the code for its whole
+    # life (a lazy import later could mix in files edited while the study runs)
+    from rlsurgery import catalog
+
+    catalog.entries()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
