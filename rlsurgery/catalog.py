@@ -52,6 +52,8 @@ BUILTIN_MODULES = (
     "rlsurgery.distillation.surgeries",
     "rlsurgery.replay.hindsight",
     "rlsurgery.policy.improvement",
+    "rlsurgery.pruning.magnitude",
+    "rlsurgery.pruning.structured",
 )
 
 

@@ -53,6 +53,13 @@ def algorithm_of(data: dict[str, Any]) -> type[BaseAlgorithm]:
                 return cls
         raise ValueError(f"model written by {name}, which this rlsurgery version does not have")
     module = (data.get("policy_class") or {}).get("__module__", "")
+    if module == "stable_baselines3.common.policies":  # ActorCriticPolicy: PPO, A2C or TRPO
+        if "cg_max_steps" in data:
+            return importlib.import_module("sb3_contrib").TRPO
+        package, cls_name = (
+            ("stable_baselines3", "PPO") if "n_epochs" in data else ("stable_baselines3", "A2C")
+        )
+        return getattr(importlib.import_module(package), cls_name)
     if module in _SB3_BY_POLICY_MODULE:
         package, cls_name = _SB3_BY_POLICY_MODULE[module]
         return getattr(importlib.import_module(package), cls_name)

@@ -45,16 +45,34 @@ def operate(model: BaseAlgorithm, surgery: Any, env_id: str | None = None, **par
     return apply(model, env_id=env_id)
 
 
+def load_surgical(path: str | Path) -> BaseAlgorithm:
+    """A saved model as a surgical agent (a plain SB3 zip as the surgical subclass of its algorithm)."""
+    from rlsurgery.agents import ALGORITHMS
+    from rlsurgery.io import algorithm_of, read_model_data
+    from rlsurgery.policy.imitation import load_expert
+
+    try:
+        algorithm = algorithm_of(read_model_data(path))
+    except ValueError:
+        return load_expert(path)
+    for cls in ALGORITHMS.values():
+        if cls is algorithm or cls.__bases__[-1] is algorithm:
+            return cls.load(path, device="cpu")
+    return algorithm.load(path, device="cpu")
+
+
 def operate_file(
     path: str | Path, surgery: Any, out: str | Path, env_id: str | None = None, force: bool = False
 ) -> BaseAlgorithm:
-    """Load ``path``, operate, save to ``out`` (an existing ``out`` is kept unless ``force``)."""
-    from rlsurgery.policy.imitation import load_expert
+    """Load ``path``, operate, save to ``out`` (an existing ``out`` is kept unless ``force``).
 
+    A plain SB3 zip is loaded as its surgical agent class (same weights), so that what the
+    surgery does is recorded in the provenance log and restored on load.
+    """
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    result = operate(load_expert(path), surgery, env_id=env_id)
+    result = operate(load_surgical(path), surgery, env_id=env_id)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.save(out)
     return result

@@ -3,7 +3,8 @@
 A *role* names what a network does: ``q`` (the online action-value network) and its
 ``target`` copy for the DQN family; ``policy`` (the whole ``ActorCriticPolicy``: features,
 ``mlp_extractor.policy_net`` / ``value_net``, ``action_net``, ``value_net``, all under one
-optimizer) for PPO and A2C. Later agents add ``actor``, ``critic`` …
+optimizer) for PPO and A2C; ``actor``, ``critic`` and their targets for SAC and TD3 (each
+with its own optimizer).
 Each online role may have a target role that must stay consistent with it.
 """
 
@@ -33,6 +34,12 @@ _QRDQN_ROLES = (
     NetworkRole("q_target", "quantile_net_target", target_of="q"),
 )
 _ACTOR_CRITIC_ROLES = (NetworkRole("policy", ""),)
+_SAC_ROLES = (
+    NetworkRole("actor", "actor"),
+    NetworkRole("critic", "critic"),
+    NetworkRole("critic_target", "critic_target", target_of="critic"),
+)
+_TD3_ROLES = (*_SAC_ROLES, NetworkRole("actor_target", "actor_target", target_of="actor"))
 
 
 def roles_of(model: BaseAlgorithm) -> tuple[NetworkRole, ...]:
@@ -44,6 +51,8 @@ def roles_of(model: BaseAlgorithm) -> tuple[NetworkRole, ...]:
         return _QRDQN_ROLES
     if hasattr(policy, "action_net") and hasattr(policy, "value_net") and hasattr(policy, "mlp_extractor"):
         return _ACTOR_CRITIC_ROLES
+    if hasattr(policy, "actor") and hasattr(policy, "critic_target"):
+        return _TD3_ROLES if hasattr(policy, "actor_target") else _SAC_ROLES
     raise TypeError(f"rlsurgery.nets does not know the network layout of {type(policy).__name__} yet")
 
 

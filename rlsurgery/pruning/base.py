@@ -1,0 +1,74 @@
+"""What every mask-based pruning surgery shares: which layers, when, and the bookkeeping.
+
+A pruning surgery computes one mask per prunable layer (:meth:`MaskSurgery.masks`) from the
+current weights and applies it to the online networks, then copies the masks to the target
+networks. It runs when the agent is built (``surgeries=``: pruning at initialisation) or on
+a trained model (``rls.operate`` / ``rlsurgery operate``, recorded in the provenance log);
+on ``load`` the masking is replayed and the saved masks are restored with the weights.
+``agent.rls_sparsity`` reports the sparsity reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+from rlsurgery.nets.masks import apply_mask, prunable_layers, sparsity, sync_target_masks
+
+#: agent families whose networks the pruning surgeries can mask
+PRUNING_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
+
+
+class MaskSurgery(Surgery):
+    """Base of the pruning surgeries: subclasses define :meth:`masks`."""
+
+    attaches_to = (Attachment.NETWORK, Attachment.POST_TRAINING)
+    families = PRUNING_FAMILIES
+    build_order = 90  # after every surgery that builds or replaces layers
+    params: Any
+
+    def masks(self, weights: list[th.Tensor]) -> list[th.Tensor]:
+        """One 0/1 mask per weight tensor (same shapes)."""
+        raise NotImplementedError(f"{type(self).__name__} must define masks()")
+
+    def layers(self, agent: BaseAlgorithm) -> list[tuple[str, Any]]:
+        """The layers this surgery masks."""
+        layers = prunable_layers(agent, include_output=self.params.include_output)
+        if not layers:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: {type(agent).__name__} has no Linear or Conv2d layer to prune"
+            )
+        return layers
+
+    def prune(self, agent: BaseAlgorithm) -> None:
+        """Mask the layers by the current weights, sync the targets, record the sparsity."""
+        layers = [m for _, m in self.layers(agent)]
+        with th.no_grad():
+            for layer, mask in zip(layers, self.masks([m.weight for m in layers])):
+                apply_mask(layer, mask)
+        sync_target_masks(agent)
+        agent.rls_sparsity = {"surgery": self.key, "sparsity": sparsity(layers)}  # type: ignore[attr-defined]
+
+    def modify_networks(self, agent: BaseAlgorithm) -> None:
+        self.prune(agent)
+
+    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
+        """Prune a trained model in place by its trained weights (recorded in its provenance log)."""
+        log = getattr(model, "surgery_log", None)
+        if log is None:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
+                f"not a plain {type(model).__name__}, so that the masks are saved and restored"
+            )
+        if any(r["key"] == self.key for r in log):
+            raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
+        self.prune(model)
+        from rlsurgery.agents.surgical import surgery_record
+
+        model._surgeries.append(self)  # type: ignore[attr-defined]
+        log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        return model

@@ -1,0 +1,151 @@
+"""Pruning: exact sparsity, structured patterns, masks that hold through training and save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+
+import rlsurgery as rls
+from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
+from rlsurgery.cli import main
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.nets.masks import prunable_layers, sparsity
+from rlsurgery.pruning.structured import block_mask, n_m_mask
+
+KW = dict(learning_starts=64, batch_size=16, buffer_size=2000, train_freq=4, target_update_interval=50)
+
+
+def weights(model):
+    return [m.weight.detach() for _, m in prunable_layers(model)]
+
+
+def test_threshold_and_magnitude_sparsity_are_exact():
+    dense = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[32, 32]), **KW)
+    before = weights(dense)
+    total = sum(w.numel() for w in before)
+    # magnitude, global: exactly round(p·N) zeros, the smallest |w| over all layers
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[32, 32]),
+        surgeries=["magnitude_pruning:amount=0.8"],
+        **KW,
+    )
+    after = weights(model)
+    assert sum(int((w == 0).sum()) for w in after) == round(0.8 * total)
+    kept = th.cat([a[a != 0].abs() for a in after])
+    pruned = th.cat([b[a == 0].abs() for a, b in zip(after, before)])
+    assert kept.min() >= pruned.max()  # everything pruned was smaller than everything kept
+    assert model.rls_sparsity["sparsity"] == pytest.approx(round(0.8 * total) / total)
+    # per layer: each layer loses round(p·n_layer)
+    layered = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=["magnitude_based_pruning:amount=0.5,scope=layer"], **KW
+    )
+    for w in weights(layered):
+        assert int((w == 0).sum()) == round(0.5 * w.numel())
+    # threshold: |w| < τ zeroed, the rest untouched
+    tau = 0.1
+    thresholded = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[32, 32]),
+        surgeries=[f"weight_pruning:threshold={tau}"],
+        **KW,
+    )
+    for w, w0 in zip(weights(thresholded), before):
+        assert th.equal(w, th.where(w0.abs() < tau, th.zeros_like(w0), w0))
+
+
+def test_n_m_and_block_patterns():
+    w = th.tensor([[0.1, -3.0, 0.2, 2.0, 5.0, 0.0, -0.1, 1.0]])
+    np.testing.assert_array_equal(n_m_mask(w, 2, 4).numpy(), [[0, 1, 0, 1, 1, 0, 0, 1]])
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, surgeries=["n_m_sparsity:n=2,m=4"])
+    for name, layer in prunable_layers(model):
+        groups = layer.weight.detach().reshape(layer.weight.shape[0], -1, 4)
+        assert ((groups != 0).sum(-1) <= 2).all(), name
+    # blocks: the weakest 50% of 4×4 blocks are all-zero, the rest untouched
+    mat = th.arange(64.0).reshape(8, 8)
+    mask = block_mask(mat, 4, 4, 0.5)
+    assert mask[:4, :].sum() == 0 and mask[4:, :].sum() == 32  # the two top blocks have the smallest norms
+    blocks = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, surgeries=["block_sparsity:amount=0.5"])
+    layers = prunable_layers(blocks, include_output=False)
+    assert [n for n, _ in layers] == [
+        "policy.mlp_extractor.policy_net.0",
+        "policy.mlp_extractor.policy_net.2",
+        "policy.mlp_extractor.value_net.0",
+        "policy.mlp_extractor.value_net.2",
+    ]
+    for name, layer in layers:
+        tiles = layer.weight.detach().reshape(layer.weight.shape[0] // 4, 4, -1, 4).abs().sum(dim=(1, 3))
+        assert int((tiles == 0).sum()) == round(0.5 * tiles.numel()), name
+    assert not hasattr(blocks.policy.action_net, "weight_mask")  # output layers left dense
+    sac = SurgicalSAC(
+        "MlpPolicy", "Pendulum-v1", seed=0, surgeries=["magnitude_pruning:amount=0.5,include_output=false"]
+    )
+    outputs = {"actor.mu", "actor.log_std", "critic.qf0.4", "critic.qf1.4"}
+    assert outputs.isdisjoint(n for n, _ in prunable_layers(sac, include_output=False))
+    assert not hasattr(sac.actor.mu, "weight_mask") and hasattr(sac.actor.latent_pi[0], "weight_mask")
+
+
+def test_masks_hold_through_training_targets_and_save_load(tmp_path):
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["magnitude_pruning:amount=0.9"], **KW)
+    masks = [m.weight_mask.clone() for _, m in prunable_layers(model)]
+    model.learn(1000)
+    for (_, layer), mask in zip(prunable_layers(model), masks):
+        assert th.equal(layer.weight_mask, mask) and (layer.weight.detach()[mask == 0] == 0).all()
+    target_layers = [m for m in model.q_net_target.modules() if hasattr(m, "weight_mask")]
+    assert len(target_layers) == len(masks) and all(
+        th.equal(t.weight_mask, m) for t, m in zip(target_layers, masks)
+    )
+    assert all((t.weight.detach()[m == 0] == 0).all() for t, m in zip(target_layers, masks))
+    model.save(tmp_path / "sparse.zip")
+    loaded = rls.load(tmp_path / "sparse.zip")
+    assert sparsity(m for _, m in prunable_layers(loaded)) == pytest.approx(
+        sparsity(m for _, m in prunable_layers(model))
+    )
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    loaded.set_env(model.get_env())
+    loaded.learn(200, reset_num_timesteps=False)  # continued training keeps the sparsity
+    assert sparsity(m for _, m in prunable_layers(loaded)) >= 0.9 - 1e-3
+
+
+def test_operate_prunes_a_trained_model_from_the_command_line(tmp_path, capsys):
+    from stable_baselines3 import PPO
+
+    PPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32).learn(64).save(tmp_path / "plain.zip")
+    out = tmp_path / "pruned.zip"
+    assert (
+        main(
+            [
+                "operate",
+                str(tmp_path / "plain.zip"),
+                "--surgery",
+                "magnitude_pruning:amount=0.9",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    pruned = rls.load(out)
+    assert type(pruned) is SurgicalPPO and pruned.surgery_log[-1]["applied"] == "operate"
+    assert sparsity(m for _, m in prunable_layers(pruned)) == pytest.approx(0.9, abs=1e-4)
+    with pytest.raises(IncompatibleSurgeryError, match="already applied"):
+        rls.operate(pruned, "magnitude_pruning:amount=0.5")
+
+
+def test_bad_parameters_and_shapes_are_refused():
+    with pytest.raises(ParameterError, match="'n' must be < 'm'"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["n_m_sparsity:n=4,m=4"])
+    with pytest.raises(IncompatibleSurgeryError, match="has 4 inputs, not a multiple of m=8"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["n_m_sparsity:n=2,m=8"])
+    with pytest.raises(IncompatibleSurgeryError, match="not a multiple of the 3×3 block"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["block_sparsity:block_rows=3,block_cols=3"])
+    with pytest.raises(ParameterError, match="'amount' must be < 1"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["magnitude_pruning:amount=1.0"])
