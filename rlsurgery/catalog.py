@@ -54,6 +54,7 @@ BUILTIN_MODULES = (
     "rlsurgery.policy.improvement",
     "rlsurgery.pruning.magnitude",
     "rlsurgery.pruning.structured",
+    "rlsurgery.pruning.gradual",
 )
 
 

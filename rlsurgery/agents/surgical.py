@@ -182,6 +182,17 @@ class SurgicalMixin:
             env = env.venv
         super().dump_logs(*args)  # type: ignore[misc]
 
+    def _init_callback(self, callback: Any, progress_bar: bool = False) -> Any:
+        """SB3's callback set-up, with the callbacks of the surgeries that act during training
+        (a surgery's ``callback(agent)``, e.g. a pruning schedule) run after the user's."""
+        extra = [
+            cb for s in self._surgeries if (cb := getattr(s, "callback", lambda _a: None)(self)) is not None
+        ]
+        if extra:
+            callbacks = callback if isinstance(callback, list) else ([] if callback is None else [callback])
+            callback = [*callbacks, *extra]
+        return super()._init_callback(callback, progress_bar)  # type: ignore[misc]
+
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()  # type: ignore[misc]
         if len(getattr(self, "rls_modules", ())) > 0:

@@ -80,11 +80,19 @@ def sync_target_masks(model: BaseAlgorithm) -> None:
                 b.weight_orig.data.mul_(b.weight_mask)
 
 
+def effective_weight(layer: nn.Module) -> th.Tensor:
+    """The weight the layer computes with: ``weight_orig * weight_mask`` when masked (the cached
+    ``layer.weight`` is only refreshed at the next forward pass, e.g. not right after ``load``)."""
+    if is_masked(layer):
+        return (layer.weight_orig * layer.weight_mask).detach()
+    return layer.weight.detach()
+
+
 def sparsity(layers: Iterable[nn.Module]) -> float:
     """Fraction of exactly-zero entries over the effective weights of ``layers``."""
     zeros = total = 0
     for layer in layers:
-        weight = layer.weight.detach()
+        weight = effective_weight(layer)
         zeros += int((weight == 0).sum())
         total += weight.numel()
     return zeros / max(total, 1)

@@ -17,7 +17,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
-from rlsurgery.nets.masks import apply_mask, prunable_layers, sparsity, sync_target_masks
+from rlsurgery.nets.masks import apply_mask, effective_weight, prunable_layers, sparsity, sync_target_masks
 
 #: agent families whose networks the pruning surgeries can mask
 PRUNING_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
@@ -48,7 +48,7 @@ class MaskSurgery(Surgery):
         """Mask the layers by the current weights, sync the targets, record the sparsity."""
         layers = [m for _, m in self.layers(agent)]
         with th.no_grad():
-            for layer, mask in zip(layers, self.masks([m.weight for m in layers])):
+            for layer, mask in zip(layers, self.masks([effective_weight(m) for m in layers])):
                 apply_mask(layer, mask)
         sync_target_masks(agent)
         agent.rls_sparsity = {"surgery": self.key, "sparsity": sparsity(layers)}  # type: ignore[attr-defined]

@@ -149,3 +149,24 @@ def test_bad_parameters_and_shapes_are_refused():
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["block_sparsity:block_rows=3,block_cols=3"])
     with pytest.raises(ParameterError, match="'amount' must be < 1"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["magnitude_pruning:amount=1.0"])
+
+
+def test_gradual_pruning_follows_the_cubic_schedule(tmp_path):
+    from rlsurgery.pruning.gradual import cubic_sparsity
+
+    assert cubic_sparsity(300, 0.0, 0.8, 100, 600) == pytest.approx(0.8 * (1 - 0.6**3))
+    assert cubic_sparsity(50, 0.1, 0.8, 100, 600) == 0.1 and cubic_sparsity(700, 0.1, 0.8, 100, 600) == 0.8
+    spec = "gradual_magnitude_pruning:final_sparsity=0.8,start_step=100,end_step=600,frequency=100"
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=[spec], **KW)
+    total = sum(m.weight.numel() for _, m in prunable_layers(model))
+    model.learn(350)  # last pruning step at t = 300
+    layers = [m for _, m in prunable_layers(model)]
+    assert sparsity(layers) == pytest.approx(round(cubic_sparsity(300, 0.0, 0.8, 100, 600) * total) / total)
+    model.save(tmp_path / "mid.zip")
+    resumed = rls.load(tmp_path / "mid.zip", env=model.get_env())
+    assert sparsity(m for _, m in prunable_layers(resumed)) == pytest.approx(sparsity(layers))
+    resumed.learn(650, reset_num_timesteps=False)  # through the end of the schedule
+    assert sparsity(m for _, m in prunable_layers(resumed)) == pytest.approx(round(0.8 * total) / total)
+    ppo = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, surgeries=[spec])
+    ppo.learn(640)
+    assert ppo.rls_sparsity["sparsity"] == pytest.approx(0.8, abs=1e-3)
