@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from rlsurgery.core.errors import PlannedSurgeryError, UnknownSurgeryError
+from rlsurgery.core.errors import ParameterError, PlannedSurgeryError, UnknownSurgeryError
 from rlsurgery.core.params import describe_params
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Surgery
@@ -237,7 +237,20 @@ def create(spec: Any) -> Surgery:
             "but planned, not implemented yet; `rlsurgery catalog --status implemented` lists "
             "what can be applied"
         )
-    return entry.surgery(**parsed.params)
+    params = dict(parsed.params)
+    at_step = params.pop("at_step", None)
+    surgery = entry.surgery(**params)
+    if at_step is not None:
+        if isinstance(at_step, bool) or not isinstance(at_step, int) or at_step < 0:
+            raise ParameterError(f"{parsed.key}: 'at_step' must be an env step >= 0 (got {at_step!r})")
+        if not surgery.operates_in_place:
+            in_place = [e.key for e in entries(status="implemented") if e.surgery.operates_in_place]
+            raise ParameterError(
+                f"{parsed.key}: cannot be applied at a step during training (at_step); "
+                f"surgeries that can: {', '.join(in_place)}"
+            )
+        surgery.at_step = at_step
+    return surgery
 
 
 def catalog(section: int | None = None) -> list[CatalogEntry]:

@@ -193,3 +193,13 @@ def test_explore_parameters_win_over_the_recipe_per_env_settings(tmp_path):
     assert swapped.surgeries[0].params == {"final": 0.01, "fraction": 0.3}  # per-env default, explicit wins
     other = recipe.resolve("CartPole-v1", explore=["boltzmann_exploration"])
     assert [s.key for s in other.surgeries] == ["boltzmann_exploration"]
+
+
+def test_recipe_surgery_with_at_step(tmp_path):
+    path = tmp_path / "sparse.yaml"
+    path.write_text(
+        "algo: dqn\nsurgeries:\n  - magnitude_pruning: {amount: 0.8, at_step: 500}\n"
+        "defaults: {learning_starts: 100, policy_kwargs: {net_arch: [16]}}\n"
+    )
+    model = make(str(path), "CartPole-v1", seed=0)
+    assert model.surgery_log[0]["applied"] == "scheduled" and model.surgery_log[0]["step"] == 500

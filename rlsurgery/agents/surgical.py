@@ -80,7 +80,13 @@ class SurgicalMixin:
             items = [surgeries]
         objects = [s if isinstance(s, Surgery) else catalog.create(s) for s in items]
         self._check_duplicates(objects)
-        self.surgery_log = [surgery_record(s, step=0) for s in objects]
+        #: surgeries waiting for their ``at_step`` (logged as "scheduled" until applied)
+        self._scheduled = [s for s in objects if s.at_step is not None]
+        objects = [s for s in objects if s.at_step is None]
+        self.surgery_log = [surgery_record(s, step=0) for s in objects] + [
+            surgery_record(s, step=s.at_step, applied="scheduled")
+            for s in self._scheduled  # type: ignore[arg-type]
+        ]
         self._surgeries = objects
         #: True while a freshly constructed agent is being built (``after_build`` hooks run)
         self._rls_fresh = bool(objects)
@@ -123,10 +129,16 @@ class SurgicalMixin:
         unregistered surgeries included); on ``load`` they are rebuilt from the log, which
         needs their keys to be registered in the catalog.
         """
-        records = getattr(self, "surgery_log", None) or []
+        all_records = getattr(self, "surgery_log", None) or []
+        records = [r for r in all_records if r["applied"] != "scheduled"]
         current = getattr(self, "_surgeries", None) or []
         if [s.key for s in current] != [r["key"] for r in records]:
             self._surgeries = [catalog.create({"key": r["key"], **r["params"]}) for r in records]
+            self._scheduled = [
+                catalog.create({"key": r["key"], **r["params"], "at_step": r["step"]})
+                for r in all_records
+                if r["applied"] == "scheduled"
+            ]
         self._check_duplicates(self._surgeries)
         for s in self._surgeries:
             s.validate(self)  # type: ignore[arg-type]
@@ -188,6 +200,10 @@ class SurgicalMixin:
         extra = [
             cb for s in self._surgeries if (cb := getattr(s, "callback", lambda _a: None)(self)) is not None
         ]
+        if getattr(self, "_scheduled", None):
+            from rlsurgery.agents.scheduled import ScheduledSurgeries
+
+            extra.append(ScheduledSurgeries())
         if extra:
             callbacks = callback if isinstance(callback, list) else ([] if callback is None else [callback])
             callback = [*callbacks, *extra]
@@ -213,7 +229,7 @@ class SurgicalMixin:
         return list(self._surgeries)
 
     def _surgery_excluded_save_params(self) -> list[str]:
-        return ["_surgeries", "_pipeline", "rls_modules", "_rls_fresh"]
+        return ["_surgeries", "_pipeline", "rls_modules", "_rls_fresh", "_scheduled"]
 
     # ------------------------------------------------------------------ shared SB3 overrides
     def _setup_model(self) -> None:

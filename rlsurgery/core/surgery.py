@@ -88,6 +88,10 @@ class Surgery:
     #: keys this surgery cannot be combined with, and why (checked before anything is built)
     conflicts: ClassVar[tuple[str, ...]] = ()
     conflict_reason: ClassVar[str] = ""
+    #: whether ``operate(model)`` changes the model in place (such surgeries can take ``at_step``)
+    operates_in_place: ClassVar[bool] = False
+    #: env step at which to apply the surgery during training (``at_step`` in a spec); None: at build
+    at_step: int | None = None
     #: order of network transforms: lower runs first (output representation, then
     #: architecture, then layer replacement), whatever order the user listed them in
     build_order: ClassVar[int] = 50
@@ -148,7 +152,8 @@ class Surgery:
 
     def spec(self) -> dict[str, Any]:
         """The mapping form of this surgery: ``{"key": ..., **params}``."""
-        return {"key": self.key, **params_to_dict(self.params)}
+        extra = {"at_step": self.at_step} if self.at_step is not None else {}
+        return {"key": self.key, **params_to_dict(self.params), **extra}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in params_to_dict(self.params).items())

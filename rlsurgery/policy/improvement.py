@@ -70,6 +70,7 @@ class PolicyImprovement(Surgery):
     attaches_to = (Attachment.POST_TRAINING,)
     Params = PolicyImprovementParams
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo")
+    operates_in_place = True
     params: PolicyImprovementParams
 
     def after_build(self, agent: BaseAlgorithm) -> None:

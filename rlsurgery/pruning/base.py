@@ -29,6 +29,7 @@ class MaskSurgery(Surgery):
     attaches_to = (Attachment.NETWORK, Attachment.POST_TRAINING)
     families = PRUNING_FAMILIES
     build_order = 90  # after every surgery that builds or replaces layers
+    operates_in_place = True
     params: Any
 
     def masks(self, weights: list[th.Tensor]) -> list[th.Tensor]:
@@ -64,7 +65,7 @@ class MaskSurgery(Surgery):
                 f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
                 f"not a plain {type(model).__name__}, so that the masks are saved and restored"
             )
-        if any(r["key"] == self.key for r in log):
+        if any(r["key"] == self.key and r["applied"] != "scheduled" for r in log):
             raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
         self.prune(model)
         from rlsurgery.agents.surgical import surgery_record

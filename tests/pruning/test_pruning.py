@@ -170,3 +170,37 @@ def test_gradual_pruning_follows_the_cubic_schedule(tmp_path):
     ppo = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, surgeries=[spec])
     ppo.learn(640)
     assert ppo.rls_sparsity["sparsity"] == pytest.approx(0.8, abs=1e-3)
+
+
+def test_network_surgery_applied_at_a_step_during_training(tmp_path):
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["double_q_learning", "magnitude_pruning:amount=0.5,at_step=300"],
+        **KW,
+    )
+    assert model.surgery_log[-1] == {
+        "key": "magnitude_pruning",
+        "params": {"amount": 0.5, "scope": "global", "include_output": True},
+        "step": 300,
+        "applied": "scheduled",
+    }
+    model.learn(200)
+    assert sparsity(m for _, m in prunable_layers(model)) == 0.0  # not yet
+    model.save(tmp_path / "before.zip")
+    resumed = rls.load(tmp_path / "before.zip", env=model.get_env())  # the schedule travels with the model
+    resumed.learn(200, reset_num_timesteps=False)
+    assert sparsity(m for _, m in prunable_layers(resumed)) == pytest.approx(0.5, abs=1e-3)
+    record = resumed.surgery_log[-1]
+    assert record["applied"] == "at_step" and 300 <= record["step"] < 310
+    resumed.save(tmp_path / "after.zip")
+    again = rls.load(tmp_path / "after.zip")  # replayed like a build-time surgery, masks restored
+    assert (
+        sparsity(m for _, m in prunable_layers(again)) == pytest.approx(0.5, abs=1e-3)
+        and not again._scheduled
+    )
+    with pytest.raises(ParameterError, match="cannot be applied at a step during training"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["double_q_learning:at_step=10"])
+    with pytest.raises(ParameterError, match="'at_step' must be an env step >= 0"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["magnitude_pruning:at_step=-5"])
