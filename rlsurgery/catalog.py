@@ -55,6 +55,7 @@ BUILTIN_MODULES = (
     "rlsurgery.pruning.magnitude",
     "rlsurgery.pruning.structured",
     "rlsurgery.pruning.gradual",
+    "rlsurgery.nets.initialization",
 )
 
 

@@ -1,0 +1,72 @@
+"""Initialization surgeries: measured variances, orthogonality, resets mid-training."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+import rlsurgery as rls
+from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
+from rlsurgery.core.errors import ParameterError
+from rlsurgery.nets.masks import prunable_layers
+
+WIDE = dict(net_arch=[512, 512])
+
+
+def test_measured_variances_and_orthogonality():
+    xavier = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=WIDE, surgeries=["xavier_initialization"]
+    )
+    he = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=WIDE, surgeries=["he_initialization"])
+    ortho = SurgicalSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        policy_kwargs=WIDE,
+        surgeries=["orthogonal_initialization:gain=2.0"],
+    )
+    for name, layer in prunable_layers(xavier):
+        fan_out, fan_in = layer.weight.shape
+        if fan_in * fan_out >= 2000:  # enough entries for a tight variance estimate
+            assert layer.weight.var().item() == pytest.approx(2 / (fan_in + fan_out), rel=0.1), name
+        assert (layer.bias == 0).all()
+    for name, layer in prunable_layers(he):
+        fan_out, fan_in = layer.weight.shape
+        if fan_in * fan_out >= 2000:
+            assert layer.weight.var().item() == pytest.approx(2 / fan_in, rel=0.1), name
+    for _, layer in prunable_layers(ortho):
+        w = layer.weight.detach()
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        th.testing.assert_close(gram, 4.0 * th.eye(gram.shape[0]), atol=1e-4, rtol=0)
+    # targets follow their online networks
+    for a, b in zip(ortho.critic.parameters(), ortho.critic_target.parameters()):
+        assert th.equal(a, b)
+    for a, b in zip(xavier.q_net.parameters(), xavier.q_net_target.parameters()):
+        assert th.equal(a, b)
+
+
+def test_reset_at_a_step_redraws_trained_weights_and_clears_their_optimizer_state(tmp_path):
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        learning_starts=50,
+        train_freq=1,
+        surgeries=["orthogonal_initialization:at_step=200"],
+    )
+    model.learn(199)
+    assert len(model.policy.optimizer.state) > 0
+    trained = model.q_net.q_net[0].weight.detach().clone()
+    model.learn(1, reset_num_timesteps=False)  # step 200: the reset (then one gradient step)
+    w = model.q_net.q_net[0].weight.detach()
+    assert not th.allclose(w, trained, atol=1e-2)
+    th.testing.assert_close(w.T @ w, th.eye(w.shape[1]), atol=5e-3, rtol=0)  # 64×4: orthonormal columns
+    assert model.surgery_log[-1]["applied"] == "at_step"
+    # Adam's state of the re-drawn weights restarted: one update since the reset
+    assert all(int(model.policy.optimizer.state[p]["step"]) == 1 for p in model.q_net.parameters())
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    for a, b in zip(model.q_net.parameters(), loaded.q_net.parameters()):
+        assert th.equal(a, b)
+    with pytest.raises(ParameterError, match="'mode' must be 'fan_in' or 'fan_out'"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["he_initialization:mode=avg"])
