@@ -1,4 +1,4 @@
-"""Success summary of the exploration benchmark (issue 4), from a study folder.
+"""Success summary of the exploration (issue 4) and HER (issue 5) benchmarks, from a study folder.
 
     python scripts/bench/exploration_summary.py docs/bench-data/studies/exploration [--json]
 
@@ -18,7 +18,14 @@ from rlsurgery.bench.store import ResultStore
 
 #: success thresholds: DeepSea pays 1 (minus move costs) only at the treasure; MountainCar
 #: returns −200 when the time limit ends the episode before the flag
-THRESHOLDS = {"DeepSea-10": 0.5, "DeepSea-20": 0.5, "MountainCar-v0": -200.0}
+THRESHOLDS = {
+    "DeepSea-10": 0.5,
+    "DeepSea-20": 0.5,
+    "MountainCar-v0": -200.0,
+    # BitFlip (her_bitflip.yaml): a failed episode returns exactly −n (−1 for each of its n steps)
+    "BitFlip-15": -14.5,
+    "BitFlip-25": -24.5,
+}
 
 
 def main() -> None:
