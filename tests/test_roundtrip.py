@@ -34,6 +34,8 @@ CASES = [[key] for key in IMPLEMENTED] + [
 REQUIRED = {
     "behavior_cloning": "behavior_cloning:expert={expert},episodes=1,epochs=1",
     "dagger": "dagger:expert={expert},iterations=2,episodes=1,epochs=1",
+    "pre_training_initialization": "pre_training_initialization:source={checkpoint}",
+    "layer_sequential_initialization": "layer_sequential_initialization:samples=64",
     **{
         key: f"{key}:teacher={{expert}},steps=200,rounds=1,epochs=1"
         for key in (

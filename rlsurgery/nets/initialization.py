@@ -7,7 +7,8 @@ Glorot & Bengio 2010 (http://proceedings.mlr.press/v9/glorot10a.html), He et al.
     he_initialization          W ~ N(0, 2 / fan_in)            (ReLU networks; fan_out with mode=fan_out)
     orthogonal_initialization  W = gain · Q, Q semi-orthogonal: W Wᵀ = gain² I when fan_out ≤ fan_in
 
-Biases are set to zero. Applied when the agent is built, at a step (``at_step``: a reset of
+Biases are set to zero. Applied once when the agent is built (not replayed on ``load``: the
+saved weights are restored), at a step (``at_step``: a reset of
 the networks mid-training, with the optimizer state of the re-drawn weights cleared), or to
 a trained model (``rls.operate``). Target networks are copied from the online ones.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
@@ -72,7 +74,8 @@ class InitializationSurgery(Surgery):
         for online, target in target_pairs(agent):
             target.load_state_dict(online.state_dict())
 
-    def modify_networks(self, agent: BaseAlgorithm) -> None:
+    def after_build(self, agent: BaseAlgorithm) -> None:
+        """Re-draw once on a fresh agent (on ``load`` the saved weights are the truth)."""
         self.reinitialize(agent)
 
     def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
@@ -134,3 +137,156 @@ class OrthogonalInitialization(InitializationSurgery):
 
     def init_weight(self, weight: th.Tensor) -> None:
         nn.init.orthogonal_(weight, gain=self.params.gain)
+
+
+@dataclass
+class PreTrainingParams:
+    source: str = param(doc="a saved model (.zip) whose weights are copied where name and shape match")
+
+
+@register(proof="tests/nets/test_initialization.py::test_pre_training_copies_matching_weights_and_reports")
+class PreTrainingInitialization(Surgery):
+    """Start from another saved model's weights: every tensor whose name and shape match is copied.
+
+    Transfer by name and shape (Yosinski et al. 2014, https://arxiv.org/abs/1411.1792): the
+    policy's state dict is matched entry by entry against the source's; what matched, what
+    had another shape and what the source lacked is reported in ``agent.rls_pretraining``.
+    Runs once on a fresh agent (or in place on a trained one with ``rls.operate``); the copied
+    weights are then saved with the model like any others.
+    """
+
+    key = "pre_training_initialization"
+    attaches_to = (Attachment.NETWORK,)
+    Params = PreTrainingParams
+    families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
+    operates_in_place = True
+    params: PreTrainingParams
+
+    def validate(self, agent: BaseAlgorithm) -> None:
+        super().validate(agent)
+        from pathlib import Path
+
+        from rlsurgery.core.errors import ParameterError
+
+        path = Path(self.params.source)
+        if getattr(agent, "_rls_fresh", False) and (path.suffix != ".zip" or not path.is_file()):
+            raise ParameterError(
+                f"{self.key}: parameter 'source' must be an existing .zip file (got {self.params.source!r})"
+            )
+
+    def after_build(self, agent: BaseAlgorithm) -> None:
+        self.copy_weights(agent)
+
+    def copy_weights(self, agent: BaseAlgorithm) -> dict[str, list[str]]:
+        """Copy matching tensors from the source policy; return (and store) the report."""
+        from rlsurgery.policy.imitation import load_expert
+
+        source = load_expert(self.params.source).policy.state_dict()
+        target = agent.policy.state_dict()
+        report: dict[str, list[str]] = {"copied": [], "shape_mismatch": [], "missing_in_source": []}
+        updated = {}
+        for name, tensor in target.items():
+            if name not in source:
+                report["missing_in_source"].append(name)
+            elif source[name].shape != tensor.shape:
+                report["shape_mismatch"].append(name)
+            else:
+                updated[name] = source[name].to(tensor.device, tensor.dtype)
+                report["copied"].append(name)
+        agent.policy.load_state_dict(updated, strict=False)
+        for optimizer in optimizers_of(agent):
+            optimizer.state.clear()  # moments of the old weights do not apply to the copied ones
+        agent.rls_pretraining = report  # type: ignore[attr-defined]
+        return report
+
+    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
+        """Copy matching weights into a trained model, in place (recorded in its provenance log)."""
+        self.copy_weights(model)
+        log = getattr(model, "surgery_log", None)
+        if log is not None:
+            from rlsurgery.agents.surgical import surgery_record
+
+            log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        return model
+
+
+def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor) -> list[th.Tensor]:
+    """The outputs of ``layers`` when the model's networks process ``obs`` (one forward pass each)."""
+    outputs: dict[int, th.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out)) for m in layers]
+    try:
+        with th.no_grad():
+            policy = model.policy
+            if hasattr(policy, "q_net"):
+                policy.q_net(obs)
+            elif hasattr(policy, "critic") and hasattr(policy, "actor"):
+                actions = policy.actor(obs)
+                policy.critic(obs, actions)
+            else:
+                policy.evaluate_actions(obs, policy._predict(obs, deterministic=True))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [outputs[id(m)] for m in layers if id(m) in outputs]
+
+
+@dataclass
+class LSUVParams:
+    samples: int = param(1024, "observations collected with random actions to calibrate on", ge=8)
+    tolerance: float = param(0.02, "stop scaling a layer once |Var(output) − 1| is below this", gt=0.0)
+    max_iterations: int = param(10, "scaling passes per layer at most", ge=1)
+    seed: int = param(0, "seed of the calibration rollout")
+    include_output: bool = param(False, "also the output layers (usually kept at their own scale)")
+
+
+@register(proof="tests/nets/test_initialization.py::test_lsuv_gives_unit_output_variance_per_layer")
+class LayerSequentialInitialization(InitializationSurgery):
+    """LSUV: orthogonal weights, then each layer in turn scaled to unit output variance on real data.
+
+    Mishkin & Matas 2016 (https://arxiv.org/abs/1511.06422)::
+
+        W ← orthogonal; for each layer l in order: W_l ← W_l / sqrt(Var(y_l)) until |Var(y_l) − 1| < tol
+
+    The data are observations of the agent's environment under random actions.
+    """
+
+    key = "layer_sequential_initialization"
+    Params = LSUVParams
+    params: LSUVParams
+
+    def init_weight(self, weight: th.Tensor) -> None:
+        nn.init.orthogonal_(weight)
+
+    def reinitialize(self, agent: BaseAlgorithm) -> None:
+        super().reinitialize(agent)
+        from rlsurgery.policy.imitation import evaluation_env
+
+        env = evaluation_env(agent, self.key)
+        env.action_space.seed(self.params.seed)
+        obs, _ = env.reset(seed=self.params.seed)
+        batch = []
+        for _ in range(self.params.samples):
+            batch.append(obs)
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                obs, _ = env.reset()
+        env.close()
+        observations = agent.policy.obs_to_tensor(np.stack(batch))[0]
+        layers = [m for _, m in prunable_layers(agent, include_output=self.params.include_output)]
+        variances = []
+        with th.no_grad():
+            for layer in layers:
+                weight = layer.weight_orig if hasattr(layer, "weight_orig") else layer.weight
+                for _ in range(self.params.max_iterations):
+                    (out,) = layer_outputs(agent, [layer], observations) or [None]
+                    if out is None:
+                        break
+                    variance = out.var().item()
+                    if abs(variance - 1) < self.params.tolerance or variance == 0:
+                        break
+                    weight.div_(variance**0.5)
+                (out,) = layer_outputs(agent, [layer], observations) or [th.zeros(1)]
+                variances.append(out.var().item())
+        for online, target in target_pairs(agent):
+            target.load_state_dict(online.state_dict())
+        agent.rls_lsuv = {"output_variances": variances}  # type: ignore[attr-defined]

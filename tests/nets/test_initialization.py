@@ -70,3 +70,39 @@ def test_reset_at_a_step_redraws_trained_weights_and_clears_their_optimizer_stat
         assert th.equal(a, b)
     with pytest.raises(ParameterError, match="'mode' must be 'fan_in' or 'fan_out'"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["he_initialization:mode=avg"])
+
+
+def test_pre_training_copies_matching_weights_and_reports(tmp_path):
+    source = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=5, policy_kwargs=dict(net_arch=[32, 16]))
+    source.save(tmp_path / "source.zip")
+    same = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[32, 16]),
+        surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
+    )
+    assert same.rls_pretraining["shape_mismatch"] == [] and same.rls_pretraining["missing_in_source"] == []
+    for a, b in zip(source.policy.parameters(), same.policy.parameters()):
+        assert th.equal(a, b)
+    # a wider second layer: the first layer is copied, the mismatching ones are reported and left alone
+    wider = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        policy_kwargs=dict(net_arch=[32, 64]),
+        surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
+    )
+    report = wider.rls_pretraining
+    assert "q_net.q_net.0.weight" in report["copied"] and "q_net.q_net.2.weight" in report["shape_mismatch"]
+    assert th.equal(wider.q_net.q_net[0].weight, source.q_net.q_net[0].weight)
+    with pytest.raises(ParameterError, match=r"parameter 'source' must be an existing \.zip"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["pre_training_initialization:source=nope.zip"])
+
+
+@pytest.mark.parametrize("cls", [SurgicalDQN, SurgicalPPO])
+def test_lsuv_gives_unit_output_variance_per_layer(cls):
+    model = cls("MlpPolicy", "CartPole-v1", seed=0, surgeries=["layer_sequential_initialization:samples=512"])
+    variances = model.rls_lsuv["output_variances"]
+    assert len(variances) == len(prunable_layers(model, include_output=False))
+    assert all(abs(v - 1) < 0.02 for v in variances), variances
