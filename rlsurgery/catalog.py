@@ -56,6 +56,7 @@ BUILTIN_MODULES = (
     "rlsurgery.pruning.structured",
     "rlsurgery.pruning.gradual",
     "rlsurgery.nets.initialization",
+    "rlsurgery.nets.normalization",
 )
 
 

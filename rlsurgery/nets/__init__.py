@@ -32,9 +32,26 @@ def transform_networks(model: BaseAlgorithm, transform: Callable[[nn.Module], No
     for online, target in target_pairs(model):
         target.load_state_dict(online.state_dict())
     model.policy.to(model.device)
+    rebuild_optimizers(model)
+
+
+def rebuild_optimizers(model: BaseAlgorithm) -> None:
+    """Rebuild every optimizer of ``model`` over its network's current parameters.
+
+    DQN family and actor-critic policies: ``policy.optimizer`` over the online networks;
+    SAC / TD3: ``actor.optimizer`` and ``critic.optimizer`` over their own networks. State of
+    parameters that survive is kept.
+    """
+    nets = online_networks(model)
     policy = model.policy
+    if "actor" in nets and "critic" in nets:
+        for role in ("actor", "critic"):
+            net = nets[role]
+            if getattr(net, "optimizer", None) is not None:
+                net.optimizer = rebuild_optimizer(net.optimizer, list(net.parameters()))
+        return
     if getattr(policy, "optimizer", None) is not None:
-        params = [p for net in online_networks(model).values() for p in net.parameters()]
+        params = [p for net in nets.values() for p in net.parameters()]
         policy.optimizer = rebuild_optimizer(policy.optimizer, params)
 
 
@@ -43,6 +60,7 @@ __all__ = [
     "linear_layers",
     "online_networks",
     "rebuild_optimizer",
+    "rebuild_optimizers",
     "replace_modules",
     "roles_of",
     "set_submodule",
