@@ -57,6 +57,7 @@ BUILTIN_MODULES = (
     "rlsurgery.pruning.gradual",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
+    "rlsurgery.nets.activations",
 )
 
 

@@ -203,6 +203,8 @@ PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo"
 @pytest.mark.parametrize("key", PPO_IMPLEMENTED)
 def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
     policy_kwargs = dict(net_arch=[16])
+    if key in ("learnable_activation", "smooth_approximation"):  # they replace ReLU; PPO's default is Tanh
+        policy_kwargs["activation_fn"] = th.nn.ReLU
     if key in IMAGE_KEYS:
         policy_kwargs["features_extractor_kwargs"] = dict(features_dim=16)
     model = build(
