@@ -34,6 +34,13 @@ def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[
     }
 
 
+def record_operation(model: Any, surgery: Surgery, applied: str = "operate") -> None:
+    """Add a surgery applied to an existing model to its provenance log (models without one: nothing)."""
+    log = getattr(model, "surgery_log", None)
+    if log is not None:
+        log.append(surgery_record(surgery, step=model.num_timesteps, applied=applied))
+
+
 def env_id_of(env: Any) -> str | None:
     """The Gymnasium id of ``env`` (a string id, an env, or a VecEnv), or ``None``."""
     if isinstance(env, str):

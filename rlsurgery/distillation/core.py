@@ -27,8 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlsurgery.core.params import param
-from rlsurgery.nets import target_pairs
-from rlsurgery.policy.imitation import trained_parameters
+from rlsurgery.policy.imitation import minibatch_steps, sync_targets, trained_parameters
 
 
 def discrete_actions(model: BaseAlgorithm) -> bool:
@@ -131,21 +130,17 @@ def distill(
         teacher_outputs = labels if teacher_outputs is None else th.cat([teacher_outputs, labels])
         obs = th.as_tensor(observations, device=device)
         student.policy.set_training_mode(True)
+        labels = teacher_outputs
+
+        def batch_loss(idx: th.Tensor, obs: th.Tensor = obs, labels: th.Tensor = labels) -> th.Tensor:
+            return loss_fn(obs[idx], labels[idx], policy_outputs(student, obs[idx]))
+
         losses = []
         for _ in range(fields.epochs):
-            order = th.randperm(len(obs), generator=generator).to(device)
-            for start in range(0, len(obs), fields.batch_size):
-                idx = order[start : start + fields.batch_size]
-                loss = loss_fn(obs[idx], teacher_outputs[idx], policy_outputs(student, obs[idx]))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
+            losses += minibatch_steps(optimizer, len(obs), fields.batch_size, generator, device, batch_loss)
         round_losses.append(float(np.mean(losses)))
     student.policy.set_training_mode(False)
-    if hasattr(student.policy, "q_net_target"):
-        for online, target in target_pairs(student):
-            target.load_state_dict(online.state_dict())
+    sync_targets(student)
     return {"states": len(observations), "round_losses": round_losses}
 
 

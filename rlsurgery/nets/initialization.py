@@ -81,11 +81,9 @@ class InitializationSurgery(Surgery):
     def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
         """Re-draw a model's weights in place (recorded in its provenance log)."""
         self.reinitialize(model)
-        log = getattr(model, "surgery_log", None)
-        if log is not None:
-            from rlsurgery.agents.surgical import surgery_record
+        from rlsurgery.agents.surgical import record_operation
 
-            log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        record_operation(model, self)
         return model
 
 
@@ -202,11 +200,9 @@ class PreTrainingInitialization(Surgery):
     def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
         """Copy matching weights into a trained model, in place (recorded in its provenance log)."""
         self.copy_weights(model)
-        log = getattr(model, "surgery_log", None)
-        if log is not None:
-            from rlsurgery.agents.surgical import surgery_record
+        from rlsurgery.agents.surgical import record_operation
 
-            log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        record_operation(model, self)
         return model
 
 

@@ -144,6 +144,36 @@ def trained_parameters(agent: BaseAlgorithm) -> list[th.nn.Parameter]:
     return list(policy.parameters())
 
 
+def minibatch_steps(
+    optimizer: th.optim.Optimizer,
+    n_samples: int,
+    batch_size: int,
+    generator: th.Generator,
+    device: th.device,
+    loss_of: Any,
+) -> list[float]:
+    """One epoch of minibatch steps in a random order: ``loss_of(indices)`` → backward → step.
+
+    :return: the loss of every step
+    """
+    order = th.randperm(n_samples, generator=generator).to(device)
+    losses = []
+    for start in range(0, n_samples, batch_size):
+        loss = loss_of(order[start : start + batch_size])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def sync_targets(agent: BaseAlgorithm) -> None:
+    """Copy the online networks into their targets (after a supervised fit of a DQN-family agent)."""
+    if hasattr(agent.policy, "q_net_target"):
+        for online, target in target_pairs(agent):
+            target.load_state_dict(online.state_dict())
+
+
 def fit_policy(
     agent: BaseAlgorithm, data: Demonstrations, epochs: int, batch_size: int, learning_rate: float, seed: int
 ) -> list[float]:
@@ -159,20 +189,17 @@ def fit_policy(
     generator = th.Generator().manual_seed(seed)
     epoch_losses = []
     for _ in range(epochs):
-        order = th.randperm(len(data), generator=generator)
-        losses = []
-        for start in range(0, len(data), batch_size):
-            idx = order[start : start + batch_size].to(agent.device)
-            loss = imitation_loss(agent, obs[idx], actions[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+        losses = minibatch_steps(
+            optimizer,
+            len(data),
+            batch_size,
+            generator,
+            agent.device,
+            lambda idx: imitation_loss(agent, obs[idx], actions[idx]),
+        )
         epoch_losses.append(float(np.mean(losses)))
     agent.policy.set_training_mode(False)
-    if hasattr(agent.policy, "q_net_target"):
-        for online, target in target_pairs(agent):
-            target.load_state_dict(online.state_dict())
+    sync_targets(agent)
     return epoch_losses
 
 

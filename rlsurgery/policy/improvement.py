@@ -81,11 +81,9 @@ class PolicyImprovement(Surgery):
         if env_id is not None:
             model.rls_env_id = env_id  # type: ignore[attr-defined]
         self.apply(model)
-        log = getattr(model, "surgery_log", None)
-        if log is not None:
-            from rlsurgery.agents.surgical import surgery_record
+        from rlsurgery.agents.surgical import record_operation
 
-            log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        record_operation(model, self)
         return model
 
     def apply(self, agent: BaseAlgorithm) -> dict[str, Any]:

@@ -68,8 +68,8 @@ class MaskSurgery(Surgery):
         if any(r["key"] == self.key and r["applied"] != "scheduled" for r in log):
             raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
         self.prune(model)
-        from rlsurgery.agents.surgical import surgery_record
+        from rlsurgery.agents.surgical import record_operation
 
         model._surgeries.append(self)  # type: ignore[attr-defined]
-        log.append(surgery_record(self, step=model.num_timesteps, applied="operate"))
+        record_operation(model, self)
         return model
