@@ -27,7 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlsurgery.core.params import param
-from rlsurgery.policy.imitation import minibatch_steps, sync_targets, trained_parameters
+from rlsurgery.nets.optim import minibatch_steps
+from rlsurgery.policy.imitation import sync_targets, trained_parameters
 
 
 def discrete_actions(model: BaseAlgorithm) -> bool:

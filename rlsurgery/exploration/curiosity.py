@@ -45,6 +45,7 @@ from rlsurgery.exploration.intrinsic import (
 )
 from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
 from rlsurgery.exploration.ucb_bonus import INTRINSIC_FAMILIES
+from rlsurgery.nets.optim import minibatch_steps
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -139,16 +140,16 @@ class TrainedNoveltyModel(IntrinsicReward):
         o, a, o2 = (th.cat(parts) for parts in zip(*self._store))
         self._store.clear()
         assert self.optimizer is not None, "build_optimizer() was not called"
-        losses = []
+        losses: list[float] = []
         for _ in range(self.epochs):
-            order = th.randperm(o.shape[0], device=o.device)
-            for start in range(0, o.shape[0], self.batch_size):
-                idx = order[start : start + self.batch_size]
-                loss = self.loss(o[idx], a[idx], o2[idx])
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
-                losses.append(loss.item())
+            losses += minibatch_steps(
+                self.optimizer,
+                o.shape[0],
+                self.batch_size,
+                None,
+                o.device,
+                lambda i: self.loss(o[i], a[i], o2[i]),
+            )
         return losses
 
     def get_extra_state(self) -> dict[str, Any]:

@@ -2,9 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch as th
+
+
+def minibatch_steps(
+    optimizer: th.optim.Optimizer,
+    n_samples: int,
+    batch_size: int,
+    generator: th.Generator | None,
+    device: th.device,
+    loss_of: Callable[[th.Tensor], th.Tensor],
+) -> list[float]:
+    """One epoch of minibatch steps in a random order: ``loss_of(indices)`` → backward → step.
+
+    :param generator: draws the order on the CPU; None: torch's global RNG, on ``device``
+    :return: the loss of every step
+    """
+    if generator is None:
+        order = th.randperm(n_samples, device=device)
+    else:
+        order = th.randperm(n_samples, generator=generator).to(device)
+    losses = []
+    for start in range(0, n_samples, batch_size):
+        loss = loss_of(order[start : start + batch_size])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
 
 
 def rebuild_optimizer(optimizer: th.optim.Optimizer, params: Iterable[th.nn.Parameter]) -> th.optim.Optimizer:

@@ -36,6 +36,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.nets import target_pairs
+from rlsurgery.nets.optim import minibatch_steps
 
 #: agent families whose policy the imitation surgeries can fit
 IMITATION_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac")
@@ -142,29 +143,6 @@ def trained_parameters(agent: BaseAlgorithm) -> list[th.nn.Parameter]:
     if hasattr(policy, "actor") and hasattr(policy, "critic"):
         return list(policy.actor.parameters())
     return list(policy.parameters())
-
-
-def minibatch_steps(
-    optimizer: th.optim.Optimizer,
-    n_samples: int,
-    batch_size: int,
-    generator: th.Generator,
-    device: th.device,
-    loss_of: Any,
-) -> list[float]:
-    """One epoch of minibatch steps in a random order: ``loss_of(indices)`` → backward → step.
-
-    :return: the loss of every step
-    """
-    order = th.randperm(n_samples, generator=generator).to(device)
-    losses = []
-    for start in range(0, n_samples, batch_size):
-        loss = loss_of(order[start : start + batch_size])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
 
 
 def sync_targets(agent: BaseAlgorithm) -> None:
