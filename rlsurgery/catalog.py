@@ -55,9 +55,11 @@ BUILTIN_MODULES = (
     "rlsurgery.pruning.magnitude",
     "rlsurgery.pruning.structured",
     "rlsurgery.pruning.gradual",
+    "rlsurgery.pruning.neurons",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",
+    "rlsurgery.nets.layers",
 )
 
 

@@ -77,7 +77,10 @@ GOAL_KEYS = ("hindsight_experience_replay",)
 #: surgeries that need a tabular env with a known model
 TABULAR_KEYS = ("policy_improvement",)
 #: surgeries that need image observations (a CnnPolicy)
-IMAGE_KEYS = ("attention_transfer",)
+IMAGE_KEYS = ("attention_transfer", "filter_pruning")
+#: surgeries that need ReLU networks (PPO's default is Tanh) or two hidden layers (PPO's test net has one)
+RELU_KEYS = ("learnable_activation", "smooth_approximation", "layer_addition")
+DEEP_KEYS = ("layer_removal", "structured_pruning", "dense_connection", "skip_connection_addition")
 IMAGE_ENV = "rlsurgery-test/TinyImage-v0"
 
 
@@ -202,8 +205,8 @@ PPO_IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "ppo"
 
 @pytest.mark.parametrize("key", PPO_IMPLEMENTED)
 def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
-    policy_kwargs = dict(net_arch=[16])
-    if key in ("learnable_activation", "smooth_approximation"):  # they replace ReLU; PPO's default is Tanh
+    policy_kwargs = dict(net_arch=[16, 16] if key in DEEP_KEYS else [16])
+    if key in RELU_KEYS:
         policy_kwargs["activation_fn"] = th.nn.ReLU
     if key in IMAGE_KEYS:
         policy_kwargs["features_extractor_kwargs"] = dict(features_dim=16)

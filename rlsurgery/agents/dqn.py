@@ -29,7 +29,7 @@ from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
-from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from rlsurgery.agents.dqn_policies import (
@@ -188,11 +188,10 @@ class SurgicalDQN(SurgicalMixin, DQN):
                 warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
             super()._build_sb3_model()
 
-    def _after_network_surgery(self) -> None:
-        # network surgeries may have replaced modules: refresh the aliases and BN statistics
-        self._create_aliases()
-        self.batch_norm_stats = get_parameters_by_name(self.q_net, ["running_"])
-        self.batch_norm_stats_target = get_parameters_by_name(self.q_net_target, ["running_"])
+    _BN_STATS: ClassVar[dict[str, str]] = {
+        "batch_norm_stats": "q_net",
+        "batch_norm_stats_target": "q_net_target",
+    }
 
     def _on_step(self) -> None:
         self._n_calls += 1

@@ -249,7 +249,7 @@ class SurgicalMixin:
         for surgery in self._surgeries:
             surgery.configure(self)  # type: ignore[arg-type]
         self._build_sb3_model()
-        for surgery in sorted(self._surgeries, key=lambda s: s.build_order):
+        for surgery in self._network_order():
             surgery.modify_networks(self)  # type: ignore[arg-type]
         self._after_network_surgery()
         self.env = self._wrap_with_surgeries(self.env)
@@ -258,12 +258,36 @@ class SurgicalMixin:
             for surgery in self._surgeries:
                 surgery.after_build(self)  # type: ignore[arg-type]
 
+    def _network_order(self) -> list[Surgery]:
+        """Build-time surgeries in ``build_order``, then those applied later (operate, at_step) in the
+        order they were applied, so that ``load`` rebuilds the architecture the way it was made."""
+        records = [r for r in getattr(self, "surgery_log", None) or [] if r["applied"] != "scheduled"]
+        later = {i for i, r in enumerate(records) if r["applied"] != "build"}
+        built = [s for i, s in enumerate(self._surgeries) if i not in later]
+        return sorted(built, key=lambda s: s.build_order) + [self._surgeries[i] for i in sorted(later)]
+
     def _build_sb3_model(self) -> None:
         """The SB3 parent's ``_setup_model`` (agents adjust its inputs by overriding this)."""
         super()._setup_model()  # type: ignore[misc]
 
+    #: attributes SB3 fills with the running statistics of BatchNorm layers, and the network of each
+    _BN_STATS: ClassVar[dict[str, str]] = {
+        "batch_norm_stats": "critic",
+        "batch_norm_stats_target": "critic_target",
+        "actor_batch_norm_stats": "actor",
+        "actor_batch_norm_stats_target": "actor_target",
+    }
+
     def _after_network_surgery(self) -> None:
-        """Refresh what depends on the networks after network surgeries (aliases …)."""
+        """Refresh what depends on the networks after network surgeries: aliases, BatchNorm statistics."""
+        from stable_baselines3.common.utils import get_parameters_by_name
+
+        if hasattr(self, "_create_aliases"):
+            self._create_aliases()
+        for attribute, network in self._BN_STATS.items():
+            if hasattr(self, attribute) and hasattr(self.policy, network):  # type: ignore[attr-defined]
+                module = getattr(self.policy, network)  # type: ignore[attr-defined]
+                setattr(self, attribute, get_parameters_by_name(module, ["running_"]))
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]  # type: ignore[misc]

@@ -19,20 +19,36 @@ from rlsurgery.nets.optim import rebuild_optimizer
 from rlsurgery.nets.roles import find_networks, online_networks, roles_of, target_pairs
 
 
-def transform_networks(model: BaseAlgorithm, transform: Callable[[nn.Module], None]) -> None:
+def transform_networks(
+    model: BaseAlgorithm, transform: Callable[[nn.Module], None], copy_targets: bool = True
+) -> None:
     """Apply ``transform`` in place to every network of ``model`` (online and target).
 
-    Target networks receive the same transform and are then loaded from their online
-    network, so both have the same architecture and weights. The policy is moved to the
-    model's device and its optimizer is rebuilt over the new parameters (state of the
-    parameters that survive is kept).
+    Target networks receive the same transform and, with ``copy_targets``, are then loaded
+    from their online network, so both have the same architecture and weights; without it
+    they keep their own (lagging) weights, for transforms that do the same to both (Net2Net
+    edits). Targets stay in eval mode, as SB3 keeps them. The policy is moved to the model's
+    device, its optimizer is rebuilt over the new parameters (state of the parameters that
+    survive is kept) and the agent's references into the networks are refreshed.
     """
     for net in find_networks(model).values():
         transform(net)
-    for online, target in target_pairs(model):
-        target.load_state_dict(online.state_dict())
+    if copy_targets:
+        sync_targets(model)
+    for _, target in target_pairs(model):
+        target.train(False)
     model.policy.to(model.device)
     rebuild_optimizers(model)
+    refresh = getattr(model, "_after_network_surgery", None)
+    if refresh is not None:
+        refresh()
+
+
+def sync_targets(model: BaseAlgorithm) -> None:
+    """Load every target network from its online network and put it in eval mode."""
+    for online, target in target_pairs(model):
+        target.load_state_dict(online.state_dict())
+        target.train(False)
 
 
 def rebuild_optimizers(model: BaseAlgorithm) -> None:
@@ -64,6 +80,7 @@ __all__ = [
     "replace_modules",
     "roles_of",
     "set_submodule",
+    "sync_targets",
     "target_pairs",
     "transform_networks",
 ]

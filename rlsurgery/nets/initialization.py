@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
@@ -27,6 +26,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+from rlsurgery.nets.data import layer_outputs
 from rlsurgery.nets.masks import prunable_layers
 from rlsurgery.nets.roles import target_pairs
 
@@ -206,26 +206,6 @@ class PreTrainingInitialization(Surgery):
         return model
 
 
-def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor) -> list[th.Tensor]:
-    """The outputs of ``layers`` when the model's networks process ``obs`` (one forward pass each)."""
-    outputs: dict[int, th.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out)) for m in layers]
-    try:
-        with th.no_grad():
-            policy = model.policy
-            if hasattr(policy, "q_net"):
-                policy.q_net(obs)
-            elif hasattr(policy, "critic") and hasattr(policy, "actor"):
-                actions = policy.actor(obs)
-                policy.critic(obs, actions)
-            else:
-                policy.evaluate_actions(obs, policy._predict(obs, deterministic=True))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return [outputs[id(m)] for m in layers if id(m) in outputs]
-
-
 @dataclass
 class LSUVParams:
     samples: int = param(1024, "observations collected with random actions to calibrate on", ge=8)
@@ -255,19 +235,9 @@ class LayerSequentialInitialization(InitializationSurgery):
 
     def reinitialize(self, agent: BaseAlgorithm) -> None:
         super().reinitialize(agent)
-        from rlsurgery.policy.imitation import evaluation_env
+        from rlsurgery.nets.data import sample_observations
 
-        env = evaluation_env(agent, self.key)
-        env.action_space.seed(self.params.seed)
-        obs, _ = env.reset(seed=self.params.seed)
-        batch = []
-        for _ in range(self.params.samples):
-            batch.append(obs)
-            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
-            if terminated or truncated:
-                obs, _ = env.reset()
-        env.close()
-        observations = agent.policy.obs_to_tensor(np.stack(batch))[0]
+        observations = sample_observations(agent, self.params.samples, self.params.seed, self.key)
         layers = [m for _, m in prunable_layers(agent, include_output=self.params.include_output)]
         variances = []
         with th.no_grad():

@@ -16,20 +16,14 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.masks import apply_mask, effective_weight, prunable_layers, sparsity, sync_target_masks
-
-#: agent families whose networks the pruning surgeries can mask
-PRUNING_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
+from rlsurgery.nets.surgery import NetworkSurgery
 
 
-class MaskSurgery(Surgery):
+class MaskSurgery(NetworkSurgery):
     """Base of the pruning surgeries: subclasses define :meth:`masks`."""
 
-    attaches_to = (Attachment.NETWORK, Attachment.POST_TRAINING)
-    families = PRUNING_FAMILIES
     build_order = 90  # after every surgery that builds or replaces layers
-    operates_in_place = True
     params: Any
 
     def masks(self, weights: list[th.Tensor]) -> list[th.Tensor]:
@@ -54,22 +48,6 @@ class MaskSurgery(Surgery):
         sync_target_masks(agent)
         agent.rls_sparsity = {"surgery": self.key, "sparsity": sparsity(layers)}  # type: ignore[attr-defined]
 
-    def modify_networks(self, agent: BaseAlgorithm) -> None:
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        """Mask by the current weights (on ``load`` the saved masks then replace these)."""
         self.prune(agent)
-
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Prune a trained model in place by its trained weights (recorded in its provenance log)."""
-        log = getattr(model, "surgery_log", None)
-        if log is None:
-            raise IncompatibleSurgeryError(
-                f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
-                f"not a plain {type(model).__name__}, so that the masks are saved and restored"
-            )
-        if any(r["key"] == self.key and r["applied"] != "scheduled" for r in log):
-            raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
-        self.prune(model)
-        from rlsurgery.agents.surgical import record_operation
-
-        model._surgeries.append(self)  # type: ignore[attr-defined]
-        record_operation(model, self)
-        return model

@@ -1,0 +1,88 @@
+"""Modules that network surgeries insert: residual, dense, gated and attention blocks.
+
+Each is built so that inserting it leaves the network's function unchanged (its new
+branch starts at zero, or its gate at one); training then decides how much it is used.
+"""
+
+from __future__ import annotations
+
+import torch as th
+from torch import nn
+
+
+class Residual(nn.Module):
+    """y = body(x) + S x, with the shortcut S a zero-initialised Linear (no bias): y = body(x) at first.
+
+    When input and output widths match, the shortcut can learn the identity of a classic
+    residual block (He et al. 2016, https://arxiv.org/abs/1512.03385).
+    """
+
+    def __init__(self, body: nn.Module, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = nn.Linear(in_features, out_features, bias=False)
+        nn.init.zeros_(self.shortcut.weight)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class DenseConnections(nn.Module):
+    """DenseNet-style MLP (Huang et al. 2017, https://arxiv.org/abs/1608.06993): block j reads the
+    concatenation [h_{j−1}, x, h_1, …, h_{j−2}] of every earlier output; the weights on the
+    extra inputs start at zero, so the function equals the plain chain at first."""
+
+    def __init__(self, blocks: list[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        outputs = [x]
+        for block in self.blocks:
+            outputs.append(block(th.cat([outputs[-1], *outputs[:-1]], dim=-1)))
+        return outputs[-1]
+
+
+class Gate(nn.Module):
+    """y = 2σ(W x + b) ⊙ x with W, b zero-initialised: the gate starts at exactly 1 (y = x).
+
+    The gating of highway / GLU-style units (Dauphin et al. 2017, https://arxiv.org/abs/1612.08083),
+    scaled by 2 so that insertion preserves the outputs.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(features, features)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return 2 * th.sigmoid(self.gate(x)) * x
+
+
+class FeatureAttention(nn.Module):
+    """Residual self-attention over a feature vector cut into ``tokens`` tokens of size d = F / tokens.
+
+    y = x + W_o · MHA(LN(tokens(x))) with W_o zero-initialised (Vaswani et al. 2017,
+    https://arxiv.org/abs/1706.03762; pre-norm residual as in Parisotto et al. 2020,
+    https://arxiv.org/abs/1910.06764): y = x at first. The attention weights of the last
+    forward pass are kept in ``last_attention`` (batch, tokens, tokens).
+    """
+
+    def __init__(self, features: int, tokens: int, heads: int = 1) -> None:
+        super().__init__()
+        if features % tokens:
+            raise ValueError(f"{features} features cannot be cut into {tokens} tokens")
+        self.tokens, self.dim = tokens, features // tokens
+        self.norm = nn.LayerNorm(self.dim)
+        self.attention = nn.MultiheadAttention(self.dim, heads, batch_first=True)
+        self.out = nn.Linear(features, features)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+        self.last_attention: th.Tensor | None = None
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        tokens = self.norm(x.reshape(*x.shape[:-1], self.tokens, self.dim).reshape(-1, self.tokens, self.dim))
+        mixed, weights = self.attention(tokens, tokens, tokens, need_weights=True)
+        self.last_attention = weights.detach()
+        return x + self.out(mixed.reshape(*x.shape))

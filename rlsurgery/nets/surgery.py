@@ -1,0 +1,59 @@
+"""The base of the network surgeries: applied when the agent is built, at a step, or to a saved model.
+
+A :class:`NetworkSurgery` defines :meth:`~NetworkSurgery.apply`. It runs
+
+* when a surgical agent is built (``surgeries=[...]``, in ``build_order``),
+* at a training step (``at_step``), or on a trained model (``rls.operate`` /
+  ``rlsurgery operate``): recorded in the provenance log, and
+* again on ``load``, from the log, with ``replay=True``: the architecture is rebuilt
+  (shapes only; the saved weights are then loaded into it), so surgeries whose result
+  depends on data or weights (which units to keep …) must give the same *shapes* on replay.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+
+#: agent families whose networks the network surgeries can edit
+NETWORK_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
+
+
+class NetworkSurgery(Surgery):
+    """A surgery on the networks of an agent, usable at build time, at a step and on saved models."""
+
+    attaches_to = (Attachment.NETWORK, Attachment.POST_TRAINING)
+    families = NETWORK_FAMILIES
+    operates_in_place = True
+    #: may the surgery be applied a second time to the same model (e.g. widen twice)?
+    repeatable: ClassVar[bool] = False
+    params: Any
+
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        """Edit the agent's networks. ``replay``: rebuilding a saved model's architecture on ``load``."""
+        raise NotImplementedError(f"{type(self).__name__} must define apply()")
+
+    def modify_networks(self, agent: BaseAlgorithm) -> None:
+        self.apply(agent, replay=not getattr(agent, "_rls_fresh", False))
+
+    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
+        """Apply to a trained surgical agent in place, recorded in its provenance log."""
+        log = getattr(model, "surgery_log", None)
+        if log is None:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
+                f"not a plain {type(model).__name__}, so that the change is saved and restored"
+            )
+        if not self.repeatable and any(r["key"] == self.key and r["applied"] != "scheduled" for r in log):
+            raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
+        self.validate(model)
+        self.apply(model, replay=False)
+        from rlsurgery.agents.surgical import record_operation
+
+        model._surgeries.append(self)  # type: ignore[attr-defined]
+        record_operation(model, self)
+        return model
