@@ -60,6 +60,7 @@ BUILTIN_MODULES = (
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",
     "rlsurgery.nets.layers",
+    "rlsurgery.nets.normalization_layers",
 )
 
 

@@ -77,7 +77,7 @@ GOAL_KEYS = ("hindsight_experience_replay",)
 #: surgeries that need a tabular env with a known model
 TABULAR_KEYS = ("policy_improvement",)
 #: surgeries that need image observations (a CnnPolicy)
-IMAGE_KEYS = ("attention_transfer", "filter_pruning")
+IMAGE_KEYS = ("attention_transfer", "filter_pruning", "instance_normalization")
 #: surgeries that need ReLU networks (PPO's default is Tanh) or two hidden layers (PPO's test net has one)
 RELU_KEYS = ("learnable_activation", "smooth_approximation", "layer_addition")
 DEEP_KEYS = ("layer_removal", "structured_pruning", "dense_connection", "skip_connection_addition")
@@ -152,6 +152,8 @@ def test_save_load_gives_identical_predictions(surgeries, tiny_kwargs, tmp_path,
             model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
         )
         tensor = model.policy.obs_to_tensor(obs)[0]
+        for m in (model, loaded):  # as predict does: no dropout, BatchNorm on running statistics
+            m.policy.set_training_mode(False)
         with th.no_grad(), noise_disabled(model.q_net), noise_disabled(loaded.q_net):
             th.testing.assert_close(model.q_net(tensor), loaded.q_net(tensor), rtol=0, atol=0)
             th.testing.assert_close(model.q_net_target(tensor), loaded.q_net_target(tensor), rtol=0, atol=0)
@@ -229,6 +231,8 @@ def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
     np.testing.assert_array_equal(
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
     )
+    for m in (model, loaded):  # as predict does: no dropout, BatchNorm on running statistics
+        m.policy.set_training_mode(False)
     with th.no_grad():
         tensor = model.policy.obs_to_tensor(obs)[0]
         th.testing.assert_close(

@@ -91,3 +91,29 @@ def fresh_copy(module: nn.Module) -> nn.Module:
         if hasattr(sub, "reset_parameters"):
             sub.reset_parameters()
     return new
+
+
+def hidden_linear_names(net: nn.Module, outputs: set[str]) -> list[str]:
+    """Names of the hidden ``Linear`` layers of ``net``: those sitting in an ``nn.Sequential`` (SB3's MLPs,
+    and the blocks surgeries build from them), minus the output layers ``outputs``. Linear layers
+    that are parts of inserted modules (shortcuts, gates, attention projections) are not hidden
+    layers."""
+    modules = dict(net.named_modules())
+    names = []
+    for name, module in modules.items():
+        parent = modules[name.rpartition(".")[0]] if "." in name else net
+        if type(module) is nn.Linear and isinstance(parent, nn.Sequential) and name not in outputs:
+            names.append(name)
+    return names
+
+
+def conv_names(net: nn.Module) -> list[str]:
+    """Names of the ``Conv2d`` layers of ``net``."""
+    return [name for name, module in net.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def follow_with(net: nn.Module, names: list[str], factory: Callable[[str, nn.Module], nn.Module]) -> None:
+    """Replace each named layer L by ``nn.Sequential(L, factory(name, L))`` (e.g. a normalization)."""
+    for name in names:
+        layer = net.get_submodule(name)
+        set_submodule(net, name, nn.Sequential(layer, factory(name, layer)))
