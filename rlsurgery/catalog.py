@@ -61,6 +61,7 @@ BUILTIN_MODULES = (
     "rlsurgery.nets.activations",
     "rlsurgery.nets.layers",
     "rlsurgery.nets.normalization_layers",
+    "rlsurgery.nets.dropout",
 )
 
 

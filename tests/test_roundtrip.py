@@ -67,9 +67,18 @@ def expert(tmp_path_factory):
     return path
 
 
+#: surgeries that work on what another surgery builds (stochastic depth drops residual blocks)
+COMPANIONS = {"stochastic_depth": ["skip_connection_addition"]}
+
+
 def with_required(specs, expert_path):
-    """Each spec, with the parameters it requires filled in (``{checkpoint}`` is left for ``build``)."""
-    return [REQUIRED.get(s, s).replace("{expert}", str(expert_path)) for s in specs]
+    """Each spec, with the parameters it requires filled in (``{checkpoint}`` is left for ``build``) and
+    the surgeries it needs before it."""
+    out = []
+    for s in specs:
+        out += [c for c in COMPANIONS.get(s, []) if c not in specs]
+        out.append(REQUIRED.get(s, s).replace("{expert}", str(expert_path)))
+    return out
 
 
 #: surgeries that need a goal env (Dict observations): trained on BitFlip instead of CartPole
@@ -77,10 +86,16 @@ GOAL_KEYS = ("hindsight_experience_replay",)
 #: surgeries that need a tabular env with a known model
 TABULAR_KEYS = ("policy_improvement",)
 #: surgeries that need image observations (a CnnPolicy)
-IMAGE_KEYS = ("attention_transfer", "filter_pruning", "instance_normalization")
+IMAGE_KEYS = ("attention_transfer", "filter_pruning", "instance_normalization", "dropblock")
 #: surgeries that need ReLU networks (PPO's default is Tanh) or two hidden layers (PPO's test net has one)
 RELU_KEYS = ("learnable_activation", "smooth_approximation", "layer_addition")
-DEEP_KEYS = ("layer_removal", "structured_pruning", "dense_connection", "skip_connection_addition")
+DEEP_KEYS = (
+    "layer_removal",
+    "structured_pruning",
+    "dense_connection",
+    "skip_connection_addition",
+    "stochastic_depth",
+)
 IMAGE_ENV = "rlsurgery-test/TinyImage-v0"
 
 
