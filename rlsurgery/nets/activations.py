@@ -7,25 +7,37 @@ https://arxiv.org/abs/1502.01852); Dugas et al. 2001 (softplus)::
                              LeakyReLU, Softplus; ``any``: all of them) becomes ``to``
     learnable_activation     ReLU → PReLU(x) = max(0, x) + a · min(0, x), a learnt from a₀ (a₀ = 0: ReLU)
     smooth_approximation     ReLU → Softplus_β(x) = log(1 + e^{βx}) / β   (|Softplus_β − ReLU| ≤ log 2 / β)
+    adaptive_activation      each activation → Σ_k softmax(a)_k f_k(x) over candidates f_k, a learnt per layer
+                             (Manessi & Rozza 2018, https://arxiv.org/abs/1805.09206); the layer's choice
+                             is argmax_k a_k
+    gating_addition          after each hidden activation: h ↦ 2σ(W h + b) ⊙ h, W = b = 0 at first
+                             (the gate is exactly 1: outputs unchanged)
+    attention_mechanism      after each MLP's last hidden layer: residual self-attention over the
+                             features cut into tokens, output projection zero-initialised (unchanged)
 
 Applied to the online networks and their targets (targets copied from the online ones);
-optimizers are rebuilt over the new parameters (PReLU slopes). Replayed on ``load``.
+optimizers are rebuilt over the new parameters (PReLU slopes, mixture logits, gates). At build
+time, at a step or on a trained model (``rls.operate``); replayed on ``load``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import replace_modules, transform_networks
-from rlsurgery.nets.roles import find_networks
+from rlsurgery.nets.blocks import FeatureAttention, Gate
+from rlsurgery.nets.mlp import mlp_stacks, refill
+from rlsurgery.nets.roles import find_networks, online_networks
+from rlsurgery.nets.surgery import NetworkSurgery
 
 #: activation modules by name
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -40,11 +52,21 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 ActivationName = Literal["relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "softplus"]
 
 
-class ActivationSurgery(Surgery):
+def activation_widths(net: nn.Module, matches: Callable[[nn.Module], bool]) -> dict[str, int]:
+    """Name -> width of every matching activation module: the output size of the Linear before it."""
+    previous: list[int] = []
+    widths: dict[str, int] = {}
+    for name, module in net.named_modules():
+        if isinstance(module, nn.Linear):
+            previous.append(module.out_features)
+        elif matches(module):
+            widths[name] = previous[-1] if previous else 1
+    return widths
+
+
+class ActivationSurgery(NetworkSurgery):
     """Shared plumbing: replace matching activation modules everywhere, refuse when none match."""
 
-    attaches_to = (Attachment.NETWORK,)
-    families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
     build_order = (
         40  # after value-head surgeries, before noisy layers (30 is earlier: they touch Linear only)
     )
@@ -67,7 +89,7 @@ class ActivationSurgery(Surgery):
                 "(set policy_kwargs activation_fn, e.g. th.nn.ReLU)"
             )
 
-    def modify_networks(self, agent: BaseAlgorithm) -> None:
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
         transform_networks(
             agent, lambda net: replace_modules(net, lambda _n, m: self.matches(m), lambda _n, m: self.make(m))
         )
@@ -123,18 +145,12 @@ class LearnableActivation(ActivationSurgery):
     replaces = (nn.ReLU,)
     params: LearnableParams
 
-    def modify_networks(self, agent: BaseAlgorithm) -> None:
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
         self.check_has_activations(agent)
 
         def prelu_for(net: nn.Module) -> None:
             # one slope per layer, or per unit: the width is the output size of the Linear before it
-            previous: list[int] = []
-            widths: dict[str, int] = {}
-            for name, module in net.named_modules():
-                if isinstance(module, nn.Linear):
-                    previous.append(module.out_features)
-                elif self.matches(module):
-                    widths[name] = previous[-1] if previous else 1
+            widths = activation_widths(net, self.matches)
             replace_modules(
                 net,
                 lambda _n, m: self.matches(m),
@@ -166,3 +182,146 @@ class SmoothApproximation(ActivationSurgery):
 
     def make(self, old: nn.Module) -> nn.Module:
         return nn.Softplus(beta=self.params.beta)
+
+
+class AdaptiveActivation(nn.Module):
+    """σ(x) = Σ_k softmax(a)_k f_k(x): a learnt mixture of candidate activations (one logit per candidate)."""
+
+    def __init__(self, candidates: list[str], start: str, start_logit: float) -> None:
+        super().__init__()
+        self.candidates = list(candidates)
+        self.functions = nn.ModuleList([ACTIVATIONS[c]() for c in self.candidates])
+        logits = th.zeros(len(self.candidates))
+        logits[self.candidates.index(start)] = start_logit
+        self.logits = nn.Parameter(logits)
+
+    def weights(self) -> th.Tensor:
+        return th.softmax(self.logits, dim=0)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        weights = self.weights()
+        return sum(w * f(x) for w, f in zip(weights, self.functions))
+
+    @property
+    def choice(self) -> str:
+        """The candidate with the largest weight."""
+        return self.candidates[int(self.logits.argmax())]
+
+
+@dataclass
+class AdaptiveParams:
+    candidates: list[str] = param(["relu", "tanh", "silu"], "candidate activations f_k of every layer")
+    start_logit: float = param(
+        4.0, "initial logit of each layer's current activation (others 0): its initial share of the mix"
+    )
+
+    def check(self) -> None:
+        """Known, distinct candidates."""
+        unknown = [c for c in self.candidates if c not in ACTIVATIONS]
+        if unknown or len(set(self.candidates)) != len(self.candidates) or len(self.candidates) < 2:
+            raise ValueError(
+                f"'candidates' must be at least two distinct names among {', '.join(ACTIVATIONS)} "
+                f"(got {self.candidates})"
+            )
+
+
+@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+class AdaptiveActivationSurgery(ActivationSurgery):
+    """Every activation becomes a learnt mixture of candidates; each layer ends up with its own choice.
+
+    ``chosen_activations(agent)`` lists the current choice of every layer.
+    """
+
+    key = "adaptive_activation"
+    Params = AdaptiveParams
+    params: AdaptiveParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.replaces = tuple(ACTIVATIONS.values())
+
+    def make(self, old: nn.Module) -> nn.Module:
+        start = next(name for name, cls in ACTIVATIONS.items() if type(old) is cls)
+        candidates = self.params.candidates + ([start] if start not in self.params.candidates else [])
+        return AdaptiveActivation(candidates, start, self.params.start_logit)
+
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        self.check_has_activations(agent)
+        super().apply(agent, replay)
+
+
+def chosen_activations(agent: BaseAlgorithm) -> dict[str, str]:
+    """Layer name -> the activation each adaptive layer of the online networks currently favours."""
+    return {
+        f"{role}.{name}": module.choice
+        for role, net in online_networks(agent).items()
+        for name, module in net.named_modules()
+        if isinstance(module, AdaptiveActivation)
+    }
+
+
+@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+class GatingAddition(ActivationSurgery):
+    """A multiplicative gate 2σ(W h + b) ⊙ h after every hidden activation (starts at exactly 1)."""
+
+    key = "gating_addition"
+    build_order = 45  # after the activation swaps, so the gates follow the final activations
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.replaces = (*ACTIVATIONS.values(), nn.PReLU, AdaptiveActivation)
+
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        self.check_has_activations(agent)
+
+        def gate(net: nn.Module) -> None:
+            widths = activation_widths(net, self.matches)
+            replace_modules(
+                net, lambda _n, m: self.matches(m), lambda n, m: nn.Sequential(m, Gate(widths[n]))
+            )
+
+        transform_networks(agent, gate)
+
+
+@dataclass
+class AttentionParams:
+    tokens: int = param(8, "tokens the features are cut into (must divide the width)", ge=2)
+    heads: int = param(1, "attention heads (must divide the token size)", ge=1)
+
+
+@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+class AttentionMechanism(NetworkSurgery):
+    """Residual self-attention over the last hidden features of every MLP (zero-initialised: unchanged).
+
+    The attention weights of the last forward pass are kept on each block (``last_attention``).
+    """
+
+    key = "attention_mechanism"
+    Params = AttentionParams
+    params: AttentionParams
+    build_order = 46
+
+    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        p = self.params
+        stacks = [s for net in online_networks(agent).values() for s in mlp_stacks(net)]
+        if not stacks:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: {type(agent).__name__}'s networks have no MLP hidden layer"
+            )
+        for stack in stacks:
+            width = stack.widths[-1]
+            if width % p.tokens or (width // p.tokens) % p.heads:
+                raise IncompatibleSurgeryError(
+                    f"{self.key}: the last hidden layer of {stack.name} has {width} units: not "
+                    f"{p.tokens} tokens of a size divisible by heads={p.heads}"
+                )
+
+        def attend(net: nn.Module) -> None:
+            for stack in mlp_stacks(net):
+                i = len(stack.hidden) - 1
+                at = stack.hidden[i] + len(stack.block(i))
+                modules = list(stack.seq)
+                block = FeatureAttention(stack.widths[-1], p.tokens, p.heads)
+                refill(stack.seq, [*modules[:at], block, *modules[at:]])
+
+        transform_networks(agent, attend)

@@ -127,12 +127,21 @@ def hidden_layers(net: nn.Module) -> Iterator[tuple[MLPStack, int]]:
 
 
 def check_editable(stack: MLPStack, i: int, what: str) -> None:
-    """Refuse to edit layers whose weights are masked or reparametrized (pruning, weight norm …)."""
+    """Refuse to edit layers whose weights are masked or reparametrized (pruning, weight norm …), or
+    whose block holds modules with parameters (normalization, gates, attention) that the edit would
+    not carry along."""
+    where = stack.name or "the network"
     for layer in [stack.linear(i), *stack.readers(i)]:
         if parametrize.is_parametrized(layer) or hasattr(layer, "weight_orig"):
             raise TypeError(
-                f"{what}: layer in {stack.name or 'the network'} is masked or reparametrized; "
+                f"{what}: layer in {where} is masked or reparametrized; "
                 "apply structural surgeries before pruning / normalization surgeries"
+            )
+    for module in stack.block(i)[1:]:
+        if any(p.numel() > 1 for p in module.parameters()):
+            raise TypeError(
+                f"{what}: {type(module).__name__} after hidden layer {i} of {where} has parameters of "
+                "its own; apply structural surgeries before the ones that insert modules"
             )
 
 
@@ -175,9 +184,6 @@ def keep_units(net: nn.Module, stack: MLPStack, i: int, keep: th.Tensor) -> None
     """
     check_editable(stack, i, "keep_units")
     layer = stack.linear(i)
-    for module in stack.block(i)[1:]:
-        if any(p.numel() > 1 for p in module.parameters()):
-            raise TypeError(f"keep_units: {type(module).__name__} after the layer has per-unit parameters")
     keep = keep.sort().values.to(layer.weight.device)
     readers = stack.readers(i)
     new_readers = [_replace_linear(r, r.weight[:, keep], r.bias) for r in readers]
@@ -197,9 +203,6 @@ def widen_units(net: nn.Module, stack: MLPStack, i: int, width: int, generator: 
     h = layer.out_features
     if width < h:
         raise ValueError(f"widen_units: width {width} < current {h}")
-    for module in stack.block(i)[1:]:
-        if any(p.numel() > 1 for p in module.parameters()):
-            raise TypeError(f"widen_units: {type(module).__name__} after the layer has per-unit parameters")
     source = th.cat([th.arange(h), th.randint(0, h, (width - h,), generator=generator)])
     shares = th.rand(width, generator=generator, dtype=th.float64) + 0.5
     totals = th.zeros(h, dtype=th.float64).index_add_(0, source, shares)

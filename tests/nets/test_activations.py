@@ -73,3 +73,77 @@ def test_refusals():
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["activation_replacement:to=gelu,source=gelu"])
     with pytest.raises(ParameterError, match="'to' must be one of"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["activation_replacement:to=swish"])
+
+
+def test_adaptive_gated_and_attention_blocks(tmp_path):
+    from rlsurgery.nets.activations import AdaptiveActivation, chosen_activations
+    from rlsurgery.nets.blocks import FeatureAttention, Gate
+
+    plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **KW)
+    with th.no_grad():
+        reference = plain.q_net(OBS)
+    # adaptive: a learnt softmax mixture of candidates per layer, starting mostly at the layer's own activation
+    mixed = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=["adaptive_activation:start_logit=20"], **KW
+    )
+    layers = [m for m in mixed.q_net.modules() if isinstance(m, AdaptiveActivation)]
+    assert len(layers) == 2 and layers[0].candidates == ["relu", "tanh", "silu"]
+    x = th.linspace(-3, 3, 61)
+    with th.no_grad():
+        layers[0].logits.copy_(th.tensor([0.5, -1.0, 2.0]))
+        w = th.softmax(th.tensor([0.5, -1.0, 2.0]), 0)
+        expected = w[0] * th.relu(x) + w[1] * th.tanh(x) + w[2] * th.nn.functional.silu(x)
+        th.testing.assert_close(layers[0](x), expected)
+        layers[0].logits.copy_(th.tensor([20.0, 0.0, 0.0]))
+        th.testing.assert_close(mixed.q_net(OBS), reference, atol=1e-6, rtol=1e-6)  # e⁻²⁰: ReLU
+    assert chosen_activations(mixed) == {"q.q_net.1": "relu", "q.q_net.3": "relu"}
+    optimized = {id(p) for g in mixed.policy.optimizer.param_groups for p in g["params"]}
+    assert all(id(m.logits) in optimized for m in layers)
+    before = [m.logits.detach().clone() for m in layers]
+    mixed.learn(300)
+    assert any(not th.equal(b, m.logits) for b, m in zip(before, layers))
+    # gates start at exactly 1 (outputs unchanged) and are trained
+    gated = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["gating_addition"], **KW)
+    gates = [m for m in gated.q_net.modules() if isinstance(m, Gate)]
+    assert len(gates) == 2 and gates[0].gate.in_features == 32
+    with th.no_grad():
+        th.testing.assert_close(gated.q_net(OBS), reference)
+    gated.learn(300)
+    assert gates[0].gate.weight.abs().sum() > 0
+    with th.no_grad():
+        h = th.randn(5, 32)
+        th.testing.assert_close(gates[0](h), 2 * th.sigmoid(gates[0].gate(h)) * h)
+    # attention over 8 tokens of 4 features after the last hidden layer: unchanged at first, then trained
+    attn = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["attention_mechanism:tokens=8,heads=2"],
+        n_steps=64,
+        batch_size=32,
+    )
+    blocks = [m for m in attn.policy.modules() if isinstance(m, FeatureAttention)]
+    assert len(blocks) == 2  # policy and value MLPs
+    base = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32)
+    with th.no_grad():
+        th.testing.assert_close(
+            attn.policy.get_distribution(OBS).distribution.probs,
+            base.policy.get_distribution(OBS).distribution.probs,
+        )
+    assert blocks[0].last_attention.shape == (128, 8, 8)
+    th.testing.assert_close(blocks[0].last_attention.sum(-1), th.ones(128, 8))
+    attn.learn(128)
+    assert blocks[0].out.weight.abs().sum() > 0
+    attn.save(tmp_path / "attn.zip")
+    loaded = rls.load(tmp_path / "attn.zip")
+    loaded.policy.set_training_mode(False)
+    attn.policy.set_training_mode(False)
+    with th.no_grad():
+        th.testing.assert_close(
+            loaded.policy.get_distribution(OBS).distribution.probs,
+            attn.policy.get_distribution(OBS).distribution.probs,
+        )
+    with pytest.raises(IncompatibleSurgeryError, match="has 32 units: not 5 tokens"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["attention_mechanism:tokens=5"], **KW)
+    with pytest.raises(ParameterError, match="at least two distinct names"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["adaptive_activation:candidates=[relu]"], **KW)
