@@ -56,6 +56,8 @@ BUILTIN_MODULES = (
     "rlsurgery.pruning.structured",
     "rlsurgery.pruning.gradual",
     "rlsurgery.pruning.neurons",
+    "rlsurgery.pruning.gradient",
+    "rlsurgery.pruning.lottery",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

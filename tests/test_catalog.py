@@ -60,9 +60,9 @@ def test_implemented_entries_name_class_and_an_existing_proof_test():
 def test_planned_and_unknown_keys_are_refused_clearly():
     with pytest.raises(
         PlannedSurgeryError,
-        match=r"lottery_ticket_pruning: 'Lottery Ticket Pruning' \(section 27\) is in the catalog but planned",
+        match=r"feature_alignment: 'Feature Alignment' \(section 9\) is in the catalog but planned",
     ):
-        catalog.create("lottery_ticket_pruning")
+        catalog.create("feature_alignment")
     with pytest.raises(
         UnknownSurgeryError, match=r"unknown surgery 'prioritised_replay'; did you mean 'prioritized_replay'"
     ):
@@ -101,7 +101,7 @@ def test_cli_catalog_json_and_section(capsys):
         "beta_fraction",
         "eps",
     }
-    assert per["lottery_ticket_pruning"]["status"] == "planned"
+    assert per["feature_alignment"]["status"] == "planned"
     assert main(["catalog", "--section", "22"]) == 0
     text = capsys.readouterr().out
     assert "noisy_nets" in text and "weight_pruning" not in text

@@ -100,13 +100,24 @@ def sparsity(layers: Iterable[nn.Module]) -> float:
 
 def smallest_magnitude_masks(weights: list[th.Tensor], amount: float) -> list[th.Tensor]:
     """Masks that prune exactly ``round(amount · N)`` of the smallest |w| over all ``weights`` together."""
-    flat = th.cat([w.detach().abs().flatten() for w in weights])
+    return lowest_score_masks([w.detach().abs() for w in weights], amount)
+
+
+def lowest_score_masks(scores: list[th.Tensor], amount: float) -> list[th.Tensor]:
+    """Masks that prune exactly ``round(amount · N)`` entries of lowest score over all ``scores`` together
+    (entries already pruned should score −inf so that they stay pruned)."""
+    flat = th.cat([s.detach().flatten() for s in scores])
     k = round(amount * flat.numel())
     keep = th.ones_like(flat)
     if k > 0:
         keep[th.topk(flat, k, largest=False).indices] = 0.0
     masks, start = [], 0
-    for w in weights:
-        masks.append(keep[start : start + w.numel()].view_as(w).clone())
-        start += w.numel()
+    for s in scores:
+        masks.append(keep[start : start + s.numel()].view_as(s).clone())
+        start += s.numel()
     return masks
+
+
+def trained_weight(layer: nn.Module) -> nn.Parameter:
+    """The parameter the optimizer updates for ``layer.weight`` (``weight_orig`` when masked)."""
+    return layer.weight_orig if is_masked(layer) else layer.weight
