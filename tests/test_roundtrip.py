@@ -14,6 +14,7 @@ import torch as th
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, catalog
 from rlsurgery.exploration.noisy_nets import noise_disabled
+from rlsurgery.nets.surgery import NetworkSurgery
 
 IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "dqn" in e.surgery.families]
 RAINBOW = [
@@ -256,3 +257,57 @@ def test_ppo_save_load_gives_identical_predictions(key, tmp_path, expert):
             rtol=0,
             atol=0,
         )
+
+
+#: the network surgeries (sections 1, 3, 4, 11, 12, 13, 27), checked on the other agent families too
+NETWORK_KEYS = [
+    e.key
+    for e in catalog.entries(status="implemented")
+    if isinstance(e.surgery, type) and issubclass(e.surgery, NetworkSurgery)
+]
+
+
+OTHER_AGENT_CASES = [
+    (cls, key)
+    for cls in (rls.SurgicalSAC, rls.SurgicalTD3, rls.SurgicalA2C)
+    for key in NETWORK_KEYS
+    if cls is rls.SurgicalA2C or key not in IMAGE_KEYS  # no continuous-action image env in the tests
+]
+
+
+@pytest.mark.parametrize(
+    ("cls", "key"), OTHER_AGENT_CASES, ids=[f"{c.algorithm_family}-{k}" for c, k in OTHER_AGENT_CASES]
+)
+def test_network_surgeries_on_other_agents_round_trip(cls, key, tmp_path, expert):
+    """Each network surgery builds, trains and round-trips save/load on SAC, TD3 and A2C, or is refused
+    before training with a message that names it."""
+    on_policy = cls is rls.SurgicalA2C
+    image = key in IMAGE_KEYS
+    policy_kwargs = dict(net_arch=[16, 16])
+    if image:
+        policy_kwargs["features_extractor_kwargs"] = dict(features_dim=16)
+    if key in RELU_KEYS or not on_policy:
+        policy_kwargs["activation_fn"] = th.nn.ReLU
+    kwargs = dict(n_steps=32) if on_policy else dict(buffer_size=300, learning_starts=50, batch_size=16)
+    specs = with_required([key], expert)
+    env = "Pendulum-v1" if not on_policy and not image else ("CartPole-v1" if not image else None)
+    try:
+        if image:
+            model = build(cls, specs, policy_kwargs=policy_kwargs, **kwargs)
+        else:
+            model = cls("MlpPolicy", env, seed=0, surgeries=specs, policy_kwargs=policy_kwargs, **kwargs)
+    except rls.IncompatibleSurgeryError as error:
+        assert str(error).startswith(key), error  # refused before training, naming the surgery
+        return
+    model.learn(100)
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    assert loaded.surgery_log == model.surgery_log
+    original, restored = model.policy.state_dict(), loaded.policy.state_dict()
+    assert list(original) == list(restored)
+    for name in original:
+        assert th.equal(original[name], restored[name]), name
+    obs = observation_batch(model)
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )

@@ -24,8 +24,8 @@ PRUNABLE = (nn.Linear, nn.Conv2d)
 
 #: output layers by name: actor-critic heads, SAC/TD3 actor heads
 OUTPUT_NAMES = ("action_net", "value_net", "mu", "log_std")
-#: Sequential heads whose last layer is an output layer: DQN's Q head, SAC/TD3 critics
-OUTPUT_HEADS = ("q_net", "quantile_net", "qf0", "qf1", "qf2")
+#: Sequential heads whose last layer is an output layer: DQN's Q head, SAC/TD3 critics, TD3's actor
+OUTPUT_HEADS = ("q_net", "quantile_net", "qf0", "qf1", "qf2", "mu")
 
 
 def output_layer_names(net: nn.Module) -> set[str]:
