@@ -21,7 +21,7 @@ OBS = th.as_tensor(np.random.default_rng(0).normal(size=(256, 4)).astype(np.floa
 def outputs(model):
     """Every number the networks give on OBS: Q-values, or action logits and values."""
     with th.no_grad():
-        if isinstance(model, SurgicalDQN):
+        if hasattr(model, "q_net"):
             return th.cat([model.q_net(OBS), model.q_net_target(OBS)], dim=1)
         logits = model.policy.get_distribution(OBS).distribution.logits
         return th.cat([logits, model.policy.predict_values(OBS)], dim=1)
@@ -177,3 +177,30 @@ def test_refusals():
         )
     with pytest.raises(rls.ParameterError, match="'factor' must differ from 1"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["width_scaling:factor=1"], **DQN_KW)
+
+
+def test_operate_from_the_command_line_and_a_recipe_step(tmp_path):
+    from stable_baselines3 import DQN
+
+    from rlsurgery.cli import main
+
+    DQN("MlpPolicy", "CartPole-v1", seed=0, **DQN_KW).save(tmp_path / "plain.zip")
+    plain = rls.load(tmp_path / "plain.zip")
+    out = tmp_path / "wide.zip"
+    assert (
+        main(["operate", str(tmp_path / "plain.zip"), "--surgery", "width_scaling:factor=2", "-o", str(out)])
+        == 0
+    )
+    wide = rls.load(out)
+    assert [s.widths for s in mlp_stacks(wide.q_net)] == [[64, 64]]
+    th.testing.assert_close(outputs(wide), outputs(plain), rtol=1e-5, atol=1e-5)
+    # at a step, as a recipe's `at_step` does: the network deepens mid-training and keeps its outputs
+    model = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=["layer_addition:at_step=100"], **DQN_KW
+    )
+    model.learn(150)
+    assert model.surgery_log[-1]["applied"] == "at_step" and [s.widths for s in mlp_stacks(model.q_net)] == [
+        [32] * 3
+    ]
+    model.save(tmp_path / "deep.zip")
+    assert [s.widths for s in mlp_stacks(rls.load(tmp_path / "deep.zip").q_net)] == [[32] * 3]
