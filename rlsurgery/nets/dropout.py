@@ -27,13 +27,14 @@ from typing import Any, ClassVar
 import torch as th
 import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 from torch.nn.utils import parametrize
 
+from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
+from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.masks import output_layer_names
@@ -182,22 +183,6 @@ class DropoutScheduleParams:
             raise ValueError(f"'start_step' must be < 'end_step' (got {self.start_step} ≥ {self.end_step})")
 
 
-def linear_schedule(step: int, start: float, end: float, t0: int, t1: int) -> float:
-    """start before t0, end after t1, linear in between."""
-    fraction = min(max((step - t0) / (t1 - t0), 0.0), 1.0)
-    return start + fraction * (end - start)
-
-
-class _DropoutSchedule(BaseCallback):
-    def __init__(self, surgery: DropoutScheduling) -> None:
-        super().__init__()
-        self.surgery = surgery
-
-    def _on_step(self) -> bool:
-        self.surgery.set_p(self.model, self.surgery.p_at(self.model.num_timesteps))
-        return True
-
-
 @register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
 class DropoutScheduling(Dropout):
     """Dropout after every hidden Linear with p moving linearly over training (e.g. curriculum dropout)."""
@@ -208,7 +193,7 @@ class DropoutScheduling(Dropout):
 
     def p_at(self, step: int) -> float:
         p = self.params
-        return linear_schedule(step, p.p_start, p.p_end, p.start_step, p.end_step)
+        return piecewise_value([[p.start_step, p.p_start], [p.end_step, p.p_end]], step)
 
     def initial_p(self) -> float:
         return self.params.p_start
@@ -221,7 +206,8 @@ class DropoutScheduling(Dropout):
         agent.logger.record("train/dropout_p", p)
 
     def callback(self, agent: BaseAlgorithm) -> Any:
-        return _DropoutSchedule(self)
+        """Sets p(t) after every env step."""
+        return EveryStep(lambda model: self.set_p(model, self.p_at(model.num_timesteps)))
 
 
 @dataclass
@@ -355,14 +341,12 @@ class VariationalDropout(DropoutSurgery):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Logs ``train/variational_sparsity`` every 1000 env steps."""
-        return _SparsityLog()
 
+        def log(model: BaseAlgorithm) -> None:
+            if model.num_timesteps % 1000 < model.n_envs:
+                model.logger.record("train/variational_sparsity", variational_sparsity(model))
 
-class _SparsityLog(BaseCallback):
-    def _on_step(self) -> bool:
-        if self.model.num_timesteps % 1000 < self.model.n_envs:
-            self.model.logger.record("train/variational_sparsity", variational_sparsity(self.model))
-        return True
+        return EveryStep(log)
 
 
 def variational_sparsity(agent: BaseAlgorithm) -> float:

@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
+from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.masks import (
@@ -91,16 +91,6 @@ class ScorePruningParams:
     window: int = param(100, "T: updates whose gradients are scored", ge=1)
     start_step: int = param(0, "env step from which gradients are scored", ge=0)
     include_output: bool = param(True, "also prune each network's output layer")
-
-
-class _ScoreThenPrune(BaseCallback):
-    def __init__(self, surgery: ScorePruning) -> None:
-        super().__init__()
-        self.surgery = surgery
-
-    def _on_step(self) -> bool:
-        self.surgery.advance(self.model)
-        return True
 
 
 class ScorePruning(MaskSurgery):
@@ -171,7 +161,7 @@ class ScorePruning(MaskSurgery):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Scoring and the pruning step, as a training callback."""
-        return _ScoreThenPrune(self)
+        return EveryStep(self.advance)
 
 
 @register(proof="tests/pruning/test_gradient_pruning.py::test_scores_accumulate_the_stated_formula")

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 
+from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.masks import (
@@ -58,23 +58,6 @@ class GradualPruningParams:
             raise ValueError("'initial_sparsity' must be <= 'final_sparsity'")
 
 
-class _PruningSchedule(BaseCallback):
-    """Prunes to s(t) every ``frequency`` env steps."""
-
-    def __init__(self, surgery: GradualMagnitudePruning) -> None:
-        super().__init__()
-        self.surgery = surgery
-
-    def _on_step(self) -> bool:
-        p = self.surgery.params
-        t = self.model.num_timesteps
-        if p.start_step <= t <= p.end_step + p.frequency and t % p.frequency < self.model.n_envs:
-            self.surgery.prune_to(
-                self.model, cubic_sparsity(t, p.initial_sparsity, p.final_sparsity, p.start_step, p.end_step)
-            )
-        return True
-
-
 @register(proof="tests/pruning/test_pruning.py::test_gradual_pruning_follows_the_cubic_schedule")
 class GradualMagnitudePruning(MaskSurgery):
     """Raise the sparsity along a cubic schedule while training (global magnitude pruning)."""
@@ -99,6 +82,15 @@ class GradualMagnitudePruning(MaskSurgery):
         agent.rls_sparsity = {"surgery": self.key, "sparsity": reached}  # type: ignore[attr-defined]
         agent.logger.record("train/sparsity", reached)
 
+    def advance(self, agent: BaseAlgorithm) -> None:
+        """Every env step: prune to s(t) every ``frequency`` steps within [t₀, t₁ + frequency]."""
+        p = self.params
+        t = agent.num_timesteps
+        if p.start_step <= t <= p.end_step + p.frequency and t % p.frequency < agent.n_envs:
+            self.prune_to(
+                agent, cubic_sparsity(t, p.initial_sparsity, p.final_sparsity, p.start_step, p.end_step)
+            )
+
     def callback(self, agent: BaseAlgorithm) -> Any:
         """The schedule, as a training callback."""
-        return _PruningSchedule(self)
+        return EveryStep(self.advance)

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
 from torch import nn
 
+from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
@@ -78,16 +78,6 @@ class WeightSnapshot(nn.Module):
                             optimizer.state.pop(p, None)
         sync_target_masks(agent)
         sync_targets(agent)
-
-
-class _Schedule(BaseCallback):
-    def __init__(self, surgery: Any) -> None:
-        super().__init__()
-        self.surgery = surgery
-
-    def _on_step(self) -> bool:
-        self.surgery.advance(self.model)
-        return True
 
 
 def snapshot_of(agent: BaseAlgorithm, key: str, layers: list[nn.Module]) -> WeightSnapshot:
@@ -147,7 +137,7 @@ class LotteryTicketRewinding(NetworkSurgery):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Snapshot and rewind, as a training callback."""
-        return _Schedule(self)
+        return EveryStep(self.advance)
 
 
 @dataclass
@@ -205,4 +195,4 @@ class LotteryTicketPruning(MaskSurgery):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Snapshot, rounds of pruning and rewinding, as a training callback."""
-        return _Schedule(self)
+        return EveryStep(self.advance)
