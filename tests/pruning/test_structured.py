@@ -109,5 +109,19 @@ def test_structured_pruning_removes_the_least_useful_layer(tmp_path):
     model.save(tmp_path / "m.zip")
     loaded = rls.load(tmp_path / "m.zip")
     assert [s.widths for s in mlp_stacks(loaded.q_net)] == [[16, 16]]
+    # at build time the choice is written into the log too, so load rebuilds the same layers
+    built = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["structured_pruning:samples=64"],
+        **dict(DQN_KW, policy_kwargs=dict(net_arch=[8, 16, 24])),
+    )
+    chosen = built.surgery_log[0]["params"]["chosen"]
+    assert len(chosen) == 1
+    built.save(tmp_path / "b.zip")
+    assert [s.widths for s in mlp_stacks(rls.load(tmp_path / "b.zip").q_net)] == [
+        s.widths for s in mlp_stacks(built.q_net)
+    ]
     with pytest.raises(IncompatibleSurgeryError, match="would leave no hidden layer in q_net"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["structured_pruning:layers=2"], **DQN_KW)
