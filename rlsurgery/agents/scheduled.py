@@ -16,9 +16,16 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 
 class ScheduledSurgeries(BaseCallback):
-    """Applies the agent's scheduled surgeries when their step comes."""
+    """Applies the agent's scheduled surgeries when their step comes; a surgery that acts during
+    training (its ``callback(agent)``) starts acting right away, in the same ``learn`` call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[BaseCallback] = []
 
     def _on_step(self) -> bool:
+        for callback in self.started:
+            callback.on_step()
         agent = self.model
         for surgery in list(agent._scheduled):
             if agent.num_timesteps >= surgery.at_step:
@@ -30,6 +37,10 @@ class ScheduledSurgeries(BaseCallback):
                 ]
                 surgery.operate(agent)
                 agent.surgery_log[-1]["applied"] = "at_step"
+                callback = getattr(surgery, "callback", lambda _a: None)(agent)
+                if callback is not None:
+                    callback.init_callback(agent)
+                    self.started.append(callback)
                 if agent.verbose >= 1:
                     print(f"applied {surgery.key} at step {agent.num_timesteps}")
         return True

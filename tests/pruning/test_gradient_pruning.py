@@ -78,3 +78,16 @@ def test_scores_accumulate_the_stated_formula(tmp_path):
     ppo_layers = [m for _, m in prunable_layers(ppo, include_output=False)]
     assert all(sparsity([m]) == pytest.approx(0.5, abs=0.02) for m in ppo_layers)
     np.testing.assert_array_equal(ppo.policy.action_net.weight.detach() != 0, True)
+
+
+def test_a_scheduled_training_time_surgery_acts_in_the_same_learn_call():
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["gradient_based_pruning:amount=0.5,window=20,at_step=100"],
+        **KW,
+    )
+    model.learn(300)  # applied at step 100 (all-ones masks), scores 20 updates, prunes: one learn call
+    assert model.surgery_log[-1]["applied"] == "at_step"
+    assert sparsity([m for _, m in prunable_layers(model)]) == round(0.5 * 352) / 352
