@@ -154,6 +154,9 @@ class SurgicalMixin:
         )
         #: modules owned by surgeries (intrinsic-reward models, visit counts), saved with the model
         self.rls_modules = th.nn.ModuleDict()
+        #: (order, hook) run before every optimizer step, and learning-rate factors (rlsurgery.optim.hooks)
+        self._rls_step_hooks: list[Any] = []
+        self._rls_lr_factors: list[Any] = []
 
     # ------------------------------------------------------------------ environment wrappers
     def _wrap_with_surgeries(self, env: Any) -> Any:
@@ -236,7 +239,15 @@ class SurgicalMixin:
         return list(self._surgeries)
 
     def _surgery_excluded_save_params(self) -> list[str]:
-        return ["_surgeries", "_pipeline", "rls_modules", "_rls_fresh", "_scheduled"]
+        return [
+            "_surgeries",
+            "_pipeline",
+            "rls_modules",
+            "_rls_fresh",
+            "_scheduled",
+            "_rls_step_hooks",
+            "_rls_lr_factors",
+        ]
 
     # ------------------------------------------------------------------ shared SB3 overrides
     def _setup_model(self) -> None:

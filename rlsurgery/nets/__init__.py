@@ -65,10 +65,18 @@ def rebuild_optimizers(model: BaseAlgorithm) -> None:
             net = nets[role]
             if getattr(net, "optimizer", None) is not None:
                 net.optimizer = rebuild_optimizer(net.optimizer, list(net.parameters()))
+        _reattach_step_hooks(model)
         return
     if getattr(policy, "optimizer", None) is not None:
         params = [p for net in nets.values() for p in net.parameters()]
         policy.optimizer = rebuild_optimizer(policy.optimizer, params)
+    _reattach_step_hooks(model)
+
+
+def _reattach_step_hooks(model: BaseAlgorithm) -> None:
+    from rlsurgery.optim.hooks import attach_step_hooks
+
+    attach_step_hooks(model)
 
 
 __all__ = [

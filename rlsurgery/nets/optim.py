@@ -42,7 +42,7 @@ def rebuild_optimizer(optimizer: th.optim.Optimizer, params: Iterable[th.nn.Para
     of the first parameter group are kept (learning rate included).
     """
     params = list(params)
-    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
     new = type(optimizer)(params, **group)
     for p in params:
         if p in optimizer.state:

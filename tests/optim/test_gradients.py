@@ -1,0 +1,109 @@
+"""Gradient surgeries: clipped norms, AGC ratios and weight decay, measured right at the optimizer step."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+from rlsurgery import SurgicalDQN, SurgicalSAC
+from rlsurgery.optim.gradients import adaptive_clip, clip_by_global_norm, unitwise_norm
+
+KW = dict(
+    learning_rate=1e-3,
+    learning_starts=20,
+    batch_size=16,
+    buffer_size=500,
+    train_freq=1,
+    max_grad_norm=1e9,
+    policy_kwargs=dict(net_arch=[16, 16]),
+)
+
+
+def grads_at_step(model, optimizer):
+    """The gradients as the optimizer sees them when it steps (after every pre-step hook)."""
+    seen = []
+    handle = optimizer.register_step_pre_hook(
+        lambda opt, _a, _k: seen.append([p.grad.clone() for g in opt.param_groups for p in g["params"]])
+    )
+    return seen, handle
+
+
+def test_clipped_norms_agc_ratios_and_weight_decay():
+    # the pure functions on hand-made tensors
+    a, b = th.nn.Parameter(th.zeros(2)), th.nn.Parameter(th.zeros(2))
+    a.grad, b.grad = th.tensor([3.0, 0.0]), th.tensor([0.0, 4.0])
+    assert clip_by_global_norm([a, b], 1.0) == pytest.approx(5.0)
+    th.testing.assert_close(a.grad, th.tensor([0.6, 0.0]))
+    th.testing.assert_close(b.grad, th.tensor([0.0, 0.8]))
+    weight = th.tensor([[3.0, 4.0], [0.0, 0.0]])  # row norms 5 and 0 (floored at ε)
+    grad = th.tensor([[0.3, 0.4], [1.0, 0.0]])  # ratios 0.1 and 1/ε
+    clipped = adaptive_clip(weight, grad, clipping=0.05, eps=0.1)
+    th.testing.assert_close(clipped[0], grad[0] * 0.05 * 5 / 0.5)  # scaled so ‖g‖/‖w‖ = λ
+    th.testing.assert_close(unitwise_norm(clipped[1:]), th.tensor([[0.05 * 0.1]]))
+    th.testing.assert_close(adaptive_clip(weight, grad * 0.01, 0.05, 0.1)[0], grad[0] * 0.01)  # under λ: kept
+    # global-norm clipping inside DQN's updates: every step sees a norm ≤ c, and the unclipped norm is recorded
+    model = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=["gradient_clipping:max_norm=0.01"], **KW
+    )
+    seen, handle = grads_at_step(model, model.policy.optimizer)
+    model.learn(60)
+    handle.remove()
+    assert seen and all(
+        th.linalg.vector_norm(th.stack([g.norm() for g in step])) <= 0.01 + 1e-6 for step in seen
+    )
+    assert model.rls_grad_norm["policy"] > 0.01
+    # AGC in SAC's two optimizers: every unit's ratio ‖g_i‖ / max(‖w_i‖, ε) ≤ λ at the step
+    sac = SurgicalSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        buffer_size=300,
+        learning_starts=20,
+        batch_size=16,
+        surgeries=["adaptive_gradient_clipping:clipping=0.001"],
+        policy_kwargs=dict(net_arch=[16]),
+    )
+    ratios = []
+
+    def check(opt, _args, _kwargs):
+        for p in (p for g in opt.param_groups for p in g["params"] if p.grad is not None):
+            ratios.append(float((unitwise_norm(p.grad) / unitwise_norm(p.detach()).clamp(min=1e-3)).max()))
+
+    handles = [
+        sac.actor.optimizer.register_step_pre_hook(check),
+        sac.critic.optimizer.register_step_pre_hook(check),
+    ]
+    sac.learn(40)
+    for h in handles:
+        h.remove()
+    assert ratios and max(ratios) <= 0.001 * (1 + 1e-4)
+    # decoupled weight decay: w shrinks by (1 − ηλ) before the step; L2 adds λw to the gradient
+    decay = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["weight_decay_modification:mode=decoupled,initial=0.5,final=0.5"],
+        **KW,
+    )
+    optimizer = decay.policy.optimizer
+    weight = decay.q_net.q_net[0].weight
+    weight.grad = th.zeros_like(weight)
+    before = weight.detach().clone()
+    with th.no_grad():
+        for h in optimizer._optimizer_step_pre_hooks.values():
+            h(optimizer, (), {})
+    th.testing.assert_close(weight.detach(), before * (1 - 1e-3 * 0.5))
+    l2 = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["weight_decay_modification:mode=l2,initial=0.0,final=1.0,start_step=0,end_step=100"],
+        **KW,
+    )
+    optimizer = l2.policy.optimizer
+    weight = l2.q_net.q_net[0].weight
+    weight.grad = th.zeros_like(weight)
+    l2.num_timesteps = 25  # λ(25) = 0.25
+    for h in optimizer._optimizer_step_pre_hooks.values():
+        h(optimizer, (), {})
+    th.testing.assert_close(weight.grad, 0.25 * weight.detach())
