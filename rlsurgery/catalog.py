@@ -61,6 +61,7 @@ BUILTIN_MODULES = (
     "rlsurgery.optim.learning_rate",
     "rlsurgery.optim.gradients",
     "rlsurgery.optim.optimizers",
+    "rlsurgery.diagnostics.monitoring",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

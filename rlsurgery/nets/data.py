@@ -36,6 +36,27 @@ def sample_observations(
     return agent.policy.obs_to_tensor(np.stack(batch))[0]
 
 
+def recent_observations(agent: BaseAlgorithm, n: int, key: str) -> th.Tensor:
+    """Up to ``n`` observations the agent trained on recently: the newest replay-buffer entries
+    (off-policy), the current rollout (on-policy), or, before any data exists, a short rollout of the
+    agent's policy. Draws no random numbers from the agent's generators."""
+    replay = getattr(agent, "replay_buffer", None)
+    if replay is not None and replay.size() > 0 and not isinstance(replay.observations, dict):
+        newest = (replay.pos - 1 - np.arange(min(n, replay.size()))) % replay.buffer_size
+        flat = replay.observations[newest].reshape(-1, *replay.obs_shape)
+        return agent.policy.obs_to_tensor(flat[:n])[0]
+    rollout = getattr(agent, "rollout_buffer", None)
+    if (
+        rollout is not None
+        and (rollout.full or rollout.pos > 0)
+        and not isinstance(rollout.observations, dict)
+    ):
+        size = rollout.buffer_size if rollout.full else rollout.pos
+        flat = rollout.observations[:size].reshape(-1, *rollout.obs_shape)
+        return agent.policy.obs_to_tensor(flat[-n:])[0]
+    return sample_observations(agent, n, 0, key, "agent")
+
+
 def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor) -> list[th.Tensor]:
     """The outputs of ``layers`` when the model's networks process ``obs`` (one forward pass each, in
     eval mode: no dropout, BatchNorm on its running statistics)."""
