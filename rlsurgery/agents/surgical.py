@@ -246,6 +246,7 @@ class SurgicalMixin:
             "_rls_fresh",
             "_scheduled",
             "_rls_step_hooks",
+            "_rls_update_counts",
             "_rls_lr_factors",
         ]
 
