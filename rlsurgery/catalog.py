@@ -62,6 +62,8 @@ BUILTIN_MODULES = (
     "rlsurgery.optim.gradients",
     "rlsurgery.optim.optimizers",
     "rlsurgery.diagnostics.monitoring",
+    "rlsurgery.diagnostics.probes",
+    "rlsurgery.optim.sam",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

@@ -247,6 +247,7 @@ class SurgicalMixin:
             "_scheduled",
             "_rls_step_hooks",
             "_rls_update_counts",
+            "_rls_last_batch",
             "_rls_lr_factors",
         ]
 

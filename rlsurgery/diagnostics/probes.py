@@ -1,0 +1,214 @@
+"""Loss probes (catalog section 29): the learning-rate range test and a 2-D slice of the loss landscape.
+
+Smith 2017 (learning-rate range test, https://arxiv.org/abs/1506.01186); Li et al. 2018 (filter-
+normalised loss landscapes, https://arxiv.org/abs/1712.09913)::
+
+    learning_rate_finder           η_i = η_min · (η_max / η_min)^(i / (N − 1)), one update each on the
+                                   agent's own batches; loss smoothed by an EMA; stop when it exceeds 4×
+                                   its best; suggested η = the rate of the steepest descent of the smoothed
+                                   loss (d loss / d log η most negative)
+    loss_landscape_visualization   L(θ + α d₁ + β d₂) on a grid of (α, β) ∈ [−s, s]², one fixed batch;
+                                   d₁, d₂ Gaussian, each row of a weight matrix (filter) rescaled to the
+                                   norm of that row of θ; biases and 1-D parameters not moved
+
+Both run on a trained agent (``rls.operate`` / ``rlsurgery operate``, or ``at_step`` during
+training) with its own loss (DQN family, PPO), put the parameters and optimizer state back
+exactly as they were, keep the curve in ``agent.rls_lr_finder`` / ``agent.rls_loss_landscape``,
+and write a PNG when ``png`` is set. They are recorded in the provenance log.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.catalog import register
+from rlsurgery.core.params import param
+from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.optim.loss import LOSS_FAMILIES, fixed_batch_loss, loss_on_batch, training_batches
+
+
+class LossProbe(Surgery):
+    """Shared plumbing: runs on a trained agent, restores it exactly, records itself."""
+
+    attaches_to = (Attachment.POST_TRAINING,)
+    families = LOSS_FAMILIES
+    operates_in_place = True
+    params: Any
+
+    def probe(self, agent: BaseAlgorithm) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define probe()")
+
+    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
+        """Probe ``model`` (its parameters and optimizer state are restored afterwards)."""
+        self.validate(model)
+        policy_state = copy.deepcopy(model.policy.state_dict())
+        optimizer_state = copy.deepcopy(model.policy.optimizer.state_dict())
+        modes = {m: m.training for m in model.policy.modules()}
+        try:
+            self.probe(model)
+        finally:
+            model.policy.load_state_dict(policy_state)
+            model.policy.optimizer.load_state_dict(optimizer_state)
+            for module, mode in modes.items():
+                module.training = mode
+        from rlsurgery.agents.surgical import record_operation
+
+        record_operation(model, self)
+        return model
+
+
+@dataclass
+class FinderParams:
+    lr_min: float = param(1e-6, "η_min: first rate of the sweep", gt=0.0)
+    lr_max: float = param(1.0, "η_max: last rate of the sweep", gt=0.0)
+    steps: int = param(100, "N: updates of the sweep", ge=5)
+    batch_size: int = param(64, "batch size of each update", ge=2)
+    smoothing: float = param(0.9, "EMA factor of the loss curve", ge=0.0, lt=1.0)
+    png: str = param("", "write the loss-vs-rate plot to this PNG (empty: no plot)")
+
+    def check(self) -> None:
+        """η_min < η_max."""
+        if self.lr_min >= self.lr_max:
+            raise ValueError(f"'lr_min' must be < 'lr_max' (got {self.lr_min} ≥ {self.lr_max})")
+
+
+def suggest_lr(lrs: list[float], losses: list[float]) -> float:
+    """The rate where the smoothed loss falls fastest per unit of log η."""
+    if len(lrs) < 3:
+        return lrs[0]
+    slopes = np.gradient(np.asarray(losses), np.log(np.asarray(lrs)))
+    return float(lrs[int(np.argmin(slopes))])
+
+
+@register(proof="tests/diagnostics/test_probes.py::test_lr_finder_sweeps_and_restores")
+class LearningRateFinder(LossProbe):
+    """Exponential learning-rate sweep on the agent's own data: loss vs rate, and a suggested rate."""
+
+    key = "learning_rate_finder"
+    Params = FinderParams
+    params: FinderParams
+
+    def probe(self, agent: BaseAlgorithm) -> None:
+        p = self.params
+        batches = training_batches(agent, p.batch_size, self.key)
+        optimizer = agent.policy.optimizer
+        agent.policy.set_training_mode(True)
+        lrs, losses, smoothed, best = [], [], 0.0, math.inf
+        for i in range(p.steps):
+            lr = p.lr_min * (p.lr_max / p.lr_min) ** (i / (p.steps - 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss = loss_on_batch(agent, next(batches))
+            optimizer.zero_grad()
+            loss.backward()
+            if getattr(agent, "max_grad_norm", None) is not None:
+                th.nn.utils.clip_grad_norm_(agent.policy.parameters(), agent.max_grad_norm)
+            optimizer.step()
+            value = float(loss.detach())
+            smoothed = value if i == 0 else p.smoothing * smoothed + (1 - p.smoothing) * value
+            debiased = smoothed / (1 - p.smoothing ** (i + 1)) if p.smoothing and i else smoothed
+            lrs.append(lr)
+            losses.append(debiased)
+            best = min(best, debiased)
+            if not math.isfinite(debiased) or debiased > 4 * best:
+                break
+        result = {"lrs": lrs, "losses": losses, "suggested": suggest_lr(lrs, losses)}
+        agent.rls_lr_finder = result  # type: ignore[attr-defined]
+        if p.png:
+            _plot(
+                p.png,
+                lambda ax: (ax.semilogx(lrs, losses), ax.axvline(result["suggested"], color="red")),
+                "learning rate",
+                "smoothed loss",
+                f"suggested {result['suggested']:.2e}",
+            )
+
+
+@dataclass
+class LandscapeParams:
+    span: float = param(1.0, "s: the grid covers α, β ∈ [−s, s]", gt=0.0)
+    resolution: int = param(21, "grid points per axis", ge=3)
+    batch_size: int = param(256, "transitions / samples of the fixed batch", ge=2)
+    seed: int = param(0, "seed of the directions")
+    png: str = param("", "write the contour plot to this PNG (empty: no plot)")
+
+
+def filter_normalised_direction(params: list[th.Tensor], generator: th.Generator) -> list[th.Tensor]:
+    """A Gaussian direction, each row (filter) rescaled to the norm of that row of the parameter;
+    1-D parameters (biases, norms) get no component."""
+    directions = []
+    for p in params:
+        if p.dim() <= 1:
+            directions.append(th.zeros_like(p))
+            continue
+        d = th.randn(p.shape, generator=generator).to(p.device, p.dtype)
+        rows_d = d.reshape(d.shape[0], -1).norm(dim=1).clamp(min=1e-12)
+        rows_p = p.detach().reshape(p.shape[0], -1).norm(dim=1)
+        directions.append(d * (rows_p / rows_d).reshape(-1, *([1] * (p.dim() - 1))))
+    return directions
+
+
+@register(proof="tests/diagnostics/test_probes.py::test_loss_landscape_grid_and_restore")
+class LossLandscapeVisualization(LossProbe):
+    """A filter-normalised 2-D slice of the agent's loss around its current parameters, as a contour PNG."""
+
+    key = "loss_landscape_visualization"
+    Params = LandscapeParams
+    params: LandscapeParams
+
+    def probe(self, agent: BaseAlgorithm) -> None:
+        p = self.params
+        loss_fn = fixed_batch_loss(agent, p.batch_size, self.key)
+        params = [q for g in agent.policy.optimizer.param_groups for q in g["params"]]
+        generator = th.Generator().manual_seed(p.seed)
+        d1, d2 = (
+            filter_normalised_direction(params, generator),
+            filter_normalised_direction(params, generator),
+        )
+        origin = [q.detach().clone() for q in params]
+        axis = np.linspace(-p.span, p.span, p.resolution)
+        grid = np.zeros((p.resolution, p.resolution))
+        agent.policy.set_training_mode(False)
+        with th.no_grad():
+            for i, alpha in enumerate(axis):
+                for j, beta in enumerate(axis):
+                    for q, o, a, b in zip(params, origin, d1, d2):
+                        q.copy_(o + alpha * a + beta * b)
+                    grid[j, i] = float(loss_fn())
+            for q, o in zip(params, origin):
+                q.copy_(o)
+        agent.rls_loss_landscape = {"alphas": axis.tolist(), "betas": axis.tolist(), "losses": grid.tolist()}  # type: ignore[attr-defined]
+        if p.png:
+            _plot(
+                p.png,
+                lambda ax: ax.contour(axis, axis, grid, levels=20),
+                "α (d₁)",
+                "β (d₂)",
+                "loss landscape",
+            )
+
+
+def _plot(path: str, draw: Any, xlabel: str, ylabel: str, title: str) -> None:
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 4))
+    draw(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
