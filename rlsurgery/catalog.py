@@ -64,6 +64,8 @@ BUILTIN_MODULES = (
     "rlsurgery.diagnostics.monitoring",
     "rlsurgery.diagnostics.probes",
     "rlsurgery.optim.sam",
+    "rlsurgery.repair.spikes",
+    "rlsurgery.repair.plasticity",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

@@ -219,7 +219,8 @@ class SurgicalDQN(SurgicalMixin, DQN):
             self.policy.optimizer.zero_grad()
             loss.backward()
             th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            self._rls_last_batch = batch  # for step hooks that re-evaluate the loss (SAM)
+            self._rls_last_batch = batch  # for step hooks: SAM re-evaluates the loss, repairs watch it
+            self._rls_last_loss = loss.detach()
             self.policy.optimizer.step()
             self._n_updates += 1
             self._pipeline.run_all("after_update", self, batch)

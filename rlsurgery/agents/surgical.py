@@ -248,6 +248,7 @@ class SurgicalMixin:
             "_rls_step_hooks",
             "_rls_update_counts",
             "_rls_last_batch",
+            "_rls_last_loss",
             "_rls_lr_factors",
         ]
 

@@ -1,0 +1,280 @@
+"""Repairs triggered by a bad update (catalog section 30): filter it, lower or re-warm the rate, roll back.
+
+A bad update is one whose loss is not finite or exceeds k times the running average of the
+previous losses, or whose gradients are not finite::
+
+    running average   m ← β m + (1 − β) L   over accepted updates (after ``warmup`` of them)
+    spike             L > k · m   (or L, ∇ not finite)
+
+    loss_spike_filtering      the bad update is skipped: every gradient is dropped before the step
+                              (Adam leaves parameters without gradients, and their moments, untouched)
+    learning_rate_reduction   on each bad update the rate's factor is multiplied by γ (≥ f_min); kept
+                              in ``agent.rls_lr_reduction`` and saved with the model
+    warmup_restart            on a bad update, the rate restarts a linear warmup from f₀ over T env steps
+    checkpoint_rollback       a snapshot (parameters, optimizer state, replay position) every ``every``
+                              env steps, in memory or on disk; a bad update and the rest of that training
+                              phase are skipped, the snapshot is restored bit for bit before the next
+                              env step, and training goes on
+
+The loss is read where the agent's update exposes it (DQN family and PPO, through their stage
+pipeline); on the other agents (SAC, TD3, A2C) only non-finite gradients are detected.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from rlsurgery.catalog import register
+from rlsurgery.core.params import param
+from rlsurgery.optim.base import OptimizerSurgery
+from rlsurgery.optim.hooks import (
+    add_lr_factor,
+    add_step_hook,
+    optimizers_by_role,
+    record,
+    trainable_parameters,
+)
+from rlsurgery.optim.learning_rate import warmup_factor
+from rlsurgery.optim.loss import LOSS_FAMILIES
+
+
+class SpikeDetector:
+    """Flags losses above k × their running average (and non-finite ones)."""
+
+    def __init__(self, k: float, beta: float, warmup: int) -> None:
+        self.k, self.beta, self.warmup = k, beta, warmup
+        self.mean: float | None = None
+        self.seen = 0
+
+    def is_bad(self, loss: float) -> bool:
+        """Whether ``loss`` is a spike; accepted losses update the running average."""
+        if not math.isfinite(loss):
+            return True
+        if self.mean is not None and self.seen >= self.warmup and loss > self.k * self.mean:
+            return True
+        self.mean = loss if self.mean is None else self.beta * self.mean + (1 - self.beta) * loss
+        self.seen += 1
+        return False
+
+
+def gradients_finite(optimizer: th.optim.Optimizer) -> bool:
+    return all(bool(th.isfinite(p.grad).all()) for p in trainable_parameters(optimizer))
+
+
+def drop_gradients(optimizer: th.optim.Optimizer) -> None:
+    """Skip this step: parameters without a gradient are left alone by the optimizer."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            p.grad = None
+
+
+@dataclass
+class SpikeParams:
+    k: float = param(5.0, "k: a loss above k × its running average is a spike", gt=1.0)
+    beta: float = param(0.99, "β: smoothing of the running average", ge=0.0, lt=1.0)
+    warmup: int = param(100, "updates averaged before spikes are detected", ge=1)
+
+
+class BadUpdateRepair(OptimizerSurgery):
+    """Shared plumbing: watch every update, call :meth:`repair` on a bad one."""
+
+    params: Any
+    #: order of the watch hook: before SAM (5), learning rates (10) and gradient transforms (30)
+    order = 3
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.detector = SpikeDetector(self.params.k, self.params.beta, self.params.warmup)
+
+    def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define repair()")
+
+    def install(self, agent: BaseAlgorithm) -> None:
+        def watch(model: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+            loss = getattr(model, "_rls_last_loss", None)
+            bad = not gradients_finite(optimizer)
+            if loss is not None:
+                bad = self.detector.is_bad(float(loss)) or bad
+                model._rls_last_loss = None  # one verdict per update
+            if bad:
+                counts = model.__dict__.setdefault("rls_bad_updates", {})
+                counts[self.key] = counts.get(self.key, 0) + 1
+                record(model, f"train/{self.key}_events", counts[self.key])
+                self.repair(model, role, optimizer)
+
+        add_step_hook(agent, watch, order=self.order)
+
+
+@register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
+class LossSpikeFiltering(BadUpdateRepair):
+    """Skip every update whose loss spikes (or is not finite)."""
+
+    key = "loss_spike_filtering"
+    Params = SpikeParams
+    params: SpikeParams
+    families = LOSS_FAMILIES
+
+    def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        drop_gradients(optimizer)
+
+
+@dataclass
+class ReductionParams(SpikeParams):
+    factor: float = param(0.5, "γ: multiplier of the rate at each bad update", gt=0.0, lt=1.0)
+    min_factor: float = param(0.01, "f_min: the rate is never reduced below f_min·η", gt=0.0, le=1.0)
+
+
+@register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
+class LearningRateReduction(BadUpdateRepair):
+    """Multiply the learning rate by γ at every loss spike."""
+
+    key = "learning_rate_reduction"
+    Params = ReductionParams
+    params: ReductionParams
+    families = LOSS_FAMILIES
+
+    def install(self, agent: BaseAlgorithm) -> None:
+        if not isinstance(getattr(agent, "rls_lr_reduction", None), float):
+            agent.rls_lr_reduction = 1.0  # type: ignore[attr-defined]
+        add_lr_factor(agent, lambda a, _r, _i, _g: a.rls_lr_reduction)
+        super().install(agent)
+
+    def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        agent.rls_lr_reduction = max(self.params.min_factor, agent.rls_lr_reduction * self.params.factor)  # type: ignore[attr-defined]
+
+
+@dataclass
+class RewarmParams(SpikeParams):
+    warmup_steps: int = param(5_000, "T: env steps of the new warmup", ge=1)
+    start_factor: float = param(0.01, "f₀: fraction of the rate right after the bad update", ge=0.0, le=1.0)
+
+
+@register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
+class WarmupRestart(BadUpdateRepair):
+    """Restart a linear learning-rate warmup after a loss spike (the spiking update is skipped)."""
+
+    key = "warmup_restart"
+    Params = RewarmParams
+    params: RewarmParams
+    families = LOSS_FAMILIES
+
+    def install(self, agent: BaseAlgorithm) -> None:
+        p = self.params
+
+        def factor(a: BaseAlgorithm, _r: str, _i: int, _g: dict) -> float:
+            event = getattr(a, "rls_rewarm_from", None)
+            return (
+                1.0
+                if event is None
+                else warmup_factor(a.num_timesteps - event, p.warmup_steps, p.start_factor)
+            )
+
+        add_lr_factor(agent, factor)
+        super().install(agent)
+
+    def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        agent.rls_rewarm_from = agent.num_timesteps  # type: ignore[attr-defined]
+        drop_gradients(optimizer)
+
+
+@dataclass
+class RollbackParams(SpikeParams):
+    every: int = param(5_000, "env steps between two snapshots", ge=1)
+    folder: str = param("", "keep the snapshot on disk in this folder (empty: in memory)")
+
+
+@register(proof="tests/repair/test_rollback.py::test_nan_rolls_back_to_the_snapshot_bit_for_bit")
+class CheckpointRollback(BadUpdateRepair):
+    """Snapshots every ``every`` steps; a bad update restores the last one (parameters, optimizers, replay
+    position) and is skipped."""
+
+    key = "checkpoint_rollback"
+    Params = RollbackParams
+    params: RollbackParams
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self.snapshot: dict[str, Any] | None = None
+        #: a bad update was seen: updates are skipped until the snapshot is restored, between two
+        #: updates (restoring inside one would break the graphs an algorithm keeps across its optimizers)
+        self.pending = False
+
+    def take(self, agent: BaseAlgorithm) -> None:
+        """Snapshot now."""
+        replay = getattr(agent, "replay_buffer", None)
+        snapshot = {
+            "policy": copy.deepcopy(agent.policy.state_dict()),
+            "optimizers": {r: copy.deepcopy(o.state_dict()) for r, o in optimizers_by_role(agent).items()},
+            "replay": None if replay is None else (replay.pos, replay.full),
+            "step": agent.num_timesteps,
+        }
+        if self.params.folder:
+            folder = Path(self.params.folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            th.save(snapshot, folder / "rollback_snapshot.pt")
+            self.snapshot = {"path": str(folder / "rollback_snapshot.pt"), "step": agent.num_timesteps}
+        else:
+            self.snapshot = snapshot
+
+    def restore(self, agent: BaseAlgorithm) -> None:
+        """Back to the last snapshot, bit for bit."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        if "path" in snapshot:
+            snapshot = th.load(snapshot["path"], weights_only=False)
+        agent.policy.load_state_dict(snapshot["policy"])
+        for role, optimizer in optimizers_by_role(agent).items():
+            optimizer.load_state_dict(copy.deepcopy(snapshot["optimizers"][role]))
+        replay = getattr(agent, "replay_buffer", None)
+        if replay is not None and snapshot["replay"] is not None:
+            replay.pos, replay.full = snapshot["replay"]
+        record(agent, "train/rolled_back_to_step", snapshot["step"])
+
+    def install(self, agent: BaseAlgorithm) -> None:
+        def skip_while_pending(_model: BaseAlgorithm, _role: str, optimizer: th.optim.Optimizer) -> None:
+            if self.pending:
+                drop_gradients(optimizer)
+
+        add_step_hook(agent, skip_while_pending, order=self.order + 1)
+        super().install(agent)
+
+    def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        self.pending = True
+
+    def restore_if_pending(self, agent: BaseAlgorithm) -> None:
+        if self.pending:
+            self.restore(agent)
+            self.pending = False
+
+    def callback(self, agent: BaseAlgorithm) -> Any:
+        """Restores between updates when a bad one was seen; snapshots every ``every`` env steps."""
+        return _RollbackCallback(self)
+
+
+class _RollbackCallback(BaseCallback):
+    def __init__(self, surgery: CheckpointRollback) -> None:
+        super().__init__()
+        self.surgery = surgery
+
+    def _on_step(self) -> bool:
+        surgery = self.surgery
+        surgery.restore_if_pending(self.model)
+        snapshot = surgery.snapshot
+        if snapshot is None or self.model.num_timesteps - snapshot["step"] >= surgery.params.every:
+            surgery.take(self.model)
+        return True
+
+    def _on_rollout_start(self) -> None:
+        self.surgery.restore_if_pending(self.model)
+
+    def _on_training_end(self) -> None:
+        self.surgery.restore_if_pending(self.model)

@@ -1,0 +1,61 @@
+"""Checkpoint rollback: a NaN injected into a real run is rolled back bit for bit, and training goes on."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+
+from rlsurgery import SurgicalDQN, SurgicalSAC
+
+KW = dict(
+    learning_starts=20, batch_size=16, buffer_size=1000, train_freq=1, policy_kwargs=dict(net_arch=[16, 16])
+)
+
+
+def test_nan_rolls_back_to_the_snapshot_bit_for_bit(tmp_path):
+    for folder in ("", str(tmp_path / "snapshots")):
+        model = SurgicalDQN(
+            "MlpPolicy",
+            "CartPole-v1",
+            seed=0,
+            surgeries=["checkpoint_rollback:every=100,warmup=10" + (f",folder={folder}" if folder else "")],
+            **KW,
+        )
+        model.learn(150)  # snapshots at steps 1 and 101
+        (surgery,) = model.surgeries
+        snap = surgery.snapshot if not folder else th.load(surgery.snapshot["path"], weights_only=False)
+        assert snap["step"] == 101
+        # corrupt the replay buffer: every reward NaN, so the next loss is NaN
+        model.replay_buffer.rewards[: model.replay_buffer.pos] = np.nan
+        pos_at_snapshot = snap["replay"][0]
+        model.learn(1, reset_num_timesteps=False)
+        assert model.rls_bad_updates["checkpoint_rollback"] >= 1
+        for name, value in model.policy.state_dict().items():
+            assert th.equal(value, snap["policy"][name]), name
+        assert model.replay_buffer.pos == pos_at_snapshot
+        assert (
+            model.policy.optimizer.state_dict()["state"][0]["step"]
+            == snap["optimizers"]["policy"]["state"][0]["step"]
+        )
+        # training goes on with finite parameters once the corrupted transitions are gone
+        model.replay_buffer.rewards[:] = 0.0
+        model.learn(50, reset_num_timesteps=False)
+        assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_non_finite_gradients_are_caught_on_sac():
+    model = SurgicalSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        buffer_size=300,
+        learning_starts=20,
+        batch_size=16,
+        surgeries=["checkpoint_rollback:every=50"],
+        policy_kwargs=dict(net_arch=[16]),
+    )
+    model.learn(60)
+    model.replay_buffer.rewards[: model.replay_buffer.pos] = np.inf
+    model.learn(5, reset_num_timesteps=False)
+    assert model.rls_bad_updates["checkpoint_rollback"] >= 1
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())

@@ -1,0 +1,68 @@
+"""Spike repairs: the detector's verdicts, and what each repair does to the update and the rate."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+from rlsurgery import SurgicalDQN
+from rlsurgery.repair.spikes import SpikeDetector
+
+KW = dict(
+    learning_rate=1e-3,
+    learning_starts=20,
+    batch_size=16,
+    buffer_size=500,
+    train_freq=1,
+    policy_kwargs=dict(net_arch=[16, 16]),
+)
+
+
+def spiking_run(spec):
+    """A DQN run whose loss is multiplied by 1000 for one update at step 80."""
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=[spec], **KW)
+    original = model.compute_loss
+    state = {"before": None}
+
+    def compute_loss(batch):
+        loss = original(batch)
+        if model.num_timesteps == 80:
+            state["before"] = {n: p.detach().clone() for n, p in model.q_net.named_parameters()}
+            return loss * 1000
+        return loss
+
+    model.compute_loss = compute_loss
+    return model, state
+
+
+def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
+    detector = SpikeDetector(k=3.0, beta=0.5, warmup=2)
+    verdicts = [detector.is_bad(x) for x in (1.0, 1.0, 10.0, 1.0, float("nan"), 2.9)]
+    assert verdicts == [False, False, True, False, True, False]
+    assert detector.mean == pytest.approx(0.5 * (0.5 * (0.5 * 1 + 0.5 * 1) + 0.5 * 1) + 0.5 * 2.9)
+    # filtering: the spiking update changes nothing
+    model, state = spiking_run("loss_spike_filtering:k=5,warmup=20")
+    weights_after = {}
+
+    def after_80(_locals, _globals):
+        return True
+
+    model.learn(80)
+    after = {n: p.detach().clone() for n, p in model.q_net.named_parameters()}
+    assert state["before"] is not None
+    assert all(th.equal(after[n], state["before"][n]) for n in after)  # the step at 80 was skipped
+    assert model.rls_bad_updates["loss_spike_filtering"] == 1
+    model.learn(10, reset_num_timesteps=False)  # later updates go through
+    assert any(not th.equal(after[n], p) for n, p in model.q_net.named_parameters())
+    # reduction: the rate halves at the spike and stays there
+    model, _ = spiking_run("learning_rate_reduction:k=5,warmup=20,factor=0.5")
+    model.learn(100)
+    assert model.rls_lr_reduction == 0.5 and model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(
+        5e-4
+    )
+    # warmup restart: from the spike on, the rate climbs back linearly
+    model, _ = spiking_run("warmup_restart:k=5,warmup=20,warmup_steps=100,start_factor=0.0")
+    model.learn(130)
+    assert model.rls_rewarm_from == 80
+    assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 50 / 100)
+    del weights_after, after_80
