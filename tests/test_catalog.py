@@ -32,7 +32,12 @@ def test_every_seed_key_is_in_the_catalog_with_its_facts(seed_file):
         assert entry.name == row["seed_name"]
         assert int(row["section"]) in entry.sections
         assert entry.translation == first_translation.setdefault(row["key"], row["translation"])
-    assert set(catalog.keys()) - keys == {"n_step_returns"}  # the one key rlsurgery adds
+    # the keys rlsurgery adds to the seed catalog
+    assert set(catalog.keys()) - keys == set(ADDED)
+
+
+#: keys beyond the seed catalog: Rainbow's n-step returns, the plasticity repairs of issue 7
+ADDED = ("n_step_returns", "dormant_neuron_reset", "shrink_and_perturb", "periodic_reset")
 
 
 def test_implemented_entries_name_class_and_an_existing_proof_test():
@@ -83,7 +88,7 @@ def test_keys_in_two_sections_keep_both():
 
 
 def test_public_catalog_function():
-    assert len(rls.catalog()) == len(rls.catalog.catalog()) == 189
+    assert len(rls.catalog()) == len(rls.catalog.catalog()) == 188 + len(ADDED)
     assert rls.catalog(section=21)[0].key == "target_network"
     assert rls.catalog(section=22)[0].key == "epsilon_greedy_annealing"
 
@@ -91,7 +96,7 @@ def test_public_catalog_function():
 def test_cli_catalog_json_and_section(capsys):
     assert main(["catalog", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert len(data) == 189
+    assert len(data) == 188 + len(ADDED)
     per = {d["key"]: d for d in data}
     assert per["prioritized_replay"]["status"] == "implemented"
     assert per["prioritized_replay"]["proof"].startswith("tests/")

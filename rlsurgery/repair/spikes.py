@@ -1,5 +1,8 @@
 """Repairs triggered by a bad update (catalog section 30): filter it, lower or re-warm the rate, roll back.
 
+Chowdhery et al. 2022 (PaLM: on a loss spike, restart from an earlier checkpoint and skip the
+batches, https://arxiv.org/abs/2204.02311); Molybog et al. 2023 (loss spikes in Adam,
+https://arxiv.org/abs/2304.09871).
 A bad update is one whose loss is not finite or exceeds k times the running average of the
 previous losses, or whose gradients are not finite::
 
