@@ -66,6 +66,8 @@ BUILTIN_MODULES = (
     "rlsurgery.optim.sam",
     "rlsurgery.repair.spikes",
     "rlsurgery.repair.plasticity",
+    "rlsurgery.batches.schedule",
+    "rlsurgery.batches.mining",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

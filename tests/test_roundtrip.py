@@ -37,6 +37,7 @@ REQUIRED = {
     "dagger": "dagger:expert={expert},iterations=2,episodes=1,epochs=1",
     "pre_training_initialization": "pre_training_initialization:source={checkpoint}",
     "layer_sequential_initialization": "layer_sequential_initialization:samples=64",
+    "curriculum_learning": "curriculum_learning:stages=[{length: 0.4}, {length: 0.5}],every=100",
     **{
         key: f"{key}:teacher={{expert}},steps=200,rounds=1,epochs=1"
         for key in (

@@ -49,6 +49,7 @@ DQN_STAGES = (
     Stage("next_action", False, "action selection at s' for the bootstrap"),
     Stage("target", False, "bootstrapped TD target"),
     Stage("loss", False, "element-wise loss and per-sample TD error"),
+    Stage("weighting", True, "per-sample loss weights before the reduction"),
     Stage("after_update", True, "hooks after each optimizer step"),
     Stage("target_sync", False, "how the target network follows the online network"),
     Stage("on_step", True, "hooks after each environment step"),
@@ -240,6 +241,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         run("target", self._default_target, self, batch)
         run("estimate", self._default_estimate, self, batch)
         run("loss", self._default_loss, self, batch)
+        self._pipeline.run_all("weighting", self, batch)
         return self.reduce_loss(batch)
 
     def sample_batch(self, batch_size: int) -> Batch:

@@ -1,0 +1,58 @@
+"""Hard example mining (catalog section 7) for the DQN family.
+
+Shrivastava et al. 2016 (online hard example mining, https://arxiv.org/abs/1604.03540); Loshchilov
+& Hutter 2015 (selecting batches by loss, https://arxiv.org/abs/1511.06343)::
+
+    sample m·B transitions, compute every per-sample loss, train on the B largest:
+    L = (1/B) Σ_{i ∈ top-B(ℓ)} w_i ℓ_i          (w_i: importance weights, e.g. prioritized replay)
+
+The agent samples m·B transitions (its batch size is multiplied by m when it is built), and the
+``weighting`` stage gives the B hardest weight m and the others 0, so the mean over m·B equals
+the mean over the top B. Their TD errors still reach prioritized replay for all m·B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.catalog import register
+from rlsurgery.core.batch import Batch
+from rlsurgery.core.params import param
+from rlsurgery.core.surgery import Attachment, Surgery
+
+
+def top_k_weights(losses: th.Tensor, keep: int) -> th.Tensor:
+    """Weight n/keep on the ``keep`` largest losses, 0 elsewhere (so the mean is the top-k mean)."""
+    weights = th.zeros_like(losses)
+    weights[losses.detach().topk(keep).indices] = losses.numel() / keep
+    return weights
+
+
+@dataclass
+class MiningParams:
+    factor: int = param(4, "m: transitions sampled per kept one", ge=2)
+
+
+@register(proof="tests/batches/test_mining.py::test_the_update_trains_on_the_hardest_transitions")
+class HardExampleMining(Surgery):
+    """Train each update on the B highest-loss transitions of m·B sampled ones."""
+
+    key = "hard_example_mining"
+    attaches_to = (Attachment.LOSS,)
+    families = ("dqn",)
+    stages = ("weighting",)
+    Params = MiningParams
+    params: MiningParams
+
+    def configure(self, agent: BaseAlgorithm) -> None:
+        if getattr(agent, "rls_mined_batch_size", None) is None:
+            agent.rls_mined_batch_size = int(agent.batch_size)  # type: ignore[attr-defined]
+            agent.batch_size = int(agent.batch_size) * self.params.factor
+
+    def weighting(self, agent: BaseAlgorithm, batch: Batch) -> None:
+        keep = max(1, batch.elementwise_loss.numel() // self.params.factor)
+        weights = top_k_weights(batch.elementwise_loss, keep)
+        batch.weights = weights if batch.weights is None else batch.weights.view(-1) * weights
