@@ -66,6 +66,7 @@ BUILTIN_MODULES = (
     "rlsurgery.optim.sam",
     "rlsurgery.repair.spikes",
     "rlsurgery.repair.plasticity",
+    "rlsurgery.repair.faults",
     "rlsurgery.batches.schedule",
     "rlsurgery.batches.mining",
     "rlsurgery.nets.initialization",

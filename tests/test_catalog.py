@@ -37,7 +37,7 @@ def test_every_seed_key_is_in_the_catalog_with_its_facts(seed_file):
 
 
 #: keys beyond the seed catalog: Rainbow's n-step returns, the plasticity repairs of issue 7
-ADDED = ("n_step_returns", "dormant_neuron_reset", "shrink_and_perturb", "periodic_reset")
+ADDED = ("n_step_returns", "dormant_neuron_reset", "shrink_and_perturb", "periodic_reset", "fault_injection")
 
 
 def test_implemented_entries_name_class_and_an_existing_proof_test():

@@ -94,7 +94,7 @@ class LearningRateWarmup(FactorSurgery):
 
 @dataclass
 class CosineParams:
-    period: int = param(100_000, "T: env steps of the half cosine", ge=1)
+    period: int = param(100_000, "T: env steps of the half cosine (0: the whole training run)", ge=0)
     min_factor: float = param(0.0, "f_min: fraction of the rate at the end", ge=0.0, le=1.0)
 
 
@@ -106,8 +106,12 @@ class CosineAnnealing(FactorSurgery):
     Params = CosineParams
     params: CosineParams
 
-    def factor(self, step: int) -> float:
-        return cosine_factor(step, self.params.period, self.params.min_factor)
+    def install(self, agent: BaseAlgorithm) -> None:
+        def factor(a: BaseAlgorithm, _role: str, _index: int, _group: dict) -> float:
+            period = self.params.period or max(1, int(getattr(a, "_total_timesteps", 0) or 1))
+            return cosine_factor(a.num_timesteps, period, self.params.min_factor)
+
+        add_lr_factor(agent, factor)
 
 
 @dataclass

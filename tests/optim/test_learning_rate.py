@@ -166,3 +166,9 @@ def test_refusals():
     with pytest.raises(ParameterError, match="'warmup_steps' must be >= 1"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["learning_rate_warmup:warmup_steps=0"])
     assert th.optim.Adam  # the default optimizer the formulas are checked on
+
+
+def test_cosine_over_the_whole_run():
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["cosine_annealing:period=0"], **KW)
+    model.learn(100)  # the last update at step 100 of a 100-step run: factor 0
+    assert current_learning_rates(model)["policy"][0] == pytest.approx(0.0, abs=1e-15)

@@ -59,3 +59,35 @@ def test_non_finite_gradients_are_caught_on_sac():
     model.learn(5, reset_num_timesteps=False)
     assert model.rls_bad_updates["checkpoint_rollback"] >= 1
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
+
+
+def test_injected_faults_break_plain_runs_and_repairs_hold():
+    fault = "fault_injection:step=100,kind=nan,count=500"
+    plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=[fault], **KW)
+    plain.learn(100)
+    assert np.isnan(plain.replay_buffer.rewards[: plain.replay_buffer.pos - 1]).all()  # all stored before step 100
+    plain.learn(20, reset_num_timesteps=False)
+    assert not all(th.isfinite(p).all() for p in plain.policy.parameters())  # the fault breaks a plain run
+    repaired = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=[fault, "checkpoint_rollback:every=50,warmup=10"], **KW
+    )
+    repaired.learn(200)
+    assert repaired.rls_bad_updates["checkpoint_rollback"] >= 1
+    assert all(th.isfinite(p).all() for p in repaired.policy.parameters())
+    # PPO: the corrupted rollout (huge rewards) is filtered update by update
+    from rlsurgery import SurgicalPPO
+
+    ppo = SurgicalPPO(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        n_steps=64,
+        batch_size=32,
+        surgeries=[
+            "fault_injection:step=130,kind=value,value=1e9,count=64",
+            "loss_spike_filtering:warmup=5,k=5",
+        ],
+    )
+    ppo.learn(256)
+    assert ppo.rls_bad_updates["loss_spike_filtering"] >= 1
+    assert all(th.isfinite(p).all() for p in ppo.policy.parameters())
