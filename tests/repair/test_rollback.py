@@ -65,7 +65,9 @@ def test_injected_faults_break_plain_runs_and_repairs_hold():
     fault = "fault_injection:step=100,kind=nan,count=500"
     plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=[fault], **KW)
     plain.learn(100)
-    assert np.isnan(plain.replay_buffer.rewards[: plain.replay_buffer.pos - 1]).all()  # all stored before step 100
+    assert np.isnan(
+        plain.replay_buffer.rewards[: plain.replay_buffer.pos - 1]
+    ).all()  # all stored before step 100
     plain.learn(20, reset_num_timesteps=False)
     assert not all(th.isfinite(p).all() for p in plain.policy.parameters())  # the fault breaks a plain run
     repaired = SurgicalDQN(
