@@ -69,6 +69,7 @@ BUILTIN_MODULES = (
     "rlsurgery.repair.faults",
     "rlsurgery.batches.schedule",
     "rlsurgery.batches.mining",
+    "rlsurgery.batches.augment",
     "rlsurgery.nets.initialization",
     "rlsurgery.nets.normalization",
     "rlsurgery.nets.activations",

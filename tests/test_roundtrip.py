@@ -88,7 +88,14 @@ GOAL_KEYS = ("hindsight_experience_replay",)
 #: surgeries that need a tabular env with a known model
 TABULAR_KEYS = ("policy_improvement",)
 #: surgeries that need image observations (a CnnPolicy)
-IMAGE_KEYS = ("attention_transfer", "filter_pruning", "instance_normalization", "dropblock")
+IMAGE_KEYS = (
+    "attention_transfer",
+    "filter_pruning",
+    "instance_normalization",
+    "dropblock",
+    "cutmix",
+    "autoaugment",
+)
 #: surgeries that need ReLU networks (PPO's default is Tanh) or two hidden layers (PPO's test net has one)
 RELU_KEYS = ("learnable_activation", "smooth_approximation", "layer_addition")
 DEEP_KEYS = (

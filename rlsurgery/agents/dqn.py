@@ -45,6 +45,7 @@ from rlsurgery.core.pipeline import Stage
 SelfSurgicalDQN = TypeVar("SelfSurgicalDQN", bound="SurgicalDQN")
 
 DQN_STAGES = (
+    Stage("augment", True, "transform the sampled batch's observations before the loss stages"),
     Stage("estimate", False, "online estimate of the taken actions"),
     Stage("next_action", False, "action selection at s' for the bootstrap"),
     Stage("target", False, "bootstrapped TD target"),
@@ -234,6 +235,7 @@ class SurgicalDQN(SurgicalMixin, DQN):
         The stages fill ``batch`` in place (``current``, ``next_actions``, ``target``,
         ``elementwise_loss``, ``td_error``), so tests and diagnostics can read every step.
         """
+        self._pipeline.run_all("augment", self, batch)
         run = self._pipeline.run
         # the no-grad target stages run first (as SB3 does): the online forward pass then sits
         # right before its backward pass, which keeps its activations and weights in cache

@@ -41,6 +41,7 @@ SelfSurgicalPPO = TypeVar("SelfSurgicalPPO", bound="SurgicalPPO")
 
 PPO_STAGES = (
     *ON_POLICY_STAGES,
+    Stage("augment", True, "transform the minibatch's observations before the losses"),
     Stage("advantages", False, "advantage normalisation"),
     Stage("policy_loss", False, "surrogate policy loss"),
     Stage("value_loss", False, "value-function loss"),
@@ -224,6 +225,7 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         """Run the evaluation and loss stages on ``batch`` (filled in place); return the total loss."""
         if isinstance(self.action_space, spaces.Discrete):
             batch.actions = batch.actions.long().flatten()
+        self._pipeline.run_all("augment", self, batch)
         values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
         batch.values, batch.log_prob, batch.entropy = values.flatten(), log_prob, entropy
         run = self._pipeline.run

@@ -1,0 +1,112 @@
+"""Augmentations keep shapes and labels; mixup mixes as its formula says; the bandit follows UCB."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+
+from rlsurgery import SurgicalDQN, SurgicalPPO
+from rlsurgery.batches.augment import cutmix, cutout, random_shift, ucb_choice
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from tests.test_roundtrip import IMAGE_ENV, env_for
+
+CNN = dict(
+    buffer_size=200,
+    learning_starts=16,
+    batch_size=8,
+    train_freq=1,
+    policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[16]),
+)
+
+
+def test_image_augmentations_keep_shapes_and_labels():
+    th.manual_seed(0)
+    x = th.randint(0, 256, (6, 1, 36, 36), dtype=th.uint8)
+    for out in (random_shift(x, 4), cutout(x, 8), cutmix(x, 8)):
+        assert out.shape == x.shape and out.dtype == x.dtype
+    # shift: each image is its padded copy cropped: every row of the result is a row of the edge-padded input
+    shifted = random_shift(x, 4)
+    padded = th.nn.functional.pad(x.float(), (4, 4, 4, 4), mode="replicate")
+    for i in range(6):
+        assert any(
+            th.equal(shifted[i, 0].float(), padded[i, 0, dy : dy + 36, dx : dx + 36])
+            for dy in range(9)
+            for dx in range(9)
+        )
+    # cutout: exactly one 8×8 square per image changed to 0 (where it was not 0 already)
+    cut = cutout(x, 8)
+    changed = (cut != x).flatten(1).sum(1)
+    assert th.all(changed <= 64) and th.all((cut == 0) | (cut == x))
+    # cutmix: the pixels that changed come from another image of the batch, at the same place
+    mixed = cutmix(x, 8)
+    for i in range(6):
+        diff = mixed[i] != x[i]
+        assert diff.sum() <= 64
+        if diff.any():
+            assert any(th.equal(mixed[i][diff], x[j][diff]) for j in range(6))
+    # in DQN's update: the observations are augmented, actions / rewards untouched
+    env_for(["attention_transfer"])
+    model = SurgicalDQN(
+        "CnnPolicy", IMAGE_ENV, seed=0, surgeries=["cutmix:mode=cutout,size=10"], **CNN
+    ).learn(40)
+    batch = model.sample_batch(8)
+    raw = batch.observations.clone()
+    actions, rewards = batch.actions.clone(), batch.rewards.clone()
+    model.compute_loss(batch)
+    assert batch.observations.shape == raw.shape and not th.equal(batch.observations, raw)
+    assert th.equal(batch.actions, actions) and th.equal(batch.rewards, rewards)
+    with pytest.raises(IncompatibleSurgeryError, match="cutmix: needs image observations"):
+        SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["cutmix"])
+    SurgicalPPO(
+        "CnnPolicy",
+        IMAGE_ENV,
+        seed=0,
+        n_steps=32,
+        batch_size=16,
+        n_epochs=1,
+        policy_kwargs=CNN["policy_kwargs"],
+        surgeries=["cutmix:mode=shift"],
+    ).learn(32)
+
+
+def test_autoaugment_follows_the_ucb_choice():
+    assert ucb_choice([0.0, 0.0, 0.0], [1, 0, 1], c=1.0) == 1  # untried first
+    assert ucb_choice([10.0, 5.0], [10, 10], c=0.1) == 0
+    assert ucb_choice([10.0, 9.9], [100, 1], c=1.0) == 1  # the rarely tried arm's bonus wins
+    env_for(["attention_transfer"])
+    model = SurgicalDQN("CnnPolicy", IMAGE_ENV, seed=0, surgeries=["autoaugment:every=5,c=0.5"], **CNN)
+    model.learn(80)
+    (surgery,) = model.surgeries
+    assert sum(surgery.counts) >= 3 and all(n >= 1 for n in surgery.counts)  # every arm tried
+
+
+def test_mixup_mixes_inputs_estimates_and_targets():
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["mixup:alpha=0.4"],
+        learning_starts=20,
+        batch_size=16,
+        buffer_size=500,
+        train_freq=1,
+        policy_kwargs=dict(net_arch=[16]),
+    ).learn(60)
+    batch = model.sample_batch(16)
+    model.compute_loss(batch)
+    (surgery,) = model.surgeries
+    lam, perm = surgery.last_mix
+    with th.no_grad():
+        mixed = lam * batch.observations + (1 - lam) * batch.observations[perm]
+        q = model.q_net(mixed)
+        a = batch.actions.long()
+        expected = lam * q.gather(1, a) + (1 - lam) * q.gather(1, a[perm])
+    th.testing.assert_close(batch.current.detach(), expected)
+    assert th.all((lam > 0) & (lam < 1))
+    # the targets: the unmixed y (from the unmixed next states), mixed with the same λ and partners
+    import dataclasses
+
+    plain = dataclasses.replace(batch, target=None, next_actions=None, next_target_outputs=None)
+    SurgicalDQN._default_next_action(model, plain)
+    SurgicalDQN._default_target(model, plain)
+    th.testing.assert_close(batch.target, lam * plain.target + (1 - lam) * plain.target[perm])
