@@ -235,7 +235,8 @@ class SurgicalDQN(SurgicalMixin, DQN):
         The stages fill ``batch`` in place (``current``, ``next_actions``, ``target``,
         ``elementwise_loss``, ``td_error``), so tests and diagnostics can read every step.
         """
-        self._pipeline.run_all("augment", self, batch)
+        if not getattr(self, "_rls_batch_augmented", False):  # SAM, probes: the batch as it was
+            self._pipeline.run_all("augment", self, batch)
         run = self._pipeline.run
         # the no-grad target stages run first (as SB3 does): the online forward pass then sits
         # right before its backward pass, which keeps its activations and weights in cache

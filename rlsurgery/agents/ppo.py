@@ -225,7 +225,8 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         """Run the evaluation and loss stages on ``batch`` (filled in place); return the total loss."""
         if isinstance(self.action_space, spaces.Discrete):
             batch.actions = batch.actions.long().flatten()
-        self._pipeline.run_all("augment", self, batch)
+        if not getattr(self, "_rls_batch_augmented", False):  # SAM, probes: the batch as it was
+            self._pipeline.run_all("augment", self, batch)
         values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
         batch.values, batch.log_prob, batch.entropy = values.flatten(), log_prob, entropy
         run = self._pipeline.run

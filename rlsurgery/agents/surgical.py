@@ -141,12 +141,17 @@ class SurgicalMixin:
         current = getattr(self, "_surgeries", None) or []
         if [s.key for s in current] != [r["key"] for r in records]:
             self._surgeries = [catalog.create({"key": r["key"], **r["params"]}) for r in records]
+        pending = [r for r in all_records if r["applied"] == "scheduled"]
+        if len(pending) != len(getattr(self, "_scheduled", None) or []):  # e.g. on load
             self._scheduled = [
-                catalog.create({"key": r["key"], **r["params"], "at_step": r["step"]})
-                for r in all_records
-                if r["applied"] == "scheduled"
+                catalog.create({"key": r["key"], **r["params"], "at_step": r["step"]}) for r in pending
             ]
-        self._check_duplicates(self._surgeries)
+        # a key may come back in later operations (widen twice); at build time each key comes once
+        self._check_duplicates(
+            [s for s, r in zip(self._surgeries, records) if r["applied"] == "build"]
+            if records
+            else self._surgeries
+        )
         for s in self._surgeries:
             s.validate(self)  # type: ignore[arg-type]
         self._pipeline = StagePipeline(
@@ -249,6 +254,7 @@ class SurgicalMixin:
             "_rls_update_counts",
             "_rls_last_batch",
             "_rls_last_loss",
+            "_rls_batch_augmented",
             "_rls_lr_factors",
         ]
 

@@ -238,7 +238,9 @@ def remove_hidden_layer(net: nn.Module, stack: MLPStack, i: int) -> None:
     for r in readers:
         bias = r.bias
         if layer.bias is not None:
-            bias = (r.bias if r.bias is not None else th.zeros(r.out_features)) + r.weight @ layer.bias
+            bias = (
+                r.bias if r.bias is not None else r.weight.new_zeros(r.out_features)
+            ) + r.weight @ layer.bias
         new_readers.append(_replace_linear(r, r.weight @ layer.weight, bias))
     at, length = stack.hidden[i], len(stack.block(i))
     _replace_readers(net, stack, readers, new_readers)

@@ -38,12 +38,31 @@ def rebuild_optimizer(optimizer: th.optim.Optimizer, params: Iterable[th.nn.Para
     """A new optimizer of the same class and hyper-parameters over ``params``.
 
     Per-parameter state (e.g. Adam moments) is carried over for parameters that survive
-    the surgery (the same tensor objects); new parameters start fresh. The hyper-parameters
-    of the first parameter group are kept (learning rate included).
+    the surgery (the same tensor objects); new parameters start fresh. Parameter groups keep
+    their surviving parameters and their settings (learning rate included); new parameters
+    join the last group.
     """
     params = list(params)
-    group = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
-    new = type(optimizer)(params, **group)
+    wanted = {id(p) for p in params}
+    known = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    groups = []
+    for old in optimizer.param_groups:  # groups keep their surviving parameters and settings
+        kept = [p for p in old["params"] if id(p) in wanted]
+        if kept:
+            groups.append({**{k: v for k, v in old.items() if k != "params"}, "params": kept})
+    new_params = [p for p in params if id(p) not in known]
+    if new_params:  # new parameters join the last group (e.g. the output layer's, with layer-wise rates)
+        if groups:
+            groups[-1]["params"] = groups[-1]["params"] + new_params
+        else:
+            groups.append(
+                {
+                    **{k: v for k, v in optimizer.param_groups[0].items() if k != "params"},
+                    "params": new_params,
+                }
+            )
+    hyper = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
+    new = type(optimizer)(groups, **hyper)
     for p in params:
         if p in optimizer.state:
             new.state[p] = optimizer.state[p]

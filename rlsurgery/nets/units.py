@@ -64,10 +64,11 @@ def resize_hidden_layers(
     function-preserving for each network, targets included, which keep their own weights).
     Returns the new widths by stack.
     """
-    generator = th.Generator().manual_seed(seed)
     widths: dict[str, list[int]] = {}
 
     def resize(net: th.nn.Module) -> None:
+        # the same draws for every network: a target copies the same units as its online network
+        generator = th.Generator().manual_seed(seed)
         for stack in mlp_stacks(net):
             for i in range(len(stack.hidden)):
                 current, wanted = stack.linear(i).out_features, width_of(stack, i)

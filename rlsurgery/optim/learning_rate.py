@@ -49,7 +49,7 @@ class FactorSurgery(OptimizerSurgery):
 
 def warmup_factor(step: int, warmup_steps: int, start_factor: float) -> float:
     """f₀ + (1 − f₀) · min(1, t / T_w)."""
-    return start_factor + (1 - start_factor) * min(1.0, step / warmup_steps)
+    return start_factor + (1 - start_factor) * min(1.0, max(step, 0) / warmup_steps)
 
 
 def cosine_factor(step: int, period: int, min_factor: float) -> float:

@@ -22,8 +22,15 @@ LOSS_FAMILIES = ("dqn", "ppo")
 
 
 def loss_on_batch(agent: BaseAlgorithm, batch: Any) -> th.Tensor:
-    """The agent's loss on ``batch`` at the current parameters (the batch itself is left as it was)."""
-    return agent.compute_loss(dataclasses.replace(batch))  # type: ignore[attr-defined]
+    """The agent's loss on ``batch`` at the current parameters (the batch itself is left as it was).
+
+    The batch is taken as it is: an update's batch that was already augmented is not augmented again.
+    """
+    agent._rls_batch_augmented = True  # type: ignore[attr-defined]
+    try:
+        return agent.compute_loss(dataclasses.replace(batch))  # type: ignore[attr-defined]
+    finally:
+        agent._rls_batch_augmented = False  # type: ignore[attr-defined]
 
 
 def training_batches(agent: BaseAlgorithm, batch_size: int, key: str) -> Iterator[Any]:
@@ -36,7 +43,7 @@ def training_batches(agent: BaseAlgorithm, batch_size: int, key: str) -> Iterato
                 "first (or load its replay buffer)"
             )
         while True:
-            yield agent.sample_batch(batch_size)  # type: ignore[attr-defined]
+            yield _augmented(agent, agent.sample_batch(batch_size))  # type: ignore[attr-defined]
     elif family == "ppo":
         from rlsurgery.core.batch import PolicyBatch
 
@@ -48,12 +55,18 @@ def training_batches(agent: BaseAlgorithm, batch_size: int, key: str) -> Iterato
         clip_vf = agent.clip_range_vf(progress) if agent.clip_range_vf is not None else None  # type: ignore[attr-defined]
         while True:
             for data in buffer.get(batch_size):
-                yield PolicyBatch.from_rollout(data, clip, clip_vf)
+                yield _augmented(agent, PolicyBatch.from_rollout(data, clip, clip_vf))
     else:
         raise IncompatibleSurgeryError(
             f"{key}: needs an agent whose loss rlsurgery can evaluate ({', '.join(LOSS_FAMILIES)}), "
             f"not {type(agent).__name__}"
         )
+
+
+def _augmented(agent: BaseAlgorithm, batch: Any) -> Any:
+    """A fresh batch through the agent's augment stage (once; :func:`loss_on_batch` then reuses it)."""
+    agent._pipeline.run_all("augment", agent, batch)  # type: ignore[attr-defined]
+    return batch
 
 
 def fixed_batch_loss(agent: BaseAlgorithm, batch_size: int, key: str) -> Callable[[], th.Tensor]:

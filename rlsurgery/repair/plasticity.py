@@ -11,8 +11,9 @@ Ash & Adams 2020 (shrink and perturb, https://arxiv.org/abs/1910.08475); Nikishi
                                activation_statistics) get fresh incoming weights and zero outgoing ones
                                (outputs unchanged at the reset), their optimizer moments cleared
     shrink_and_perturb         every F env steps: θ ← λ θ + σ θ_fresh (θ_fresh a fresh initialisation)
-    periodic_reset             every F env steps: the last ``layers`` Linear layers of each network
-                               re-initialised, their optimizer state cleared
+    periodic_reset             every F env steps: the output layer of every head (and with layers = k,
+                               the last k − 1 hidden layers of each MLP) re-initialised, their
+                               optimizer state cleared
 
 Run on a trained model (``rls.operate``), at a step (``at_step``), or periodically during training
 (``every`` > 0 for the plasticity repairs). Targets follow their online networks.
@@ -35,9 +36,10 @@ from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.initialization import optimizers_of
+from rlsurgery.nets.masks import PRUNABLE, output_layer_names, trained_weight
 from rlsurgery.nets.mlp import mlp_stacks
 from rlsurgery.nets.modules import fresh_copy
-from rlsurgery.nets.roles import online_networks
+from rlsurgery.nets.roles import online_networks, target_pairs
 from rlsurgery.nets.surgery import NETWORK_FAMILIES
 
 
@@ -65,6 +67,7 @@ class Repair(Surgery):
         self.run(model)
         from rlsurgery.agents.surgical import record_operation
 
+        model._surgeries.append(self)  # type: ignore[attr-defined]  # its periodic callback comes back
         record_operation(model, self)
         return model
 
@@ -122,7 +125,13 @@ class BatchNormReCalibration(Repair):
                 m.momentum = momentum
             for module, mode in modes.items():
                 module.training = mode
-        sync_targets(agent)
+        for online, target in target_pairs(agent):  # the targets get the statistics, not the weights
+            batch_norms = [m for m in online.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            target_norms = [m for m in target.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            for a, b in zip(batch_norms, target_norms):
+                b.running_mean.copy_(a.running_mean)
+                b.running_var.copy_(a.running_var)
+                b.num_batches_tracked.copy_(a.num_batches_tracked)
 
 
 def _forward(agent: BaseAlgorithm, obs: th.Tensor) -> None:
@@ -174,14 +183,14 @@ class DormantNeuronReset(Repair):
                 if not dormant.any():
                     continue
                 layer = stack.linear(i)
-                fresh = nn.Linear(layer.in_features, layer.out_features).to(layer.weight.device)
-                layer.weight[dormant] = fresh.weight[dormant]
+                weight = trained_weight(layer)  # weight_orig under a pruning mask: the mask is kept
+                fresh = nn.Linear(layer.in_features, layer.out_features).to(weight.device)
+                weight[dormant] = fresh.weight[dormant]
                 layer.bias[dormant] = fresh.bias[dormant]
-                for reader in stack.readers(i):
-                    reader.weight[:, dormant] = 0.0
-                clear_optimizer_state(
-                    agent, [layer.weight, layer.bias, *(r.weight for r in stack.readers(i))]
-                )
+                readers = [trained_weight(r) for r in stack.readers(i)]
+                for reader in readers:
+                    reader[:, dormant] = 0.0
+                clear_optimizer_state(agent, [weight, layer.bias, *readers])
                 reset += int(dormant.sum())
         sync_targets(agent)
         agent.rls_reset_units = getattr(agent, "rls_reset_units", 0) + reset  # type: ignore[attr-defined]
@@ -211,7 +220,7 @@ class ShrinkAndPerturb(Repair):
     def run(self, agent: BaseAlgorithm) -> None:
         with th.no_grad():
             for net in online_networks(agent).values():
-                fresh = dict(fresh_copy(net).named_parameters())
+                fresh = fresh_parameters(net)
                 for name, p in net.named_parameters():
                     p.mul_(self.params.shrink).add_(fresh[name].to(p.device), alpha=self.params.perturb)
         sync_targets(agent)
@@ -219,7 +228,7 @@ class ShrinkAndPerturb(Repair):
 
 @dataclass
 class PeriodicResetParams:
-    layers: int = param(1, "last Linear layers of each network to re-initialise", ge=1)
+    layers: int = param(1, "1: the output layer of every head; k: also the last k − 1 hidden layers", ge=1)
     every: int = param(0, "env steps between two resets during training (0: only when applied)", ge=0)
 
 
@@ -231,16 +240,69 @@ class PeriodicResetParams:
     description="Reset the last layers periodically against the primacy bias",
 )
 class PeriodicReset(Repair):
-    """Re-initialise the last ``layers`` Linear layers of every online network (and their optimizer state)."""
+    """Re-initialise the output layers of every head and the last ``layers − 1`` hidden layers of each
+    MLP (their optimizer state cleared); pruning masks are kept."""
 
     key = "periodic_reset"
     Params = PeriodicResetParams
     params: PeriodicResetParams
 
     def run(self, agent: BaseAlgorithm) -> None:
-        for net in online_networks(agent).values():
-            linears = [m for m in net.modules() if type(m) is nn.Linear]
-            for layer in linears[-self.params.layers :]:
-                layer.reset_parameters()
-                clear_optimizer_state(agent, [p for p in layer.parameters()])
+        with th.no_grad():
+            for net in online_networks(agent).values():
+                for layer in last_layers(net, self.params.layers):
+                    fresh = _fresh_like(layer)
+                    trained_weight(layer).copy_(fresh.weight)
+                    if layer.bias is not None:
+                        layer.bias.copy_(fresh.bias)
+                    clear_optimizer_state(agent, [trained_weight(layer), layer.bias])
         sync_targets(agent)
+
+
+def last_layers(net: nn.Module, k: int) -> list[nn.Module]:
+    """The output layers of every head (Q values, action and value heads, each critic), and the last
+    k − 1 hidden Linear layers of each MLP before them."""
+    chosen = [net.get_submodule(n) for n in sorted(output_layer_names(net))]
+    if k > 1:
+        for stack in mlp_stacks(net):
+            hidden = [stack.linear(i) for i in range(len(stack.hidden))]
+            chosen += hidden[max(0, len(hidden) - (k - 1)) :]
+    return chosen
+
+
+def _fresh_like(layer: nn.Module) -> nn.Module:
+    """A freshly initialised Linear / Conv2d of the shape of ``layer`` (masked or not)."""
+    weight = trained_weight(layer)
+    if isinstance(layer, nn.Conv2d):
+        fresh: nn.Module = nn.Conv2d(
+            layer.in_channels,
+            layer.out_channels,
+            layer.kernel_size,
+            layer.stride,
+            layer.padding,
+            bias=layer.bias is not None,
+        )
+    else:
+        fresh = nn.Linear(weight.shape[1], weight.shape[0], bias=layer.bias is not None)
+    return fresh.to(device=weight.device, dtype=weight.dtype)
+
+
+def fresh_parameters(net: nn.Module) -> dict[str, th.Tensor]:
+    """A fresh initialisation of every parameter of ``net`` by name (the ``weight_orig`` of masked layers
+    included); other modules (norms, PReLU …) from their own ``reset_parameters`` (none: unchanged)."""
+    fresh: dict[str, th.Tensor] = {}
+    for name, module in net.named_modules():
+        own = dict(module.named_parameters(recurse=False))
+        if not own:
+            continue
+        prefix = f"{name}." if name else ""
+        if isinstance(module, PRUNABLE):
+            new = _fresh_like(module)
+            fresh[prefix + ("weight_orig" if "weight_orig" in own else "weight")] = new.weight.detach()
+            if module.bias is not None:
+                fresh[prefix + "bias"] = new.bias.detach()
+            continue
+        copy_ = fresh_copy(module) if hasattr(module, "reset_parameters") else module
+        for key, value in copy_.named_parameters(recurse=False):
+            fresh[prefix + key] = value.detach()
+    return fresh

@@ -6,7 +6,8 @@ https://arxiv.org/abs/2304.09871).
 A bad update is one whose loss is not finite or exceeds k times the running average of the
 previous losses, or whose gradients are not finite::
 
-    running average   m ← β m + (1 − β) L   over accepted updates (after ``warmup`` of them)
+    running average   m ← β m + (1 − β) L   over accepted updates (after ``warmup`` of them);
+                      a spike counts as a loss of k·m, so a lasting level shift is accepted eventually
     spike             L > k · m   (or L, ∇ not finite)
 
     loss_spike_filtering      the bad update is skipped: every gradient is dropped before the step
@@ -62,6 +63,9 @@ class SpikeDetector:
         if not math.isfinite(loss):
             return True
         if self.mean is not None and self.seen >= self.warmup and loss > self.k * self.mean:
+            # a spike moves the average as a loss of k·m would: a lasting shift of the loss level is
+            # accepted after a few dozen updates instead of blocking training for good
+            self.mean = self.beta * self.mean + (1 - self.beta) * self.k * self.mean
             return True
         self.mean = loss if self.mean is None else self.beta * self.mean + (1 - self.beta) * loss
         self.seen += 1
@@ -174,11 +178,9 @@ class WarmupRestart(BadUpdateRepair):
 
         def factor(a: BaseAlgorithm, _r: str, _i: int, _g: dict) -> float:
             event = getattr(a, "rls_rewarm_from", None)
-            return (
-                1.0
-                if event is None
-                else warmup_factor(a.num_timesteps - event, p.warmup_steps, p.start_factor)
-            )
+            if event is None or a.num_timesteps < event:  # none yet, or the step count was reset
+                return 1.0
+            return warmup_factor(a.num_timesteps - event, p.warmup_steps, p.start_factor)
 
         add_lr_factor(agent, factor)
         super().install(agent)

@@ -204,3 +204,26 @@ def test_operate_from_the_command_line_and_a_recipe_step(tmp_path):
     ]
     model.save(tmp_path / "deep.zip")
     assert [s.widths for s in mlp_stacks(rls.load(tmp_path / "deep.zip").q_net)] == [[32] * 3]
+
+
+def test_repeated_operations_reload_and_targets_copy_the_same_units(tmp_path):
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **DQN_KW)
+    rls.operate(model, "width_scaling:factor=1.5")
+    rls.operate(model, "width_scaling:factor=2")
+    # online and target were equal: the same unit copies keep them equal
+    online, target = model.q_net.state_dict(), model.q_net_target.state_dict()
+    assert all(th.equal(online[k], target[k]) for k in online)
+    model.save(tmp_path / "twice.zip")
+    loaded = rls.load(tmp_path / "twice.zip")  # the same key twice in the log: still loads
+    assert [s.widths for s in mlp_stacks(loaded.q_net)] == [[96, 96]]
+    th.testing.assert_close(outputs(loaded), outputs(model), rtol=0, atol=0)
+    # a model whose only surgery is still scheduled keeps its schedule through save/load
+    scheduled = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=["layer_addition:at_step=150"], **DQN_KW
+    )
+    scheduled.learn(100)
+    scheduled.save(tmp_path / "scheduled.zip")
+    resumed = rls.load(tmp_path / "scheduled.zip", env=scheduled.get_env())
+    assert [s.key for s in resumed._scheduled] == ["layer_addition"]
+    resumed.learn(60, reset_num_timesteps=False)
+    assert [s.widths for s in mlp_stacks(resumed.q_net)] == [[32] * 3]

@@ -66,3 +66,13 @@ def test_transform_networks_syncs_target_and_optimizer():
         assert th.equal(a, b), k
     optimized = {id(p) for g in model.policy.optimizer.param_groups for p in g["params"]}
     assert optimized == {id(p) for p in model.q_net.parameters()}
+
+
+def test_rebuild_optimizer_keeps_parameter_groups():
+    a, b, c = (nn.Parameter(th.randn(2)) for _ in range(3))
+    opt = th.optim.Adam([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 0.01}])
+    new_param = nn.Parameter(th.randn(2))
+    new = rebuild_optimizer(opt, [a, b, new_param])
+    assert [g["lr"] for g in new.param_groups] == [0.1, 0.01]
+    assert new.param_groups[0]["params"] == [a] and new.param_groups[1]["params"] == [b, new_param]
+    assert c is not None

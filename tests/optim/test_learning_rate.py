@@ -172,3 +172,9 @@ def test_cosine_over_the_whole_run():
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["cosine_annealing:period=0"], **KW)
     model.learn(100)  # the last update at step 100 of a 100-step run: factor 0
     assert current_learning_rates(model)["policy"][0] == pytest.approx(0.0, abs=1e-15)
+
+
+def test_warmup_factor_never_goes_below_its_start():
+    from rlsurgery.optim.learning_rate import warmup_factor
+
+    assert warmup_factor(-50, 100, 0.1) == 0.1 and warmup_factor(50, 100, 0.1) == pytest.approx(0.55)

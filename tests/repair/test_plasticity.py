@@ -69,3 +69,18 @@ def test_redo_shrink_perturb_and_resets():
     state = resets.policy.optimizer.state
     assert state[last.weight]["step"] < state[hidden.weight]["step"]
     assert not th.equal(hidden.weight, hidden_before)  # earlier layers keep training, not reset
+
+
+def test_repairs_reach_the_weights_under_a_pruning_mask():
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["magnitude_pruning:amount=0.5"], **KW)
+    model.learn(60)
+    layer = model.q_net.q_net[0]
+    orig, mask = layer.weight_orig.detach().clone(), layer.weight_mask.clone()
+    rls.operate(model, "shrink_and_perturb:shrink=0.5,perturb=0.5")
+    moved = layer.weight_orig.detach()
+    assert not th.allclose(moved, orig)  # a fresh draw was mixed in, not just a rescaling
+    assert not th.allclose(moved, orig * (moved / orig).median())
+    assert th.equal(layer.weight_mask, mask)  # the mask is kept
+    rls.operate(model, "periodic_reset")
+    out = model.q_net.q_net[4]
+    assert th.equal(out.weight_mask, model.q_net_target.q_net[4].weight_mask)
