@@ -46,6 +46,13 @@ def param(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def check_order(params: Any, low: str, high: str) -> None:
+    """Raise ``ValueError`` unless field ``low`` < field ``high`` (a step window, a range of rates …)."""
+    a, b = getattr(params, low), getattr(params, high)
+    if a >= b:
+        raise ValueError(f"{low!r} must be < {high!r} (got {a} ≥ {b})")
+
+
 def _type_name(tp: Any) -> str:
     if get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in get_args(tp))

@@ -88,6 +88,17 @@ class Diagnostic(OptimizerSurgery):
         counts[key] = counts.get(key, 0) + 1
         return (counts[key] - 1) % self.params.log_every == 0
 
+    def every_log_updates(self, action: Any) -> EveryStep:
+        """A callback running ``action(agent)`` once the agent has made ``log_every`` more updates."""
+        state = {"next": 0}
+
+        def check(model: BaseAlgorithm) -> None:
+            if model._n_updates >= state["next"] and model._n_updates > 0:
+                state["next"] = model._n_updates + self.params.log_every
+                action(model)
+
+        return EveryStep(check)
+
 
 @dataclass
 class GradientMonitoringParams:
@@ -173,14 +184,7 @@ class ActivationStatistics(Diagnostic):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Measures every ``log_every`` updates."""
-        state = {"next": 0}
-
-        def check(model: BaseAlgorithm) -> None:
-            if model._n_updates >= state["next"] and model._n_updates > 0:
-                state["next"] = model._n_updates + self.params.log_every
-                self.measure(model)
-
-        return EveryStep(check)
+        return self.every_log_updates(self.measure)
 
 
 @dataclass
@@ -253,14 +257,7 @@ class WeightHistograms(Diagnostic):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Records every ``log_every`` updates."""
-        state = {"next": 0}
-
-        def check(model: BaseAlgorithm) -> None:
-            if model._n_updates >= state["next"] and model._n_updates > 0:
-                state["next"] = model._n_updates + self.params.log_every
-                self.snapshot(model)
-
-        return EveryStep(check)
+        return self.every_log_updates(self.snapshot)
 
 
 @dataclass

@@ -29,7 +29,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.optim.loss import LOSS_FAMILIES, fixed_batch_loss, loss_on_batch, training_batches
 
@@ -75,8 +75,7 @@ class FinderParams:
 
     def check(self) -> None:
         """η_min < η_max."""
-        if self.lr_min >= self.lr_max:
-            raise ValueError(f"'lr_min' must be < 'lr_max' (got {self.lr_min} ≥ {self.lr_max})")
+        check_order(self, "lr_min", "lr_max")
 
 
 def suggest_lr(lrs: list[float], losses: list[float]) -> float:

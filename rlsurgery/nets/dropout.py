@@ -33,7 +33,7 @@ from torch.nn.utils import parametrize
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import Residual
@@ -179,8 +179,7 @@ class DropoutScheduleParams:
 
     def check(self) -> None:
         """t₀ < t₁."""
-        if self.start_step >= self.end_step:
-            raise ValueError(f"'start_step' must be < 'end_step' (got {self.start_step} ≥ {self.end_step})")
+        check_order(self, "start_step", "end_step")
 
 
 @register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")

@@ -26,7 +26,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_step_hook, record, trainable_parameters
@@ -122,8 +122,7 @@ class WeightDecayParams:
 
     def check(self) -> None:
         """t₀ < t₁."""
-        if self.start_step >= self.end_step:
-            raise ValueError(f"'start_step' must be < 'end_step' (got {self.start_step} ≥ {self.end_step})")
+        check_order(self, "start_step", "end_step")
 
 
 @register(proof="tests/optim/test_gradients.py::test_clipped_norms_agc_ratios_and_weight_decay")

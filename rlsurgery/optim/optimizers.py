@@ -25,7 +25,7 @@ from stable_baselines3.common.utils import ConstantSchedule
 
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_step_hook, optimizers_by_role, record, set_optimizer
@@ -103,8 +103,7 @@ class MomentumParams:
 
     def check(self) -> None:
         """t₀ < t₁."""
-        if self.start_step >= self.end_step:
-            raise ValueError(f"'start_step' must be < 'end_step' (got {self.start_step} ≥ {self.end_step})")
+        check_order(self, "start_step", "end_step")
 
 
 def set_momentum(optimizer: th.optim.Optimizer, momentum: float) -> None:

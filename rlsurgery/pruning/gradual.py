@@ -21,7 +21,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.nets.masks import (
     apply_mask,
     effective_weight,
@@ -52,8 +52,7 @@ class GradualPruningParams:
 
     def check(self) -> None:
         """t₀ < t₁ and s_i ≤ s_f."""
-        if self.start_step >= self.end_step:
-            raise ValueError(f"'start_step' must be < 'end_step' (got {self.start_step} ≥ {self.end_step})")
+        check_order(self, "start_step", "end_step")
         if self.initial_sparsity > self.final_sparsity:
             raise ValueError("'initial_sparsity' must be <= 'final_sparsity'")
 

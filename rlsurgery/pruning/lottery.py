@@ -26,7 +26,7 @@ from torch import nn
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import check_order, param
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.initialization import optimizers_of
 from rlsurgery.nets.masks import (
@@ -97,10 +97,7 @@ class RewindingParams:
 
     def check(self) -> None:
         """k < r."""
-        if self.rewind_step >= self.apply_step:
-            raise ValueError(
-                f"'rewind_step' must be < 'apply_step' (got {self.rewind_step} ≥ {self.apply_step})"
-            )
+        check_order(self, "rewind_step", "apply_step")
 
 
 @register(proof="tests/pruning/test_lottery.py::test_rewinding_restores_the_snapshot")
