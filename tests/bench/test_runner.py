@@ -179,7 +179,12 @@ def test_ctrl_c_stops_cleanly_and_leaves_the_study_resumable(tmp_path):
     study = write_tiny_study(tmp_path, seeds=3, steps=3000)
     out = tmp_path / "out"
     proc = _compare(study, out)
-    _wait_for(lambda: (out / "study.db").exists() and _count(out, "running") >= 1, proc=proc)
+    # interrupt mid-study: runs in flight and one still waiting (under heavy machine load, a check on
+    # "running" alone could fire when the last run is about to finish)
+    _wait_for(
+        lambda: (out / "study.db").exists() and _count(out, "running") >= 1 and _count(out, "pending") >= 1,
+        proc=proc,
+    )
     workers = _worker_pids(proc.pid)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
