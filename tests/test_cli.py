@@ -5,7 +5,9 @@ import subprocess
 import sys
 
 import pytest
+import torch as th
 
+import rlsurgery as rls
 from rlsurgery.cli import main
 
 
@@ -136,3 +138,49 @@ def test_train_explore_flag_swaps_the_exploration(tmp_path, capsys):
     assert run_cli("train", "ppo", "CartPole-v1", "--explore", "ucb_bonus:c=1", "--out", str(bad)) == 2
     assert "UCB action selection (c > 0) needs a Q-function" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_training_procedure_surgeries_from_the_command_line_and_a_recipe(tmp_path, capsys):
+    # the command line: rate schedule + repair + diagnostic on the dqn recipe
+    out = tmp_path / "run"
+    args = ["train", "dqn", "CartPole-v1", "--steps", "1500", "--out", str(out), "--eval-episodes", "1"]
+    args += [
+        "--surgery",
+        "learning_rate_warmup:warmup_steps=5000",
+        "--surgery",
+        "checkpoint_rollback:every=500",
+    ]
+    args += ["--surgery", "gradient_monitoring:log_every=10", "--no-progress", "--json"]
+    assert run_cli(*args) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["surgeries"] == ["learning_rate_warmup", "checkpoint_rollback", "gradient_monitoring"]
+    model = rls.load(out / "model.zip")
+    assert [r["key"] for r in model.surgery_log] == evaluation["surgeries"]
+    # a recipe: a pruning schedule at a step and an optimizer switch, from YAML
+    recipe = tmp_path / "sparse-dqn.yaml"
+    recipe.write_text(
+        "algo: dqn\n"
+        "surgeries:\n"
+        "  - {key: magnitude_pruning, amount: 0.5, at_step: 600}\n"
+        "  - {key: optimizer_switching, to: sgd, step: 800, lr: 0.001}\n"
+        "defaults: {policy: MlpPolicy, learning_starts: 100, policy_kwargs: {net_arch: [32]}}\n"
+    )
+    out2 = tmp_path / "run2"
+    assert (
+        run_cli(
+            "train",
+            str(recipe),
+            "CartPole-v1",
+            "--steps",
+            "1000",
+            "--out",
+            str(out2),
+            "--eval-episodes",
+            "1",
+            "--no-progress",
+        )
+        == 0
+    )
+    model = rls.load(out2 / "model.zip")
+    assert type(model.policy.optimizer) is th.optim.SGD
+    assert [r["applied"] for r in model.surgery_log] == ["build", "at_step"]
