@@ -52,7 +52,15 @@ def _compare(study: Path, out: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    """In the child: SIGINT handled and not blocked, as in a terminal. The test process may carry an
+    ignored or blocked SIGINT (its worker's state), which a child would otherwise inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _wait_for(predicate, timeout: float = 240.0, proc: subprocess.Popen | None = None) -> None:
