@@ -55,7 +55,8 @@ def test_loss_landscape_grid_and_restore(tmp_path):
 
     assert all(th.equal(before[k], v) for k, v in state(model).items())
     model.policy.set_training_mode(False)
-    centre = float(fixed_batch_loss(model, 64, "test")())
+    with th.no_grad():
+        centre = float(fixed_batch_loss(model, 64, "test")())
     assert grid[2][2] == pytest.approx(centre, rel=1e-5)
     assert len({round(v, 6) for row in grid for v in row}) > 1
     assert png.is_file()
