@@ -123,13 +123,15 @@ class ScorePruning(MaskSurgery):
 
     def advance(self, agent: BaseAlgorithm) -> None:
         """Every env step: start scoring at ``start_step``; prune once ``window`` updates are scored."""
-        layers = [m for _, m in self.layers(agent)]
+        if self.done:
+            return
         if self.accumulator is None:
-            if (
-                agent.num_timesteps >= self.params.start_step
-                and not self.pruned(layers)
-                and self.params.amount > 0
-            ):
+            if agent.num_timesteps < self.params.start_step:
+                return
+            layers = [m for _, m in self.layers(agent)]
+            if self.params.amount == 0 or self.pruned(layers):  # e.g. a model loaded after its pruning
+                self.done = True
+            else:
                 self.accumulator = GradientScoreAccumulator(layers, type(self).step_score)
             return
         if self.accumulator.updates >= self.params.window:

@@ -122,12 +122,15 @@ class LotteryTicketRewinding(NetworkSurgery):
         snapshot_of(agent, self.key, self.layers(agent))
 
     def advance(self, agent: BaseAlgorithm) -> None:
-        layers = self.layers(agent)
-        snapshot = snapshot_of(agent, self.key, layers)
+        snapshot = agent.rls_modules[self.key]  # type: ignore[attr-defined]
         t = agent.num_timesteps
-        if not snapshot.taken and t >= self.params.rewind_step:
+        due = self.params.apply_step if snapshot.taken else self.params.rewind_step
+        if snapshot.rounds_done > 0 or t < due:  # the common case: nothing to do at this step
+            return
+        layers = self.layers(agent)
+        if not snapshot.taken:
             snapshot.take(layers)
-        elif snapshot.taken and snapshot.rounds_done == 0 and t >= self.params.apply_step:
+        else:
             snapshot.rewind(agent, layers)
             snapshot.rounds_done.fill_(1)
             agent.logger.record("train/rewound_to_step", self.params.rewind_step)
@@ -168,27 +171,28 @@ class LotteryTicketPruning(MaskSurgery):
         return 1 - (1 - self.params.amount_per_round) ** rounds
 
     def advance(self, agent: BaseAlgorithm) -> None:
-        layers = [m for _, m in self.layers(agent)]
-        snapshot = snapshot_of(agent, self.key, layers)
+        snapshot = agent.rls_modules[self.key]  # type: ignore[attr-defined]
         p, t = self.params, agent.num_timesteps
-        if not snapshot.taken:
-            if t >= p.rewind_step:
-                snapshot.take(layers)
-            return
         done = int(snapshot.rounds_done)
-        if done < p.rounds and t >= p.rewind_step + (done + 1) * p.period:
-            # prune by the trained magnitudes, to the sparsity of round done + 1 (pruned weights stay pruned)
-            scores = [
-                effective_weight(m).abs().masked_fill(effective_weight(m) == 0, float("-inf")) for m in layers
-            ]
-            with th.no_grad():
-                for layer, mask in zip(layers, lowest_score_masks(scores, self.target_sparsity(done + 1))):
-                    apply_mask(layer, mask)
-            snapshot.rewind(agent, layers)
-            snapshot.rounds_done.fill_(done + 1)
-            reached = sparsity(layers)
-            agent.rls_sparsity = {"surgery": self.key, "sparsity": reached, "round": done + 1}  # type: ignore[attr-defined]
-            agent.logger.record("train/sparsity", reached)
+        due = p.rewind_step + (done + 1) * p.period if snapshot.taken else p.rewind_step
+        if done >= p.rounds or t < due:  # the common case: nothing to do at this step
+            return
+        layers = [m for _, m in self.layers(agent)]
+        if not snapshot.taken:
+            snapshot.take(layers)
+            return
+        # prune by the trained magnitudes, to the sparsity of round done + 1 (pruned weights stay pruned)
+        scores = [
+            effective_weight(m).abs().masked_fill(effective_weight(m) == 0, float("-inf")) for m in layers
+        ]
+        with th.no_grad():
+            for layer, mask in zip(layers, lowest_score_masks(scores, self.target_sparsity(done + 1))):
+                apply_mask(layer, mask)
+        snapshot.rewind(agent, layers)
+        snapshot.rounds_done.fill_(done + 1)
+        reached = sparsity(layers)
+        agent.rls_sparsity = {"surgery": self.key, "sparsity": reached, "round": done + 1}  # type: ignore[attr-defined]
+        agent.logger.record("train/sparsity", reached)
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Snapshot, rounds of pruning and rewinding, as a training callback."""
