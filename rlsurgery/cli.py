@@ -218,6 +218,13 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="study folder (default studies/NAME)")
     p.add_argument("--name", help="study name")
     p.add_argument("--save-models", action="store_true", help="keep each run's model zip")
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="KEY",
+        help="keep this logger value of every run, e.g. train/approx_kl (a prefix ending in / keeps "
+        "all keys under it; repeatable)",
+    )
     p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs (default 2000)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -267,6 +274,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec.device = args.device or spec.device
         spec.save_models = spec.save_models or args.save_models
         spec.baseline = args.baseline or spec.baseline
+        spec.metrics = [*spec.metrics, *(args.metric or [])]
         spec.__post_init__()  # re-check what the options changed
     elif args.agents:
         names = [a.strip() for a in args.agents.split(",") if a.strip()]
@@ -278,6 +286,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             baseline=args.baseline or names[0],
             device=args.device or "auto",
             save_models=args.save_models,
+            metrics=args.metric or [],
         )
     else:
         raise StudyError("give a STUDY.yaml, or --agents A,B,... with --suite or --env")
@@ -296,6 +305,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         baseline=variants[0].name,
         device=args.device or "auto",
         save_models=args.save_models,
+        metrics=args.metric or [],
     )
     return _run_and_print(spec, args)
 

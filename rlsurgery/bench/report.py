@@ -130,6 +130,25 @@ def _per_env_display(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _significant(value: Any) -> str:
+    return MISSING if _is_missing(value) else f"{float(value):.4g}"
+
+
+def _metrics_display(table: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Variant": table["variant"],
+            "Environment": table["env_id"],
+            "Logger key": table["key"],
+            "Runs": table["n_runs"],
+            "Values per run": table["n_values"].map(lambda v: format_number(v, 0)),
+            "Mean": table["mean"].map(_significant),
+            "Max": table["max"].map(_significant),
+            "Last": table["last"].map(_significant),
+        }
+    )
+
+
 def _normalization_display(normalizations: dict[str, stats.EnvNormalization]) -> pd.DataFrame:
     return pd.DataFrame(
         [
@@ -177,8 +196,8 @@ def study_tables(results: StudyResults, reps: int = 2000, seed: int = 0) -> dict
     :param results: the study's results
     :param reps: bootstrap replications of the aggregate and improvement CIs
     :param seed: seed of the bootstraps
-    :return: ``runs``, ``per_env``, ``aggregate`` and, when the study has a baseline,
-        ``improvement``
+    :return: ``runs``, ``per_env``, ``aggregate``, ``improvement`` when the study has a baseline,
+        and ``metrics`` when it kept logger values
     """
     tables = {
         "runs": results.runs,
@@ -187,6 +206,8 @@ def study_tables(results: StudyResults, reps: int = 2000, seed: int = 0) -> dict
     }
     if results.baseline is not None:
         tables["improvement"] = stats.improvement_table(results, reps=reps, seed=seed)
+    if not results.metrics.empty:
+        tables["metrics"] = stats.metrics_table(results)
     return tables
 
 
@@ -222,7 +243,8 @@ def _write_plots(
 
 
 def _write_tables(tables: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
-    (tables_dir / "improvement.csv").unlink(missing_ok=True)
+    for optional in ("improvement", "metrics"):
+        (tables_dir / f"{optional}.csv").unlink(missing_ok=True)
     paths = {}
     for name, table in tables.items():
         paths[name] = tables_dir / f"{name}.csv"
@@ -389,6 +411,17 @@ def report_html(
             "Per environment",
             _html_table(_per_env_display(tables["per_env"]), "per-env", "No runs yet."),
         ),
+    ]
+    if "metrics" in tables:
+        sections.append(
+            _html_section(
+                "Training metrics",
+                '<p class="note">Logger values kept at each log dump: per run their mean, maximum and '
+                "last value; the table shows the median of each over the finished runs.</p>",
+                _html_table(_metrics_display(tables["metrics"]), "metrics", "No values kept."),
+            )
+        )
+    sections += [
         _html_section("Failures", _html_failures(results)),
         _html_section(
             "Runs",
@@ -414,9 +447,10 @@ def write_report(
 ) -> dict[str, Any]:
     """Write a study's report into a folder.
 
-    Layout: ``plots/*.png``, ``tables/{runs,per_env,aggregate,improvement}.csv`` (improvement only
-    with a baseline), ``summary.json``, ``summary.txt`` and ``report.html`` (self-contained). Files
-    of an earlier report in the folder that this one does not produce are removed.
+    Layout: ``plots/*.png``, ``tables/{runs,per_env,aggregate,improvement,metrics}.csv`` (improvement
+    only with a baseline, metrics only when the study kept logger values), ``summary.json``,
+    ``summary.txt`` and ``report.html`` (self-contained). Files of an earlier report in the folder
+    that this one does not produce are removed.
 
     :param results: the study's results
     :param out_dir: the folder (created if needed)

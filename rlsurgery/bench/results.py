@@ -9,6 +9,8 @@ or built directly (tests build synthetic ones). Its tables are pandas DataFrames
 * ``evals``: the periodic evaluations: ``run_id, variant, env_id, seed, step, mean_return``.
 * ``episodes``: training episode returns: ``run_id, variant, env_id, seed, step,
   episode_return``.
+* ``metrics``: the logger values the study keeps (its ``metrics``): ``run_id, variant, env_id,
+  seed, step, key, value``, one row per value and log dump.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ RUN_COLUMNS = [
 ]
 EVAL_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "mean_return"]
 EPISODE_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "episode_return"]
+METRIC_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "key", "value"]
 
 
 @dataclass
@@ -66,6 +69,7 @@ class StudyResults:
     runs: pd.DataFrame
     evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EVAL_COLUMNS))
     episodes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EPISODE_COLUMNS))
+    metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
     baseline: str | None = None
     description: str = ""
 

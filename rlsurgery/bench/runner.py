@@ -73,8 +73,8 @@ def run_study(
         store.register(spec, runs)
         if spec.save_models:
             (folder / "models").mkdir(exist_ok=True)
-        wanted = {r.run_id for r in runs}
-        todo = [r for r in store.todo() if r.run_id in wanted]
+        current = {r.run_id: r for r in runs}  # same configuration as stored (register checks)
+        todo = [current[r.run_id] for r in store.todo() if r.run_id in current]
         todo.sort(key=lambda r: -(r.env.get("steps") or 0))  # longest first: better packing
         skipped = len(runs) - len(todo)
         if skipped:

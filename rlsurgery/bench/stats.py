@@ -66,6 +66,7 @@ PER_ENV_COLUMNS = [
     "mean_wall_s",
 ]
 CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
+METRIC_SUMMARY_COLUMNS = ["variant", "env_id", "key", "n_runs", "n_values", "mean", "max", "last"]
 
 
 def _rliable_library() -> Any:
@@ -421,6 +422,44 @@ def per_env_table(results: StudyResults) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows, columns=PER_ENV_COLUMNS)
+
+
+def metrics_table(results: StudyResults) -> pd.DataFrame:
+    """The logger values a study kept (its ``metrics``), summarised per variant, env and key.
+
+    Each finished run's values of a key are reduced to their mean, maximum and last value; the
+    table gives the median of each over the runs (seeds), so one odd seed does not dominate.
+
+    :param results: the study's results
+    :return: one row per (variant, environment, key): ``n_runs`` (runs with that key),
+        ``n_values`` (median values per run), ``mean``, ``max``, ``last`` (medians over runs)
+    """
+    values = results.metrics
+    if values is None or values.empty:
+        return pd.DataFrame(columns=METRIC_SUMMARY_COLUMNS)
+    per_run = (
+        values.groupby(["variant", "env_id", "key", "run_id"], sort=False)["value"]
+        .agg(n_values="size", mean="mean", max="max", last="last")
+        .reset_index()
+    )
+    order = {v: i for i, v in enumerate(study_variants(results))}
+    env_order = {e: i for i, e in enumerate(study_env_ids(results))}
+    rows = []
+    for (variant, env_id, key), runs in per_run.groupby(["variant", "env_id", "key"], sort=False):
+        rows.append(
+            {
+                "variant": variant,
+                "env_id": env_id,
+                "key": key,
+                "n_runs": len(runs),
+                "n_values": float(runs["n_values"].median()),
+                "mean": float(runs["mean"].median()),
+                "max": float(runs["max"].median()),
+                "last": float(runs["last"].median()),
+            }
+        )
+    rows.sort(key=lambda r: (order.get(r["variant"], len(order)), env_order.get(r["env_id"], 0), r["key"]))
+    return pd.DataFrame(rows, columns=METRIC_SUMMARY_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Tables: ``meta`` (the study specification), ``runs`` (one row per run, keyed by run id:
 status, configuration hash, final score, wall time, error traceback), ``evals`` (periodic
-greedy evaluations) and ``episodes`` (training episode returns). A finished run's rows are
+greedy evaluations), ``episodes`` (training episode returns) and ``metrics`` (the logger
+values a study asks for, e.g. ``train/approx_kl`` at each log dump). A finished run's rows are
 written in one transaction, so a run is either stored whole or not at all, and never twice.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from rlsurgery.bench.results import EPISODE_COLUMNS, EVAL_COLUMNS, RUN_COLUMNS, StudyResults
+from rlsurgery.bench.results import EPISODE_COLUMNS, EVAL_COLUMNS, METRIC_COLUMNS, RUN_COLUMNS, StudyResults
 from rlsurgery.bench.study import RunSpec, StudySpec
 from rlsurgery.core.errors import StudyError
 
@@ -58,6 +59,14 @@ CREATE TABLE IF NOT EXISTS episodes (
     step INTEGER NOT NULL,
     episode_return REAL NOT NULL,
     length INTEGER NOT NULL,
+    PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    idx INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value REAL NOT NULL,
     PRIMARY KEY (run_id, idx)
 );
 """
@@ -173,6 +182,7 @@ class ResultStore:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
             self.conn.execute("DELETE FROM episodes WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET status = ?, final_score = ?, final_std = ?, steps = ?, wall_s = ?, "
                 "error = ?, host = ?, finished_at = ? WHERE run_id = ?",
@@ -202,6 +212,13 @@ class ResultStore:
                     for i, e in enumerate(result.get("episodes", []))
                 ],
             )
+            self.conn.executemany(
+                "INSERT INTO metrics (run_id, idx, step, key, value) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (run_id, i, m["step"], m["key"], m["value"])
+                    for i, m in enumerate(result.get("metrics", []))
+                ],
+            )
 
     def todo(self) -> list[RunSpec]:
         """Runs to (re)do: every run not ``done`` (pending, interrupted ``running``, ``failed``)."""
@@ -225,6 +242,11 @@ class ResultStore:
             "FROM episodes p JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY p.run_id, p.idx",
             self.conn,
         )
+        metrics = pd.read_sql_query(
+            "SELECT m.run_id, r.variant, r.env_id, r.seed, m.step, m.key, m.value "
+            "FROM metrics m JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY m.run_id, m.idx",
+            self.conn,
+        )
         return StudyResults(
             name=spec.name,
             description=spec.description,
@@ -233,6 +255,7 @@ class ResultStore:
             runs=runs,
             evals=evals[EVAL_COLUMNS],
             episodes=episodes[EPISODE_COLUMNS],
+            metrics=metrics[METRIC_COLUMNS],
             baseline=spec.baseline,
         )
 
@@ -253,4 +276,5 @@ def _union(old: StudySpec, new: StudySpec) -> StudySpec:
         baseline=new.baseline or old.baseline,
         device=new.device,
         save_models=new.save_models,
+        metrics=list(dict.fromkeys([*old.metrics, *new.metrics])),
     )

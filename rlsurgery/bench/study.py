@@ -12,6 +12,7 @@ A study file (``rlsurgery compare STUDY.yaml``)::
     n_eval_episodes: 10
     baseline: dqn                  # probability of improvement is measured against it
     device: cpu
+    metrics: [train/loss]          # optional: logger values kept per run ("train/": a prefix)
     variants:
       dqn: {recipe: dqn}
       rainbow: {recipe: rainbow}
@@ -23,6 +24,11 @@ A study file (``rlsurgery compare STUDY.yaml``)::
 surgery overrides: ``explore`` replaces the recipe's exploration (as ``--explore``),
 ``surgeries`` adds surgeries or changes a recipe surgery's parameters, ``remove`` drops
 recipe surgeries, ``hyperparams`` overrides hyperparameters.
+
+``metrics`` names values of SB3's logger (``train/approx_kl``, ``train/loss``, a surgery's own
+``train/kl_beta`` ...) to keep for every run, each time the agent dumps its logs; an entry
+ending in ``/`` keeps every key under that prefix. They go to the store's ``metrics`` table and
+the report's "Training metrics" table.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ STUDY_KEYS = (
     "device",
     "variants",
     "save_models",
+    "metrics",
 )
 VARIANT_KEYS = ("recipe", "explore", "surgeries", "remove", "hyperparams")
 
@@ -102,6 +109,8 @@ class RunSpec:
     seed: int
     device: str = "auto"
     model_path: str | None = None
+    metrics: list[str] = field(default_factory=list)
+    """logger keys (or prefixes ending in ``/``) whose values the worker keeps"""
 
     @property
     def config_hash(self) -> str:
@@ -118,6 +127,7 @@ class RunSpec:
             "seed": self.seed,
             "device": self.device,
             "model_path": self.model_path,
+            "metrics": list(self.metrics),
         }
 
 
@@ -133,6 +143,8 @@ class StudySpec:
     description: str = ""
     device: str = "auto"
     save_models: bool = False
+    metrics: list[str] = field(default_factory=list)
+    """logger keys (or prefixes ending in ``/``) kept for every run"""
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -149,6 +161,7 @@ class StudySpec:
             raise StudyError(f"seeds must be distinct (got {self.seeds})")
         if self.baseline is not None and self.baseline not in names:
             raise StudyError(f"baseline {self.baseline!r} is not one of the variants ({', '.join(names)})")
+        self.metrics = check_metric_keys(self.metrics)
 
     @property
     def variant_names(self) -> list[str]:
@@ -167,7 +180,15 @@ class StudySpec:
                         safe = run_id.replace("|", "__").replace("/", "_")
                         model_path = str(Path(out_dir) / "models" / f"{safe}.zip")
                     runs.append(
-                        RunSpec(run_id, variant.as_dict(), env.as_dict(), seed, self.device, model_path)
+                        RunSpec(
+                            run_id,
+                            variant.as_dict(),
+                            env.as_dict(),
+                            seed,
+                            self.device,
+                            model_path,
+                            list(self.metrics),
+                        )
                     )
         return runs
 
@@ -214,6 +235,7 @@ class StudySpec:
             "baseline": self.baseline,
             "device": self.device,
             "save_models": self.save_models,
+            "metrics": list(self.metrics),
         }
 
     @classmethod
@@ -228,7 +250,23 @@ class StudySpec:
             baseline=data.get("baseline"),
             device=data.get("device", "auto"),
             save_models=bool(data.get("save_models", False)),
+            metrics=list(data.get("metrics") or []),
         )
+
+
+def check_metric_keys(metrics: Any) -> list[str]:
+    """A study's ``metrics``: logger keys like ``train/approx_kl``, or prefixes like ``train/``.
+
+    :raises StudyError: not a list of non-empty strings
+    """
+    if metrics is None:
+        return []
+    if isinstance(metrics, str) or not isinstance(metrics, list | tuple):
+        raise StudyError(f"metrics must be a list of logger keys such as train/loss (got {metrics!r})")
+    bad = [m for m in metrics if not isinstance(m, str) or not m.strip() or m != m.strip()]
+    if bad:
+        raise StudyError(f"metrics must be logger keys such as train/loss (bad entry: {bad[0]!r})")
+    return list(dict.fromkeys(metrics))
 
 
 def merged_env_kwargs(recipe: Any, env: EnvSettings) -> dict[str, Any]:
@@ -388,9 +426,10 @@ def load_study(path: str | Path) -> StudySpec:
             baseline=data.get("baseline"),
             device=str(data.get("device", "auto")),
             save_models=bool(data.get("save_models", False)),
+            metrics=data.get("metrics") or [],
         )
     except StudyError as exc:
-        key = "baseline" if "baseline" in str(exc) else "variants"
+        key = next((k for k in ("baseline", "metrics") if k in str(exc)), "variants")
         raise fail(str(exc), key) from None
 
 

@@ -3,7 +3,8 @@
 Evaluation protocol: every ``eval_freq`` environment steps and at the end of training,
 ``n_eval_episodes`` greedy episodes on a separate evaluation environment, seeded with
 ``10_000 + seed`` (never the training seed); the final score is the last evaluation's
-mean return. The returns of the training episodes (with their step) are kept too.
+mean return. The returns of the training episodes (with their step) are kept too, and the
+logger values the study names in ``metrics`` each time the agent dumps its logs.
 """
 
 from __future__ import annotations
@@ -17,20 +18,53 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import KVWriter
 from stable_baselines3.common.vec_env import VecEnv
 
 EVAL_SEED_OFFSET = 10_000
 
 
+def metric_selected(key: str, metrics: list[str]) -> bool:
+    """Whether logger ``key`` is one of ``metrics`` (exact keys, or prefixes ending in ``/``)."""
+    return any(key == m or (m.endswith("/") and key.startswith(m)) for m in metrics)
+
+
+class MetricRecorder(KVWriter):
+    """An output of SB3's logger that keeps the chosen scalar values, with the step of each dump.
+
+    :param metrics: logger keys (``train/approx_kl``) or prefixes ending in ``/`` (``train/``)
+    """
+
+    def __init__(self, metrics: list[str]) -> None:
+        self.metrics = list(metrics)
+        self.records: list[dict[str, Any]] = []
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        for key, value in key_values.items():
+            if not metric_selected(key, self.metrics):
+                continue
+            if isinstance(value, np.ndarray | np.generic) and np.size(value) == 1:
+                value = value.item()
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue  # histograms, images, text: not a scalar metric
+            self.records.append({"step": int(step), "key": key, "value": float(value)})
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class StudyCallback(BaseCallback):
-    """Periodic greedy evaluation on a separate env, and training episode returns.
+    """Periodic greedy evaluation on a separate env, training episode returns, chosen logger values.
 
     :param eval_env: the evaluation environment
     :param eval_freq: evaluate every ``eval_freq`` environment steps (summed over envs)
     :param n_eval_episodes: episodes per evaluation
+    :param metrics: logger keys (or prefixes ending in ``/``) to keep at every log dump
     """
 
-    def __init__(self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int) -> None:
+    def __init__(
+        self, eval_env: VecEnv, eval_freq: int, n_eval_episodes: int, metrics: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.eval_env = eval_env
         self.eval_freq = int(eval_freq)
@@ -38,6 +72,17 @@ class StudyCallback(BaseCallback):
         self.next_eval = self.eval_freq
         self.evals: list[dict[str, Any]] = []
         self.episodes: list[dict[str, Any]] = []
+        self.recorder = MetricRecorder(metrics or [])
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The kept logger values: ``{"step", "key", "value"}`` per value and dump."""
+        return self.recorder.records
+
+    def _on_training_start(self) -> None:
+        # learn() has configured the model's logger by now; listen to its dumps
+        if self.recorder.metrics and self.recorder not in self.model.logger.output_formats:
+            self.model.logger.output_formats.append(self.recorder)
 
     def evaluate(self) -> None:
         """Run one evaluation now and record it (also to SB3's logger, ``eval/mean_return``)."""
@@ -135,7 +180,7 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
     eval_env = make_vec_env(env.env_id, n_envs=1, seed=EVAL_SEED_OFFSET + seed, env_kwargs=env_kwargs or None)
     try:
         model = resolved.build(env=train_env)
-        callback = StudyCallback(eval_env, eval_freq, env.n_eval_episodes)
+        callback = StudyCallback(eval_env, eval_freq, env.n_eval_episodes, run.get("metrics") or [])
         model.learn(budget, callback=callback)
         if run.get("model_path"):
             model.save(run["model_path"])
@@ -152,5 +197,6 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
         "wall_s": time.perf_counter() - start,
         "evals": callback.evals,
         "episodes": callback.episodes,
+        "metrics": callback.metrics,
         "host": socket.gethostname(),
     }

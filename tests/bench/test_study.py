@@ -132,6 +132,8 @@ def test_ablation_variants_leave_one_out_and_add_one():
             "baseline 'ppo' is not one of the variants",
         ),
         ("variants: [dqn]\nenvs:\n  CartPole-v1: {step: 10}\n", 3, "did you mean 'steps'"),
+        ("variants: [dqn]\nenvs: [CartPole-v1]\nmetrics: train/loss\n", 3, "metrics must be a list"),
+        ("variants: [dqn]\nenvs: [CartPole-v1]\nmetrics: ['']\n", 3, "bad entry: ''"),
         ("variants: [dqn\nenvs: [CartPole-v1]\n", 2, "malformed YAML"),
     ],
 )
