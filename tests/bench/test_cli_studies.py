@@ -38,11 +38,16 @@ def test_compare_then_report_rebuilds_the_same_tables(tmp_path, capsys):
         "--no-progress",
         "--reps",
         "50",
+        "--metric",
+        "rollout/exploration_rate",  # 300 steps: before learning_starts, so no train/ values yet
         "--json",
     ]
     assert main(args) == 0
     summary = _json(capsys)
     assert summary["counts"]["done"] == 2 and summary["variants"] == ["dqn"]
+    kept = summary["tables"]["metrics"]  # the logger value asked for, kept for both seeds
+    assert [(r["key"], r["n_runs"]) for r in kept] == [("rollout/exploration_rate", 2)]
+    assert kept[0]["n_values"] >= 1
     for name in ("report.html", "summary.json", "summary.txt", "tables/per_env.csv", "tables/aggregate.csv"):
         assert (out / name).is_file(), name
     assert main(["report", str(out), "--reps", "50", "--json"]) == 0
@@ -93,6 +98,7 @@ def test_ablate_runs_leave_one_out_variants(tmp_path, capsys):
         (["compare", "--env", "CartPole-v1"], "give a STUDY.yaml, or --agents"),
         (["ablate", "dqn", "--env", "CartPole-v1"], "no surgeries to ablate"),
         (["report", "nowhere"], "not a study folder"),
+        (["compare", "--agents", "dqn", "--env", "CartPole-v1", "--metric", " x"], "bad entry: ' x'"),
     ],
 )
 def test_bad_input_fails_before_any_run(tmp_path, capsys, monkeypatch, args, message):
