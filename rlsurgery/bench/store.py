@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from rlsurgery.bench.results import EPISODE_COLUMNS, EVAL_COLUMNS, METRIC_COLUMNS, RUN_COLUMNS, StudyResults
-from rlsurgery.bench.study import RunSpec, StudySpec
+from rlsurgery.bench.study import RunSpec, StudySpec, config_hash
 from rlsurgery.core.errors import StudyError
 
 DB_NAME = "study.db"
@@ -116,8 +116,18 @@ class ResultStore:
         :raises StudyError: a stored run (same variant, env, seed) has another configuration
         """
         runs = list(runs)
-        stored = dict(self.conn.execute("SELECT run_id, config_hash FROM runs").fetchall())
-        changed = [r.run_id for r in runs if r.run_id in stored and stored[r.run_id] != r.config_hash]
+        rows = self.conn.execute("SELECT run_id, config_hash, config FROM runs")
+        stored = {run_id: (stored_hash, json.loads(config)) for run_id, stored_hash, config in rows}
+        changed, rehashed = [], []
+        for r in runs:
+            if r.run_id not in stored or stored[r.run_id][0] == r.config_hash:
+                continue
+            old = stored[r.run_id][1]
+            # a hash written before scores left the hash, or other normalization scores only
+            if config_hash(old["variant"], old["env"], old["seed"]) == r.config_hash:
+                rehashed.append(r)
+            else:
+                changed.append(r.run_id)
         if changed:
             raise StudyError(
                 f"{self.folder} holds results of {len(changed)} run(s) with another configuration "
@@ -147,6 +157,10 @@ class ResultStore:
                     )
                     for r in runs
                 ],
+            )
+            self.conn.executemany(
+                "UPDATE runs SET config_hash = ?, config = ? WHERE run_id = ?",
+                [(r.config_hash, json.dumps(r.as_dict()), r.run_id) for r in rehashed],
             )
 
     # -- runs ----------------------------------------------------------------------------------

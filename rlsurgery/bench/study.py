@@ -99,6 +99,21 @@ class Variant:
         return out
 
 
+SCORE_KEYS = ("random_score", "reference_score", "reference_source")
+"""Env entries that only normalize results: a run is the same run whatever they say."""
+
+
+def config_hash(variant: dict[str, Any], env: dict[str, Any], seed: int) -> str:
+    """The hash that identifies a run's configuration: its variant, env settings and seed.
+
+    The env's normalization scores are left out, so that correcting a suite's random or
+    reference score re-normalizes a stored study instead of making its runs "changed".
+    """
+    trained_on = {k: v for k, v in env.items() if k not in SCORE_KEYS}
+    payload = json.dumps({"variant": variant, "env": trained_on, "seed": seed}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 @dataclass
 class RunSpec:
     """One training run of a study: everything a worker needs, JSON-serializable."""
@@ -115,8 +130,7 @@ class RunSpec:
     @property
     def config_hash(self) -> str:
         """Identifies the run's configuration (a changed configuration is a different run)."""
-        payload = json.dumps({"variant": self.variant, "env": self.env, "seed": self.seed}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return config_hash(self.variant, self.env, self.seed)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what workers receive)."""

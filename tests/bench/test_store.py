@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rlsurgery.bench.stats import normalized_scores
 from rlsurgery.bench.store import ResultStore
 from rlsurgery.bench.study import load_study
 from rlsurgery.core.errors import StudyError
@@ -68,6 +69,37 @@ def test_changed_configuration_is_refused(tmp_path):
     changed = load_study(write_tiny_study(tmp_path, steps=800))
     with ResultStore(folder) as store, pytest.raises(StudyError, match="another configuration"):
         store.register(changed, changed.runs())
+
+
+def test_corrected_scores_keep_stored_runs_and_renormalize(tmp_path):
+    """Normalization scores do not identify a run: correcting them re-normalizes the study."""
+    import dataclasses
+    import hashlib
+    import json
+
+    folder = tmp_path / "study"
+    spec = load_study(write_tiny_study(tmp_path, seeds=1))
+    run = spec.runs()[0]
+    with ResultStore(folder) as store:
+        store.register(spec, [run])
+        store.save_result(_result(run.run_id, score=261.84))
+        # a study written before scores left the hash stored the hash over the whole env entry
+        legacy = json.dumps({"variant": run.variant, "env": run.env, "seed": run.seed}, sort_keys=True)
+        legacy_hash = hashlib.sha256(legacy.encode()).hexdigest()[:16]
+        assert legacy_hash != run.config_hash
+        store.conn.execute("UPDATE runs SET config_hash = ? WHERE run_id = ?", (legacy_hash, run.run_id))
+        store.conn.commit()
+    corrected = dataclasses.replace(
+        spec, envs=[dataclasses.replace(spec.envs[0], random_score=0.0, reference_score=523.68)]
+    )
+    with ResultStore(folder) as store:
+        store.register(corrected, corrected.runs())
+        assert store.status_counts() == {"done": 1}
+        stored_hash = store.conn.execute("SELECT config_hash FROM runs").fetchone()[0]
+        assert stored_hash == corrected.runs()[0].config_hash == run.config_hash
+        results = store.results()
+    assert results.envs["CartPole-v1"].reference_score == 523.68
+    assert normalized_scores(results)["dqn"][0, 0] == pytest.approx(0.5)
 
 
 def test_interrupted_and_failed_runs_are_redone(tmp_path):
