@@ -129,6 +129,17 @@ def plot_training_curves(
     return _draw_curves(results, curves, path, "training episode return")
 
 
+def plot_success_rates(results: StudyResults, curves: pd.DataFrame, path: str | Path) -> Path | None:
+    """Greedy success rate against environment steps, laid out as :func:`plot_learning_curves`.
+
+    :param results: the study's results
+    :param curves: :func:`stats.success_rate_curves` of the study
+    :param path: PNG to write
+    :return: the PNG written, or ``None`` when there are no curves
+    """
+    return _draw_curves(results, curves, path, "greedy success rate")
+
+
 def plot_intervals(
     results: StudyResults,
     path: str | Path,

@@ -598,3 +598,51 @@ def success_table(results: StudyResults, thresholds: dict[str, float]) -> pd.Dat
         rows,
         columns=["variant", "env", "seeds", "found", "solved", "median_first_success", "first_success_steps"],
     )
+
+
+def success_rates(eval_returns: pd.DataFrame, thresholds: dict[str, float]) -> pd.DataFrame:
+    """Success rate of each greedy evaluation: the fraction of its episodes above the threshold.
+
+    For goal tasks whose failed episodes all return the same value (BitFlip with n bits: −n),
+    this is the success rate the HER paper plots over training.
+
+    :param eval_returns: one row per evaluation episode
+        (:meth:`~rlsurgery.bench.store.ResultStore.eval_returns`)
+    :param thresholds: environment label -> success threshold (envs not listed are skipped)
+    :return: one row per evaluation: ``variant, env_id, seed, step, success_rate, episodes``
+    """
+    columns = ["variant", "env_id", "seed", "step", "success_rate", "episodes"]
+    rows = eval_returns[eval_returns["env_id"].isin(list(thresholds))]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    success = rows["episode_return"] > rows["env_id"].map(thresholds)
+    grouped = rows.assign(success=success).groupby(["variant", "env_id", "seed", "step"], sort=False)
+    table = grouped["success"].agg(success_rate="mean", episodes="size").reset_index()
+    return table[columns]
+
+
+def success_rate_curves(
+    results: StudyResults, rates: pd.DataFrame, reps: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Mean success rate over seeds against environment steps, with 95% bootstrap bands.
+
+    :param results: the study's results (for the order of variants and environments)
+    :param rates: :func:`success_rates` of the study
+    :param reps: bootstrap replications
+    :param seed: seed of the bootstrap
+    :return: ``variant, env_id, step, mean, low, high, n_seeds`` (as :func:`learning_curves`)
+    """
+    bands = []
+    for variant in study_variants(results):
+        for env_id in study_env_ids(results):
+            subset = rates[(rates["variant"] == variant) & (rates["env_id"] == env_id)]
+            curves = [
+                (run["step"].to_numpy(dtype=float), run["success_rate"].to_numpy(dtype=float))
+                for _, run in subset.sort_values("step").groupby("seed", sort=True)
+            ]
+            band = curve_band(curves, reps=reps, seed=seed)
+            if not band.empty:
+                bands.append(band.assign(variant=variant, env_id=env_id))
+    if not bands:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    return pd.concat(bands, ignore_index=True)[CURVE_COLUMNS]

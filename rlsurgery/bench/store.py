@@ -240,6 +240,24 @@ class ResultStore:
         return [RunSpec(**json.loads(r[0])) for r in rows]
 
     # -- reading -------------------------------------------------------------------------------
+    def eval_returns(self) -> pd.DataFrame:
+        """Every greedy evaluation episode of the finished runs, one row per episode.
+
+        :return: columns ``run_id, variant, env_id, seed, step, episode, episode_return``
+            (``episode`` numbers the episodes of one evaluation from 0)
+        """
+        rows = self.conn.execute(
+            "SELECT e.run_id, r.variant, r.env_id, r.seed, e.step, e.returns "
+            "FROM evals e JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY e.run_id, e.step"
+        ).fetchall()
+        records = [
+            (run_id, variant, env_id, seed, step, episode, float(value))
+            for run_id, variant, env_id, seed, step, returns in rows
+            for episode, value in enumerate(json.loads(returns))
+        ]
+        columns = ["run_id", "variant", "env_id", "seed", "step", "episode", "episode_return"]
+        return pd.DataFrame.from_records(records, columns=columns)
+
     def results(self) -> StudyResults:
         """Every stored result as tables (see :mod:`rlsurgery.bench.results`)."""
         spec = self.spec()

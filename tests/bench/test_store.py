@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlsurgery.bench.stats import normalized_scores
+from rlsurgery.bench.plots import plot_success_rates
+from rlsurgery.bench.stats import normalized_scores, success_rate_curves, success_rates
 from rlsurgery.bench.store import ResultStore
 from rlsurgery.bench.study import load_study
 from rlsurgery.core.errors import StudyError
@@ -100,6 +101,28 @@ def test_corrected_scores_keep_stored_runs_and_renormalize(tmp_path):
         results = store.results()
     assert results.envs["CartPole-v1"].reference_score == 523.68
     assert normalized_scores(results)["dqn"][0, 0] == pytest.approx(0.5)
+
+
+def test_eval_returns_give_success_rates_per_evaluation(tmp_path):
+    spec = load_study(write_tiny_study(tmp_path, seeds=2))
+    first, second = [r.run_id for r in spec.runs()]
+    with ResultStore(tmp_path / "s") as store:
+        store.register(spec, spec.runs())
+        store.save_result(_result(first))  # evals at 300: [8.5, 9.5]; at 600: [9.0, 11.0]
+        store.save_result({**_result(second), "status": "failed"})  # not counted
+        episodes = store.eval_returns()
+        results = store.results()
+    assert list(episodes["episode_return"]) == [8.5, 9.5, 9.0, 11.0]
+    assert list(episodes["episode"]) == [0, 1, 0, 1]
+    rates = success_rates(episodes, {"CartPole-v1": 9.2})
+    assert list(rates["step"]) == [300, 600]
+    assert list(rates["success_rate"]) == [0.5, 0.5]
+    assert list(rates["episodes"]) == [2, 2]
+    assert list(success_rates(episodes, {"CartPole-v1": 8.0})["success_rate"]) == [1.0, 1.0]
+    assert success_rates(episodes, {"Other-v0": 0.0}).empty
+    curves = success_rate_curves(results, rates, reps=50)
+    assert list(curves["step"]) == [300, 600] and list(curves["mean"]) == [0.5, 0.5]
+    assert plot_success_rates(results, curves, tmp_path / "success.png").stat().st_size > 0
 
 
 def test_interrupted_and_failed_runs_are_redone(tmp_path):
