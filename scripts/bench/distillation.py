@@ -89,15 +89,21 @@ def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, o
 
 def report(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    print("| env | model | parameters | median return | mean ± std over seeds | seeds |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| env | model | parameters (share of teacher) | median return | mean ± std over seeds "
+        "| median agreement with teacher | seeds |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for env_id in dict.fromkeys(r["env_id"] for r in rows):
         for model in dict.fromkeys(r["model"] for r in rows if r["env_id"] == env_id):
             sel = [r for r in rows if r["env_id"] == env_id and r["model"] == model]
             returns = np.array([r["mean_return"] for r in sel])
+            agreements = [r["agreement"] for r in sel if r.get("agreement") is not None]
+            agreement = f"{np.median(agreements):.3f}" if agreements else "—"
+            share = sel[0]["parameters"] / sel[0]["teacher_parameters"]
             print(
-                f"| {env_id} | {model} | {sel[0]['parameters']:,} | {np.median(returns):.1f} | "
-                f"{returns.mean():.1f} ± {returns.std():.1f} | {len(sel)} |"
+                f"| {env_id} | {model} | {sel[0]['parameters']:,} ({share:.3f}) | {np.median(returns):.1f} | "
+                f"{returns.mean():.1f} ± {returns.std():.1f} | {agreement} | {len(sel)} |"
             )
 
 
