@@ -263,6 +263,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rlsurgery.core.errors import StudyError
 
     common = _common_env_settings(args)
+    if args.variant and not args.study:
+        raise StudyError("--variant selects variants of a STUDY.yaml (with --agents, list only those)")
     if args.study:
         spec = load_study(args.study)
         if args.suite or args.env:
@@ -275,6 +277,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         spec.save_models = spec.save_models or args.save_models
         spec.baseline = args.baseline or spec.baseline
         spec.metrics = [*spec.metrics, *(args.metric or [])]
+        if args.variant:
+            _keep_variants(spec, args.variant)
         spec.__post_init__()  # re-check what the options changed
     elif args.agents:
         names = [a.strip() for a in args.agents.split(",") if a.strip()]
@@ -291,6 +295,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         raise StudyError("give a STUDY.yaml, or --agents A,B,... with --suite or --env")
     return _run_and_print(spec, args)
+
+
+def _keep_variants(spec: Any, names: list[str]) -> None:
+    """Run only the study's variants ``names`` (the others' stored runs stay in the folder and
+    its report; a baseline left out is kept from the stored study)."""
+    from rlsurgery.core.errors import StudyError
+
+    unknown = [n for n in names if n not in spec.variant_names]
+    if unknown:
+        raise StudyError(
+            f"--variant: {', '.join(map(repr, unknown))} is not a variant of the study "
+            f"(variants: {', '.join(spec.variant_names)})"
+        )
+    spec.variants = [v for v in spec.variants if v.name in names]
+    if spec.baseline not in names:
+        spec.baseline = None
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -416,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", nargs="?", help="a study YAML (or use --agents with --suite/--env)")
     p.add_argument("--agents", help="comma-separated recipes to compare, e.g. dqn,rainbow")
     p.add_argument("--baseline", help="variant the others are compared against (default: the first)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME",
+        help="run only this variant of the study file (repeatable); the folder's other runs are kept",
+    )
     _study_options(p)
     p.set_defaults(func=cmd_compare)
 

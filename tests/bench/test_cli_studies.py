@@ -134,3 +134,25 @@ def test_a_changed_study_never_overwrites_stored_results(tmp_path, capsys):
     assert main([*base, "--steps", "300"]) == 2
     assert "another configuration" in capsys.readouterr().err
     assert (out / "study.db").read_bytes() == before
+
+
+def test_variant_runs_part_of_a_study_file_and_keeps_the_rest(tmp_path, capsys):
+    study = tmp_path / "two.yaml"
+    study.write_text(
+        "name: two\nenvs: [CartPole-v1]\nseeds: 1\nsteps: 200\nn_eval_episodes: 2\nbaseline: plain\n"
+        "variants:\n  plain: {recipe: dqn}\n  double: {recipe: dqn, surgeries: [double_q_learning]}\n"
+    )
+    out = tmp_path / "study"
+    base = ["compare", str(study), "--workers", "1", "--out", str(out), "--no-progress", "--reps", "20"]
+    assert main([*base, "--variant", "double", "--json"]) == 0
+    first = _json(capsys)
+    assert first["variants"] == ["double"] and first["counts"]["done"] == 1
+    assert main([*base, "--variant", "plain", "--json"]) == 0
+    both = _json(capsys)
+    assert sorted(both["variants"]) == ["double", "plain"] and both["counts"]["done"] == 2
+    assert both["baseline"] == "plain"  # the study file's baseline, though the first run left it out
+    assert main([*base, "--variant", "tripple"]) == 2
+    err = capsys.readouterr().err
+    assert "--variant: 'tripple' is not a variant of the study (variants: plain, double)" in err
+    assert main(["compare", "--agents", "dqn", "--env", "CartPole-v1", "--variant", "dqn"]) == 2
+    assert "--variant selects variants of a STUDY.yaml" in capsys.readouterr().err
