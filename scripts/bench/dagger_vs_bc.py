@@ -19,6 +19,10 @@ already there.
 
     python scripts/bench/dagger_vs_bc.py --seeds 10 --out docs/bench-data/dagger_vs_bc.jsonl
     python scripts/bench/dagger_vs_bc.py --report docs/bench-data/dagger_vs_bc.jsonl
+
+(Not a study of the study harness: BC's label budget is read from the DAgger run of the same
+seed, and the learners are evaluated on another env (500 steps) than the one they imitate on
+(``--horizon``); the harness's runs are independent and evaluate on their own env.)
 """
 
 from __future__ import annotations
