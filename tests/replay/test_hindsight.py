@@ -40,6 +40,37 @@ def test_relabelled_rewards_are_recomputed_with_compute_reward(tmp_path):
     )
 
 
+def test_her_alone_is_sb3_dqn_with_her_replay_buffer_bit_for_bit():
+    """The HER benchmark's "SB3's DQN + HerReplayBuffer" row: the surgery alone trains exactly SB3's DQN
+    with SB3's buffer (same seed: same parameters and the same stored transitions after training)."""
+    from stable_baselines3 import DQN
+    from stable_baselines3.her.her_replay_buffer import HerReplayBuffer
+
+    kw = dict(KW, train_freq=1, target_update_interval=50)
+    ours = SurgicalDQN(
+        "MultiInputPolicy",
+        BitFlipEnv(n_bits=8),
+        seed=3,
+        surgeries=["hindsight_experience_replay:n_sampled_goal=2,strategy=final"],
+        **kw,
+    ).learn(300)
+    sb3 = DQN(
+        "MultiInputPolicy",
+        BitFlipEnv(n_bits=8),
+        seed=3,
+        replay_buffer_class=HerReplayBuffer,
+        replay_buffer_kwargs=dict(n_sampled_goal=2, goal_selection_strategy="final"),
+        **kw,
+    ).learn(300)
+    assert ours.replay_buffer.pos == sb3.replay_buffer.pos
+    np.testing.assert_array_equal(
+        ours.replay_buffer.observations["achieved_goal"], sb3.replay_buffer.observations["achieved_goal"]
+    )
+    theirs = dict(sb3.policy.named_parameters())
+    for name, value in ours.policy.named_parameters():
+        assert th.equal(value, theirs[name]), name
+
+
 def test_her_on_sac_for_continuous_goal_envs():
     model = SurgicalSAC(
         "MultiInputPolicy",
