@@ -28,7 +28,6 @@ seed, and the learners are evaluated on another env (500 steps) than the one the
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -36,9 +35,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch as th
+from results_log import ResultsLog
 
 EXPERT = "docs/bench-data/models/cartpole-dqn-dense.zip"
 EVAL_ENV = "CartPole-v1"
+KEY = ("iterations", "seed", "method")
 
 
 def short_cartpole(horizon: int) -> str:
@@ -69,7 +70,7 @@ def expert_pairs(env_id: str, expert_path: str, labels: int, seed: int, folder: 
     return path
 
 
-def run(args: argparse.Namespace, iterations: int, seed: int, out: Path, done: set) -> None:
+def run(args: argparse.Namespace, iterations: int, seed: int, log: ResultsLog) -> None:
     from rlsurgery import SurgicalPPO
     from rlsurgery.training import evaluate_model
 
@@ -92,12 +93,13 @@ def run(args: argparse.Namespace, iterations: int, seed: int, out: Path, done: s
             "MlpPolicy", env_id, seed=seed, surgeries=[f"behavior_cloning:expert={npz},holdout=0.0,{fit}"]
         )
         learners.append(("bc", bc, time.perf_counter() - start))
-    with out.open("a") as f:
-        for method, model, wall in learners:
-            if (iterations, seed, method) in done:
-                continue
-            evaluation = evaluate_model(model, EVAL_ENV, episodes=20, seed=10_000 + seed)
-            record = {
+    done = log.done()
+    for method, model, wall in learners:
+        if (iterations, seed, method) in done:
+            continue
+        evaluation = evaluate_model(model, EVAL_ENV, episodes=20, seed=10_000 + seed)
+        log.append(
+            {
                 "iterations": iterations,
                 "horizon": args.horizon,
                 "seed": seed,
@@ -107,12 +109,11 @@ def run(args: argparse.Namespace, iterations: int, seed: int, out: Path, done: s
                 "std_return": evaluation["std_return"],
                 "fit_wall_s": round(wall, 1),
             }
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        )
 
 
-def report(path: Path) -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def report(log: ResultsLog) -> None:
+    rows = log.rows()
     print(
         "| DAgger iterations | expert labels (median) | method | median return | mean ± std over seeds "
         "| seeds at 500 | seeds |"
@@ -145,22 +146,14 @@ def main() -> None:
     parser.add_argument("--out", default="docs/bench-data/dagger_vs_bc.jsonl")
     parser.add_argument("--report", metavar="JSONL", help="print the table of a results file and exit")
     args = parser.parse_args()
-    if args.report:
-        report(Path(args.report))
-        return
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        done = {
-            (r["iterations"], r["seed"], r["method"]) for r in map(json.loads, out.read_text().splitlines())
-        }
-    for iterations in (int(i) for i in args.iterations.split(",")):
-        for seed in range(args.seeds):
-            if {(iterations, seed, "bc"), (iterations, seed, "dagger")} <= done:
-                continue
-            run(args, iterations, seed, out, done)
-    report(out)
+    log = ResultsLog(args.report or args.out, key=KEY)
+    if not args.report:
+        for iterations in (int(i) for i in args.iterations.split(",")):
+            for seed in range(args.seeds):
+                if {(iterations, seed, "bc"), (iterations, seed, "dagger")} <= log.done():
+                    continue
+                run(args, iterations, seed, log)
+    report(log)
 
 
 if __name__ == "__main__":

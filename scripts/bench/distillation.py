@@ -18,14 +18,14 @@ independent runs do not express.)
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch as th
+from results_log import ResultsLog
 
 FRACTIONS = {"quarter": 1 / 4, "sixteenth": 1 / 16}
+KEY = ("env_id", "seed", "model")
 
 
 def policy_size(env_id: str, width: int) -> int:
@@ -43,7 +43,7 @@ def width_for(env_id: str, target: float) -> int:
     return min(range(1, 257), key=lambda w: abs(policy_size(env_id, w) - target))
 
 
-def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, out: Path, done: set) -> None:
+def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, log: ResultsLog) -> None:
     import rlsurgery as rls
     from rlsurgery.distillation.core import count_parameters
     from rlsurgery.training import evaluate_model
@@ -67,12 +67,13 @@ def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, o
             seed=seed,
         )
         rows.append((f"student_{name}", student, time.perf_counter() - t0))
-    with out.open("a") as f:
-        for name, model, wall in rows:
-            if (env_id, seed, name) in done:
-                continue
-            evaluation = evaluate_model(model, env_id, episodes=20, seed=10_000 + seed)
-            record = {
+    done = log.done()
+    for name, model, wall in rows:
+        if (env_id, seed, name) in done:
+            continue
+        evaluation = evaluate_model(model, env_id, episodes=20, seed=10_000 + seed)
+        log.append(
+            {
                 "env_id": env_id,
                 "seed": seed,
                 "model": name,
@@ -83,12 +84,11 @@ def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, o
                 "agreement": getattr(model, "rls_distillation", {}).get("agreement"),
                 "wall_s": round(wall, 1),
             }
-            f.write(json.dumps(record) + "\n")
-            f.flush()
+        )
 
 
-def report(path: Path) -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def report(log: ResultsLog) -> None:
+    rows = log.rows()
     print(
         "| env | model | parameters (share of teacher) | median return | mean ± std over seeds "
         "| median agreement with teacher | seeds |"
@@ -116,22 +116,15 @@ def main() -> None:
     parser.add_argument("--out", default="docs/bench-data/distillation.jsonl")
     parser.add_argument("--report", metavar="JSONL", help="print the table of a results file and exit")
     args = parser.parse_args()
-    if args.report:
-        report(Path(args.report))
-        return
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = set()
-    if out.exists():
-        done = {
-            (r["env_id"], r["seed"], r["model"]) for r in map(json.loads, out.read_text().splitlines()) if r
-        }
-    for env_id in args.envs.split(","):
-        for seed in range(args.seeds):
-            if {(env_id, seed, m) for m in ["teacher", *(f"student_{n}" for n in FRACTIONS)]} <= done:
-                continue
-            run(env_id, seed, args.teacher_steps, args.distill_steps, out, done)
-    report(out)
+    log = ResultsLog(args.report or args.out, key=KEY)
+    if not args.report:
+        for env_id in args.envs.split(","):
+            for seed in range(args.seeds):
+                models = ["teacher", *(f"student_{n}" for n in FRACTIONS)]
+                if {(env_id, seed, m) for m in models} <= log.done():
+                    continue
+                run(env_id, seed, args.teacher_steps, args.distill_steps, log)
+    report(log)
 
 
 if __name__ == "__main__":
