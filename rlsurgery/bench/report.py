@@ -145,6 +145,7 @@ def _metrics_display(table: pd.DataFrame) -> pd.DataFrame:
             "Mean": table["mean"].map(_significant),
             "Max": table["max"].map(_significant),
             "Last": table["last"].map(_significant),
+            "Runs with NaN/inf": table["non_finite_runs"],
         }
     )
 

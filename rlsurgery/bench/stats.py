@@ -66,7 +66,7 @@ PER_ENV_COLUMNS = [
     "mean_wall_s",
 ]
 CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
-METRIC_SUMMARY_COLUMNS = ["variant", "env_id", "key", "n_runs", "n_values", "mean", "max", "last"]
+METRIC_SUMMARY_COLUMNS = ["variant", "env_id", "key", "n_runs", "n_values", "mean", "max", "last", "non_finite_runs"]
 
 
 def _rliable_library() -> Any:
@@ -427,19 +427,29 @@ def per_env_table(results: StudyResults) -> pd.DataFrame:
 def metrics_table(results: StudyResults) -> pd.DataFrame:
     """The logger values a study kept (its ``metrics``), summarised per variant, env and key.
 
-    Each finished run's values of a key are reduced to their mean, maximum and last value; the
-    table gives the median of each over the runs (seeds), so one odd seed does not dominate.
+    Each finished run's values of a key are reduced to their mean and maximum (over its finite
+    values) and its last value; the table gives the median of each over the runs (seeds), so one
+    odd seed does not dominate. Non-finite values (a NaN loss after a fault) are counted, not
+    hidden: ``non_finite_runs`` is the number of runs with a NaN or infinite value of the key, and
+    a run's ``last`` is its last value as logged, NaN included (the median over runs skips NaN).
 
     :param results: the study's results
     :return: one row per (variant, environment, key): ``n_runs`` (runs with that key),
-        ``n_values`` (median values per run), ``mean``, ``max``, ``last`` (medians over runs)
+        ``n_values`` (median values per run), ``mean``, ``max``, ``last`` (medians over runs),
+        ``non_finite_runs``
     """
     values = results.metrics
     if values is None or values.empty:
         return pd.DataFrame(columns=METRIC_SUMMARY_COLUMNS)
     per_run = (
         values.groupby(["variant", "env_id", "key", "run_id"], sort=False)["value"]
-        .agg(n_values="size", mean="mean", max="max", last="last")
+        .agg(
+            n_values="size",
+            mean=lambda v: v[np.isfinite(v)].mean(),
+            max=lambda v: v[np.isfinite(v)].max(),
+            last=lambda v: v.iloc[-1],  # not groupby's "last", which skips NaN
+            non_finite=lambda v: bool((~np.isfinite(v.to_numpy(dtype=float))).any()),
+        )
         .reset_index()
     )
     order = {v: i for i, v in enumerate(study_variants(results))}
@@ -456,6 +466,7 @@ def metrics_table(results: StudyResults) -> pd.DataFrame:
                 "mean": float(runs["mean"].median()),
                 "max": float(runs["max"].median()),
                 "last": float(runs["last"].median()),
+                "non_finite_runs": int(runs["non_finite"].sum()),
             }
         )
     rows.sort(key=lambda r: (order.get(r["variant"], len(order)), env_order.get(r["env_id"], 0), r["key"]))

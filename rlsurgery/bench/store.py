@@ -66,10 +66,30 @@ CREATE TABLE IF NOT EXISTS metrics (
     idx INTEGER NOT NULL,
     step INTEGER NOT NULL,
     key TEXT NOT NULL,
-    value REAL NOT NULL,
+    value REAL,
     PRIMARY KEY (run_id, idx)
 );
 """
+# ``metrics.value`` is NULL for a NaN (SQLite stores a NaN as NULL); it reads back as NaN. A NaN loss
+# is what a fault-injection study is there to record.
+METRICS_TABLE = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS metrics") :]
+
+
+def allow_nan_metrics(conn: sqlite3.Connection) -> None:
+    """Rebuild a ``metrics`` table of an older store whose ``value`` column refused NaN (NOT NULL)."""
+
+    def value_not_null() -> bool:
+        return any(col[1] == "value" and col[3] for col in conn.execute("PRAGMA table_info(metrics)"))
+
+    if not value_not_null():
+        return
+    with conn:
+        conn.execute("BEGIN IMMEDIATE")
+        if value_not_null():  # another process may have rebuilt it meanwhile
+            conn.execute("ALTER TABLE metrics RENAME TO metrics_not_null")
+            conn.execute(METRICS_TABLE)
+            conn.execute("INSERT INTO metrics SELECT * FROM metrics_not_null")
+            conn.execute("DROP TABLE metrics_not_null")
 
 
 class ResultStore:
@@ -86,6 +106,7 @@ class ResultStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        allow_nan_metrics(self.conn)
 
     @classmethod
     def open_existing(cls, folder: str | Path) -> ResultStore:

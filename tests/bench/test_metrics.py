@@ -53,6 +53,59 @@ def test_metrics_table_takes_medians_over_runs():
     assert (row["n_runs"], row["n_values"]) == (3, 2.0)
     assert (row["mean"], row["max"], row["last"]) == (4.0, 6.0, 4.0)
     assert stats.metrics_table(build_study({"a": {"E": [1.0]}})).empty
+    assert row["non_finite_runs"] == 0
+
+
+def test_metrics_table_counts_non_finite_values_instead_of_hiding_them():
+    results = build_study({"a": {"E": [1.0, 1.0, 1.0]}})
+    runs = [[0.5, float("nan")], [0.25, 0.75], [float("inf"), 2.0]]  # a NaN loss ends seed 0
+    rows = [
+        [f"a/E/{seed}", "a", "E", seed, 100 * (i + 1), "train/loss", value]
+        for seed, values in enumerate(runs)
+        for i, value in enumerate(values)
+    ]
+    results.metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    row = stats.metrics_table(results).iloc[0]
+    assert row["non_finite_runs"] == 2
+    # per run over finite values: means 0.5, 0.5, 2.0; maxima 0.5, 0.75, 2.0; last NaN, 0.75, 2.0
+    assert (row["mean"], row["max"]) == (0.5, 0.75)
+    assert row["last"] == pytest.approx(1.375)  # the median of the finite last values
+
+
+def test_store_keeps_a_nan_metric_and_upgrades_an_older_store(tmp_path):
+    import sqlite3
+
+    spec = load_study(write_tiny_study(tmp_path, seeds=1))
+    run = spec.runs()[0]
+    folder = tmp_path / "study"
+    folder.mkdir()
+    old_schema = sqlite3.connect(folder / "study.db")  # a store written before NaN was allowed
+    old_schema.execute(
+        "CREATE TABLE metrics (run_id TEXT NOT NULL, idx INTEGER NOT NULL, step INTEGER NOT NULL, "
+        "key TEXT NOT NULL, value REAL NOT NULL, PRIMARY KEY (run_id, idx))"
+    )
+    old_schema.execute("INSERT INTO metrics VALUES ('kept', 0, 10, 'train/loss', 0.5)")
+    old_schema.commit()
+    old_schema.close()
+    result = {
+        "run_id": run.run_id,
+        "status": "done",
+        "final_score": 1.0,
+        "final_std": 0.0,
+        "steps": 600,
+        "wall_s": 1.0,
+        "evals": [{"step": 600, "mean_return": 1.0, "std_return": 0.0, "returns": [1.0]}],
+        "metrics": [
+            {"step": 100, "key": "train/loss", "value": 0.25},
+            {"step": 200, "key": "train/loss", "value": float("nan")},
+        ],
+    }
+    with ResultStore(folder) as store:
+        assert store.conn.execute("SELECT value FROM metrics WHERE run_id = 'kept'").fetchall() == [(0.5,)]
+        store.register(spec, [run])
+        store.save_result(result)
+        values = store.results().metrics["value"].tolist()
+    assert values[0] == 0.25 and np.isnan(values[1])
 
 
 def test_store_keeps_metrics_with_their_run(tmp_path):
