@@ -66,7 +66,17 @@ PER_ENV_COLUMNS = [
     "mean_wall_s",
 ]
 CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
-METRIC_SUMMARY_COLUMNS = ["variant", "env_id", "key", "n_runs", "n_values", "mean", "max", "last", "non_finite_runs"]
+METRIC_SUMMARY_COLUMNS = [
+    "variant",
+    "env_id",
+    "key",
+    "n_runs",
+    "n_values",
+    "mean",
+    "max",
+    "last",
+    "non_finite_runs",
+]
 
 
 def _rliable_library() -> Any:
