@@ -3,12 +3,15 @@
 Chowdhery et al. 2022 (PaLM: on a loss spike, restart from an earlier checkpoint and skip the
 batches, https://arxiv.org/abs/2204.02311); Molybog et al. 2023 (loss spikes in Adam,
 https://arxiv.org/abs/2304.09871).
-A bad update is one whose loss is not finite or exceeds k times the running average of the
-previous losses, or whose gradients are not finite::
+A bad update is one whose loss is not finite or whose size exceeds k times the running average
+of the previous ones, or whose gradients are not finite::
 
-    running average   m ← β m + (1 − β) L   over accepted updates (after ``warmup`` of them);
+    running average   m ← β m + (1 − β) |L|   over accepted updates (after ``warmup`` of them);
                       a spike counts as a loss of k·m, so a lasting level shift is accepted eventually
-    spike             L > k · m   (or L, ∇ not finite)
+    spike             |L| > k · m   (or L, ∇ not finite)
+
+(|L|, not L: a PPO loss, policy term minus entropy bonus, is often negative, and a ratio to a
+negative or near-zero average would flag every update.)
 
     loss_spike_filtering      the bad update is skipped: every gradient is dropped before the step
                               (Adam leaves parameters without gradients, and their moments, untouched)
@@ -18,7 +21,13 @@ previous losses, or whose gradients are not finite::
     checkpoint_rollback       a snapshot (parameters, optimizer state, replay position) every ``every``
                               env steps, in memory or on disk; a bad update and the rest of that training
                               phase are skipped, the snapshot is restored bit for bit before the next
-                              env step, and training goes on
+                              env step, and training goes on. The last ``keep`` snapshots are kept: when
+                              the first update after a rollback is bad again, the newest snapshot was
+                              taken with the bad data already stored (a fault just before a snapshot),
+                              so it is dropped and the one before it restored; its replay position
+                              leaves the bad transitions out of sampling until they are overwritten
+                              (while the buffer is not yet full; in a full buffer they stay sampleable
+                              until overwritten, and rollbacks repeat until then)
 
 The loss is read where the agent's update exposes it (DQN family and PPO, through their stage
 pipeline); on the other agents (SAC, TD3, A2C) only non-finite gradients are detected.
@@ -51,7 +60,7 @@ from rlsurgery.optim.loss import LOSS_FAMILIES
 
 
 class SpikeDetector:
-    """Flags losses above k × their running average (and non-finite ones)."""
+    """Flags losses larger (in size) than k × their running average, and non-finite ones."""
 
     def __init__(self, k: float, beta: float, warmup: int) -> None:
         self.k, self.beta, self.warmup = k, beta, warmup
@@ -62,6 +71,7 @@ class SpikeDetector:
         """Whether ``loss`` is a spike; accepted losses update the running average."""
         if not math.isfinite(loss):
             return True
+        loss = abs(loss)
         if self.mean is not None and self.seen >= self.warmup and loss > self.k * self.mean:
             # a spike moves the average as a loss of k·m would: a lasting shift of the loss level is
             # accepted after a few dozen updates instead of blocking training for good
@@ -116,8 +126,13 @@ class BadUpdateRepair(OptimizerSurgery):
                 counts[self.key] = counts.get(self.key, 0) + 1
                 record(model, f"train/{self.key}_events", counts[self.key])
                 self.repair(model, role, optimizer)
+            else:
+                self.accept(model)
 
         add_step_hook(agent, watch, order=self.order)
+
+    def accept(self, agent: BaseAlgorithm) -> None:
+        """Called on every good update (nothing to do by default)."""
 
 
 @register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
@@ -193,7 +208,10 @@ class WarmupRestart(BadUpdateRepair):
 @dataclass
 class RollbackParams(SpikeParams):
     every: int = param(5_000, "env steps between two snapshots", ge=1)
-    folder: str = param("", "keep the snapshot on disk in this folder (empty: in memory)")
+    folder: str = param("", "keep the snapshots on disk in this folder (empty: in memory)")
+    keep: int = param(
+        2, "snapshots kept; a rollback followed at once by a bad update falls back to an older one", ge=1
+    )
 
 
 @register(proof="tests/repair/test_rollback.py::test_nan_rolls_back_to_the_snapshot_bit_for_bit")
@@ -207,13 +225,21 @@ class CheckpointRollback(BadUpdateRepair):
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.snapshot: dict[str, Any] | None = None
+        #: the kept snapshots, oldest first (each in memory, or ``{"path", "step"}`` on disk)
+        self.snapshots: list[dict[str, Any]] = []
         #: a bad update was seen: updates are skipped until the snapshot is restored, between two
         #: updates (restoring inside one would break the graphs an algorithm keeps across its optimizers)
         self.pending = False
+        #: a snapshot was restored and no good update has followed yet
+        self.unproven = False
+
+    @property
+    def snapshot(self) -> dict[str, Any] | None:
+        """The newest snapshot (``None`` before the first)."""
+        return self.snapshots[-1] if self.snapshots else None
 
     def take(self, agent: BaseAlgorithm) -> None:
-        """Snapshot now."""
+        """Snapshot now (the oldest kept one goes when there are more than ``keep``)."""
         replay = getattr(agent, "replay_buffer", None)
         snapshot = {
             "policy": copy.deepcopy(agent.policy.state_dict()),
@@ -224,13 +250,20 @@ class CheckpointRollback(BadUpdateRepair):
         if self.params.folder:
             folder = Path(self.params.folder)
             folder.mkdir(parents=True, exist_ok=True)
-            th.save(snapshot, folder / "rollback_snapshot.pt")
-            self.snapshot = {"path": str(folder / "rollback_snapshot.pt"), "step": agent.num_timesteps}
-        else:
-            self.snapshot = snapshot
+            path = folder / f"rollback_snapshot_{agent.num_timesteps}.pt"
+            th.save(snapshot, path)
+            snapshot = {"path": str(path), "step": agent.num_timesteps}
+        self.snapshots.append(snapshot)
+        while len(self.snapshots) > self.params.keep:
+            self._forget(self.snapshots.pop(0))
+
+    @staticmethod
+    def _forget(snapshot: dict[str, Any]) -> None:
+        if "path" in snapshot:
+            Path(snapshot["path"]).unlink(missing_ok=True)
 
     def restore(self, agent: BaseAlgorithm) -> None:
-        """Back to the last snapshot, bit for bit."""
+        """Back to the newest snapshot, bit for bit."""
         snapshot = self.snapshot
         if snapshot is None:
             return
@@ -242,6 +275,7 @@ class CheckpointRollback(BadUpdateRepair):
         replay = getattr(agent, "replay_buffer", None)
         if replay is not None and snapshot["replay"] is not None:
             replay.pos, replay.full = snapshot["replay"]
+        self.unproven = True
         record(agent, "train/rolled_back_to_step", snapshot["step"])
 
     def install(self, agent: BaseAlgorithm) -> None:
@@ -252,7 +286,15 @@ class CheckpointRollback(BadUpdateRepair):
         add_step_hook(agent, skip_while_pending, order=self.order + 1)
         super().install(agent)
 
+    def accept(self, agent: BaseAlgorithm) -> None:
+        self.unproven = False
+
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
+        if not self.pending and self.unproven and len(self.snapshots) > 1:
+            # bad again right after a rollback: the newest snapshot already held the bad data
+            dropped = self.snapshots.pop()
+            self._forget(dropped)
+            record(agent, "train/rollback_dropped_snapshot", dropped["step"])
         self.pending = True
 
     def restore_if_pending(self, agent: BaseAlgorithm) -> None:
@@ -274,7 +316,8 @@ class _RollbackCallback(BaseCallback):
         surgery = self.surgery
         surgery.restore_if_pending(self.model)
         snapshot = surgery.snapshot
-        if snapshot is None or self.model.num_timesteps - snapshot["step"] >= surgery.params.every:
+        due = snapshot is None or self.model.num_timesteps - snapshot["step"] >= surgery.params.every
+        if due and not surgery.unproven:  # snapshot only a state that has trained since its rollback
             surgery.take(self.model)
         return True
 

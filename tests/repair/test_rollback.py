@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch as th
 
@@ -93,3 +95,31 @@ def test_injected_faults_break_plain_runs_and_repairs_hold():
     ppo.learn(256)
     assert ppo.rls_bad_updates["loss_spike_filtering"] >= 1
     assert all(th.isfinite(p).all() for p in ppo.policy.parameters())
+
+
+def test_a_snapshot_taken_after_the_fault_is_dropped_for_the_one_before():
+    # the fault lands at step 201, just before that step's snapshot, with no update in between: the
+    # snapshot of step 201 already holds the NaN rewards, so restoring it alone cannot repair the run
+    kw = {**KW, "train_freq": 50, "buffer_size": 2000}
+    surgeries = ["fault_injection:step=201,kind=nan,count=30", "checkpoint_rollback:every=100,warmup=2"]
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=surgeries, **kw)
+    model.learn(150)
+    rollback = model.surgeries[1]
+    before_fault = copy.deepcopy(rollback.snapshot)
+    assert before_fault["step"] == 101
+    model.learn(150, reset_num_timesteps=False)  # to step 300: bad updates at steps 250 and 300
+    assert [s["step"] for s in rollback.snapshots] == [101]  # the tainted step-201 snapshot is gone
+    assert model.rls_bad_updates["checkpoint_rollback"] == 2
+    for name, value in model.policy.state_dict().items():
+        assert th.equal(value, before_fault["policy"][name]), name
+    assert model.replay_buffer.pos == before_fault["replay"][0]  # the NaN transitions are out of reach
+    model.learn(300, reset_num_timesteps=False)
+    assert model.rls_bad_updates["checkpoint_rollback"] == 2  # every later update is good
+    assert all(th.isfinite(p).all() for p in model.policy.parameters())
+    assert rollback.snapshots[-1]["step"] > 300  # snapshots resume once training is healthy
+    # with one snapshot kept there is nothing older to fall back to: every update stays bad
+    stuck = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, surgeries=[surgeries[0], surgeries[1] + ",keep=1"], **kw
+    )
+    stuck.learn(600)
+    assert stuck.rls_bad_updates["checkpoint_rollback"] == len(range(250, 601, 50))

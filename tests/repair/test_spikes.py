@@ -41,6 +41,9 @@ def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
     assert verdicts == [False, False, True, False, True, False]
     # 1, 1 → m = 1; the spike counts as k·m → m = 2; 1 → 1.5; NaN ignored; 2.9 ≤ 4.5 accepted → 2.2
     assert detector.mean == pytest.approx(2.2)
+    # a negative loss (PPO's, with its entropy bonus) is judged by its size: −1.2 is no spike, 10 is
+    negative = SpikeDetector(k=3.0, beta=0.5, warmup=2)
+    assert [negative.is_bad(x) for x in (-1.0, -1.0, -1.2, 10.0)] == [False, False, False, True]
     # filtering: the spiking update changes nothing
     model, state = spiking_run("loss_spike_filtering:k=5,warmup=20")
     weights_after = {}
