@@ -95,7 +95,7 @@ def drop_gradients(optimizer: th.optim.Optimizer) -> None:
 
 @dataclass
 class SpikeParams:
-    k: float = param(5.0, "k: a loss above k × its running average is a spike", gt=1.0)
+    k: float = param(5.0, "k: a loss whose size is above k × its running average is a spike", gt=1.0)
     beta: float = param(0.99, "β: smoothing of the running average", ge=0.0, lt=1.0)
     warmup: int = param(100, "updates averaged before spikes are detected", ge=1)
 
