@@ -21,10 +21,11 @@ negative or near-zero average would flag every update.)
     checkpoint_rollback       a snapshot (parameters, optimizer state, replay position) every ``every``
                               env steps, in memory or on disk; a bad update and the rest of that training
                               phase are skipped, the snapshot is restored bit for bit before the next
-                              env step, and training goes on. The last ``keep`` snapshots are kept: when
-                              the first update after a rollback is bad again, the newest snapshot was
-                              taken with the bad data already stored (a fault just before a snapshot),
-                              so it is dropped and the one before it restored; its replay position
+                              env step, and training goes on. The last ``keep`` snapshots are kept: a
+                              restored snapshot is on probation for ``every`` env steps (no snapshot is
+                              taken meanwhile); a bad update during it means that snapshot was taken with
+                              the bad data already stored (a fault just before a snapshot), so it is
+                              dropped and the one before it restored; its replay position
                               leaves the bad transitions out of sampling until they are overwritten
                               (while the buffer is not yet full; in a full buffer they stay sampleable
                               until overwritten, and rollbacks repeat until then)
@@ -126,13 +127,8 @@ class BadUpdateRepair(OptimizerSurgery):
                 counts[self.key] = counts.get(self.key, 0) + 1
                 record(model, f"train/{self.key}_events", counts[self.key])
                 self.repair(model, role, optimizer)
-            else:
-                self.accept(model)
 
         add_step_hook(agent, watch, order=self.order)
-
-    def accept(self, agent: BaseAlgorithm) -> None:
-        """Called on every good update (nothing to do by default)."""
 
 
 @register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
@@ -210,7 +206,7 @@ class RollbackParams(SpikeParams):
     every: int = param(5_000, "env steps between two snapshots", ge=1)
     folder: str = param("", "keep the snapshots on disk in this folder (empty: in memory)")
     keep: int = param(
-        2, "snapshots kept; a rollback followed at once by a bad update falls back to an older one", ge=1
+        2, "snapshots kept; a bad update within every steps of a rollback falls back to an older one", ge=1
     )
 
 
@@ -230,8 +226,8 @@ class CheckpointRollback(BadUpdateRepair):
         #: a bad update was seen: updates are skipped until the snapshot is restored, between two
         #: updates (restoring inside one would break the graphs an algorithm keeps across its optimizers)
         self.pending = False
-        #: a snapshot was restored and no good update has followed yet
-        self.unproven = False
+        #: env step of the last restore while its snapshot is on probation (``None``: not on probation)
+        self.probation_from: int | None = None
 
     @property
     def snapshot(self) -> dict[str, Any] | None:
@@ -275,7 +271,7 @@ class CheckpointRollback(BadUpdateRepair):
         replay = getattr(agent, "replay_buffer", None)
         if replay is not None and snapshot["replay"] is not None:
             replay.pos, replay.full = snapshot["replay"]
-        self.unproven = True
+        self.probation_from = agent.num_timesteps
         record(agent, "train/rolled_back_to_step", snapshot["step"])
 
     def install(self, agent: BaseAlgorithm) -> None:
@@ -286,12 +282,9 @@ class CheckpointRollback(BadUpdateRepair):
         add_step_hook(agent, skip_while_pending, order=self.order + 1)
         super().install(agent)
 
-    def accept(self, agent: BaseAlgorithm) -> None:
-        self.unproven = False
-
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-        if not self.pending and self.unproven and len(self.snapshots) > 1:
-            # bad again right after a rollback: the newest snapshot already held the bad data
+        if not self.pending and self.probation_from is not None and len(self.snapshots) > 1:
+            # bad again soon after a rollback: the newest snapshot already held the bad data
             dropped = self.snapshots.pop()
             self._forget(dropped)
             record(agent, "train/rollback_dropped_snapshot", dropped["step"])
@@ -315,9 +308,14 @@ class _RollbackCallback(BaseCallback):
     def _on_step(self) -> bool:
         surgery = self.surgery
         surgery.restore_if_pending(self.model)
+        now, every = self.model.num_timesteps, surgery.params.every
+        if surgery.probation_from is not None:
+            if now - surgery.probation_from < every:
+                return True  # no snapshot of a state still on probation
+            surgery.probation_from = None
+            surgery.take(self.model)
         snapshot = surgery.snapshot
-        due = snapshot is None or self.model.num_timesteps - snapshot["step"] >= surgery.params.every
-        if due and not surgery.unproven:  # snapshot only a state that has trained since its rollback
+        if snapshot is None or now - snapshot["step"] >= every:
             surgery.take(self.model)
         return True
 
