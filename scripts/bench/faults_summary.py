@@ -1,0 +1,96 @@
+"""Fault-injection benchmark (issue 7) from its study folder: did each run diverge, and what did it end with?
+
+    python scripts/bench/faults_summary.py docs/bench-data/studies/repair-faults-dqn [--clean clean]
+
+Per variant and seed: the final greedy return, the mean of the last ``--last`` evaluations, the
+last logged ``train/loss`` (NaN: the run diverged) and the repairs' event counts (rollbacks,
+filtered updates, snapshots dropped as tainted). Then the issue's goal, per repaired variant
+(names containing ``repaired``): every run ends with a finite loss, and its median return over
+seeds is within 10% of the median of the clean runs (``--clean``), on the final evaluation and on
+the mean of the last evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from rlsurgery.bench.store import ResultStore
+
+EVENTS = {
+    "rollbacks": "train/checkpoint_rollback_events",
+    "filtered": "train/loss_spike_filtering_events",
+}
+
+
+def last_value(metrics, run_id: str, key: str) -> float:
+    values = metrics[(metrics["run_id"] == run_id) & (metrics["key"] == key)].sort_values("step")["value"]
+    return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("study", help="the study folder")
+    parser.add_argument("--clean", default="clean", help="the un-faulted variant")
+    parser.add_argument("--last", type=int, default=3, help="evaluations averaged for the steadier column")
+    args = parser.parse_args()
+    with ResultStore.open_existing(args.study) as store:
+        results = store.results()
+    evals, metrics = results.evals, results.metrics
+    dropped = metrics[metrics["key"] == "train/rollback_dropped_snapshot"]
+    summary: dict[tuple[str, str], dict[str, list[float]]] = {}
+    print(
+        f"| variant | env | seed | final return | mean of last {args.last} | last loss | rollbacks "
+        "| filtered "
+        "| snapshots dropped |"
+    )
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for variant in results.variants:
+        for env_id in results.envs:
+            runs = evals[(evals["variant"] == variant) & (evals["env_id"] == env_id)]
+            for (run_id, seed), run in runs.sort_values("step").groupby(["run_id", "seed"]):
+                final = float(run["mean_return"].iloc[-1])
+                tail = float(run["mean_return"].iloc[-args.last :].mean())
+                loss = last_value(metrics, run_id, "train/loss")
+                events = [last_value(metrics, run_id, key) for key in EVENTS.values()]
+                n_dropped = int((dropped["run_id"] == run_id).sum())
+                entry = summary.setdefault((variant, env_id), {"final": [], "tail": [], "loss": []})
+                entry["final"].append(final)
+                entry["tail"].append(tail)
+                entry["loss"].append(loss)
+                shown = ["—" if math.isnan(e) else f"{e:.0f}" for e in events]
+                print(
+                    f"| {variant} | {env_id} | {seed} | {final:.1f} | {tail:.1f} | {loss:.3g} | "
+                    f"{shown[0]} | {shown[1]} | {n_dropped} |"
+                )
+    print()
+    print("| variant | env | median final return | median of last evals | runs with a finite last loss |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for (variant, env_id), entry in summary.items():
+        finite = sum(math.isfinite(v) for v in entry["loss"])
+        print(
+            f"| {variant} | {env_id} | {np.median(entry['final']):.1f} | {np.median(entry['tail']):.1f} | "
+            f"{finite}/{len(entry['loss'])} |"
+        )
+    print()
+    for (variant, env_id), entry in summary.items():
+        clean = summary.get((args.clean, env_id))
+        if "repaired" not in variant or clean is None:
+            continue
+        finite = all(math.isfinite(v) for v in entry["loss"])
+        checks = []
+        for column in ("final", "tail"):
+            ours, base = np.median(entry[column]), np.median(clean[column])
+            checks.append(f"{column} {ours:.1f} vs {base:.1f} ({ours / base - 1:+.1%})")
+        within = all(np.median(entry[c]) >= 0.9 * np.median(clean[c]) for c in ("final", "tail"))
+        verdict = "met" if finite and within else "not met"
+        print(
+            f"goal for {variant} on {env_id}: {verdict} — finite last loss in every run: {finite}; "
+            + "; ".join(checks)
+        )
+
+
+if __name__ == "__main__":
+    main()
