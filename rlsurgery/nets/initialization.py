@@ -15,6 +15,7 @@ a trained model (``rls.operate``). Target networks are copied from the online on
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,6 +138,17 @@ class OrthogonalInitialization(InitializationSurgery):
         nn.init.orthogonal_(weight, gain=self.params.gain)
 
 
+def unmasked_tensors(state: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
+    """A state dict with its pruned layers seen as plain ones: ``X`` = ``X_orig * X_mask``."""
+    plain = {name: t for name, t in state.items() if not name.endswith(("_orig", "_mask"))}
+    for name, t in state.items():
+        if name.endswith("_orig"):
+            base = name[: -len("_orig")]
+            mask = state.get(base + "_mask")
+            plain[base] = t if mask is None else t * mask
+    return plain
+
+
 @dataclass
 class PreTrainingParams:
     source: str = param(doc="a saved model (.zip) whose weights are copied where name and shape match")
@@ -176,22 +188,40 @@ class PreTrainingInitialization(Surgery):
         self.copy_weights(agent)
 
     def copy_weights(self, agent: BaseAlgorithm) -> dict[str, list[str]]:
-        """Copy matching tensors from the source policy; return (and store) the report."""
+        """Copy matching tensors from the source policy; return (and store) the report.
+
+        Pruning masks are looked through on either side: a masked layer's ``weight_orig`` takes the
+        source's ``weight`` (the target keeps its own mask), and a pruned source gives its
+        effective weight ``weight_orig * weight_mask`` to an unmasked target.
+        """
         from rlsurgery.policy.imitation import load_expert
 
         source = load_expert(self.params.source).policy.state_dict()
         target = agent.policy.state_dict()
+        unmasked = unmasked_tensors(source)
         report: dict[str, list[str]] = {"copied": [], "shape_mismatch": [], "missing_in_source": []}
         updated = {}
         for name, tensor in target.items():
-            if name not in source:
+            found = source.get(name)
+            if found is None and name.endswith("_mask") and name[: -len("_mask")] + "_orig" in target:
+                continue  # the target's own pruning mask: kept as it is
+            if found is None:
+                found = unmasked.get(name.removesuffix("_orig"))
+            if found is None:
                 report["missing_in_source"].append(name)
-            elif source[name].shape != tensor.shape:
+            elif found.shape != tensor.shape:
                 report["shape_mismatch"].append(name)
             else:
-                updated[name] = source[name].to(tensor.device, tensor.dtype)
+                updated[name] = found.to(tensor.device, tensor.dtype)
                 report["copied"].append(name)
         agent.policy.load_state_dict(updated, strict=False)
+        if report["missing_in_source"] or report["shape_mismatch"]:
+            warnings.warn(
+                f"{self.key}: {len(report['copied'])} tensors copied from {self.params.source}; not copied: "
+                f"{len(report['shape_mismatch'])} of another shape, {len(report['missing_in_source'])} "
+                "missing in the source (see agent.rls_pretraining)",
+                stacklevel=2,
+            )
         for optimizer in optimizers_of(agent):
             optimizer.state.clear()  # moments of the old weights do not apply to the copied ones
         agent.rls_pretraining = report  # type: ignore[attr-defined]

@@ -86,13 +86,14 @@ def test_pre_training_copies_matching_weights_and_reports(tmp_path):
     for a, b in zip(source.policy.parameters(), same.policy.parameters()):
         assert th.equal(a, b)
     # a wider second layer: the first layer is copied, the mismatching ones are reported and left alone
-    wider = SurgicalDQN(
-        "MlpPolicy",
-        "CartPole-v1",
-        seed=0,
-        policy_kwargs=dict(net_arch=[32, 64]),
-        surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
-    )
+    with pytest.warns(UserWarning, match="6 of another shape"):
+        wider = SurgicalDQN(
+            "MlpPolicy",
+            "CartPole-v1",
+            seed=0,
+            policy_kwargs=dict(net_arch=[32, 64]),
+            surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
+        )
     report = wider.rls_pretraining
     assert "q_net.q_net.0.weight" in report["copied"] and "q_net.q_net.2.weight" in report["shape_mismatch"]
     assert th.equal(wider.q_net.q_net[0].weight, source.q_net.q_net[0].weight)
@@ -106,3 +107,45 @@ def test_lsuv_gives_unit_output_variance_per_layer(cls):
     variances = model.rls_lsuv["output_variances"]
     assert len(variances) == len(prunable_layers(model, include_output=False))
     assert all(abs(v - 1) < 0.02 for v in variances), variances
+
+
+def test_pre_training_looks_through_pruning_masks_on_either_side(tmp_path):
+    kw = dict(policy_kwargs=dict(net_arch=[32, 16]))
+    plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=5, **kw)
+    plain.save(tmp_path / "plain.zip")
+    # a target whose layers are masked at build time (gradual pruning) gets the weights in weight_orig
+    masked = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=[
+            f"pre_training_initialization:source={tmp_path / 'plain.zip'}",
+            "gradual_magnitude_pruning:final_sparsity=0.5,start_step=100,end_step=200",
+        ],
+        **kw,
+    )
+    assert masked.rls_pretraining["missing_in_source"] == []
+    assert th.equal(masked.q_net.q_net[0].weight_orig, plain.q_net.q_net[0].weight)
+    assert bool(masked.q_net.q_net[0].weight_mask.all())  # its own mask (all ones before pruning) is kept
+    # a pruned source gives its effective weights to a plain target: the same Q-values
+    pruned = rls.operate(plain, "magnitude_pruning", amount=0.6)
+    pruned.save(tmp_path / "pruned.zip")
+    with pytest.warns(UserWarning, match="missing in the source"):  # and a partial copy says so
+        SurgicalDQN(
+            "MlpPolicy",
+            "CartPole-v1",
+            surgeries=[f"pre_training_initialization:source={tmp_path / 'pruned.zip'}"],
+            policy_kwargs=dict(net_arch=[32, 16, 8]),
+        )
+    student = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=[f"pre_training_initialization:source={tmp_path / 'pruned.zip'}"],
+        **kw,
+    )
+    obs = th.randn(64, 4)
+    assert th.allclose(student.q_net(obs), pruned.q_net(obs))
+    weights = [m.weight for m in student.q_net.modules() if isinstance(m, th.nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(0.6, abs=0.01)  # the source's sparsity, carried over
