@@ -120,6 +120,12 @@ class Surgery:
         Called before the agent builds its networks or collects a single step.
         """
         family = getattr(agent, "algorithm_family", None)
+        if family is None:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: {type(agent).__name__} is a plain SB3 model, not a surgical agent; load a saved "
+                "one with rlsurgery.operate.load_surgical(path), or build it as rlsurgery's Surgical"
+                f"{type(agent).__name__}"
+            )
         if family not in self.families:
             raise IncompatibleSurgeryError(
                 f"{self.key}: not available for {type(agent).__name__} (supports: {', '.join(self.families)})"

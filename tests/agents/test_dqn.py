@@ -236,3 +236,13 @@ def test_surgery_refuses_other_algorithm_families():
 
     with pytest.raises(IncompatibleSurgeryError, match="double_q_learning: not available for FakePPO"):
         create("double_q_learning").validate(FakePPO())
+
+
+def test_a_plain_sb3_model_is_told_how_to_become_a_surgical_one():
+    from stable_baselines3 import DQN
+
+    import rlsurgery as rls
+
+    plain = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
+    with pytest.raises(IncompatibleSurgeryError, match="DQN is a plain SB3 model.*load_surgical"):
+        rls.operate(plain, "magnitude_pruning", amount=0.5)
