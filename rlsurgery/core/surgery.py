@@ -122,9 +122,8 @@ class Surgery:
         family = getattr(agent, "algorithm_family", None)
         if family is None:
             raise IncompatibleSurgeryError(
-                f"{self.key}: {type(agent).__name__} is a plain SB3 model, not a surgical agent; load a saved "
-                "one with rlsurgery.operate.load_surgical(path), or build it as rlsurgery's Surgical"
-                f"{type(agent).__name__}"
+                f"{self.key}: a plain SB3 {type(agent).__name__}, not a surgical agent (load the zip with "
+                f"rls.load, or build the agent as rlsurgery's Surgical{type(agent).__name__})"
             )
         if family not in self.families:
             raise IncompatibleSurgeryError(

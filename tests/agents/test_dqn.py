@@ -238,11 +238,19 @@ def test_surgery_refuses_other_algorithm_families():
         create("double_q_learning").validate(FakePPO())
 
 
-def test_a_plain_sb3_model_is_told_how_to_become_a_surgical_one():
+def test_a_plain_sb3_model_is_told_how_to_become_a_surgical_one(tmp_path):
     from stable_baselines3 import DQN
 
     import rlsurgery as rls
 
     plain = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
-    with pytest.raises(IncompatibleSurgeryError, match="DQN is a plain SB3 model.*load_surgical"):
+    with pytest.raises(IncompatibleSurgeryError, match=r"rls\.load or rlsurgery operate\), not a plain DQN"):
         rls.operate(plain, "magnitude_pruning", amount=0.5)
+    # a surgical agent's zip loaded with SB3's own loader is a plain DQN too
+    SurgicalDQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "m.zip")
+    with pytest.raises(
+        IncompatibleSurgeryError, match=r"a plain SB3 DQN, not a surgical agent \(load the zip with rls\.load"
+    ):
+        rls.operate(DQN.load(tmp_path / "m.zip"), "magnitude_pruning", amount=0.5)
+    pruned = rls.operate(rls.load(tmp_path / "m.zip"), "magnitude_pruning", amount=0.5)
+    assert [r["key"] for r in pruned.surgery_log] == ["magnitude_pruning"]
