@@ -46,11 +46,6 @@ def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
     assert [negative.is_bad(x) for x in (-1.0, -1.0, -1.2, 10.0)] == [False, False, False, True]
     # filtering: the spiking update changes nothing
     model, state = spiking_run("loss_spike_filtering:k=5,warmup=20")
-    weights_after = {}
-
-    def after_80(_locals, _globals):
-        return True
-
     model.learn(80)
     after = {n: p.detach().clone() for n, p in model.q_net.named_parameters()}
     assert state["before"] is not None
@@ -69,4 +64,3 @@ def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
     model.learn(130)
     assert model.rls_rewarm_from == 80
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 50 / 100)
-    del weights_after, after_80
