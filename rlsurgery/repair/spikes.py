@@ -111,6 +111,8 @@ class BadUpdateRepair(OptimizerSurgery):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self.detector = SpikeDetector(self.params.k, self.params.beta, self.params.warmup)
+        #: the last loss this repair judged: one verdict per update, whatever else watches it too
+        self._judged: Any = None
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define repair()")
@@ -119,9 +121,9 @@ class BadUpdateRepair(OptimizerSurgery):
         def watch(model: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
             loss = getattr(model, "_rls_last_loss", None)
             bad = not gradients_finite(optimizer)
-            if loss is not None:
+            if loss is not None and loss is not self._judged:
+                self._judged = loss
                 bad = self.detector.is_bad(float(loss)) or bad
-                model._rls_last_loss = None  # one verdict per update
             if bad:
                 counts = model.__dict__.setdefault("rls_bad_updates", {})
                 counts[self.key] = counts.get(self.key, 0) + 1

@@ -64,3 +64,18 @@ def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
     model.learn(130)
     assert model.rls_rewarm_from == 80
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 50 / 100)
+
+
+def test_two_repairs_each_see_the_spiking_loss():
+    # each repair judges the loss itself: the first to watch must not hide it from the second
+    both = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["learning_rate_reduction:k=5,warmup=20,factor=0.5", "loss_spike_filtering:k=5,warmup=20"],
+        **KW,
+    )
+    original = both.compute_loss
+    both.compute_loss = lambda batch: original(batch) * (1000 if both.num_timesteps == 80 else 1)
+    both.learn(100)
+    assert both.rls_bad_updates == {"learning_rate_reduction": 1, "loss_spike_filtering": 1}
