@@ -314,8 +314,7 @@ class _RollbackCallback(BaseCallback):
         if surgery.probation_from is not None:
             if now - surgery.probation_from < every:
                 return True  # no snapshot of a state still on probation
-            surgery.probation_from = None
-            surgery.take(self.model)
+            surgery.probation_from = None  # proven: the due snapshot below is taken
         snapshot = surgery.snapshot
         if snapshot is None or now - snapshot["step"] >= every:
             surgery.take(self.model)
