@@ -473,14 +473,20 @@ def metrics_table(results: StudyResults) -> pd.DataFrame:
                 "key": key,
                 "n_runs": len(runs),
                 "n_values": float(runs["n_values"].median()),
-                "mean": float(runs["mean"].median()),
-                "max": float(runs["max"].median()),
-                "last": float(runs["last"].median()),
+                "mean": median_or_nan(runs["mean"]),
+                "max": median_or_nan(runs["max"]),
+                "last": median_or_nan(runs["last"]),
                 "non_finite_runs": int(runs["non_finite"].sum()),
             }
         )
     rows.sort(key=lambda r: (order.get(r["variant"], len(order)), env_order.get(r["env_id"], 0), r["key"]))
     return pd.DataFrame(rows, columns=METRIC_SUMMARY_COLUMNS)
+
+
+def median_or_nan(values: pd.Series) -> float:
+    """The median of the non-NaN values; NaN, without numpy's empty-slice warning, when there are none."""
+    present = values.dropna()
+    return float(present.median()) if not present.empty else math.nan
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ stored with the run, summarised per variant in the report."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -190,3 +192,14 @@ def test_report_shows_training_metrics_only_when_kept(tmp_path):
     assert "Training metrics" in page and "train/approx_kl" in page
     report.write_report(build_study({"a": {"E": [1.0]}}), tmp_path, reps=50, curve_reps=50)
     assert not (tmp_path / "tables" / "metrics.csv").exists()  # a stale table is removed
+
+
+def test_metrics_table_gives_nan_quietly_for_a_key_that_is_never_finite():
+    results = build_study({"a": {"E": [1.0, 1.0]}})
+    rows = [[f"a/E/{seed}", "a", "E", seed, 100, "train/loss", float("nan")] for seed in range(2)]
+    results.metrics = pd.DataFrame(rows, columns=METRIC_COLUMNS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would fail here
+        row = stats.metrics_table(results).iloc[0]
+    assert row["non_finite_runs"] == 2
+    assert np.isnan(row["mean"]) and np.isnan(row["max"]) and np.isnan(row["last"])
