@@ -37,6 +37,7 @@ from results_log import ResultsLog
 import rlsurgery as rls
 from rlsurgery.agents.scheduled import EveryStep
 
+METHOD = "timed"  # these three readings (earlier lines of the file, "wall clock", have only ratios)
 CONTROL = "none (control)"  # plain against plain: how far the ratios swing with no diagnostic at all
 DIAGNOSTICS = [
     CONTROL,
@@ -118,6 +119,7 @@ def measure(spec: str, steps: int, seeds: int) -> dict[str, Any]:
         "median_cpu_ratio": statistics.median(cpu_ratios),
         "inside_fractions": fractions,
         "median_inside_fraction": statistics.median(fractions),
+        "method": METHOD,
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.machine()}, {th.get_num_threads()} torch thread(s)",
     }
@@ -130,10 +132,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/bench-data/diagnostics_overhead.jsonl"))
     args = parser.parse_args()
     th.set_num_threads(1)
-    log = ResultsLog(args.out, key=("diagnostic", "steps", "seeds"))
+    log = ResultsLog(args.out, key=("diagnostic", "steps", "seeds", "method"))
     done = log.done()
     for spec in DIAGNOSTICS:
-        if (spec, args.steps, args.seeds) in done:
+        if (spec, args.steps, args.seeds, METHOD) in done:
             print(f"{spec}: already in {args.out}")
             continue
         line = measure(spec, args.steps, args.seeds)
