@@ -3,7 +3,8 @@
     python scripts/bench/faults_summary.py docs/bench-data/studies/repair-faults-dqn [--clean clean]
 
 Per variant and seed: the final greedy return, the mean of the last ``--last`` evaluations, the
-last logged ``train/loss`` (NaN: the run diverged) and the repairs' event counts (rollbacks,
+last logged ``train/loss`` (NaN: the run diverged; a run that crashed is listed as failed, with
+its error, and counts as diverged) and the repairs' event counts (rollbacks,
 filtered updates, snapshots dropped as tainted). Then the issue's goal, per repaired variant
 (names containing ``repaired``): every run ends with a finite loss, and its median return over
 seeds is within 10% of the median of the clean runs (``--clean``), on the final evaluation and on
@@ -49,37 +50,65 @@ def main() -> None:
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for variant in results.variants:
         for env_id in results.envs:
-            runs = evals[(evals["variant"] == variant) & (evals["env_id"] == env_id)]
-            for (run_id, seed), run in runs.sort_values("step").groupby(["run_id", "seed"]):
-                final = float(run["mean_return"].iloc[-1])
-                tail = float(run["mean_return"].iloc[-args.last :].mean())
-                loss = last_value(metrics, run_id, "train/loss")
-                events = [last_value(metrics, run_id, key) for key in EVENTS.values()]
-                n_dropped = int((dropped["run_id"] == run_id).sum())
-                entry = summary.setdefault((variant, env_id), {"final": [], "tail": [], "loss": []})
+            runs = results.runs[(results.runs["variant"] == variant) & (results.runs["env_id"] == env_id)]
+            for run in runs.sort_values("seed").itertuples():
+                entry = summary.setdefault(
+                    (variant, env_id), {"final": [], "tail": [], "loss": [], "failed": []}
+                )
+                if run.status == "failed":  # a crash (a NaN policy's distribution, say) is a divergence
+                    error = str(run.error or "").strip().splitlines()
+                    entry["failed"].append(run.seed)
+                    print(
+                        f"| {variant} | {env_id} | {run.seed} | failed: {error[-1] if error else '?'} "
+                        "| — | — | — | — | — |"
+                    )
+                    continue
+                if run.status != "done":
+                    continue
+                run_evals = evals[evals["run_id"] == run.run_id].sort_values("step")["mean_return"]
+                final = float(run_evals.iloc[-1])
+                tail = float(run_evals.iloc[-args.last :].mean())
+                loss = last_value(metrics, run.run_id, "train/loss")
+                events = [last_value(metrics, run.run_id, key) for key in EVENTS.values()]
+                n_dropped = int((dropped["run_id"] == run.run_id).sum())
                 entry["final"].append(final)
                 entry["tail"].append(tail)
                 entry["loss"].append(loss)
                 shown = ["—" if math.isnan(e) else f"{e:.0f}" for e in events]
                 print(
-                    f"| {variant} | {env_id} | {seed} | {final:.1f} | {tail:.1f} | {loss:.3g} | "
+                    f"| {variant} | {env_id} | {run.seed} | {final:.1f} | {tail:.1f} | {loss:.3g} | "
                     f"{shown[0]} | {shown[1]} | {n_dropped} |"
                 )
     print()
-    print("| variant | env | median final return | median of last evals | runs with a finite last loss |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print(
+        "| variant | env | runs done / failed | median final return | mean ± std | median of last evals "
+        "| done runs with a finite last loss |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for (variant, env_id), entry in summary.items():
         finite = sum(math.isfinite(v) for v in entry["loss"])
+        final = np.array(entry["final"])
+        cells = (
+            [
+                f"{np.median(final):.1f}",
+                f"{final.mean():.1f} ± {final.std(ddof=1) if len(final) > 1 else 0:.1f}",
+                f"{np.median(entry['tail']):.1f}",
+            ]
+            if len(final)
+            else ["—", "—", "—"]
+        )
         print(
-            f"| {variant} | {env_id} | {np.median(entry['final']):.1f} | {np.median(entry['tail']):.1f} | "
-            f"{finite}/{len(entry['loss'])} |"
+            f"| {variant} | {env_id} | {len(final)} / {len(entry['failed'])} | {' | '.join(cells)} | "
+            f"{finite}/{len(final)} |"
         )
     print()
     for (variant, env_id), entry in summary.items():
         clean = summary.get((args.clean, env_id))
         if "repaired" not in variant or clean is None:
             continue
-        finite = all(math.isfinite(v) for v in entry["loss"])
+        if not entry["final"]:
+            continue
+        finite = all(math.isfinite(v) for v in entry["loss"]) and not entry["failed"]
         checks = []
         for column in ("final", "tail"):
             ours, base = np.median(entry[column]), np.median(clean[column])
@@ -87,8 +116,8 @@ def main() -> None:
         within = all(np.median(entry[c]) >= 0.9 * np.median(clean[c]) for c in ("final", "tail"))
         verdict = "met" if finite and within else "not met"
         print(
-            f"goal for {variant} on {env_id}: {verdict} — finite last loss in every run: {finite}; "
-            + "; ".join(checks)
+            f"goal for {variant} on {env_id} ({len(entry['final'])} runs done): {verdict} — "
+            f"finite last loss in every run: {finite}; " + "; ".join(checks)
         )
 
 
