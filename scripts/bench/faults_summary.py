@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 
 import numpy as np
 
 from rlsurgery.bench.store import ResultStore
 
+EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception)\b")
 EVENTS = {
     "rollbacks": "train/checkpoint_rollback_events",
     "filtered": "train/loss_spike_filtering_events",
@@ -29,6 +31,12 @@ EVENTS = {
 def last_value(metrics, run_id: str, key: str) -> float:
     values = metrics[(metrics["run_id"] == run_id) & (metrics["key"] == key)].sort_values("step")["value"]
     return float(values.iloc[-1]) if len(values) else math.nan
+
+
+def exception_line(error: str | None) -> str:
+    """The traceback's exception line (its last ``SomeError: ...`` line), shortened for a table."""
+    lines = [line for line in str(error or "").splitlines() if EXCEPTION.match(line)]
+    return (lines[-1][:120] + "…") if lines and len(lines[-1]) > 120 else (lines[-1] if lines else "?")
 
 
 def main() -> None:
@@ -56,10 +64,9 @@ def main() -> None:
                     (variant, env_id), {"final": [], "tail": [], "loss": [], "failed": []}
                 )
                 if run.status == "failed":  # a crash (a NaN policy's distribution, say) is a divergence
-                    error = str(run.error or "").strip().splitlines()
                     entry["failed"].append(run.seed)
                     print(
-                        f"| {variant} | {env_id} | {run.seed} | failed: {error[-1] if error else '?'} "
+                        f"| {variant} | {env_id} | {run.seed} | failed: {exception_line(run.error)} "
                         "| — | — | — | — | — |"
                     )
                     continue
