@@ -1,8 +1,14 @@
-"""SurgicalA2C: SB3's A2C with the on-policy surgery hooks.
+"""SurgicalA2C: SB3's A2C with its update split into the stages it shares with PPO.
 
-A2C's update is SB3's own (one gradient step per rollout); surgeries act through the
-collection hooks (``on_rollout_start`` / ``on_rollout_end``), ``act``, network changes,
-hyper-parameters and env wrappers. With no surgeries it is ``stable_baselines3.A2C``.
+One gradient step per rollout, on the whole rollout, through the loss stages of
+:mod:`rlsurgery.agents.on_policy` (augment, advantages, policy_loss, value_loss,
+entropy_loss, aux_loss, before_step, after_update), with A2C's own defaults::
+
+    advantages    (A − mean A) / (std A + 1e-8) when ``normalize_advantage`` (off by default)
+    policy_loss   −E[A log π(a|s)]
+
+plus the collection hooks (``on_rollout_start`` / ``on_rollout_end``) and ``act``. With no
+surgeries it is ``stable_baselines3.A2C``, bit for bit.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ from stable_baselines3 import A2C
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import explained_variance
 
-from rlsurgery.agents.on_policy import OnPolicySurgicalMixin
+from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, PolicyLossMixin
+from rlsurgery.core.batch import PolicyBatch
+from rlsurgery.core.pipeline import Stage
 
 
-class SurgicalA2C(OnPolicySurgicalMixin, A2C):
+class SurgicalA2C(PolicyLossMixin, A2C):
     """Advantage Actor-Critic with surgeries (SB3's :class:`~stable_baselines3.A2C` subclass).
 
     Paper: https://arxiv.org/abs/1602.01783. Takes every argument of SB3's ``A2C`` (same
@@ -52,6 +61,7 @@ class SurgicalA2C(OnPolicySurgicalMixin, A2C):
     """
 
     algorithm_family: ClassVar[str] = "a2c"
+    STAGES: ClassVar[tuple[Stage, ...]] = (*ON_POLICY_STAGES, *POLICY_LOSS_STAGES)
 
     def __init__(
         self,
@@ -109,3 +119,40 @@ class SurgicalA2C(OnPolicySurgicalMixin, A2C):
             )
         if _init_setup_model:
             self._setup_model()
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        """One gradient step on the whole rollout through the loss stages."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        for rollout_data in self.rollout_buffer.get(batch_size=None):  # one batch: the whole rollout
+            batch = PolicyBatch.from_rollout(rollout_data)
+            loss = self.compute_loss(batch)
+            clip = (self.policy.parameters(), self.max_grad_norm)
+            self._optimizer_step("policy", self.policy.optimizer, batch, loss, clip=clip)
+            self._pipeline.run_all("after_update", self, batch)
+
+        explained_var = explained_variance(
+            self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()
+        )
+        self._n_updates += 1
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/entropy_loss", batch.entropy_loss.item())  # type: ignore[union-attr]
+        self.logger.record("train/policy_loss", batch.policy_loss.item())  # type: ignore[union-attr]
+        self.logger.record("train/value_loss", batch.value_loss.item())  # type: ignore[union-attr]
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self._record_aux_losses()
+
+    @staticmethod
+    def _default_advantages(agent: SurgicalA2C, batch: PolicyBatch) -> None:
+        # A ← (A − mean A) / (std A + 1e-8) over the rollout, when normalize_advantage is set
+        if agent.normalize_advantage:
+            advantages = batch.advantages
+            batch.advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+    @staticmethod
+    def _default_policy_loss(agent: SurgicalA2C, batch: PolicyBatch) -> None:
+        # L = −E[A log π(a|s)]
+        batch.policy_loss = -(batch.advantages * batch.log_prob).mean()  # type: ignore[operator]

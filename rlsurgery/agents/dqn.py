@@ -3,11 +3,16 @@
 One gradient step runs these stages (exclusive ones take at most one surgery)::
 
     sample        draw a Batch from the replay buffer (replay surgeries shape what it holds)
+    augment       composable: transform the batch's observations
     estimate      online estimate for the taken actions      -> batch.current
     next_action   action a* at s' for bootstrapping          -> batch.next_actions
     target        bootstrapped target                        -> batch.target
     loss          element-wise loss and per-sample TD error  -> batch.elementwise_loss, td_error
-    (reduce)      mean of batch.weights * elementwise_loss, backward, clip, optimizer step
+    weighting     composable: per-sample loss weights                     -> batch.weights
+    (reduce)      mean of batch.weights * elementwise_loss
+    aux_loss      composable: extra loss terms for the role "q"
+    (step)        backward, clip the gradient norm
+    before_step   composable: hooks right before the optimizer step (loss watchers, SAM)
     after_update  composable hooks: priorities, noise reset, per-update target sync
 
 (The no-grad next_action and target stages execute before estimate, as in SB3, so the
@@ -20,7 +25,6 @@ is SB3's own computation, so the agent reproduces ``stable_baselines3.DQN`` exac
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -38,9 +42,9 @@ from rlsurgery.agents.dqn_policies import (
     SurgicalMultiInputPolicy,
     SurgicalQNetwork,
 )
-from rlsurgery.agents.surgical import SurgicalMixin
+from rlsurgery.agents.off_policy import OffPolicySurgicalMixin
 from rlsurgery.core.batch import Batch
-from rlsurgery.core.pipeline import Stage
+from rlsurgery.core.pipeline import AUX_LOSS, BEFORE_STEP, Stage
 
 SelfSurgicalDQN = TypeVar("SelfSurgicalDQN", bound="SurgicalDQN")
 
@@ -51,6 +55,8 @@ DQN_STAGES = (
     Stage("target", False, "bootstrapped TD target"),
     Stage("loss", False, "element-wise loss and per-sample TD error"),
     Stage("weighting", True, "per-sample loss weights before the reduction"),
+    AUX_LOSS,
+    BEFORE_STEP,
     Stage("after_update", True, "hooks after each optimizer step"),
     Stage("target_sync", False, "how the target network follows the online network"),
     Stage("on_step", True, "hooks after each environment step"),
@@ -58,7 +64,7 @@ DQN_STAGES = (
 )
 
 
-class SurgicalDQN(SurgicalMixin, DQN):
+class SurgicalDQN(OffPolicySurgicalMixin, DQN):
     """Deep Q-Network with surgeries (SB3's :class:`~stable_baselines3.DQN` subclass).
 
     Paper: https://www.nature.com/articles/nature14236. Takes every argument of SB3's
@@ -176,20 +182,6 @@ class SurgicalDQN(SurgicalMixin, DQN):
         if _init_setup_model:
             self._setup_model()
 
-    # ------------------------------------------------------------------ build
-    def _build_sb3_model(self) -> None:
-        # replay surgeries that handle n-step returns receive n_steps and gamma themselves
-        handles_n_steps = self.replay_buffer_class is not None and getattr(
-            self.replay_buffer_class, "supports_n_steps", False
-        )
-        if handles_n_steps:
-            self.replay_buffer_kwargs.update({"n_steps": self.n_steps, "gamma": self.gamma})
-        with warnings.catch_warnings():
-            # the buffer already receives n_steps (ours above, or SB3's NStepReplayBuffer on load)
-            if handles_n_steps or "n_steps" in self.replay_buffer_kwargs:
-                warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
-            super()._build_sb3_model()
-
     _BN_STATS: ClassVar[dict[str, str]] = {
         "batch_norm_stats": "q_net",
         "batch_norm_stats_target": "q_net_target",
@@ -218,25 +210,31 @@ class SurgicalDQN(SurgicalMixin, DQN):
             batch = self.sample_batch(batch_size)
             loss = self.compute_loss(batch)
             losses.append(loss.item())
-            self.policy.optimizer.zero_grad()
-            loss.backward()
-            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-            self._rls_last_batch = batch  # for step hooks: SAM re-evaluates the loss, repairs watch it
-            self._rls_last_loss = loss.detach()
-            self.policy.optimizer.step()
+            self._optimizer_step(
+                "policy",
+                self.policy.optimizer,
+                batch,
+                loss,
+                clip=(self.policy.parameters(), self.max_grad_norm),
+            )
             self._n_updates += 1
             self._pipeline.run_all("after_update", self, batch)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/loss", np.mean(losses))
+        self._record_aux_losses()
 
     def compute_loss(self, batch: Batch) -> th.Tensor:
-        """Run the estimate, next-action, target and loss stages on ``batch``; return the reduced loss.
+        """The augment stage, then :meth:`loss_of` on ``batch``: the reduced loss of one update.
 
         The stages fill ``batch`` in place (``current``, ``next_actions``, ``target``,
         ``elementwise_loss``, ``td_error``), so tests and diagnostics can read every step.
         """
-        if not getattr(self, "_rls_batch_augmented", False):  # SAM, probes: the batch as it was
-            self._pipeline.run_all("augment", self, batch)
+        self._pipeline.run_all("augment", self, batch)
+        return self.loss_of(batch)
+
+    def loss_of(self, batch: Batch) -> th.Tensor:
+        """Run the next-action, target, estimate, loss, weighting and ``aux_loss`` (role ``"q"``)
+        stages on an augmented ``batch``; return the reduced loss."""
         run = self._pipeline.run
         # the no-grad target stages run first (as SB3 does): the online forward pass then sits
         # right before its backward pass, which keeps its activations and weights in cache
@@ -245,25 +243,10 @@ class SurgicalDQN(SurgicalMixin, DQN):
         run("estimate", self._default_estimate, self, batch)
         run("loss", self._default_loss, self, batch)
         self._pipeline.run_all("weighting", self, batch)
-        return self.reduce_loss(batch)
+        return self._with_aux_losses("q", batch, self.reduce_loss(batch))
 
-    def sample_batch(self, batch_size: int) -> Batch:
-        """Sample stage: a :class:`Batch` from the replay buffer.
-
-        Buffers that return ``weights`` and ``indices`` (prioritized replay) fill those fields.
-        """
-        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[union-attr]
-        discounts = getattr(data, "discounts", None)
-        return Batch(
-            observations=data.observations,
-            actions=data.actions,
-            next_observations=data.next_observations,
-            rewards=data.rewards,
-            dones=data.dones,
-            discounts=discounts if discounts is not None else self.gamma,
-            weights=getattr(data, "weights", None),
-            indices=getattr(data, "indices", None),
-        )
+    def _role_loss(self, role: str, batch: Batch) -> th.Tensor:
+        return self.loss_of(batch)  # one optimizer ("policy"), one loss
 
     @staticmethod
     def reduce_loss(batch: Batch) -> th.Tensor:

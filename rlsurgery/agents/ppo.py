@@ -1,16 +1,18 @@
 """SurgicalPPO: SB3's PPO with its update split into stages that surgeries fill.
 
-Each minibatch update runs::
+Each minibatch update runs (see :mod:`rlsurgery.agents.on_policy` for the stages it shares with A2C)::
 
+    augment        composable: transform the minibatch's observations
     evaluate       V(s), log π(a|s), H under the current parameters     (the policy)
     advantages     normalise the advantages                             -> batch.advantages
     ratio          r = exp(log π − log π_old)                           -> batch.ratio
     policy_loss    clipped surrogate −E[min(rA, clip(r, 1±ε)A)]          -> batch.policy_loss
     value_loss     (clipped) MSE to the returns                         -> batch.value_loss
     entropy_loss   −E[H]                                                -> batch.entropy_loss
-    aux_loss       composable: auxiliary losses, summed                 -> batch.aux_loss
-    (total)        policy_loss + ent_coef·entropy_loss + vf_coef·value_loss (+ aux_loss)
+    (total)        policy_loss + ent_coef·entropy_loss + vf_coef·value_loss
+    aux_loss       composable: extra terms for the roles "policy" and "value", added to the total
     kl_stop        whether to stop the epoch loop (default: SB3's 1.5 × target_kl rule)
+    before_step    composable: hooks after backward and clipping, before the optimizer step
     after_update   composable hooks after each optimizer step
 
 and around collection (:mod:`rlsurgery.agents.on_policy`): ``on_rollout_start`` /
@@ -25,15 +27,13 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
-from torch.nn import functional as F
 
-from rlsurgery.agents.on_policy import ON_POLICY_STAGES, OnPolicySurgicalMixin
+from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, PolicyLossMixin
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
 
@@ -41,18 +41,12 @@ SelfSurgicalPPO = TypeVar("SelfSurgicalPPO", bound="SurgicalPPO")
 
 PPO_STAGES = (
     *ON_POLICY_STAGES,
-    Stage("augment", True, "transform the minibatch's observations before the losses"),
-    Stage("advantages", False, "advantage normalisation"),
-    Stage("policy_loss", False, "surrogate policy loss"),
-    Stage("value_loss", False, "value-function loss"),
-    Stage("entropy_loss", False, "entropy term"),
-    Stage("aux_loss", True, "auxiliary losses added to the total"),
+    *POLICY_LOSS_STAGES,
     Stage("kl_stop", False, "early stop of the epoch loop"),
-    Stage("after_update", True, "hooks after each optimizer step"),
 )
 
 
-class SurgicalPPO(OnPolicySurgicalMixin, PPO):
+class SurgicalPPO(PolicyLossMixin, PPO):
     """Proximal Policy Optimization with surgeries (SB3's :class:`~stable_baselines3.PPO` subclass).
 
     Paper: https://arxiv.org/abs/1707.06347. Takes every argument of SB3's ``PPO`` (same
@@ -163,10 +157,7 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         """Update the policy on the collected rollout, minibatch by minibatch, through the stages."""
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
-        clip_range = self.clip_range(self._current_progress_remaining)  # type: ignore[operator]
-        clip_range_vf = None
-        if self.clip_range_vf is not None:
-            clip_range_vf = self.clip_range_vf(self._current_progress_remaining)  # type: ignore[operator]
+        clip_range, clip_range_vf = self._clip_ranges()
 
         entropy_losses, pg_losses, value_losses, clip_fractions = [], [], [], []
         continue_training = True
@@ -192,12 +183,13 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
                         print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
                     break
 
-                self.policy.optimizer.zero_grad()
-                loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
-                self._rls_last_batch = batch  # for step hooks: SAM re-evaluates the loss, repairs watch it
-                self._rls_last_loss = loss.detach()
-                self.policy.optimizer.step()
+                self._optimizer_step(
+                    "policy",
+                    self.policy.optimizer,
+                    batch,
+                    loss,
+                    clip=(self.policy.parameters(), self.max_grad_norm),
+                )
                 self._pipeline.run_all("after_update", self, batch)
 
             self._n_updates += 1
@@ -220,27 +212,15 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         self.logger.record("train/clip_range", batch.clip_range)  # a surgery may schedule it
         if batch.clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", batch.clip_range_vf)
+        self._record_aux_losses()
 
-    def compute_loss(self, batch: PolicyBatch) -> th.Tensor:
-        """Run the evaluation and loss stages on ``batch`` (filled in place); return the total loss."""
-        if isinstance(self.action_space, spaces.Discrete):
-            batch.actions = batch.actions.long().flatten()
-        if not getattr(self, "_rls_batch_augmented", False):  # SAM, probes: the batch as it was
-            self._pipeline.run_all("augment", self, batch)
-        values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, batch.actions)
-        batch.values, batch.log_prob, batch.entropy = values.flatten(), log_prob, entropy
-        run = self._pipeline.run
-        run("advantages", self._default_advantages, self, batch)
-        batch.ratio = th.exp(batch.log_prob - batch.old_log_prob)
-        run("policy_loss", self._default_policy_loss, self, batch)
-        run("value_loss", self._default_value_loss, self, batch)
-        run("entropy_loss", self._default_entropy_loss, self, batch)
-        loss = batch.policy_loss + self.ent_coef * batch.entropy_loss + self.vf_coef * batch.value_loss
-        if self._pipeline.fillers("aux_loss"):
-            self._pipeline.run_all("aux_loss", self, batch)
-            if batch.aux_loss is not None:
-                loss = loss + batch.aux_loss
-        return loss
+    def _clip_ranges(self) -> tuple[float, float | None]:
+        progress = self._current_progress_remaining
+        clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(progress)  # type: ignore[operator]
+        return self.clip_range(progress), clip_range_vf  # type: ignore[operator]
+
+    def _before_policy_loss(self, batch: PolicyBatch) -> None:
+        batch.ratio = th.exp(batch.log_prob - batch.old_log_prob)  # type: ignore[operator]
 
     @staticmethod
     def _default_advantages(agent: SurgicalPPO, batch: PolicyBatch) -> None:
@@ -256,25 +236,6 @@ class SurgicalPPO(OnPolicySurgicalMixin, PPO):
         policy_loss_1 = advantages * ratio
         policy_loss_2 = advantages * th.clamp(ratio, 1 - eps, 1 + eps)
         batch.policy_loss = -th.min(policy_loss_1, policy_loss_2).mean()
-
-    @staticmethod
-    def _default_value_loss(agent: SurgicalPPO, batch: PolicyBatch) -> None:
-        # MSE(R, V), with V clipped to V_old ± ε_vf when value clipping is on
-        if batch.clip_range_vf is None:
-            values_pred = batch.values
-        else:
-            values_pred = batch.old_values + th.clamp(
-                batch.values - batch.old_values, -batch.clip_range_vf, batch.clip_range_vf
-            )
-        batch.value_loss = F.mse_loss(batch.returns, values_pred)
-
-    @staticmethod
-    def _default_entropy_loss(agent: SurgicalPPO, batch: PolicyBatch) -> None:
-        # −E[H], or −E[−log π] when the distribution has no closed-form entropy
-        if batch.entropy is None:
-            batch.entropy_loss = -th.mean(-batch.log_prob)
-        else:
-            batch.entropy_loss = -th.mean(batch.entropy)
 
     @staticmethod
     def _default_kl_stop(agent: SurgicalPPO, batch: PolicyBatch) -> bool:

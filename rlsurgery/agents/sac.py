@@ -1,26 +1,35 @@
-"""SurgicalSAC: SB3's SAC taking surgeries that configure it or wrap its environment.
+"""SurgicalSAC: SB3's SAC with its train step split into stages that surgeries fill.
 
-SAC's train step is SB3's own here (its staged version comes with the policy-surgery
-work); surgeries act through hyper-parameters (``configure``: e.g. the entropy
-coefficient or target entropy of ``entropy_regularization``), network changes and env
-wrappers (intrinsic rewards). With no surgeries it is ``stable_baselines3.SAC``.
+The stages are those of :mod:`rlsurgery.agents.actor_critic` (shared with TD3). Before the
+critics' update the actor samples a ~ π(·|s) and the entropy coefficient α takes its own step
+(SB3's, not a surgery role); the target and the actor loss use α::
+
+    y = r + (1 − d) γ^k (min_i Q'_i(s', a') − α log π(a'|s')),   a' ~ π(·|s')
+    L_actor = mean(α log π(a|s) − min_i Q_i(s, a)),              a ~ π(·|s)
+
+Surgeries also act through hyper-parameters (``configure``: e.g. the entropy coefficient or
+target entropy of ``entropy_regularization``), network changes and env wrappers (intrinsic
+rewards). With no surgeries it is ``stable_baselines3.SAC``, bit for bit.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch as th
 from stable_baselines3 import SAC
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import polyak_update
 from stable_baselines3.sac.policies import SACPolicy
 
-from rlsurgery.agents.surgical import SurgicalMixin
+from rlsurgery.agents.actor_critic import ActorCriticSurgicalMixin
+from rlsurgery.core.batch import Batch
 
 
-class SurgicalSAC(SurgicalMixin, SAC):
+class SurgicalSAC(ActorCriticSurgicalMixin, SAC):
     """Soft Actor-Critic with surgeries (SB3's :class:`~stable_baselines3.SAC` subclass).
 
     Paper: https://arxiv.org/abs/1801.01290. Takes every argument of SB3's ``SAC`` (same
@@ -58,6 +67,7 @@ class SurgicalSAC(SurgicalMixin, SAC):
     """
 
     algorithm_family: ClassVar[str] = "sac"
+    critic_loss_scale: ClassVar[float] = 0.5
 
     def __init__(
         self,
@@ -125,3 +135,86 @@ class SurgicalSAC(SurgicalMixin, SAC):
             )
         if _init_setup_model:
             self._setup_model()
+
+    # ------------------------------------------------------------------ training
+    def train(self, gradient_steps: int, batch_size: int = 64) -> None:
+        """Run ``gradient_steps`` updates of α, the critics and the actor through the stages."""
+        self.policy.set_training_mode(True)
+        optimizers = [self.actor.optimizer, self.critic.optimizer]
+        if self.ent_coef_optimizer is not None:
+            optimizers += [self.ent_coef_optimizer]
+        self._update_learning_rate(optimizers)
+
+        ent_coef_losses: list[float] = []
+        ent_coefs, actor_losses, critic_losses = [], [], []
+        for gradient_step in range(gradient_steps):
+            batch = self.sample_batch(batch_size)
+            self._pipeline.run_all("augment", self, batch)
+            if self.use_sde:  # log_std may have changed since the last gradient step
+                self.actor.reset_noise()
+            self._sample_policy_actions(batch)
+            batch.entropy_coef = self._step_entropy_coefficient(batch, ent_coef_losses)
+            ent_coefs.append(batch.entropy_coef.item())
+
+            with th.no_grad():
+                self._pipeline.run("target", self._default_target, self, batch)
+            critic_loss = self.critic_loss_of(batch)
+            critic_losses.append(critic_loss.item())
+            self._optimizer_step("critic", self.critic.optimizer, batch, critic_loss)
+
+            actor_loss = self.actor_loss_of(batch)
+            actor_losses.append(actor_loss.item())
+            self._optimizer_step("actor", self.actor.optimizer, batch, actor_loss)
+
+            if gradient_step % self.target_update_interval == 0:
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.batch_norm_stats, self.batch_norm_stats_target, 1.0)
+            self._pipeline.run_all("after_update", self, batch)
+
+        self._n_updates += gradient_steps
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/ent_coef", np.mean(ent_coefs))
+        self.logger.record("train/actor_loss", np.mean(actor_losses))
+        self.logger.record("train/critic_loss", np.mean(critic_losses))
+        if ent_coef_losses:
+            self.logger.record("train/ent_coef_loss", np.mean(ent_coef_losses))
+        self._record_aux_losses()
+
+    def _entropy_coefficient_now(self) -> th.Tensor:
+        if self.ent_coef_optimizer is None or self.log_ent_coef is None:
+            return self.ent_coef_tensor
+        return th.exp(self.log_ent_coef.detach())
+
+    def _sample_policy_actions(self, batch: Batch) -> None:
+        actions, log_prob = self.actor.action_log_prob(batch.observations)
+        batch.policy_actions, batch.log_prob = actions, log_prob.reshape(-1, 1)
+
+    def _step_entropy_coefficient(self, batch: Batch, losses: list[float]) -> th.Tensor:
+        """α for this update; when α is learnt, its step on −log α · (log π + H̄) (SB3's)."""
+        ent_coef = self._entropy_coefficient_now()  # read before its step, detached from every loss
+        if self.ent_coef_optimizer is None or self.log_ent_coef is None:
+            return ent_coef
+        assert isinstance(self.target_entropy, float)
+        loss = -(self.log_ent_coef * (batch.log_prob + self.target_entropy).detach()).mean()  # type: ignore[operator]
+        losses.append(loss.item())
+        self.ent_coef_optimizer.zero_grad()
+        loss.backward()
+        self.ent_coef_optimizer.step()
+        return ent_coef
+
+    @staticmethod
+    def _default_target(agent: SurgicalSAC, batch: Batch) -> None:
+        # y = r + (1 − d) γ^k (min_i Q'_i(s', a') − α log π(a'|s')),  a' ~ π(·|s')
+        next_actions, next_log_prob = agent.actor.action_log_prob(batch.next_observations)
+        next_q = th.cat(agent.critic_target(batch.next_observations, next_actions), dim=1)
+        next_q, _ = th.min(next_q, dim=1, keepdim=True)
+        next_q = next_q - batch.entropy_coef * next_log_prob.reshape(-1, 1)
+        batch.next_actions = next_actions
+        batch.target = batch.rewards + (1 - batch.dones) * batch.discounts * next_q
+
+    @staticmethod
+    def _default_actor_loss(agent: SurgicalSAC, batch: Batch) -> None:
+        # L = mean(α log π(a|s) − min_i Q_i(s, a)),  a ~ π(·|s) drawn before the critics' step
+        q_pi = th.cat(agent.critic(batch.observations, batch.policy_actions), dim=1)
+        min_q_pi, _ = th.min(q_pi, dim=1, keepdim=True)
+        batch.actor_loss = (batch.entropy_coef * batch.log_prob - min_q_pi).mean()

@@ -10,6 +10,7 @@ are replayed and the parameter names match exactly.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -61,6 +62,8 @@ class SurgicalMixin:
 
     algorithm_family: ClassVar[str] = ""
     STAGES: ClassVar[tuple[Stage, ...]] = ()
+    #: the roles of the agent's optimizers, in the order one update steps them
+    OPTIMIZER_ROLES: ClassVar[tuple[str, ...]] = ("policy",)
 
     surgery_log: list[dict[str, Any]]
     _surgeries: list[Surgery]
@@ -162,6 +165,64 @@ class SurgicalMixin:
         #: (order, hook) run before every optimizer step, and learning-rate factors (rlsurgery.optim.hooks)
         self._rls_step_hooks: list[Any] = []
         self._rls_lr_factors: list[Any] = []
+        #: values of the auxiliary loss terms since the last log dump, by name
+        self._aux_values: dict[str, list[float]] = {}
+
+    # ------------------------------------------------------------------ losses and optimizer steps
+    def _with_aux_losses(self, role: str, batch: Any, loss: th.Tensor) -> th.Tensor:
+        """``loss`` plus the ``aux_loss`` terms that the surgeries give for ``role`` (see
+        :class:`~rlsurgery.core.surgery.Surgery`); each term's value is kept for ``train/aux/<name>``."""
+        for surgery in self._pipeline.fillers("aux_loss"):
+            terms = surgery.aux_loss(self, role, batch)  # type: ignore[attr-defined]
+            if terms is None:
+                continue
+            if isinstance(terms, th.Tensor):
+                terms = {surgery.key: terms}
+            for name, term in terms.items():
+                loss = loss + term
+                self._aux_values.setdefault(name, []).append(float(term.detach()))
+        return loss
+
+    def _record_aux_losses(self) -> None:
+        """Log the mean of each auxiliary term over this ``train()`` call as ``train/aux/<name>``."""
+        for name, values in self._aux_values.items():
+            if values:
+                self.logger.record(f"train/aux/{name}", float(np.mean(values)))  # type: ignore[attr-defined]
+        self._aux_values = {}
+
+    def _optimizer_step(
+        self,
+        role: str,
+        optimizer: th.optim.Optimizer,
+        batch: Any,
+        loss: th.Tensor,
+        clip: tuple[Any, float] | None = None,
+        no_grad: Sequence[th.Tensor] = (),
+    ) -> None:
+        """One gradient step of the optimizer of ``role`` on ``loss``, as SB3 takes it: zero the
+        gradients, backward, drop the gradients of ``no_grad`` (TRPO's actor in its value step),
+        clip the norm of ``clip = (parameters, max_norm)``, the ``before_step`` stage, step."""
+        optimizer.zero_grad()
+        loss.backward()
+        for parameter in no_grad:
+            parameter.grad = None
+        if clip is not None:
+            th.nn.utils.clip_grad_norm_(clip[0], clip[1])
+        self._pipeline.run_all("before_step", self, role, batch, loss)
+        optimizer.step()
+
+    def clip_norm(self, role: str) -> float | None:
+        """The gradient-norm bound the update of ``role`` applies (SB3's ``max_grad_norm``), or None."""
+        return getattr(self, "max_grad_norm", None)
+
+    def step_loss(self, role: str, batch: Any) -> th.Tensor:
+        """The loss that the optimizer of ``role`` minimises, on ``batch`` (already augmented, left as
+        it was), at the current parameters: SAM evaluates it at perturbed parameters, the loss probes
+        sweep it. Agents define :meth:`_role_loss`."""
+        return self._role_loss(role, dataclasses.replace(batch))
+
+    def _role_loss(self, role: str, batch: Any) -> th.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} does not define its losses by role")
 
     # ------------------------------------------------------------------ environment wrappers
     def _wrap_with_surgeries(self, env: Any) -> Any:
@@ -252,9 +313,7 @@ class SurgicalMixin:
             "_scheduled",
             "_rls_step_hooks",
             "_rls_update_counts",
-            "_rls_last_batch",
-            "_rls_last_loss",
-            "_rls_batch_augmented",
+            "_aux_values",
             "_rls_lr_factors",
         ]
 

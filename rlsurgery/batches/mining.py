@@ -1,4 +1,4 @@
-"""Hard example mining (catalog section 7) for the DQN family.
+"""Hard example mining (catalog section 7) for the replay agents: the DQN family, SAC and TD3.
 
 Shrivastava et al. 2016 (online hard example mining, https://arxiv.org/abs/1604.03540); Loshchilov
 & Hutter 2015 (selecting batches by loss, https://arxiv.org/abs/1511.06343)::
@@ -8,7 +8,9 @@ Shrivastava et al. 2016 (online hard example mining, https://arxiv.org/abs/1604.
 
 The agent samples m·B transitions (its batch size is multiplied by m when it is built), and the
 ``weighting`` stage gives the B hardest weight m and the others 0, so the mean over m·B equals
-the mean over the top B. Their TD errors still reach prioritized replay for all m·B.
+the mean over the top B. Their TD errors still reach prioritized replay for all m·B. On SAC and
+TD3 the weights act on the critics' loss (ℓ_i summed over the critics); the actor's loss is
+the plain mean over all m·B sampled states.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class HardExampleMining(Surgery):
 
     key = "hard_example_mining"
     attaches_to = (Attachment.LOSS,)
-    families = ("dqn",)
+    families = ("dqn", "sac", "td3")
     stages = ("weighting",)
     Params = MiningParams
     params: MiningParams
@@ -53,6 +55,8 @@ class HardExampleMining(Surgery):
             agent.batch_size = int(agent.batch_size) * self.params.factor
 
     def weighting(self, agent: BaseAlgorithm, batch: Batch) -> None:
-        keep = max(1, batch.elementwise_loss.numel() // self.params.factor)
-        weights = top_k_weights(batch.elementwise_loss, keep)
+        losses = batch.elementwise_loss
+        per_sample = losses.reshape(len(losses), -1).sum(dim=1)  # SAC/TD3: one column per critic
+        keep = max(1, len(per_sample) // self.params.factor)
+        weights = top_k_weights(per_sample, keep)
         batch.weights = weights if batch.weights is None else batch.weights.view(-1) * weights

@@ -1,4 +1,4 @@
-"""The batch that flows through a value-based agent's train step.
+"""The batches that flow through the surgical agents' train steps.
 
 Stages read and write its named fields; this is the only place surgeries meet. A
 replay surgery may fill ``weights`` and ``indices``; a loss stage fills
@@ -16,7 +16,8 @@ import torch as th
 
 @dataclass
 class Batch:
-    """Named fields of one sampled minibatch and what the stages compute from it."""
+    """Named fields of one sampled replay minibatch (DQN family, SAC, TD3) and what the stages
+    compute from it."""
 
     observations: Any
     """s: observations (tensor, or dict of tensors)"""
@@ -34,8 +35,9 @@ class Batch:
     """per-sample loss weights (B,), e.g. importance-sampling weights; None means uniform"""
     indices: Any = None
     """buffer positions of the samples, for samplers that update per-sample state"""
-    current: th.Tensor | None = None
-    """online estimate for the taken action: (B, 1) values or (B, K) atoms"""
+    current: Any = None
+    """online estimate for the taken action: (B, 1) values or (B, K) atoms; on SAC/TD3 a tuple
+    with each critic's (B, 1) estimate"""
     next_actions: th.Tensor | None = None
     """a*: action chosen at s' for bootstrapping, shape (B, 1)"""
     next_target_outputs: th.Tensor | None = None
@@ -43,16 +45,25 @@ class Batch:
     target: th.Tensor | None = None
     """bootstrapped target: (B, 1) values or (B, K) atoms / probabilities"""
     elementwise_loss: th.Tensor | None = None
-    """per-sample loss before weighting and reduction"""
+    """per-sample loss before weighting and reduction: (B,), or (B, n_critics) on SAC/TD3"""
     td_error: th.Tensor | None = None
     """per-sample non-negative error that priorities are computed from, shape (B,)"""
+    policy_actions: th.Tensor | None = None
+    """SAC: a ~ π(·|s) drawn with the reparameterisation (differentiable in the actor)"""
+    log_prob: th.Tensor | None = None
+    """SAC: log π(a|s) of ``policy_actions``, shape (B, 1)"""
+    entropy_coef: th.Tensor | None = None
+    """SAC: the entropy coefficient α of this update"""
+    actor_loss: th.Tensor | None = None
+    """SAC/TD3: the actor's loss (scalar), when the actor steps in this update"""
     extras: dict[str, Any] = field(default_factory=dict)
     """free-form fields for surgeries that need more (documented by the writer)"""
 
 
 @dataclass
 class PolicyBatch:
-    """Named fields of one policy-gradient minibatch (SurgicalPPO) and what the stages compute."""
+    """Named fields of one policy-gradient minibatch (PPO, A2C; TRPO's value step) and what the
+    stages compute."""
 
     observations: Any
     """s: observations of the minibatch"""
@@ -66,8 +77,8 @@ class PolicyBatch:
     """GAE advantages (the advantages stage may normalise them), shape (B,)"""
     returns: th.Tensor
     """TD(λ) returns, the value target, shape (B,)"""
-    clip_range: float
-    """ε of the clipped surrogate at this update"""
+    clip_range: float | None = None
+    """ε of the clipped surrogate at this update (PPO; None for A2C and TRPO)"""
     clip_range_vf: float | None = None
     """value clipping range, None when off"""
     values: th.Tensor | None = None
@@ -84,15 +95,15 @@ class PolicyBatch:
     """value loss (scalar)"""
     entropy_loss: th.Tensor | None = None
     """−H averaged over the batch (scalar), weighted by ent_coef in the total"""
-    aux_loss: th.Tensor | None = None
-    """sum of auxiliary losses added by composable stages (scalar), None when there are none"""
     approx_kl: Any = None
     """E[(r − 1) − log r], the KL estimate used for early stopping (a 0-d numpy array, as SB3)"""
     extras: dict[str, Any] = field(default_factory=dict)
     """free-form fields for surgeries that need more (documented by the writer)"""
 
     @classmethod
-    def from_rollout(cls, data: Any, clip_range: float, clip_range_vf: float | None = None) -> PolicyBatch:
+    def from_rollout(
+        cls, data: Any, clip_range: float | None = None, clip_range_vf: float | None = None
+    ) -> PolicyBatch:
         """A batch from one of SB3's ``RolloutBufferSamples``."""
         return cls(
             observations=data.observations,

@@ -72,6 +72,9 @@ class StagePipeline:
                         f"{agent_name}, which takes one surgery ({self.stages[name].doc})"
                     )
                 fillers.append(surgery)
+        for name, fillers in self._fillers.items():
+            if self.stages[name].composable:  # stable: surgeries of equal order keep the order given
+                fillers.sort(key=lambda s: s.stage_order)
 
     def owner(self, stage: str) -> Surgery | None:
         """The surgery filling an exclusive ``stage``, or ``None`` (the agent's default)."""
@@ -90,10 +93,15 @@ class StagePipeline:
         return getattr(owner, stage)(*args)
 
     def run_all(self, stage: str, *args: Any) -> None:
-        """Run a composable stage: every filler's hook, in order."""
+        """Run a composable stage: every filler's hook, in ``stage_order`` (then the order given)."""
         for surgery in self._fillers[stage]:
             getattr(surgery, stage)(*args)
 
     def table(self) -> dict[str, list[str]]:
         """Stage name -> keys of the surgeries filling it (for ``inspect`` and logs)."""
         return {name: [s.key for s in fillers] for name, fillers in self._fillers.items()}
+
+
+#: the stages every surgical agent has, with one signature everywhere (see ``Surgery``)
+AUX_LOSS = Stage("aux_loss", True, "extra loss terms per role, added before the backward pass")
+BEFORE_STEP = Stage("before_step", True, "hooks after backward and clipping, before each optimizer step")

@@ -18,6 +18,16 @@ The life cycle on a surgical agent is::
 
 Stage hooks are plain methods named after the stage (``next_action``, ``target`` …); a
 surgery lists the stages it fills in ``stages`` and the agent's pipeline dispatches to it.
+Two stages exist on every surgical agent and have one signature everywhere:
+
+* ``aux_loss(agent, role, batch) -> Tensor | dict[str, Tensor] | None``: extra loss terms for
+  the loss of ``role`` (``"q"`` on the DQN family; ``"critic"``, ``"actor"`` on SAC/TD3;
+  ``"policy"``, ``"value"`` on PPO/A2C, whose two roles share one loss; ``"value"`` on TRPO),
+  added before the backward pass and logged as ``train/aux/<name>`` (a bare tensor is named
+  after the surgery's key);
+* ``before_step(agent, role, batch, loss)``: after the backward pass and gradient clipping,
+  right before the optimizer of ``role`` (``"policy"``, ``"actor"``, ``"critic"``) steps, with
+  the batch and the loss of that update (loss watchers, SAM).
 """
 
 from __future__ import annotations
@@ -95,6 +105,8 @@ class Surgery:
     #: order of network transforms: lower runs first (output representation, then
     #: architecture, then layer replacement), whatever order the user listed them in
     build_order: ClassVar[int] = 50
+    #: order among the fillers of a composable stage: lower runs first (loss watchers 3, SAM 5)
+    stage_order: ClassVar[int] = 50
 
     def __init__(self, **params: Any) -> None:
         if self.Params is None:

@@ -12,7 +12,9 @@ normalised loss landscapes, https://arxiv.org/abs/1712.09913)::
                                    norm of that row of θ; biases and 1-D parameters not moved
 
 Both run on a trained agent (``rls.operate`` / ``rlsurgery operate``, or ``at_step`` during
-training) with its own loss (DQN family, PPO), put the parameters and optimizer state back
+training) with its own loss (any surgical agent; ``role`` picks the optimizer on SAC and TD3,
+``critic`` by default; on TRPO the optimizer moves the value function only), put the parameters
+and optimizer state back
 exactly as they were, keep the curve in ``agent.rls_lr_finder`` / ``agent.rls_loss_landscape``,
 and write a PNG when ``png`` is set. They are recorded in the provenance log.
 """
@@ -31,7 +33,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.core.surgery import Attachment, Surgery
-from rlsurgery.optim.loss import LOSS_FAMILIES, fixed_batch_loss, loss_on_batch, training_batches
+from rlsurgery.optim.hooks import optimizers_by_role
+from rlsurgery.optim.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
+
+ROLE_DOC = "optimizer role whose loss is probed: policy, or critic / actor on SAC and TD3 (empty: the first)"
 
 
 class LossProbe(Surgery):
@@ -48,14 +53,17 @@ class LossProbe(Surgery):
     def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
         """Probe ``model`` (its parameters and optimizer state are restored afterwards)."""
         self.validate(model)
+        check_role(model, self.key, self.params.role)
         policy_state = copy.deepcopy(model.policy.state_dict())
-        optimizer_state = copy.deepcopy(model.policy.optimizer.state_dict())
+        optimizers = optimizers_by_role(model)
+        optimizer_states = {role: copy.deepcopy(o.state_dict()) for role, o in optimizers.items()}
         modes = {m: m.training for m in model.policy.modules()}
         try:
             self.probe(model)
         finally:
             model.policy.load_state_dict(policy_state)
-            model.policy.optimizer.load_state_dict(optimizer_state)
+            for role, optimizer in optimizers.items():
+                optimizer.load_state_dict(optimizer_states[role])
             for module, mode in modes.items():
                 module.training = mode
         from rlsurgery.agents.surgical import record_operation
@@ -72,6 +80,7 @@ class FinderParams:
     batch_size: int = param(64, "batch size of each update", ge=2)
     smoothing: float = param(0.9, "EMA factor of the loss curve", ge=0.0, lt=1.0)
     png: str = param("", "write the loss-vs-rate plot to this PNG (empty: no plot)")
+    role: str = param("", ROLE_DOC)
 
     def check(self) -> None:
         """η_min < η_max."""
@@ -96,19 +105,21 @@ class LearningRateFinder(LossProbe):
 
     def probe(self, agent: BaseAlgorithm) -> None:
         p = self.params
+        role = check_role(agent, self.key, p.role)
         batches = training_batches(agent, p.batch_size, self.key)
-        optimizer = agent.policy.optimizer
+        optimizer = optimizers_by_role(agent)[role]
+        max_norm = agent.clip_norm(role)  # type: ignore[attr-defined]
         agent.policy.set_training_mode(True)
         lrs, losses, smoothed, best = [], [], 0.0, math.inf
         for i in range(p.steps):
             lr = p.lr_min * (p.lr_max / p.lr_min) ** (i / (p.steps - 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = loss_on_batch(agent, next(batches))
+            loss = loss_on_batch(agent, next(batches), role)
             optimizer.zero_grad()
             loss.backward()
-            if getattr(agent, "max_grad_norm", None) is not None:
-                th.nn.utils.clip_grad_norm_(agent.policy.parameters(), agent.max_grad_norm)
+            if max_norm is not None:
+                th.nn.utils.clip_grad_norm_(agent.policy.parameters(), max_norm)
             optimizer.step()
             value = float(loss.detach())
             smoothed = value if i == 0 else p.smoothing * smoothed + (1 - p.smoothing) * value
@@ -137,6 +148,7 @@ class LandscapeParams:
     batch_size: int = param(256, "transitions / samples of the fixed batch", ge=2)
     seed: int = param(0, "seed of the directions")
     png: str = param("", "write the contour plot to this PNG (empty: no plot)")
+    role: str = param("", ROLE_DOC)
 
 
 def filter_normalised_direction(params: list[th.Tensor], generator: th.Generator) -> list[th.Tensor]:
@@ -164,8 +176,9 @@ class LossLandscapeVisualization(LossProbe):
 
     def probe(self, agent: BaseAlgorithm) -> None:
         p = self.params
-        loss_fn = fixed_batch_loss(agent, p.batch_size, self.key)
-        params = [q for g in agent.policy.optimizer.param_groups for q in g["params"]]
+        role = check_role(agent, self.key, p.role)
+        loss_fn = fixed_batch_loss(agent, p.batch_size, self.key, role)
+        params = [q for g in optimizers_by_role(agent)[role].param_groups for q in g["params"]]
         generator = th.Generator().manual_seed(p.seed)
         d1, d2 = (
             filter_normalised_direction(params, generator),

@@ -1,14 +1,17 @@
 """The agent's own loss on its own data, as a function of the current parameters.
 
-For the agents whose update runs through rlsurgery's stage pipeline (SurgicalDQN and the DQN
-family, SurgicalPPO): a batch of their replay buffer or rollout is evaluated by their own
-``compute_loss`` (every loss-stage surgery included). Used by SAM (the loss again at perturbed
-parameters, on the update's batch) and the loss probes (learning-rate finder, landscape).
+Every surgical agent runs its update through its stage pipeline and exposes, for each of its
+optimizer roles (``policy``; ``actor`` and ``critic`` on SAC/TD3), the loss that optimizer
+minimises (:meth:`~rlsurgery.agents.surgical.SurgicalMixin.step_loss`, every loss-stage
+surgery and auxiliary term included), and endless batches of its own data
+(``training_batches``: replay samples, or rollout minibatches). Used by SAM (the loss again at
+perturbed parameters, on the update's batch) and the loss probes (learning-rate finder,
+landscape). On TRPO the ``policy`` optimizer moves the value function only: its loss is the
+value loss.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,59 +20,49 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 
-#: families whose loss can be re-evaluated on a batch
-LOSS_FAMILIES = ("dqn", "ppo")
+#: families whose loss can be re-evaluated on a batch: every surgical agent
+LOSS_FAMILIES = ("dqn", "ppo", "a2c", "sac", "td3", "trpo")
 
 
-def loss_on_batch(agent: BaseAlgorithm, batch: Any) -> th.Tensor:
-    """The agent's loss on ``batch`` at the current parameters (the batch itself is left as it was).
+def loss_roles(agent: BaseAlgorithm) -> tuple[str, ...]:
+    """The agent's optimizer roles, in the order its update steps them (the first is the default)."""
+    return tuple(getattr(agent, "OPTIMIZER_ROLES", ("policy",)))
 
-    The batch is taken as it is: an update's batch that was already augmented is not augmented again.
-    """
-    agent._rls_batch_augmented = True  # type: ignore[attr-defined]
-    try:
-        return agent.compute_loss(dataclasses.replace(batch))  # type: ignore[attr-defined]
-    finally:
-        agent._rls_batch_augmented = False  # type: ignore[attr-defined]
+
+def check_role(agent: BaseAlgorithm, key: str, role: str) -> str:
+    """``role``, or the agent's first role when empty; raises naming ``key`` for a role it lacks."""
+    roles = loss_roles(agent)
+    if not role:
+        return roles[0]
+    if role not in roles:
+        raise IncompatibleSurgeryError(
+            f"{key}: parameter 'role' must be one of {', '.join(roles)} on {type(agent).__name__} "
+            f"(got {role!r})"
+        )
+    return role
+
+
+def loss_on_batch(agent: BaseAlgorithm, batch: Any, role: str = "") -> th.Tensor:
+    """The loss of the optimizer of ``role`` on ``batch`` at the current parameters (the batch, already
+    augmented, is left as it was)."""
+    return agent.step_loss(role or loss_roles(agent)[0], batch)  # type: ignore[attr-defined]
 
 
 def training_batches(agent: BaseAlgorithm, batch_size: int, key: str) -> Iterator[Any]:
-    """Endless batches of the agent's own data: replay samples (DQN family) or rollout minibatches (PPO)."""
-    family = getattr(agent, "algorithm_family", None)
-    if family == "dqn":
-        if agent.replay_buffer is None or agent.replay_buffer.size() < batch_size:  # type: ignore[attr-defined]
-            raise IncompatibleSurgeryError(
-                f"{key}: the replay buffer holds fewer than {batch_size} transitions; train the agent "
-                "first (or load its replay buffer)"
-            )
-        while True:
-            yield _augmented(agent, agent.sample_batch(batch_size))  # type: ignore[attr-defined]
-    elif family == "ppo":
-        from rlsurgery.core.batch import PolicyBatch
-
-        buffer = agent.rollout_buffer  # type: ignore[attr-defined]
-        if not buffer.full:
-            raise IncompatibleSurgeryError(f"{key}: the agent has no complete rollout yet; train it first")
-        progress = agent._current_progress_remaining
-        clip = agent.clip_range(progress)  # type: ignore[attr-defined]
-        clip_vf = agent.clip_range_vf(progress) if agent.clip_range_vf is not None else None  # type: ignore[attr-defined]
-        while True:
-            for data in buffer.get(batch_size):
-                yield _augmented(agent, PolicyBatch.from_rollout(data, clip, clip_vf))
-    else:
+    """Endless augmented batches of the agent's own data: replay samples or rollout minibatches."""
+    batches = getattr(agent, "training_batches", None)
+    if batches is None:
         raise IncompatibleSurgeryError(
-            f"{key}: needs an agent whose loss rlsurgery can evaluate ({', '.join(LOSS_FAMILIES)}), "
-            f"not {type(agent).__name__}"
+            f"{key}: needs a surgical agent whose loss rlsurgery can evaluate, not a plain "
+            f"{type(agent).__name__}"
         )
+    return batches(batch_size, key)
 
 
-def _augmented(agent: BaseAlgorithm, batch: Any) -> Any:
-    """A fresh batch through the agent's augment stage (once; :func:`loss_on_batch` then reuses it)."""
-    agent._pipeline.run_all("augment", agent, batch)  # type: ignore[attr-defined]
-    return batch
-
-
-def fixed_batch_loss(agent: BaseAlgorithm, batch_size: int, key: str) -> Callable[[], th.Tensor]:
-    """A closure: the agent's loss on one fixed batch of its own data, at the current parameters."""
+def fixed_batch_loss(
+    agent: BaseAlgorithm, batch_size: int, key: str, role: str = ""
+) -> Callable[[], th.Tensor]:
+    """A closure: the loss of ``role`` on one fixed batch of the agent's own data, at the current
+    parameters."""
     batch = next(training_batches(agent, batch_size, key))
-    return lambda: loss_on_batch(agent, batch)
+    return lambda: loss_on_batch(agent, batch, role)

@@ -4,16 +4,20 @@ Foret et al. 2021 (https://arxiv.org/abs/2010.01412)::
 
     g = ∇L(θ);  ε = ρ · g / ‖g‖₂;  g_SAM = ∇L(θ + ε) on the same batch;  step from θ with g_SAM
 
-Runs as a step hook before every other one: the update's own gradient g is there, the loss is
-evaluated again at θ + ε on the update's batch (the agent's own ``compute_loss``, every loss
-surgery included), the parameters go back to θ and the optimizer steps with g_SAM (clipped by
-the agent's ``max_grad_norm`` as the first gradient was). DQN family and PPO.
+Fills the ``before_step`` stage of every surgical agent: the update's own gradient g is there, the
+loss of the stepping optimizer's role is evaluated again at θ + ε on the update's batch (the
+agent's ``step_loss``, every loss surgery and auxiliary term included), the parameters go back to
+θ and the optimizer steps with g_SAM (clipped as the first gradient was, where the agent clips).
+On SAC and TD3 both the critics' and the actor's steps are sharpness-aware (SAC's actor loss is
+re-evaluated with a fresh reparameterised sample); on TRPO only the critic's, as its actor moves
+by a line search, not an optimizer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -21,8 +25,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_step_hook, record, trainable_parameters
-from rlsurgery.optim.loss import LOSS_FAMILIES, loss_on_batch
+from rlsurgery.optim.hooks import optimizers_by_role, record, trainable_parameters
+from rlsurgery.optim.loss import LOSS_FAMILIES
 
 
 def sam_gradient(parameters: list[th.Tensor], loss_fn: Callable[[], th.Tensor], rho: float) -> float:
@@ -63,17 +67,19 @@ class SharpnessAwareMinimization(OptimizerSurgery):
     params: SAMParams
     families = LOSS_FAMILIES
 
-    def install(self, agent: BaseAlgorithm) -> None:
-        def ascend(model: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-            batch = getattr(model, "_rls_last_batch", None)
-            parameters = trainable_parameters(optimizer)
-            if batch is None or not parameters:
-                return
-            loss = sam_gradient(parameters, lambda: loss_on_batch(model, batch), self.params.rho)
-            max_norm = getattr(model, "max_grad_norm", None)
-            if max_norm is not None:
-                th.nn.utils.clip_grad_norm_(parameters, max_norm)
-            model._rls_last_batch = None  # one SAM gradient per update
-            record(model, "train/sam_perturbed_loss", loss)
+    stages = ("before_step",)
+    stage_order = 5  # after the loss watchers (3), which may drop the update
 
-        add_step_hook(agent, ascend, order=5)
+    def install(self, agent: BaseAlgorithm) -> None:
+        """Nothing to hook: the surgery fills the ``before_step`` stage."""
+
+    def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
+        """Replace the update's gradient by the one at θ + ρ g/‖g‖ on the same batch."""
+        parameters = trainable_parameters(optimizers_by_role(agent)[role])
+        if not parameters:  # the update was dropped (a loss watcher)
+            return
+        perturbed = sam_gradient(parameters, lambda: agent.step_loss(role, batch), self.params.rho)  # type: ignore[attr-defined]
+        max_norm = agent.clip_norm(role)  # type: ignore[attr-defined]
+        if max_norm is not None:
+            th.nn.utils.clip_grad_norm_(parameters, max_norm)
+        record(agent, "train/sam_perturbed_loss" + ("" if role == "policy" else f"_{role}"), perturbed)

@@ -30,8 +30,10 @@ negative or near-zero average would flag every update.)
                               (while the buffer is not yet full; in a full buffer they stay sampleable
                               until overwritten, and rollbacks repeat until then)
 
-The loss is read where the agent's update exposes it (DQN family and PPO, through their stage
-pipeline); on the other agents (SAC, TD3, A2C) only non-finite gradients are detected.
+The repairs fill the ``before_step`` stage of every surgical agent: each optimizer step of an update
+is judged on that step's own loss (one running average per optimizer role: SAC's critic and actor
+losses have their own scales). On TRPO that is its critic step only (the actor moves by a line
+search, not by an optimizer).
 """
 
 from __future__ import annotations
@@ -49,13 +51,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import (
-    add_lr_factor,
-    add_step_hook,
-    optimizers_by_role,
-    record,
-    trainable_parameters,
-)
+from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.learning_rate import warmup_factor
 from rlsurgery.optim.loss import LOSS_FAMILIES
 
@@ -102,35 +98,35 @@ class SpikeParams:
 
 
 class BadUpdateRepair(OptimizerSurgery):
-    """Shared plumbing: watch every update, call :meth:`repair` on a bad one."""
+    """Shared plumbing: judge every optimizer step of an update, call :meth:`repair` on a bad one."""
 
     params: Any
-    #: order of the watch hook: before SAM (5), learning rates (10) and gradient transforms (30)
-    order = 3
+    stages = ("before_step",)
+    #: before SAM (5): a dropped update is not made sharpness-aware
+    stage_order = 3
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        self.detector = SpikeDetector(self.params.k, self.params.beta, self.params.warmup)
-        #: the last loss this repair judged: one verdict per update, whatever else watches it too
-        self._judged: Any = None
+        #: one running average per optimizer role
+        self.detectors: dict[str, SpikeDetector] = {}
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define repair()")
 
     def install(self, agent: BaseAlgorithm) -> None:
-        def watch(model: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-            loss = getattr(model, "_rls_last_loss", None)
-            bad = not gradients_finite(optimizer)
-            if loss is not None and loss is not self._judged:
-                self._judged = loss
-                bad = self.detector.is_bad(float(loss)) or bad
-            if bad:
-                counts = model.__dict__.setdefault("rls_bad_updates", {})
-                counts[self.key] = counts.get(self.key, 0) + 1
-                record(model, f"train/{self.key}_events", counts[self.key])
-                self.repair(model, role, optimizer)
+        """Nothing to hook beyond the ``before_step`` stage (subclasses add rate factors)."""
 
-        add_step_hook(agent, watch, order=self.order)
+    def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
+        """Judge this step's loss and gradients; repair a bad step."""
+        optimizer = optimizers_by_role(agent)[role]
+        p = self.params
+        detector = self.detectors.setdefault(role, SpikeDetector(p.k, p.beta, p.warmup))
+        bad = detector.is_bad(float(loss.detach()))
+        if not gradients_finite(optimizer) or bad:
+            counts = agent.__dict__.setdefault("rls_bad_updates", {})
+            counts[self.key] = counts.get(self.key, 0) + 1
+            record(agent, f"train/{self.key}_events", counts[self.key])
+            self.repair(agent, role, optimizer)
 
 
 @register(proof="tests/repair/test_spikes.py::test_spikes_are_filtered_and_reduce_or_rewarm_the_rate")
@@ -276,13 +272,11 @@ class CheckpointRollback(BadUpdateRepair):
         self.probation_from = agent.num_timesteps
         record(agent, "train/rolled_back_to_step", snapshot["step"])
 
-    def install(self, agent: BaseAlgorithm) -> None:
-        def skip_while_pending(_model: BaseAlgorithm, _role: str, optimizer: th.optim.Optimizer) -> None:
-            if self.pending:
-                drop_gradients(optimizer)
-
-        add_step_hook(agent, skip_while_pending, order=self.order + 1)
-        super().install(agent)
+    def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
+        """Judge the step; while a restore is pending, every step is skipped."""
+        super().before_step(agent, role, batch, loss)
+        if self.pending:
+            drop_gradients(optimizers_by_role(agent)[role])
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
         if not self.pending and self.probation_from is not None and len(self.snapshots) > 1:

@@ -44,6 +44,7 @@ class NStepReturns(Surgery):
 
     key = "n_step_returns"
     attaches_to = (Attachment.REPLAY,)
+    families = ("dqn", "sac", "td3")
     Params = NStepParams
     params: NStepParams
 

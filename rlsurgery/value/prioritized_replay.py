@@ -11,7 +11,9 @@ Deviation from the paper: weights are normalised by the largest weight of the *b
 The surgery swaps in :class:`~rlsurgery.replay.prioritized.PrioritizedReplayBuffer`
 (sum tree; composes with ``n_step_returns``), lets the loss be weighted by the
 buffer's ``weights`` batch field, and after each update writes the new priorities from
-the ``td_error`` batch field — whatever loss stage wrote it (Huber, C51, QR).
+the ``td_error`` batch field — whatever loss stage wrote it (Huber, C51, QR; on SAC and TD3
+the critics' |y − Q_i| averaged over the critics, whose loss the weights scale; the actor's
+loss is not weighted).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class PrioritizedReplay(Surgery):
 
     key = "prioritized_replay"
     attaches_to = (Attachment.REPLAY, Attachment.LOSS)
+    families = ("dqn", "sac", "td3")
     Params = PrioritizedReplayParams
     stages = ("after_update", "on_step")
     params: PrioritizedReplayParams

@@ -72,8 +72,10 @@ def test_custom_surgery_adds_an_auxiliary_loss_and_counts_updates():
             super().__init__()
             self.updates = 0
 
-        def aux_loss(self, agent, batch):
-            batch.aux_loss = 1e-3 * sum(p.pow(2).sum() for p in agent.policy.parameters())
+        def aux_loss(self, agent, role, batch):
+            if role == "policy":
+                return 1e-3 * sum(p.pow(2).sum() for p in agent.policy.parameters())
+            return None
 
         def after_update(self, agent, batch):
             self.updates += 1

@@ -29,8 +29,8 @@ def test_sam_takes_the_gradient_at_the_ascended_point():
     # inside DQN: each update's loss is evaluated twice (the second time at the perturbed point)
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["sam:rho=0.05"], **KW)
     calls = []
-    original = model.compute_loss
-    model.compute_loss = lambda batch: calls.append(1) or original(batch)
+    original = model.loss_of
+    model.loss_of = lambda batch: calls.append(1) or original(batch)
     model.learn(30)
     assert model._n_updates == 10 and len(calls) == 20
     plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **KW).learn(30)
@@ -38,7 +38,9 @@ def test_sam_takes_the_gradient_at_the_ascended_point():
     SurgicalPPO(
         "MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, n_epochs=1, surgeries=["sam"]
     ).learn(64)
-    from rlsurgery import SurgicalSAC
+    with pytest.raises(IncompatibleSurgeryError, match="sam: a plain SB3 DQN"):
+        from stable_baselines3 import DQN
 
-    with pytest.raises(IncompatibleSurgeryError, match="sam: not available for SurgicalSAC"):
-        SurgicalSAC("MlpPolicy", "Pendulum-v1", surgeries=["sam"])
+        from rlsurgery.catalog import create
+
+        create("sam").validate(DQN("MlpPolicy", "CartPole-v1"))
