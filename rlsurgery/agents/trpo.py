@@ -7,6 +7,7 @@ largest step √(2δ / xᵀFx), then a backtracking line search until the KL is 
 optimizer-step surgeries (learning rates, clipping, SAM, loss watchers) reach TRPO's critic
 only. The value step, ``n_critic_updates`` passes of minibatches, runs::
 
+    augment       composable: transform the minibatch's observations
     (evaluate)    V(s)                                                       -> batch.values
     value_loss    MSE(R, V)                                                  -> batch.value_loss
     aux_loss      composable: extra terms of the role "value"
@@ -41,6 +42,7 @@ from rlsurgery.core.pipeline import AUX_LOSS, BEFORE_STEP, Stage
 
 TRPO_STAGES = (
     *ON_POLICY_STAGES,
+    Stage("augment", True, "transform the observations of the critic step's minibatches"),
     Stage("value_loss", False, "value-function loss of the critic step"),
     AUX_LOSS,
     BEFORE_STEP,
@@ -165,6 +167,7 @@ class SurgicalTRPO(OnPolicySurgicalMixin, TRPO):
         for _ in range(self.n_critic_updates):
             for rollout_data in self.rollout_buffer.get(self.batch_size):
                 batch = PolicyBatch.from_rollout(rollout_data)
+                self._pipeline.run_all("augment", self, batch)
                 value_loss = self.value_loss_of(batch)
                 value_losses.append(value_loss.item())
                 # the value step leaves the parameters it shares with the actor alone (KL bound)

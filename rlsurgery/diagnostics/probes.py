@@ -4,9 +4,10 @@ Smith 2017 (learning-rate range test, https://arxiv.org/abs/1506.01186); Li et a
 normalised loss landscapes, https://arxiv.org/abs/1712.09913)::
 
     learning_rate_finder           η_i = η_min · (η_max / η_min)^(i / (N − 1)), one update each on the
-                                   agent's own batches; loss smoothed by an EMA; stop when it exceeds 4×
-                                   its best; suggested η = the rate of the steepest descent of the smoothed
-                                   loss (d loss / d log η most negative)
+                                   agent's own batches; loss smoothed by an EMA; stop when it exceeds its
+                                   best by 3× the best's size (4× a positive best; actor and PPO
+                                   losses can be negative); suggested η = the rate of the steepest
+                                   descent of the smoothed loss (d loss / d log η most negative)
     loss_landscape_visualization   L(θ + α d₁ + β d₂) on a grid of (α, β) ∈ [−s, s]², one fixed batch;
                                    d₁, d₂ Gaussian, each row of a weight matrix (filter) rescaled to the
                                    norm of that row of θ; biases and 1-D parameters not moved
@@ -122,12 +123,13 @@ class LearningRateFinder(LossProbe):
                 th.nn.utils.clip_grad_norm_(agent.policy.parameters(), max_norm)
             optimizer.step()
             value = float(loss.detach())
-            smoothed = value if i == 0 else p.smoothing * smoothed + (1 - p.smoothing) * value
-            debiased = smoothed / (1 - p.smoothing ** (i + 1)) if p.smoothing and i else smoothed
+            # EMA from 0, debiased: s_i = β s_{i−1} + (1 − β) L_i,  ŝ_i = s_i / (1 − β^{i+1})
+            smoothed = p.smoothing * smoothed + (1 - p.smoothing) * value
+            debiased = smoothed / (1 - p.smoothing ** (i + 1))
             lrs.append(lr)
             losses.append(debiased)
             best = min(best, debiased)
-            if not math.isfinite(debiased) or debiased > 4 * best:
+            if not math.isfinite(debiased) or debiased > best + 3 * abs(best):  # 4× best when best > 0
                 break
         result = {"lrs": lrs, "losses": losses, "suggested": suggest_lr(lrs, losses)}
         agent.rls_lr_finder = result  # type: ignore[attr-defined]

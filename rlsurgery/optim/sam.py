@@ -37,17 +37,17 @@ def sam_gradient(parameters: list[th.Tensor], loss_fn: Callable[[], th.Tensor], 
     with th.no_grad():
         norm = th.linalg.vector_norm(th.stack([th.linalg.vector_norm(p.grad) for p in parameters]))
         scale = rho / (float(norm) + 1e-12)
-        steps = [p.grad * scale for p in parameters]
-        for p, e in zip(parameters, steps):
-            p.add_(e)
+        origins = [p.detach().clone() for p in parameters]
+        for p in parameters:
+            p.add_(p.grad * scale)
     for p in parameters:
         p.grad = None
     with th.enable_grad():
         loss = loss_fn()
         loss.backward()
     with th.no_grad():
-        for p, e in zip(parameters, steps):
-            p.sub_(e)
+        for p, origin in zip(parameters, origins):
+            p.copy_(origin)  # θ exactly as it was (θ + ε − ε would round)
             if p.grad is None:
                 p.grad = th.zeros_like(p)
     return float(loss.detach())
