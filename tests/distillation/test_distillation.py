@@ -265,7 +265,7 @@ def teachers(tmp_path_factory):
         ("CnnPolicy", "rlsurgery-test/TinyImage-v0", dict(features_extractor_kwargs=dict(features_dim=16))),
     ):
         path = folder / f"{env.replace('/', '_')}.zip"
-        PPO(policy, env, seed=1, n_steps=32, policy_kwargs=kwargs).save(path)
+        PPO(policy, env, seed=1, n_steps=32, batch_size=32, policy_kwargs=kwargs).save(path)
         paths[policy, env] = path
     return paths
 
