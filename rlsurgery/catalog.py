@@ -119,6 +119,7 @@ class CatalogEntry:
             "status": self.status,
             "attaches_to": self.attaches_to,
             "families": list(self.surgery.families) if self.surgery else [],
+            "family_notes": self.surgery.notes_by_family() if self.surgery else {},
             "stages": self.surgery.all_stages() if self.surgery else [],
             "class": f"{self.surgery.__module__}.{self.surgery.__qualname__}" if self.surgery else None,
             "proof": self.proof,

@@ -44,6 +44,8 @@ def cmd_catalog(args: argparse.Namespace) -> int:
         print(
             f"{e.key:<{width}}  {sections:>5}  {e.status:<11}  {','.join(e.attaches_to) or '-':<24}  {e.name}"
         )
+        for family, note in (e.surgery.notes_by_family() if e.surgery else {}).items():
+            print(f"{'':<{width}}  on {family}: {note.partition(':')[0]}")
     implemented = sum(e.status == "implemented" for e in entries)
     print(f"\n{len(entries)} keys, {implemented} implemented")
     return 0

@@ -39,6 +39,8 @@ def surgeries_markdown() -> str:
         lines.append(f"- formula: {_cell(entry.translation)}")
         lines.append(f"- attaches to: {', '.join(data['attaches_to'])}")
         lines.append(f"- agents: {', '.join(data['families'])}; stages: {', '.join(data['stages']) or '—'}")
+        for family, note in data["family_notes"].items():
+            lines.append(f"- on {family}: {_cell(note)}")
         lines.append(f"- class: `{data['class']}`")
         lines.append(f"- proof: `{entry.proof}`")
         lines.append("")

@@ -5,7 +5,10 @@ https://arxiv.org/abs/1711.00489); Bengio et al. 2009 (curriculum learning,
 https://dl.acm.org/doi/10.1145/1553374.1553380); Narvekar et al. 2020 (curricula for RL,
 https://arxiv.org/abs/2003.04960)::
 
-    batch_size_increase   B(t) = B₀ · m^⌊(t − t₀)/Δ⌋ for t ≥ t₀, capped at B_max (B₀: the agent's own)
+    batch_size_increase   B(t) = B₀ · m^(⌊(t − t₀)/Δ⌋ + 1) for t ≥ t₀, capped at B_max (B₀: the agent's
+                          own ``batch_size``): the replay sample of DQN, SAC and TD3, the minibatch of
+                          PPO (which never exceeds the rollout, n_steps · n_envs). A2C is refused: each
+                          of its updates uses the whole rollout, it has no batch size to grow
     curriculum_learning   stage k of a list of env settings {attribute: value, …}; the next stage comes
                           every ``every`` env steps (gate steps) or once the mean of the last ``window``
                           training-episode returns reaches ``threshold`` (gate success); a stage is
@@ -26,6 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
+from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.optim.hooks import record
@@ -49,13 +53,24 @@ def batch_size_at(step: int, base: int, p: BatchSizeParams) -> int:
 
 @register(proof="tests/batches/test_schedule.py::test_batch_sizes_follow_the_schedule")
 class BatchSizeIncrease(Surgery):
-    """Grow the batch size of the updates geometrically during training."""
+    """Grow the batch size of the updates geometrically during training (the agent's ``batch_size``:
+    DQN/SAC/TD3 replay samples, PPO minibatches)."""
 
     key = "batch_size_increase"
     attaches_to = (Attachment.SCHEDULE,)
-    families = ("dqn", *ON_POLICY_FAMILIES, "sac", "td3")
+    #: agents with a ``batch_size`` their updates read (A2C updates on its whole rollout: no batch size)
+    families = ("dqn", "ppo", "sac", "td3")
     Params = BatchSizeParams
     params: BatchSizeParams
+
+    def validate(self, agent: BaseAlgorithm) -> None:
+        if getattr(agent, "algorithm_family", None) == "a2c":
+            raise IncompatibleSurgeryError(
+                f"{self.key}: not available for {type(agent).__name__}: A2C has no batch size, each of its "
+                "updates uses the whole rollout (n_steps · n_envs samples); supports: "
+                f"{', '.join(self.families)}"
+            )
+        super().validate(agent)
 
     def configure(self, agent: BaseAlgorithm) -> None:
         if getattr(agent, "rls_base_batch_size", None) is None:
@@ -104,8 +119,6 @@ class CurriculumLearning(Surgery):
             for stage in self.params.stages:
                 for attribute in stage:
                     if not env.has_attr(attribute):
-                        from rlsurgery.core.errors import IncompatibleSurgeryError
-
                         raise IncompatibleSurgeryError(
                             f"{self.key}: the training env has no attribute {attribute!r} to set"
                         )

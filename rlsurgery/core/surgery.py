@@ -89,6 +89,9 @@ class Surgery:
     Params: ClassVar[type | None] = None
     #: agent families the surgery supports (``agent.algorithm_family``)
     families: ClassVar[tuple[str, ...]] = ("dqn",)
+    #: family -> what the surgery acts on in that family, where it is less than on the others: a short
+    #: phrase, then ": " and why (``{"trpo": "critic only: ..."}``); shown by the catalog
+    family_notes: ClassVar[dict[str, str]] = {}
     #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``); a mapping
     #: family -> stages when they differ between agent families
     stages: ClassVar[tuple[str, ...] | dict[str, tuple[str, ...]]] = ()
@@ -159,6 +162,11 @@ class Surgery:
         if isinstance(self.stages, dict):
             return tuple(self.stages.get(family or "", ()))
         return tuple(self.stages)
+
+    @classmethod
+    def notes_by_family(cls) -> dict[str, str]:
+        """The :attr:`family_notes` of the families the surgery supports, in the order of ``families``."""
+        return {f: cls.family_notes[f] for f in cls.families if f in cls.family_notes}
 
     @classmethod
     def all_stages(cls) -> list[str]:

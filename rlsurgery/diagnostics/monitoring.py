@@ -24,7 +24,7 @@ Everything is logged through SB3's logger (``train/...``, TensorBoard included) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -158,6 +158,7 @@ class ActivationStatistics(Diagnostic):
     """Mean, variance, dead and dormant fractions of every activation layer."""
 
     key = "activation_statistics"
+    family_notes: ClassVar[dict[str, str]] = {}  # measures every network, not through the optimizer
     Params = ActivationParams
     params: ActivationParams
 
@@ -198,6 +199,7 @@ class WeightHistograms(Diagnostic):
     """Weight histograms in TensorBoard and summary statistics per layer (optionally PNGs)."""
 
     key = "weight_histograms"
+    family_notes: ClassVar[dict[str, str]] = {}  # measures every network, not through the optimizer
     Params = HistogramParams
     params: HistogramParams
 

@@ -47,6 +47,10 @@ from rlsurgery.distillation.core import (
 )
 from rlsurgery.policy.imitation import IMITATION_FAMILIES, evaluation_env, load_expert
 
+#: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for
+#: the losses on a discrete policy's logits
+DISCRETE_FAMILIES = tuple(f for f in IMITATION_FAMILIES if f != "sac")
+
 
 def soft_target_loss(teacher: th.Tensor, student: th.Tensor, alpha: float, temperature: float) -> th.Tensor:
     """α · CE(s, argmax t) + (1 − α) · τ² · KL(softmax(t/τ) ‖ softmax(s/τ))."""
@@ -59,7 +63,7 @@ class DistillationSurgery(Surgery):
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = IMITATION_FAMILIES
-    #: whether the loss needs discrete actions
+    #: whether the loss needs discrete actions (such surgeries list only :data:`DISCRETE_FAMILIES`)
     needs_discrete = False
     params: Any
 
@@ -203,6 +207,7 @@ class SoftTargetTraining(DistillationSurgery):
     key = "soft_target_training"
     Params = SoftTargetParams
     needs_discrete = True
+    families = DISCRETE_FAMILIES
 
     def loss(self, obs: th.Tensor, teacher_out: th.Tensor, student_out: th.Tensor) -> th.Tensor:
         """The α-mix of hard cross-entropy and the τ-softened KL."""
@@ -221,6 +226,7 @@ class FeatureMatching(DistillationSurgery):
     key = "feature_matching"
     Params = FeatureMatchingParams
     needs_discrete = True
+    families = DISCRETE_FAMILIES
 
     def extra_modules(self, student: BaseAlgorithm, teacher: BaseAlgorithm) -> list[nn.Module]:
         probe = th.as_tensor(np.zeros((1, *student.observation_space.shape), dtype=np.float32))
@@ -313,6 +319,7 @@ class OnlineDistillation(DistillationSurgery):
     key = "online_distillation"
     Params = OnlineDistillationParams
     needs_discrete = True
+    families = DISCRETE_FAMILIES
 
     def extra_modules(self, student: BaseAlgorithm, teacher: BaseAlgorithm) -> list[nn.Module]:
         import copy
@@ -408,6 +415,7 @@ class AttentionTransfer(DistillationSurgery):
     key = "attention_transfer"
     Params = AttentionTransferParams
     needs_discrete = True
+    families = DISCRETE_FAMILIES
 
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         super().check_spaces(observation_space, action_space)

@@ -22,7 +22,7 @@ time, at a step or on a trained model (``rls.operate``); replayed on ``load``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -83,16 +83,33 @@ class ActivationSurgery(NetworkSurgery):
         """Refuse (before any training) networks without an activation this surgery replaces."""
         nets = find_networks(agent)
         if not any(self.matches(m) for net in nets.values() for m in net.modules()):
-            names = ", ".join(c.__name__ for c in self.replaces)
-            raise IncompatibleSurgeryError(
-                f"{self.key}: {type(agent).__name__}'s networks have no {names} activation to replace "
-                "(set policy_kwargs activation_fn, e.g. th.nn.ReLU)"
-            )
+            raise IncompatibleSurgeryError(self.missing_message(agent, present_activations(nets.values())))
+
+    def missing_message(self, agent: BaseAlgorithm, present: list[str]) -> str:
+        """Why nothing matches, naming what the networks have."""
+        names = ", ".join(c.__name__ for c in self.replaces)
+        return (
+            f"{self.key}: {type(agent).__name__}'s networks have no {names} activation to replace "
+            f"(they have: {', '.join(present) or 'none'}; set policy_kwargs activation_fn, e.g. th.nn.ReLU)"
+        )
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
+        self.check_has_activations(agent)
         transform_networks(
             agent, lambda net: replace_modules(net, lambda _n, m: self.matches(m), lambda _n, m: self.make(m))
         )
+
+
+def present_activations(nets: Iterable[nn.Module]) -> list[str]:
+    """The kinds of activation modules in ``nets``: catalog names (``relu``, ``tanh`` …), else class names."""
+    names = {cls: name for name, cls in ACTIVATIONS.items()}
+    found = {
+        names.get(type(m), type(m).__name__)
+        for net in nets
+        for m in net.modules()
+        if type(m) in names or isinstance(m, (nn.PReLU, AdaptiveActivation))
+    }
+    return sorted(found)
 
 
 @dataclass
@@ -123,6 +140,14 @@ class ActivationReplacement(ActivationSurgery):
         src = self.params.source
         candidates = tuple(ACTIVATIONS.values()) if src == "any" else (ACTIVATIONS[src],)
         self.replaces = tuple(c for c in candidates if c is not ACTIVATIONS[self.params.to])
+
+    def missing_message(self, agent: BaseAlgorithm, present: list[str]) -> str:
+        source, to = self.params.source, self.params.to
+        wanted = f"source={source!r}" if source != "any" else f"source='any' (every activation but {to!r})"
+        return (
+            f"{self.key}: parameter 'source': {wanted} matches no activation of {type(agent).__name__}'s "
+            f"networks, so nothing would be replaced; they have: {', '.join(present) or 'no activation'}"
+        )
 
     def make(self, old: nn.Module) -> nn.Module:
         return ACTIVATIONS[self.params.to]()
@@ -244,10 +269,6 @@ class AdaptiveActivationSurgery(ActivationSurgery):
         start = next(name for name, cls in ACTIVATIONS.items() if type(old) is cls)
         candidates = self.params.candidates + ([start] if start not in self.params.candidates else [])
         return AdaptiveActivation(candidates, start, self.params.start_logit)
-
-    def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
-        self.check_has_activations(agent)
-        super().apply(agent, replay)
 
 
 def chosen_activations(agent: BaseAlgorithm) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Modules that network surgeries insert: residual, dense, gated and attention blocks.
 
 Each is built so that inserting it leaves the network's function unchanged (its new
-branch starts at zero, or its gate at one); training then decides how much it is used.
+branch starts at zero, its gate at one, or a learnt correction cancels its shortcut); training
+then decides how much it is used.
 """
 
 from __future__ import annotations
@@ -11,20 +12,37 @@ from torch import nn
 
 
 class Residual(nn.Module):
-    """y = body(x) + S x, with the shortcut S a zero-initialised Linear (no bias): y = body(x) at first.
+    """y = S x + f(x), the residual form u_{l+1} = u_l + f(u_l) of He et al. 2016
+    (https://arxiv.org/abs/1512.03385), built around an existing block g so that inserting it leaves
+    the function unchanged::
 
-    When input and output widths match, the shortcut can learn the identity of a classic
-    residual block (He et al. 2016, https://arxiv.org/abs/1512.03385).
+        f(x) = g(x) − C x,   C = S at insertion   ⇒   y = g(x) at insertion
+
+    * S (``shortcut``) is the identity when the input and output widths match. Where they differ
+      it is a projection, a learnt ``Linear(in, out, bias=False)`` initialised to the rectangular
+      identity [I 0]: the first min(in, out) coordinates of x pass straight through, the others are
+      dropped (in > out) or padded with zeros (in < out), He et al.'s zero-padding shortcut, which
+      training may then change.
+    * C (``correction``), a learnt ``Linear(in, out, bias=False)``, cancels the shortcut at first;
+      training moves it (C = 0 is the classic block y = S x + g(x)). Without dropping, the block can
+      express exactly what g(x) + (S − C) x can, the same family as a zero-initialised shortcut.
+    * ``drop`` acts on the whole residual branch f (the identity here; ``stochastic_depth`` puts a
+      per-sample DropPath there), so a dropped block gives y = S x: it passes its input through.
     """
 
     def __init__(self, body: nn.Module, in_features: int, out_features: int) -> None:
         super().__init__()
         self.body = body
-        self.shortcut = nn.Linear(in_features, out_features, bias=False)
-        nn.init.zeros_(self.shortcut.weight)
+        self.shortcut: nn.Module = nn.Identity()
+        if in_features != out_features:
+            self.shortcut = nn.Linear(in_features, out_features, bias=False)
+            nn.init.eye_(self.shortcut.weight)
+        self.correction = nn.Linear(in_features, out_features, bias=False)
+        nn.init.eye_(self.correction.weight)
+        self.drop: nn.Module = nn.Identity()
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        return self.body(x) + self.shortcut(x)
+        return self.shortcut(x) + self.drop(self.body(x) - self.correction(x))
 
 
 class DenseConnections(nn.Module):

@@ -8,7 +8,9 @@ Molchanov et al. 2017 (sparse variational dropout, https://arxiv.org/abs/1701.05
     dropout              h ↦ m ⊙ h / (1 − p), m_i ~ Bernoulli(1 − p)        after every hidden Linear
     dropout_scheduling   the same with p(t) moving linearly from p_start to p_end over [t₀, t₁]
     dropconnect          W ↦ M ⊙ W / (1 − p), M_ij ~ Bernoulli(1 − p)       on every hidden Linear's weights
-    stochastic_depth     residual block: y = S·x + b · f(x) / (1 − p), b ~ Bernoulli(1 − p) per sample
+    stochastic_depth     residual block: y = S·x + b · f(x) / (1 − p), b ~ Bernoulli(1 − p) per sample;
+                         S is the identity (a projection where widths differ): a dropped block passes
+                         its input through
     dropblock            conv features: zero b × b squares (seed rate γ = p/b² · HW/((H−b+1)(W−b+1))), rescale
     variational_dropout  w ~ N(θ, α θ²): local reparametrization y ~ N(xθᵀ + b, x² σ²ᵀ), KL penalty
                          −KL ≈ k₁σ(k₂ + k₃ log α) − ½ log(1 + 1/α) − k₁; weights with log α > 3 are
@@ -250,7 +252,8 @@ class StochasticDepthParams:
 
 @register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
 class StochasticDepth(DropoutSurgery):
-    """Drop the body of residual blocks per sample (add them first with skip_connection_addition)."""
+    """Drop the residual branch of residual blocks per sample (add them first with
+    skip_connection_addition): a dropped block outputs its shortcut S x, its input where widths match."""
 
     key = "stochastic_depth"
     Params = StochasticDepthParams
@@ -271,7 +274,7 @@ class StochasticDepth(DropoutSurgery):
             found = blocks(net)
             for depth, block in enumerate(found, start=1):
                 p = self.params.p * (depth / len(found) if self.params.mode == "linear" else 1.0)
-                block.body = nn.Sequential(block.body, DropPath(p))
+                block.drop = DropPath(p)
 
         transform_networks(agent, wrap)
 

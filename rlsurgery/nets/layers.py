@@ -6,7 +6,8 @@ https://arxiv.org/abs/1608.06993)::
 
     layer_addition            after hidden layer l: h ↦ φ(I·h + 0), φ idempotent (ReLU): outputs unchanged
     layer_removal             drop hidden layer l, readers fold it in: W_r ← W_r·W_l, b_r ← b_r + W_r·b_l
-    skip_connection_addition  block f ↦ f(x) + S·x, S = 0 at first         (outputs unchanged)
+    skip_connection_addition  block g ↦ u_{l+1} = S·u_l + f(u_l), f(x) = g(x) − C·x: S the identity (a
+                              projection [I 0] where widths differ), C = S at first (outputs unchanged)
     dense_connection          block j reads [h_{j−1}, x, h_1 … h_{j−2}], new weights 0 (outputs unchanged)
     width_scaling             every hidden width h ↦ round(factor·h): widening copies units and splits
                               their outgoing weights (outputs unchanged); narrowing keeps the most active
@@ -154,13 +155,22 @@ class LayerRemoval(StructuralSurgery):
 @dataclass
 class SkipParams:
     projection: bool = param(
-        False, "also wrap layers whose input and output widths differ (a projection shortcut)"
+        False,
+        "also wrap layers whose input and output widths differ (a learnt projection shortcut, "
+        "initialised to the rectangular identity)",
     )
 
 
 @register(proof="tests/nets/test_layers.py::test_function_preserving_morphisms_keep_outputs")
 class SkipConnectionAddition(StructuralSurgery):
-    """Wrap hidden blocks as f(x) + S·x with a zero-initialised shortcut S: outputs unchanged."""
+    """Wrap hidden blocks g as residual blocks y = S x + f(x), f(x) = g(x) − C x: outputs unchanged.
+
+    S is the identity where the block's input and output widths match; with ``projection=true``
+    blocks whose widths differ are wrapped too, S then being a learnt projection initialised to
+    the rectangular identity [I 0] (the shared coordinates pass, the rest is cut or zero-padded).
+    The learnt correction C starts equal to S, so y = g(x) at insertion; a dropped branch
+    (``stochastic_depth``) gives y = S x. See :class:`~rlsurgery.nets.blocks.Residual`.
+    """
 
     key = "skip_connection_addition"
     Params = SkipParams

@@ -13,8 +13,10 @@ decay, https://arxiv.org/abs/1711.05101)::
                                 λ(t) moves linearly from λ₀ to λ₁ over [t₀, t₁]
 
 They act after the agent's own clipping (SB3's ``max_grad_norm``), on every optimizer of the
-agent (DQN, PPO, A2C, SAC/TD3 actor and critic). ``gradient_clipping`` records the norm before
-clipping in ``agent.rls_grad_norm`` and as ``train/rls_grad_norm``.
+agent (DQN, PPO, A2C, SAC/TD3 actor and critic; TRPO: its value-function step only, as its
+policy step is a conjugate-gradient + line-search update that bypasses the optimizer).
+``gradient_clipping`` records the norm before clipping in ``agent.rls_grad_norm`` and as
+``train/rls_grad_norm``.
 """
 
 from __future__ import annotations

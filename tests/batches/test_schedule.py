@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import rlsurgery as rls
-from rlsurgery import SurgicalDQN, SurgicalPPO
+from rlsurgery import SurgicalA2C, SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 
 KW = dict(learning_starts=20, batch_size=16, buffer_size=500, train_freq=1, policy_kwargs=dict(net_arch=[16]))
@@ -44,6 +44,13 @@ def test_batch_sizes_follow_the_schedule(tmp_path):
     )
     ppo.learn(128)
     assert ppo.batch_size == 64
+
+
+def test_batch_size_increase_refuses_a2c_before_training():
+    # A2C updates on the whole rollout: no batch size to grow, so it is not among the families
+    assert "a2c" not in rls.catalog.get("batch_size_increase").as_dict()["families"]
+    with pytest.raises(IncompatibleSurgeryError, match=r"batch_size_increase: .*A2C has no batch size"):
+        SurgicalA2C("MlpPolicy", "CartPole-v1", seed=0, n_steps=8, surgeries=["batch_size_increase"])
 
 
 def test_curriculum_advances_on_its_gate():

@@ -225,3 +225,67 @@ def test_attention_transfer_aligns_conv_attention_maps(tmp_path):
             "CartPole-v1",
             surgeries=[f"attention_transfer:teacher={tmp_path / 'cnn_teacher.zip'}"],
         )
+
+
+#: the distillation keys whose families are checked by building (self_distillation needs a checkpoint of
+#: the very same network, see its own test)
+FAMILY_KEYS = (
+    "policy_distillation",
+    "teacher_student_distillation",
+    "soft_target_training",
+    "feature_matching",
+    "online_distillation",
+    "attention_transfer",
+)
+AGENTS = (
+    rls.SurgicalDQN,
+    rls.SurgicalPPO,
+    rls.SurgicalA2C,
+    rls.SurgicalTRPO,
+    rls.SurgicalSAC,
+    rls.SurgicalTD3,
+)
+FAMILY_CASES = [(key, family) for key in FAMILY_KEYS for family in rls.catalog.get(key).surgery.families]
+
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    """Untrained PPO teachers, one per kind of env: (policy, env id) -> teacher zip."""
+    import gymnasium as gym
+
+    from tests.helpers import TinyImageEnv
+
+    if "rlsurgery-test/TinyImage-v0" not in gym.registry:
+        gym.register("rlsurgery-test/TinyImage-v0", entry_point=TinyImageEnv)
+    folder = tmp_path_factory.mktemp("teachers")
+    paths = {}
+    for policy, env, kwargs in (
+        ("MlpPolicy", "CartPole-v1", dict(net_arch=[16])),
+        ("MlpPolicy", "Pendulum-v1", dict(net_arch=[16])),
+        ("CnnPolicy", "rlsurgery-test/TinyImage-v0", dict(features_extractor_kwargs=dict(features_dim=16))),
+    ):
+        path = folder / f"{env.replace('/', '_')}.zip"
+        PPO(policy, env, seed=1, n_steps=32, batch_size=32, policy_kwargs=kwargs).save(path)
+        paths[policy, env] = path
+    return paths
+
+
+@pytest.mark.parametrize(("key", "family"), FAMILY_CASES, ids=[f"{k}-{f}" for k, f in FAMILY_CASES])
+def test_every_family_the_catalog_lists_builds(key, family, teachers):
+    """The catalog's families are what the code does: each listed family builds a distilled student."""
+    cls = {c.algorithm_family: c for c in AGENTS}[family]
+    continuous = family in ("sac", "td3")  # they act in continuous spaces only
+    image = key == "attention_transfer"
+    policy, env = ("CnnPolicy", "rlsurgery-test/TinyImage-v0") if image else ("MlpPolicy", "CartPole-v1")
+    if continuous:
+        policy, env = "MlpPolicy", "Pendulum-v1"
+    policy_kwargs = dict(net_arch=[16])
+    if image:
+        policy_kwargs["features_extractor_kwargs"] = dict(features_dim=16)
+    kwargs = dict(buffer_size=200) if family in ("dqn", "sac", "td3") else dict(n_steps=32)
+    if family in ("ppo", "trpo"):
+        kwargs["batch_size"] = 32
+    teacher = teachers.get((policy, env), teachers["MlpPolicy", "CartPole-v1"])
+    spec = f"{key}:teacher={teacher},steps=40,rounds=1,epochs=1,batch_size=16"
+    student = cls(policy, env, seed=0, policy_kwargs=policy_kwargs, surgeries=[spec], **kwargs)
+    assert student.rls_distillation["surgery"] == key

@@ -75,6 +75,27 @@ def test_refusals():
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["activation_replacement:to=swish"])
 
 
+def test_a_source_the_networks_lack_is_refused_by_name():
+    # PPO's MLPs use Tanh: source=relu would replace nothing, and is refused before any step
+    with pytest.raises(
+        IncompatibleSurgeryError,
+        match=r"^activation_replacement: parameter 'source': source='relu' matches no activation of "
+        r"SurgicalPPO's networks, so nothing would be replaced; they have: tanh$",
+    ):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", n_steps=64, surgeries=["activation_replacement:source=relu"])
+    with pytest.raises(IncompatibleSurgeryError, match=r"source='any' \(every activation but 'tanh'\)"):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", n_steps=64, surgeries=["activation_replacement:to=tanh"])
+    with pytest.raises(
+        IncompatibleSurgeryError, match=r"^smooth_approximation: .* no ReLU .*they have: tanh"
+    ):
+        SurgicalPPO("MlpPolicy", "CartPole-v1", n_steps=64, surgeries=["smooth_approximation"])
+    # on a trained model through rls.operate: refused, the model is left as it was
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64)
+    with pytest.raises(IncompatibleSurgeryError, match="parameter 'source'"):
+        rls.operate(model, "activation_replacement:source=elu")
+    assert set(kinds(model.policy)) == {nn.Tanh} and model.surgery_log == []
+
+
 def test_adaptive_gated_and_attention_blocks(tmp_path):
     from rlsurgery.nets.activations import AdaptiveActivation, chosen_activations
     from rlsurgery.nets.blocks import FeatureAttention, Gate

@@ -10,6 +10,7 @@ from torch import nn
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.dropout import DropBlock2d, DropConnectMask, DropPath, LinearSVDO, variational_sparsity
 from rlsurgery.nets.penalty import with_penalty
 from tests.test_roundtrip import IMAGE_ENV, env_for
@@ -115,6 +116,29 @@ def test_dropout_schedule_and_path_and_block_drops():
     )
     assert len([m for m in cnn.q_net.modules() if isinstance(m, DropBlock2d)]) == 3
     cnn.learn(16)
+
+
+def test_stochastic_depth_passes_the_input_of_a_dropped_block():
+    sd = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["skip_connection_addition", "stochastic_depth:p=0.5"],
+        **KW,
+    )
+    (block,) = [m for m in sd.q_net.q_net if isinstance(m, Residual)]  # the 64→64 block
+    x = th.randn(4000, 64)
+    th.manual_seed(0)
+    with th.no_grad():
+        y = block.train()(x)
+        dropped = (y - x).abs().amax(dim=1) == 0  # y = x: the block's input, not zeros
+        assert abs(dropped.float().mean().item() - 0.5) < 0.05
+        # the kept samples carry the branch f(x) = g(x) − C x, rescaled by 1/(1 − p)
+        branch = block.body(x) - block.correction(x)
+        th.testing.assert_close(y[~dropped], (x + branch / 0.5)[~dropped])
+        # in eval mode nothing is dropped: the function of the block it wraps
+        th.testing.assert_close(block.eval()(x), block.body(x))
+    sd.learn(100)
 
 
 def test_variational_dropout_learns_sparsity():

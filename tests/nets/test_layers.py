@@ -79,7 +79,8 @@ def test_layer_structures_are_what_was_asked():
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=["skip_connection_addition"], **DQN_KW
     )
     blocks = [m for m in residual.q_net.q_net if isinstance(m, Residual)]
-    assert len(blocks) == 1 and th.equal(blocks[0].shortcut.weight, th.zeros(32, 32))  # only the 32→32 block
+    assert len(blocks) == 1 and isinstance(blocks[0].shortcut, nn.Identity)  # only the 32→32 block
+    assert th.equal(blocks[0].correction.weight, th.eye(32))
     dense = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["dense_connection"], **DQN_KW)
     (block,) = [m for m in dense.q_net.q_net if isinstance(m, DenseConnections)]
     second = block.blocks[1][0]
@@ -98,6 +99,36 @@ def test_layer_structures_are_what_was_asked():
             th.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     assert [s.widths for s in mlp_stacks(wide.actor)] == [[32, 32]]
     wide.learn(60)
+
+
+class ZeroBranch(nn.Module):
+    """Stands in for a dropped residual branch."""
+
+    def forward(self, x):
+        return th.zeros_like(x)
+
+
+def test_residual_blocks_add_their_input_and_pass_it_when_the_branch_is_dropped():
+    # skip_connection_addition: u_{l+1} = u_l + f(u_l), identity shortcut, f(x) = g(x) − C x with C = I
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["skip_connection_addition"], **DQN_KW)
+    (block,) = [m for m in model.q_net.q_net if isinstance(m, Residual)]
+    x = th.randn(64, 32)
+    with th.no_grad():
+        g = block.body(x)
+        th.testing.assert_close(block(x), g)  # unchanged at insertion
+        block.correction.weight.mul_(0.5)  # once C moves, y = x + g(x) − C x
+        th.testing.assert_close(block(x), x + g - 0.5 * x)
+        block.drop = ZeroBranch()
+        th.testing.assert_close(block(x), x, rtol=0, atol=0)  # a dropped block passes its input through
+    # where the widths differ, the projection starts as the rectangular identity [I 0]
+    for n_in, n_out in ((4, 6), (6, 4)):
+        block = Residual(nn.Sequential(nn.Linear(n_in, n_out), nn.Tanh()), n_in, n_out)
+        x = th.randn(16, n_in)
+        with th.no_grad():
+            th.testing.assert_close(block(x), block.body(x))
+            block.drop = ZeroBranch()
+            expected = th.cat([x, th.zeros(16, 2)], 1) if n_out > n_in else x[:, :n_out]
+            th.testing.assert_close(block(x), expected, rtol=0, atol=0)
 
 
 def test_layer_removal_folds_the_layer_into_its_readers():

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch as th
 
-from rlsurgery import SurgicalDQN, SurgicalSAC
+from rlsurgery import SurgicalDQN, SurgicalSAC, SurgicalTRPO, catalog
+from rlsurgery.cli import main
+from rlsurgery.docs import surgeries_markdown
+from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.gradients import adaptive_clip, clip_by_global_norm, unitwise_norm
 
 KW = dict(
@@ -107,3 +110,40 @@ def test_clipped_norms_agc_ratios_and_weight_decay():
     for h in optimizer._optimizer_step_pre_hooks.values():
         h(optimizer, (), {})
     th.testing.assert_close(weight.grad, 0.25 * weight.detach())
+
+
+def test_on_trpo_the_optimizer_surgeries_touch_only_the_critic(capsys):
+    """TRPO's policy step is conjugate gradient + line search, not an optimizer step: a clip to a tiny
+    norm freezes the value function and leaves the actor moving; the catalog says 'critic only'."""
+    kw = dict(n_steps=64, batch_size=32, n_critic_updates=5, policy_kwargs=dict(net_arch=[16]))
+
+    def moves(surgeries):
+        model = SurgicalTRPO("MlpPolicy", "CartPole-v1", seed=0, surgeries=surgeries, **kw)
+        parts = {
+            "actor": [model.policy.mlp_extractor.policy_net, model.policy.action_net],
+            "critic": [model.policy.mlp_extractor.value_net, model.policy.value_net],
+        }
+        before = {
+            k: th.cat([p.detach().flatten().clone() for m in v for p in m.parameters()])
+            for k, v in parts.items()
+        }
+        model.learn(128)
+        after = {
+            k: th.cat([p.detach().flatten() for m in v for p in m.parameters()]) for k, v in parts.items()
+        }
+        return {k: float((after[k] - before[k]).norm()) for k in parts}
+
+    plain, clipped = moves([]), moves(["gradient_clipping:max_norm=1e-12"])
+    assert clipped["critic"] < 1e-3 * plain["critic"]  # the value function is nearly frozen
+    assert clipped["actor"] > 0.1 * plain["actor"] > 0  # the actor moves as much as ever
+    entry = catalog.get("gradient_clipping").as_dict()
+    assert entry["family_notes"]["trpo"].startswith("critic only")
+    section = surgeries_markdown().split("### `gradient_clipping`")[1].split("###")[0]
+    assert "- on trpo: critic only: acts on the value-function optimizer step" in section
+    assert main(["catalog", "--section", "30"]) == 0
+    assert "on trpo: critic only" in capsys.readouterr().out
+    # every optimizer surgery that lists TRPO says so; the diagnostics that only read the networks do not
+    for e in catalog.entries(status="implemented"):
+        if issubclass(e.surgery, OptimizerSurgery) and "trpo" in e.surgery.families:
+            noted = "trpo" in e.as_dict()["family_notes"]
+            assert noted == (e.key not in ("activation_statistics", "weight_histograms")), e.key
