@@ -72,3 +72,16 @@ def test_readme_exploration_example_builds():
     namespace: dict = {}
     exec(compile(block, "README", "exec"), namespace)
     assert [s.key for s in namespace["model"].surgeries][-1] == "boltzmann_exploration"
+
+
+def test_readme_aux_loss_example_runs_and_logs_its_term():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "class CriticL2" in b)
+    small = block.replace('"Pendulum-v1",', '"Pendulum-v1", learning_starts=50, batch_size=16,').replace(
+        "learn(1_000)", "learn(80)"
+    )
+    namespace: dict = {}
+    exec(compile(small, "README", "exec"), namespace)
+    model = namespace["model"]
+    assert [s.key for s in model.surgeries] == ["critic_l2"]
+    assert model.logger.name_to_value["train/aux/critic_l2"] > 0  # logged, not yet dumped at 80 steps

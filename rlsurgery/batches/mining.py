@@ -16,6 +16,7 @@ the plain mean over all m·B sampled states.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -45,6 +46,9 @@ class HardExampleMining(Surgery):
     key = "hard_example_mining"
     attaches_to = (Attachment.LOSS,)
     families = ("dqn", "sac", "td3")
+    family_notes: ClassVar[dict[str, str]] = {
+        f: "weights the critics' loss; the actor's loss averages all m·B states" for f in ("sac", "td3")
+    }
     stages = ("weighting",)
     Params = MiningParams
     params: MiningParams

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -45,6 +45,11 @@ class LossProbe(Surgery):
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = LOSS_FAMILIES
+    family_notes: ClassVar[dict[str, str]] = {
+        "sac": "the critics' loss, or the actor's with role=actor",
+        "td3": "the critics' loss, or the actor's with role=actor",
+        "trpo": "critic only: the value-function loss (the policy moves by a line search)",
+    }
     operates_in_place = True
     params: Any
 

@@ -19,7 +19,7 @@ loss is not weighted).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from gymnasium import spaces
 
@@ -58,6 +58,10 @@ class PrioritizedReplay(Surgery):
     key = "prioritized_replay"
     attaches_to = (Attachment.REPLAY, Attachment.LOSS)
     families = ("dqn", "sac", "td3")
+    family_notes: ClassVar[dict[str, str]] = {
+        f: "weights the critics' loss, priorities from their mean |TD error|; the actor's loss is unweighted"
+        for f in ("sac", "td3")
+    }
     Params = PrioritizedReplayParams
     stages = ("after_update", "on_step")
     params: PrioritizedReplayParams
