@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch as th
@@ -200,6 +200,12 @@ class Mixup(Surgery):
     key = "mixup"
     attaches_to = (Attachment.LOSS,)
     families = ("dqn",)
+    refusals: ClassVar[dict[str, str]] = {
+        "sac": "it mixes discrete Q-value estimates; a continuous critic's inputs mix actions too, not built",
+        "td3": "it mixes discrete Q-value estimates; a continuous critic's inputs mix actions too, not built",
+        "ppo": "it mixes TD targets of a replay batch; on-policy advantages are not mixable that way",
+        "a2c": "it mixes TD targets of a replay batch; on-policy advantages are not mixable that way",
+    }
     stages = ("estimate",)
     Params = MixupParams
     params: MixupParams

@@ -50,6 +50,10 @@ class HardExampleMining(Surgery):
         f: "weights the critics' loss; the actor's loss averages all m·B states" for f in ("sac", "td3")
     }
     stages = ("weighting",)
+    refusals: ClassVar[dict[str, str]] = {
+        f: "an on-policy update uses each rollout sample as collected, with no larger pool to mine"
+        for f in ("ppo", "a2c", "trpo")
+    }
     Params = MiningParams
     params: MiningParams
 

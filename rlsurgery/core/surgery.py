@@ -92,6 +92,8 @@ class Surgery:
     #: family -> what the surgery acts on in that family, where it is less than on the others: a short
     #: phrase, then ": " and why (``{"trpo": "critic only: ..."}``); shown by the catalog
     family_notes: ClassVar[dict[str, str]] = {}
+    #: why the surgery refuses a family it does not list (said in the refusal), family -> reason
+    refusals: ClassVar[dict[str, str]] = {}
     #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``); a mapping
     #: family -> stages when they differ between agent families
     stages: ClassVar[tuple[str, ...] | dict[str, tuple[str, ...]]] = ()
@@ -141,8 +143,11 @@ class Surgery:
                 f"rls.load, or build the agent as rlsurgery's Surgical{type(agent).__name__})"
             )
         if family not in self.families:
+            reason = self.refusals.get(family)
             raise IncompatibleSurgeryError(
-                f"{self.key}: not available for {type(agent).__name__} (supports: {', '.join(self.families)})"
+                f"{self.key}: not available for {type(agent).__name__} "
+                + (f"({reason}; " if reason else "(")
+                + f"supports: {', '.join(self.families)})"
             )
         self.check_spaces(agent.observation_space, agent.action_space)
 

@@ -297,3 +297,36 @@ def test_lr_finder_runs_its_whole_sweep_while_the_loss_stays_flat(family):
     model = learn(family)
     rls.operate(model, "learning_rate_finder:lr_min=1e-9,lr_max=1e-8,steps=12,batch_size=16")
     assert len(model.rls_lr_finder["lrs"]) == 12
+
+
+def test_a_family_a_surgery_refuses_is_refused_with_its_reason():
+    with pytest.raises(
+        IncompatibleSurgeryError,
+        match="hard_example_mining: not available for SurgicalPPO "
+        r"\(an on-policy update uses each rollout sample as collected.*supports: dqn, sac, td3\)",
+    ):
+        build("ppo", ["hard_example_mining"])
+
+
+@pytest.mark.parametrize(
+    "family, specs",
+    [
+        ("sac", ["prioritized_replay", "n_step_returns:n=3", "sam", "loss_spike_filtering"]),
+        ("td3", ["prioritized_replay", "hard_example_mining:factor=2", "checkpoint_rollback:every=20"]),
+        ("sac", ["learning_rate_reduction", "hard_example_mining"]),
+    ],
+)
+def test_the_surgeries_new_on_sac_and_td3_survive_save_and_load(family, specs, tmp_path):
+    import rlsurgery as rls
+
+    model = learn(family, specs)
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    assert [s.key for s in loaded.surgeries] == [s.split(":")[0] for s in specs]
+    assert type(loaded.replay_buffer) is type(model.replay_buffer) and loaded.batch_size == model.batch_size
+    obs = np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(
+        model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
+    )
+    loaded.set_env(model.get_env())
+    loaded.learn(20, reset_num_timesteps=False)  # and trains on
