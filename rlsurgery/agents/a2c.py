@@ -25,6 +25,7 @@ from stable_baselines3.common.utils import explained_variance
 from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, PolicyLossMixin
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
+from rlsurgery.nets.layout import ACTOR_CRITIC_LAYOUT, NetworkLayout
 
 
 class SurgicalA2C(PolicyLossMixin, A2C):
@@ -61,6 +62,7 @@ class SurgicalA2C(PolicyLossMixin, A2C):
     """
 
     algorithm_family: ClassVar[str] = "a2c"
+    LAYOUT: ClassVar[NetworkLayout] = ACTOR_CRITIC_LAYOUT
     STAGES: ClassVar[tuple[Stage, ...]] = (*ON_POLICY_STAGES, *POLICY_LOSS_STAGES)
 
     def __init__(

@@ -45,6 +45,7 @@ from rlsurgery.agents.dqn_policies import (
 from rlsurgery.agents.off_policy import OffPolicySurgicalMixin
 from rlsurgery.core.batch import Batch
 from rlsurgery.core.pipeline import AUX_LOSS, BEFORE_STEP, Stage
+from rlsurgery.nets.layout import DQN_LAYOUT, NetworkLayout
 
 SelfSurgicalDQN = TypeVar("SelfSurgicalDQN", bound="SurgicalDQN")
 
@@ -110,6 +111,7 @@ class SurgicalDQN(OffPolicySurgicalMixin, DQN):
     """
 
     algorithm_family: ClassVar[str] = "dqn"
+    LAYOUT: ClassVar[NetworkLayout] = DQN_LAYOUT
     STAGES: ClassVar[tuple[Stage, ...]] = DQN_STAGES
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         "MlpPolicy": SurgicalDQNPolicy,
@@ -181,11 +183,6 @@ class SurgicalDQN(OffPolicySurgicalMixin, DQN):
             )
         if _init_setup_model:
             self._setup_model()
-
-    _BN_STATS: ClassVar[dict[str, str]] = {
-        "batch_norm_stats": "q_net",
-        "batch_norm_stats_target": "q_net_target",
-    }
 
     def _on_step(self) -> None:
         self._n_calls += 1

@@ -36,6 +36,7 @@ from stable_baselines3.common.utils import explained_variance
 from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, PolicyLossMixin
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
+from rlsurgery.nets.layout import ACTOR_CRITIC_LAYOUT, NetworkLayout
 
 SelfSurgicalPPO = TypeVar("SelfSurgicalPPO", bound="SurgicalPPO")
 
@@ -87,6 +88,7 @@ class SurgicalPPO(PolicyLossMixin, PPO):
     """
 
     algorithm_family: ClassVar[str] = "ppo"
+    LAYOUT: ClassVar[NetworkLayout] = ACTOR_CRITIC_LAYOUT
     STAGES: ClassVar[tuple[Stage, ...]] = PPO_STAGES
 
     def __init__(

@@ -27,6 +27,7 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from rlsurgery.agents.actor_critic import ActorCriticSurgicalMixin
 from rlsurgery.core.batch import Batch
+from rlsurgery.nets.layout import SAC_LAYOUT, NetworkLayout
 
 
 class SurgicalSAC(ActorCriticSurgicalMixin, SAC):
@@ -67,6 +68,7 @@ class SurgicalSAC(ActorCriticSurgicalMixin, SAC):
     """
 
     algorithm_family: ClassVar[str] = "sac"
+    LAYOUT: ClassVar[NetworkLayout] = SAC_LAYOUT
     critic_loss_scale: ClassVar[float] = 0.5
 
     def __init__(

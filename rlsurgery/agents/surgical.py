@@ -23,6 +23,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import params_to_dict
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.surgery import Surgery
+from rlsurgery.nets.layout import NetworkLayout, resolve
 
 
 def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
@@ -64,6 +65,8 @@ class SurgicalMixin:
     STAGES: ClassVar[tuple[Stage, ...]] = ()
     #: the roles of the agent's optimizers, in the order one update steps them
     OPTIMIZER_ROLES: ClassVar[tuple[str, ...]] = ("policy",)
+    #: where the agent's policy keeps its networks (see :mod:`rlsurgery.nets.layout`)
+    LAYOUT: ClassVar[NetworkLayout]
 
     surgery_log: list[dict[str, Any]]
     _surgeries: list[Surgery]
@@ -349,24 +352,15 @@ class SurgicalMixin:
         """The SB3 parent's ``_setup_model`` (agents adjust its inputs by overriding this)."""
         super()._setup_model()  # type: ignore[misc]
 
-    #: attributes SB3 fills with the running statistics of BatchNorm layers, and the network of each
-    _BN_STATS: ClassVar[dict[str, str]] = {
-        "batch_norm_stats": "critic",
-        "batch_norm_stats_target": "critic_target",
-        "actor_batch_norm_stats": "actor",
-        "actor_batch_norm_stats_target": "actor_target",
-    }
-
     def _after_network_surgery(self) -> None:
         """Refresh what depends on the networks after network surgeries: aliases, BatchNorm statistics."""
         from stable_baselines3.common.utils import get_parameters_by_name
 
         if hasattr(self, "_create_aliases"):
             self._create_aliases()
-        for attribute, network in self._BN_STATS.items():
-            if hasattr(self, attribute) and hasattr(self.policy, network):  # type: ignore[attr-defined]
-                module = getattr(self.policy, network)  # type: ignore[attr-defined]
-                setattr(self, attribute, get_parameters_by_name(module, ["running_"]))
+        for attribute, path in self.LAYOUT.bn_stats.items():
+            module = resolve(self.policy, path)  # type: ignore[attr-defined]
+            setattr(self, attribute, get_parameters_by_name(module, ["running_"]))
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]  # type: ignore[misc]

@@ -25,6 +25,7 @@ from stable_baselines3.td3.policies import TD3Policy
 
 from rlsurgery.agents.actor_critic import ActorCriticSurgicalMixin
 from rlsurgery.core.batch import Batch
+from rlsurgery.nets.layout import TD3_LAYOUT, NetworkLayout
 
 
 class SurgicalTD3(ActorCriticSurgicalMixin, TD3):
@@ -62,6 +63,7 @@ class SurgicalTD3(ActorCriticSurgicalMixin, TD3):
     """
 
     algorithm_family: ClassVar[str] = "td3"
+    LAYOUT: ClassVar[NetworkLayout] = TD3_LAYOUT
 
     def __init__(
         self,

@@ -39,6 +39,7 @@ from stable_baselines3.common.utils import explained_variance
 from rlsurgery.agents.on_policy import ON_POLICY_STAGES, OnPolicySurgicalMixin, default_value_loss
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import AUX_LOSS, BEFORE_STEP, Stage
+from rlsurgery.nets.layout import ACTOR_CRITIC_LAYOUT, NetworkLayout
 
 TRPO_STAGES = (
     *ON_POLICY_STAGES,
@@ -86,6 +87,7 @@ class SurgicalTRPO(OnPolicySurgicalMixin, TRPO):
     """
 
     algorithm_family: ClassVar[str] = "trpo"
+    LAYOUT: ClassVar[NetworkLayout] = ACTOR_CRITIC_LAYOUT
     STAGES: ClassVar[tuple[Stage, ...]] = TRPO_STAGES
 
     def __init__(

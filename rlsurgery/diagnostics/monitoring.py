@@ -35,7 +35,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.activations import ACTIVATIONS
 from rlsurgery.nets.data import layer_outputs, recent_observations
-from rlsurgery.nets.roles import online_networks
+from rlsurgery.nets.layout import online_networks
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_step_hook, record, trainable_parameters
 

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlsurgery.core.params import param
+from rlsurgery.nets.layout import layout_of
 from rlsurgery.nets.optim import minibatch_steps
 from rlsurgery.policy.imitation import sync_targets, trained_parameters
 
@@ -43,24 +44,12 @@ def policy_outputs(model: BaseAlgorithm, obs: th.Tensor) -> th.Tensor:
 
 def outputs_of_policy(policy: nn.Module, obs: th.Tensor, discrete: bool) -> th.Tensor:
     """:func:`policy_outputs` for a policy module (e.g. a peer copy of a student's policy)."""
-    if hasattr(policy, "q_net"):
-        return policy.q_net(obs)
-    if discrete:
-        return policy.get_distribution(obs).distribution.logits
-    return policy._predict(obs, deterministic=True)
+    return layout_of(policy).outputs(policy, obs, discrete)
 
 
 def policy_latent(model: BaseAlgorithm, obs: th.Tensor) -> th.Tensor:
     """The last hidden layer of the policy (the input of its output layer)."""
-    policy = model.policy
-    if hasattr(policy, "q_net"):
-        q_net = policy.q_net
-        features = q_net.extract_features(obs, q_net.features_extractor)
-        return q_net.q_net[:-1](features)
-    if hasattr(policy, "mlp_extractor"):
-        features = policy.extract_features(obs, policy.pi_features_extractor)
-        return policy.mlp_extractor.forward_actor(features)
-    return policy.actor.latent_pi(policy.actor.extract_features(obs, policy.actor.features_extractor))
+    return layout_of(model).latent(model.policy, obs)
 
 
 def soft_kl(teacher: th.Tensor, student: th.Tensor, temperature: float) -> th.Tensor:

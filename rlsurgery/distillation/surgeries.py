@@ -45,6 +45,7 @@ from rlsurgery.distillation.core import (
     policy_latent,
     soft_kl,
 )
+from rlsurgery.nets.layout import layout_of
 from rlsurgery.policy.imitation import IMITATION_FAMILIES, evaluation_env, load_expert
 
 #: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for
@@ -374,17 +375,13 @@ def attention_map(features: th.Tensor, power: float = 2.0) -> th.Tensor:
 
 def conv_outputs(policy: nn.Module, obs: th.Tensor) -> list[th.Tensor]:
     """Outputs of every Conv2d of the policy's (actor's) features extractor, in order."""
-    if hasattr(policy, "q_net"):
-        owner, extractor = policy.q_net, policy.q_net.features_extractor
-    elif hasattr(policy, "pi_features_extractor"):
-        owner, extractor = policy, policy.pi_features_extractor
-    else:
-        owner, extractor = policy.actor, policy.actor.features_extractor
+    layout = layout_of(policy)
+    extractor = layout.feature_extractor(policy)
     outputs: list[th.Tensor] = []
     convs = [m for m in extractor.modules() if isinstance(m, nn.Conv2d)]
     hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for m in convs]
     try:
-        owner.extract_features(obs, extractor)  # SB3's preprocessing (images / 255) included
+        layout.features(policy, obs)  # SB3's preprocessing (images / 255) included
     finally:
         for hook in hooks:
             hook.remove()

@@ -1,6 +1,6 @@
 """The network-surgery toolkit: every network surgery goes through these functions.
 
-* :mod:`~rlsurgery.nets.roles` finds networks inside SB3 models by role;
+* :mod:`~rlsurgery.nets.layout` declares where each agent family keeps its networks (by role);
 * :mod:`~rlsurgery.nets.modules` replaces and inserts submodules;
 * :mod:`~rlsurgery.nets.optim` rebuilds optimizers over changed parameters;
 * :func:`transform_networks` applies one transform to an online network and its
@@ -14,9 +14,9 @@ from collections.abc import Callable
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
+from rlsurgery.nets.layout import find_networks, layout_of, online_networks, resolve, roles_of, target_pairs
 from rlsurgery.nets.modules import linear_layers, replace_modules, set_submodule
 from rlsurgery.nets.optim import rebuild_optimizer
-from rlsurgery.nets.roles import find_networks, online_networks, roles_of, target_pairs
 
 
 def transform_networks(
@@ -58,18 +58,12 @@ def rebuild_optimizers(model: BaseAlgorithm) -> None:
     SAC / TD3: ``actor.optimizer`` and ``critic.optimizer`` over their own networks. State of
     parameters that survive is kept.
     """
-    nets = online_networks(model)
-    policy = model.policy
-    if "actor" in nets and "critic" in nets:
-        for role in ("actor", "critic"):
-            net = nets[role]
-            if getattr(net, "optimizer", None) is not None:
-                net.optimizer = rebuild_optimizer(net.optimizer, list(net.parameters()))
-        _reattach_step_hooks(model)
-        return
-    if getattr(policy, "optimizer", None) is not None:
-        params = [p for net in nets.values() for p in net.parameters()]
-        policy.optimizer = rebuild_optimizer(policy.optimizer, params)
+    layout = layout_of(model)
+    for role, networks in layout.optimizer_networks(model.policy).items():
+        owner = resolve(model.policy, layout.optimizer_owners[role])
+        if getattr(owner, "optimizer", None) is not None:
+            params = [p for net in networks for p in net.parameters()]
+            owner.optimizer = rebuild_optimizer(owner.optimizer, params)
     _reattach_step_hooks(model)
 
 

@@ -35,8 +35,8 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import replace_modules, transform_networks
 from rlsurgery.nets.blocks import FeatureAttention, Gate
+from rlsurgery.nets.layout import find_networks, online_networks
 from rlsurgery.nets.mlp import mlp_stacks, refill
-from rlsurgery.nets.roles import find_networks, online_networks
 from rlsurgery.nets.surgery import NetworkSurgery
 
 #: activation modules by name

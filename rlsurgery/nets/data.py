@@ -7,6 +7,8 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
+from rlsurgery.nets.layout import layout_of
+
 
 def sample_observations(
     agent: BaseAlgorithm, n: int, seed: int, key: str, policy: str = "random"
@@ -66,14 +68,7 @@ def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor)
     model.policy.train(False)
     try:
         with th.no_grad():
-            policy = model.policy
-            if hasattr(policy, "q_net"):
-                policy.q_net(obs)
-            elif hasattr(policy, "critic") and hasattr(policy, "actor"):
-                actions = policy.actor(obs)
-                policy.critic(obs, actions)
-            else:
-                policy.evaluate_actions(obs, policy._predict(obs, deterministic=True))
+            layout_of(model).forward(model.policy, obs)
     finally:
         for hook in hooks:
             hook.remove()

@@ -28,8 +28,8 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.data import layer_outputs
+from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
-from rlsurgery.nets.roles import target_pairs
 
 
 def optimizers_of(model: BaseAlgorithm) -> list[th.optim.Optimizer]:

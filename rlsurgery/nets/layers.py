@@ -36,6 +36,7 @@ from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.activations import ACTIVATIONS, ActivationName
 from rlsurgery.nets.blocks import DenseConnections, Residual
+from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import (
     IDEMPOTENT,
     MLPStack,
@@ -47,7 +48,6 @@ from rlsurgery.nets.mlp import (
     replace_hidden_block,
     swap,
 )
-from rlsurgery.nets.roles import online_networks
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.nets.units import activation_scores, resize_hidden_layers
 

@@ -16,7 +16,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 from torch.nn.utils import prune
 
-from rlsurgery.nets.roles import online_networks, target_pairs
+from rlsurgery.nets.layout import online_networks, target_pairs
 
 #: layers whose weights can be masked
 PRUNABLE = (nn.Linear, nn.Conv2d)

@@ -25,8 +25,8 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import rebuild_optimizers
+from rlsurgery.nets.layout import find_networks, target_pairs
 from rlsurgery.nets.masks import PRUNABLE, output_layer_names
-from rlsurgery.nets.roles import find_networks, target_pairs
 
 #: the pruning surgeries, which mask the same weights
 PRUNING_KEYS = (

@@ -30,9 +30,9 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
+from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import output_layer_names
 from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names
-from rlsurgery.nets.roles import online_networks
 from rlsurgery.nets.surgery import NetworkSurgery
 
 

@@ -13,8 +13,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.data import layer_outputs
+from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import MLPStack, keep_units, mlp_stacks, widen_units
-from rlsurgery.nets.roles import online_networks
 
 #: (stack name, hidden index) -> one score per unit; a stack has the same name in an online network
 #: and in its target, whose units correspond

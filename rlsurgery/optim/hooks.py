@@ -22,6 +22,8 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from rlsurgery.nets.layout import layout_of
+
 #: hook(agent, role, optimizer), run before every step of that optimizer
 StepHook = Callable[[BaseAlgorithm, str, th.optim.Optimizer], None]
 #: factor(agent, role, group index, group) -> multiplier of the group's base learning rate
@@ -31,16 +33,12 @@ LRFactor = Callable[[BaseAlgorithm, str, int, dict[str, Any]], float]
 def optimizers_by_role(agent: BaseAlgorithm) -> dict[str, th.optim.Optimizer]:
     """The agent's network optimizers by role: ``policy`` (DQN, PPO, A2C, TRPO's value function), or
     ``actor`` and ``critic`` (SAC, TD3)."""
-    policy = agent.policy
-    if hasattr(policy, "actor") and hasattr(policy, "critic"):
-        return {role: getattr(policy, role).optimizer for role in ("actor", "critic")}
-    return {"policy": policy.optimizer}
+    return layout_of(agent).optimizers(agent.policy)
 
 
 def set_optimizer(agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
     """Install ``optimizer`` for ``role`` and attach the agent's step hooks to it."""
-    owner = agent.policy if role == "policy" else getattr(agent.policy, role)
-    owner.optimizer = optimizer
+    layout_of(agent).set_optimizer(agent.policy, role, optimizer)
     attach_step_hooks(agent)
 
 

@@ -258,7 +258,7 @@ class LayerWiseLearningRates(OptimizerSurgery):
     exponents: dict[str, list[int]]
 
     def install(self, agent: BaseAlgorithm) -> None:
-        from rlsurgery.nets.roles import online_networks
+        from rlsurgery.nets.layout import online_networks
 
         nets = online_networks(agent)
         self.exponents = {}

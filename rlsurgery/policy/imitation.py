@@ -36,6 +36,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.nets import target_pairs
+from rlsurgery.nets.layout import layout_of
 from rlsurgery.nets.optim import minibatch_steps
 
 #: agent families whose policy the imitation surgeries can fit
@@ -123,9 +124,10 @@ def rollouts(
 
 def imitation_loss(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> th.Tensor:
     """−log π(a|s) (softmax of Q for the DQN family) or ‖μ(s) − a‖² for SAC's actor."""
-    if hasattr(agent.policy, "q_net"):
-        return F.cross_entropy(agent.policy.q_net(obs), actions.long().reshape(-1))
-    if hasattr(agent.policy, "actor") and hasattr(agent.policy, "critic"):
+    layout = layout_of(agent)
+    if layout.kind == "q":
+        return F.cross_entropy(layout.acting_network(agent.policy)(obs), actions.long().reshape(-1))
+    if layout.kind == "actor":
         scaled = th.as_tensor(agent.policy.scale_action(actions.cpu().numpy()), device=obs.device)
         return F.mse_loss(agent.actor(obs, deterministic=True), scaled.float())
     if isinstance(agent.action_space, spaces.Discrete):
@@ -137,17 +139,12 @@ def imitation_loss(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> 
 def trained_parameters(agent: BaseAlgorithm) -> list[th.nn.Parameter]:
     """The parameters an imitation fit trains: online Q-network, actor-critic policy, or SAC's actor
     (read from the policy's layout, so plain SB3 models work too)."""
-    policy = agent.policy
-    if hasattr(policy, "q_net"):
-        return list(policy.q_net.parameters())
-    if hasattr(policy, "actor") and hasattr(policy, "critic"):
-        return list(policy.actor.parameters())
-    return list(policy.parameters())
+    return list(layout_of(agent).acting_network(agent.policy).parameters())
 
 
 def sync_targets(agent: BaseAlgorithm) -> None:
     """Copy the online networks into their targets (after a supervised fit of a DQN-family agent)."""
-    if hasattr(agent.policy, "q_net_target"):
+    if layout_of(agent).kind == "q":
         for online, target in target_pairs(agent):
             target.load_state_dict(online.state_dict())
 

@@ -29,6 +29,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import target_pairs
+from rlsurgery.nets.layout import layout_of
 from rlsurgery.policy.imitation import Demonstrations, evaluation_env, fit_policy
 
 
@@ -119,12 +120,13 @@ class PolicyImprovement(Surgery):
         self, agent: BaseAlgorithm, observations: np.ndarray, q_old: np.ndarray, new: np.ndarray
     ) -> None:
         p = self.params
-        if not hasattr(agent.policy, "q_net"):
+        layout = layout_of(agent)
+        if layout.kind != "q":
             fit_policy(agent, Demonstrations(observations, new), p.epochs, len(new), p.learning_rate, seed=0)
             return
         obs = th.as_tensor(observations, device=agent.device)
         target = th.as_tensor(q_old, dtype=th.float32, device=agent.device)
-        q_net = agent.policy.q_net
+        q_net = layout.acting_network(agent.policy)
         optimizer = th.optim.Adam(q_net.parameters(), lr=p.learning_rate)
         for _ in range(p.epochs):
             loss = F.mse_loss(q_net(obs), target)

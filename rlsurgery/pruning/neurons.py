@@ -33,8 +33,8 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.data import sample_observations
+from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import MLPStack, mlp_stacks, remove_hidden_layer
-from rlsurgery.nets.roles import online_networks
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.nets.units import activation_scores, resize_hidden_layers, weight_scores
 

@@ -36,10 +36,10 @@ from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.initialization import optimizers_of
+from rlsurgery.nets.layout import layout_of, online_networks, target_pairs
 from rlsurgery.nets.masks import PRUNABLE, output_layer_names, trained_weight
 from rlsurgery.nets.mlp import mlp_stacks
 from rlsurgery.nets.modules import fresh_copy
-from rlsurgery.nets.roles import online_networks, target_pairs
 from rlsurgery.nets.surgery import NETWORK_FAMILIES
 
 
@@ -136,13 +136,7 @@ class BatchNormReCalibration(Repair):
 
 def _forward(agent: BaseAlgorithm, obs: th.Tensor) -> None:
     """One forward pass of the online networks in their current mode."""
-    policy = agent.policy
-    if hasattr(policy, "q_net"):
-        policy.q_net(obs)
-    elif hasattr(policy, "critic") and hasattr(policy, "actor"):
-        policy.critic(obs, policy.actor(obs))
-    else:
-        policy.evaluate_actions(obs, policy._predict(obs, deterministic=True))
+    layout_of(agent).forward(agent.policy, obs)
 
 
 @dataclass

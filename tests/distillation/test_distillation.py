@@ -167,14 +167,13 @@ def test_self_distillation_rebuilds_the_same_network_from_its_checkpoint(teacher
 
 
 def test_online_distillation_students_teach_each_other(teacher_zip):
-    from torch import nn
+    from stable_baselines3 import DQN
 
     from rlsurgery.distillation.surgeries import _Peers
 
     # the loss: Σ_i KL(t ‖ s_i) + β · mean_{j≠i} KL(s_j ‖ s_i), here with one peer
     surgery = rls.catalog.create(f"online_distillation:teacher={teacher_zip},peers=1,mutual_weight=0.5")
-    peer = nn.Module()
-    peer.q_net = nn.Linear(4, 2)
+    peer = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[])).policy  # one linear layer
     surgery.peers = _Peers([peer])
     obs, t, s = th.randn(5, 4), th.randn(5, 2), th.randn(5, 2)
     p = peer.q_net(obs)
