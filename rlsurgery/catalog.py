@@ -219,14 +219,22 @@ def _ensure_loaded() -> None:
 
 
 def entries(section: int | None = None, status: str | None = None) -> list[CatalogEntry]:
-    """All catalog entries, in seed order (added keys last), optionally filtered."""
+    """All catalog entries, in seed order (added keys last, in the order of :data:`BUILTIN_MODULES`,
+    whichever module was imported first), optionally filtered."""
     _ensure_loaded()
-    out = list(_ENTRIES.values())
+    out = [e for e in _ENTRIES.values() if e.seed]
+    out += sorted((e for e in _ENTRIES.values() if not e.seed), key=_module_rank)
     if section is not None:
         out = [e for e in out if section in e.sections]
     if status is not None:
         out = [e for e in out if e.status == status]
     return out
+
+
+def _module_rank(entry: CatalogEntry) -> int:
+    """Where the module of an added key's surgery comes in :data:`BUILTIN_MODULES` (others last)."""
+    module = getattr(entry.surgery, "__module__", "")
+    return BUILTIN_MODULES.index(module) if module in BUILTIN_MODULES else len(BUILTIN_MODULES)
 
 
 def keys() -> list[str]:

@@ -14,8 +14,9 @@ https://arxiv.org/abs/2006.12862)::
                   cutout: a random s × s square set to 0
                   cutmix: a random s × s square copied from another sample of the batch
     autoaugment   the augmentation is chosen by a UCB bandit: every ``every`` updates, the arm
-                  a = argmax Q_a + c · sqrt(ln N / N_a) (untried arms first), with Q_a the mean
-                  training return while a was in use (UCB-DrAC's selection)
+                  a = argmax Q_a + c · sqrt(ln N / N_a) (untried arms first), with Q_a the running
+                  mean, over a's periods of use, of the mean return of the episodes that ended in
+                  the period (UCB-DrAC's selection); a period with no finished episode is not counted
 
 Actions, rewards and dones are never changed; shapes and dtypes are kept. Augmentations act in
 the ``augment`` stage of the DQN family and PPO (on the update's batch only; rollouts and
@@ -166,10 +167,26 @@ class AutoAugment(ImageAugmentation):
         n = len(self.params.arms)
         self.means, self.counts = [0.0] * n, [0] * n
         self.arm, self.updates = 0, 0
+        #: the newest episode of ``ep_info_buffer`` already credited (or seen before the first update)
+        self._seen: dict | None = None
+
+    def new_returns(self, agent: BaseAlgorithm) -> list[float]:
+        """Returns of the episodes that ended since the last call: those played while the current arm
+        was in use (SB3's ``ep_info_buffer`` keeps the last 100 episodes, most of them older)."""
+        episodes = list(agent.ep_info_buffer)
+        start = 0
+        for i in range(len(episodes) - 1, -1, -1):
+            if episodes[i] is self._seen:
+                start = i + 1
+                break
+        if episodes:
+            self._seen = episodes[-1]
+        return [float(e["r"]) for e in episodes[start:]]
 
     def choose(self, agent: BaseAlgorithm) -> None:
-        """Credit the current arm with the recent training return, then pick the next one."""
-        returns = [e["r"] for e in agent.ep_info_buffer]
+        """Credit the current arm with the mean return of the episodes that ended while it was in use,
+        then pick the next one."""
+        returns = self.new_returns(agent)
         if returns:
             n = self.counts[self.arm] + 1
             self.means[self.arm] += (float(np.mean(returns)) - self.means[self.arm]) / n
@@ -182,7 +199,9 @@ class AutoAugment(ImageAugmentation):
         return AUGMENTATIONS[name](x, self.params.pad if name == "shift" else self.params.size)
 
     def augment(self, agent: BaseAlgorithm, batch: Any) -> None:
-        if self.updates % self.params.every == 0 and self.updates:
+        if self.updates == 0:
+            self.new_returns(agent)  # episodes before the first update were played without any arm
+        elif self.updates % self.params.every == 0:
             self.choose(agent)
         self.updates += 1
         super().augment(agent, batch)

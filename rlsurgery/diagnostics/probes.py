@@ -4,10 +4,11 @@ Smith 2017 (learning-rate range test, https://arxiv.org/abs/1506.01186); Li et a
 normalised loss landscapes, https://arxiv.org/abs/1712.09913)::
 
     learning_rate_finder           η_i = η_min · (η_max / η_min)^(i / (N − 1)), one update each on the
-                                   agent's own batches; loss smoothed by an EMA; stop when it exceeds its
-                                   best by 3× the best's size (4× a positive best; actor and PPO
-                                   losses can be negative); suggested η = the rate of the steepest
-                                   descent of the smoothed loss (d loss / d log η most negative)
+                                   agent's own batches; loss smoothed by an EMA with bias correction,
+                                   a_i = β a_{i−1} + (1 − β) l_i (a_{−1} = 0), L_i = a_i / (1 − β^(i+1));
+                                   stop when L_i exceeds its best by 3× the best's size (4× a positive
+                                   best; actor and PPO losses can be negative); suggested η = the rate of
+                                   the steepest descent of L (d L / d log η most negative)
     loss_landscape_visualization   L(θ + α d₁ + β d₂) on a grid of (α, β) ∈ [−s, s]², one fixed batch;
                                    d₁, d₂ Gaussian, each row of a weight matrix (filter) rescaled to the
                                    norm of that row of θ; biases and 1-D parameters not moved
@@ -116,7 +117,7 @@ class LearningRateFinder(LossProbe):
         optimizer = optimizers_by_role(agent)[role]
         max_norm = agent.clip_norm(role)  # type: ignore[attr-defined]
         agent.policy.set_training_mode(True)
-        lrs, losses, smoothed, best = [], [], 0.0, math.inf
+        lrs, losses, average, best = [], [], 0.0, math.inf
         for i in range(p.steps):
             lr = p.lr_min * (p.lr_max / p.lr_min) ** (i / (p.steps - 1))
             for group in optimizer.param_groups:
@@ -128,9 +129,8 @@ class LearningRateFinder(LossProbe):
                 th.nn.utils.clip_grad_norm_(agent.policy.parameters(), max_norm)
             optimizer.step()
             value = float(loss.detach())
-            # EMA from 0, debiased: s_i = β s_{i−1} + (1 − β) L_i,  ŝ_i = s_i / (1 − β^{i+1})
-            smoothed = p.smoothing * smoothed + (1 - p.smoothing) * value
-            debiased = smoothed / (1 - p.smoothing ** (i + 1))
+            average = p.smoothing * average + (1 - p.smoothing) * value  # EMA from 0 ...
+            debiased = average / (1 - p.smoothing ** (i + 1))  # ... and its bias correction
             lrs.append(lr)
             losses.append(debiased)
             best = min(best, debiased)

@@ -12,10 +12,16 @@ The surgery applies the step to an agent on an env that exposes its model
 the agent's greedy policy; the DQN family's Q-network is fitted to Q^π (so its greedy
 policy becomes π' and its outputs stay action values); an actor-critic policy is fitted to
 the actions of π'. ``agent.rls_policy_improvement`` holds V^π and V^π' per state.
+
+The Q-network is fitted for ``epochs`` steps, then on (up to ``max_epochs``) until it acts
+greedily on Q^π in every state: action gaps of Q^π can be much smaller than its values, and a
+fit that stopped at a fixed count could leave the old policy in place. Where Q^π ties, any of
+the tied actions is greedy (π' picks the first); a fit that never gets there warns.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,11 +62,27 @@ def improve(probabilities: np.ndarray, rewards: np.ndarray, policy: np.ndarray, 
     return q.argmax(axis=1)
 
 
+def greedy_states(q: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Per state, whether ``actions`` is greedy for ``q`` (an action tied with the best counts)."""
+    tolerance = 1e-9 * max(1.0, float(np.abs(q).max()))
+    return q[np.arange(len(actions)), actions] >= q.max(axis=1) - tolerance
+
+
 @dataclass
 class PolicyImprovementParams:
     gamma: float | None = param(None, "discount of the evaluation (None: the agent's gamma)", gt=0.0, lt=1.0)
     epochs: int = param(300, "full-batch Adam steps fitting the network to the improved policy", ge=1)
+    max_epochs: int = param(
+        5000,
+        "DQN family: steps at most, going on after 'epochs' until the network acts greedily on Q^π",
+        ge=1,
+    )
     learning_rate: float = param(1e-2, "Adam learning rate of the fit", gt=0.0)
+
+    def check(self) -> None:
+        """epochs ≤ max_epochs."""
+        if self.epochs > self.max_epochs:
+            raise ValueError(f"'epochs' must be <= 'max_epochs' (got {self.epochs} > {self.max_epochs})")
 
 
 @register(proof="tests/policy/test_improvement.py::test_improved_values_dominate_state_by_state")
@@ -105,6 +127,13 @@ class PolicyImprovement(Surgery):
         new = q_old.argmax(axis=1)
         self._fit(agent, observations, q_old, new)
         fitted = np.asarray(agent.predict(observations, deterministic=True)[0]).reshape(-1)
+        missed = np.flatnonzero(~greedy_states(q_old, fitted))
+        if len(missed):
+            warnings.warn(
+                f"{self.key}: after the fit the agent is not greedy on Q^π in states {missed.tolist()}; "
+                "raise epochs / max_epochs or the learning rate",
+                stacklevel=2,
+            )
         report = {
             "gamma": gamma,
             "old_policy": old.tolist(),
@@ -128,8 +157,11 @@ class PolicyImprovement(Surgery):
         target = th.as_tensor(q_old, dtype=th.float32, device=agent.device)
         q_net = layout.acting_network(agent.policy)
         optimizer = th.optim.Adam(q_net.parameters(), lr=p.learning_rate)
-        for _ in range(p.epochs):
-            loss = F.mse_loss(q_net(obs), target)
+        for step in range(1, p.max_epochs + 1):
+            outputs = q_net(obs)
+            if step > p.epochs and greedy_states(q_old, outputs.argmax(dim=1).cpu().numpy()).all():
+                break
+            loss = F.mse_loss(outputs, target)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

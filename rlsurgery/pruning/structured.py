@@ -3,6 +3,7 @@
 N:M (Mishra et al. 2021, https://arxiv.org/abs/2104.08378; Zhou et al. 2021)::
 
     along the input dimension, in every group of M consecutive weights keep the N of largest |w|
+    and zero the other M − N (2:4 keeps two of every four: 50% sparsity; 1:4 keeps one: 75%)
 
 Block sparsity (Gray et al. 2017, https://openai.com/research/block-sparse-gpu-kernels)::
 
@@ -57,7 +58,7 @@ class NMSparsityParams:
             raise ValueError(f"'n' must be < 'm' (got {self.n}:{self.m})")
 
 
-@register(proof="tests/pruning/test_pruning.py::test_n_m_and_block_patterns")
+@register(proof="tests/pruning/test_pruning.py::test_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs")
 class NMSparsity(MaskSurgery):
     """N:M semi-structured sparsity along the input dimension (e.g. 2:4)."""
 
@@ -87,7 +88,7 @@ class BlockSparsityParams:
     include_output: bool = param(False, "also prune each network's output layer (often too small for blocks)")
 
 
-@register(proof="tests/pruning/test_pruning.py::test_n_m_and_block_patterns")
+@register(proof="tests/pruning/test_pruning.py::test_block_sparsity_zeroes_the_weakest_blocks")
 class BlockSparsity(MaskSurgery):
     """Zero whole (r × c) blocks of each weight matrix, smallest norm first."""
 

@@ -147,7 +147,7 @@ class ReDoParams:
 
 
 @register(
-    proof="tests/repair/test_plasticity.py::test_redo_shrink_perturb_and_resets",
+    proof="tests/repair/test_plasticity.py::test_redo_resets_dormant_units_without_changing_the_outputs",
     name="Dormant Neuron Reset (ReDo)",
     sections=(30,),
     translation="s_i = E|h_i| / mean_j E|h_j| ≤ τ ⇒ w_in(i) ← fresh, w_out(i) ← 0",
@@ -198,7 +198,7 @@ class ShrinkPerturbParams:
 
 
 @register(
-    proof="tests/repair/test_plasticity.py::test_redo_shrink_perturb_and_resets",
+    proof="tests/repair/test_plasticity.py::test_shrink_and_perturb_is_lambda_theta_plus_sigma_fresh",
     name="Shrink and Perturb",
     sections=(30,),
     translation="θ ← λ θ + σ θ_fresh",
@@ -227,7 +227,7 @@ class PeriodicResetParams:
 
 
 @register(
-    proof="tests/repair/test_plasticity.py::test_redo_shrink_perturb_and_resets",
+    proof="tests/repair/test_plasticity.py::test_periodic_reset_redraws_the_last_layers_and_clears_their_optimizer_state",
     name="Periodic Reset",
     sections=(30,),
     translation="every F steps: last k layers ← fresh initialisation",

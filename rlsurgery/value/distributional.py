@@ -150,7 +150,7 @@ class DistributionalParams:
         return self.n_atoms if self.variant == "c51" else self.n_quantiles
 
 
-@register(proof="tests/value/test_distributional.py::test_c51_projection_hand_computed")
+@register(proof="tests/value/test_distributional.py::test_c51_agent_target_is_the_projected_bellman_update")
 class DistributionalRL(Surgery):
     """Learn the return distribution: C51 (categorical) or QR-DQN (quantiles)."""
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import math
+import types
+
+import numpy as np
 import pytest
 import torch as th
 
 from rlsurgery import SurgicalDQN, SurgicalPPO
-from rlsurgery.batches.augment import cutmix, cutout, random_shift, ucb_choice
+from rlsurgery.batches import augment
+from rlsurgery.batches.augment import AutoAugment, cutmix, cutout, random_shift, ucb_choice
+from rlsurgery.catalog import create
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from tests.breakage import assert_proof_fails_when, replaced, wrapped
 from tests.test_roundtrip import IMAGE_ENV, env_for
 
 CNN = dict(
@@ -69,15 +78,86 @@ def test_image_augmentations_keep_shapes_and_labels():
     ).learn(32)
 
 
+#: the training return of the episodes played under each arm, in the bandit simulation below
+ARM_RETURNS = {"shift": 1.0, "cutout": 5.0, "cutmix": 2.0}
+
+
+@contextlib.contextmanager
+def recorded_augmentations():
+    """The names of the augmentations applied, in order, while the block runs."""
+    applied: list[str] = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        for name, function in list(augment.AUGMENTATIONS.items()):
+            monkeypatch.setitem(
+                augment.AUGMENTATIONS, name, lambda x, k, f=function, n=name: (applied.append(n), f(x, k))[1]
+            )
+        yield applied
+
+
+def check_autoaugment_follows_ucb_on_the_returns_of_each_arm():
+    """A simulated training run: one episode ends per update with the return of the arm in use. At every
+    ``every``-th update the bandit credits the arm with the episodes of its period only, then picks
+    argmax Q_a + c·sqrt(ln N / N_a), untried first (computed here by hand); each update's batch is
+    augmented by the arm picked."""
+    c, every = 0.5, 3
+    surgery = create(f"autoaugment:every={every},c={c}")
+    arms = surgery.params.arms
+    agent = types.SimpleNamespace(ep_info_buffer=collections.deque([{"r": -50.0}] * 10, maxlen=100))
+    means, counts, arm, period = [0.0] * 3, [0] * 3, 0, []
+    x = th.randint(0, 256, (4, 1, 36, 36), dtype=th.uint8)
+    with recorded_augmentations() as applied:
+        for update in range(90):
+            if update and update % every == 0:
+                counts[arm] += 1
+                means[arm] += (sum(period) / len(period) - means[arm]) / counts[arm]
+                n, untried = sum(counts), [a for a in range(3) if counts[a] == 0]
+                ucb = [m + c * math.sqrt(math.log(n) / k) if k else math.inf for m, k in zip(means, counts)]
+                arm = untried[0] if untried else int(np.argmax(ucb))
+                period = []
+            batch = types.SimpleNamespace(observations=x.clone(), next_observations=x.clone())
+            surgery.augment(agent, batch)
+            assert surgery.arm == arm, (update, surgery.arm, arm, means, counts)
+            assert applied[-2:] == [arms[arm]] * 2 and not th.equal(batch.observations, x)
+            agent.ep_info_buffer.append({"r": ARM_RETURNS[arms[arm]]})
+            period.append(ARM_RETURNS[arms[arm]])
+    np.testing.assert_allclose(surgery.means, means)
+    assert surgery.counts == counts and counts[1] > counts[0] + counts[2]  # the best arm is used most
+
+
 def test_autoaugment_follows_the_ucb_choice():
     assert ucb_choice([0.0, 0.0, 0.0], [1, 0, 1], c=1.0) == 1  # untried first
     assert ucb_choice([10.0, 5.0], [10, 10], c=0.1) == 0
     assert ucb_choice([10.0, 9.9], [100, 1], c=1.0) == 1  # the rarely tried arm's bonus wins
+    check_autoaugment_follows_ucb_on_the_returns_of_each_arm()
+    # in a DQN's updates
     env_for(["attention_transfer"])
     model = SurgicalDQN("CnnPolicy", IMAGE_ENV, seed=0, surgeries=["autoaugment:every=5,c=0.5"], **CNN)
     model.learn(80)
     (surgery,) = model.surgeries
     assert sum(surgery.counts) >= 3 and all(n >= 1 for n in surgery.counts)  # every arm tried
+
+
+def test_autoaugment_proof_fails_on_round_robin_or_on_returns_of_other_arms():
+    def round_robin(choose):
+        def broken(self, agent):
+            previous = self.arm
+            choose(self, agent)  # the crediting stays, the choice does not follow it
+            self.arm = (previous + 1) % len(self.params.arms)
+
+        return broken
+
+    check = check_autoaugment_follows_ucb_on_the_returns_of_each_arm
+    assert_proof_fails_when(wrapped(AutoAugment, "choose", round_robin), check)
+
+    def whole_buffer(self, agent):  # the last 100 episodes, whichever arm played them
+        return [float(e["r"]) for e in agent.ep_info_buffer]
+
+    assert_proof_fails_when(replaced(AutoAugment, "new_returns", whole_buffer), check)
+
+    def no_augmentation(self, agent, x):
+        return x
+
+    assert_proof_fails_when(replaced(AutoAugment, "transform", no_augmentation), check)
 
 
 def test_mixup_mixes_inputs_estimates_and_targets():

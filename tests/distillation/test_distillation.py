@@ -7,14 +7,16 @@ import json
 import numpy as np
 import pytest
 import torch as th
-from stable_baselines3 import PPO
+from stable_baselines3 import DQN, PPO
+from torch.nn import functional as F
 
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.cli import main
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
-from rlsurgery.distillation.core import count_parameters, soft_kl
-from rlsurgery.distillation.surgeries import soft_target_loss
+from rlsurgery.distillation.core import collect_states, count_parameters, soft_kl
+from rlsurgery.distillation.surgeries import FeatureMatching, TeacherStudentDistillation, soft_target_loss
+from tests.breakage import assert_proof_fails_when, replaced, wrapped
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,63 @@ def teacher_zip(tmp_path_factory):
     return path
 
 
-def test_losses_on_crafted_outputs():
+@pytest.fixture(scope="module")
+def dqn_teacher_zip(tmp_path_factory):
+    """A CartPole DQN teacher with Q-values far from a fresh network's: Q(s, right) = 20 + 30 u,
+    Q(s, left) = 20 − 30 u with u = θ + 0.5 θ̇ (through two ReLU units); keeps the pole up."""
+    model = DQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
+    with th.no_grad():
+        for net in (model.q_net, model.q_net_target):
+            q = net.q_net
+            for layer in (q[0], q[2], q[4]):
+                layer.weight.zero_()
+                layer.bias.zero_()
+            q[0].weight[0, 2], q[0].weight[0, 3] = 1.0, 0.5  # relu(u)
+            q[0].weight[1, 2], q[0].weight[1, 3] = -1.0, -0.5  # relu(−u)
+            q[2].weight[0, 0] = q[2].weight[1, 1] = 1.0
+            q[4].weight[1, 0], q[4].weight[1, 1] = 30.0, -30.0
+            q[4].weight[0, 0], q[4].weight[0, 1] = -30.0, 30.0
+            q[4].bias.fill_(20.0)
+    model.rls_env_id = "CartPole-v1"
+    path = tmp_path_factory.mktemp("dqn_teacher") / "teacher.zip"
+    model.save(path)
+    return path
+
+
+def held_out_states(teacher, n=500):
+    """States the teacher visits (not the student's training data)."""
+    import gymnasium as gym
+
+    return th.as_tensor(collect_states(teacher, gym.make("CartPole-v1"), n, 123)).float()
+
+
+def check_teacher_student_regresses_the_teachers_q_values(dqn_teacher_zip):
+    """A DQN student trained with it reproduces the teacher's Q-values themselves (their offset of 20
+    included, which a softmax / KL match would leave anywhere), not only its greedy actions; the loss
+    is ‖s − t‖² (by hand)."""
+    spec = f"teacher_student_distillation:teacher={dqn_teacher_zip},steps=1000,rounds=2,epochs=40,learning_rate=0.01"
+    student = SurgicalDQN(
+        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[32]), surgeries=[spec]
+    )
+    untrained = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[32]))
+    teacher = DQN.load(dqn_teacher_zip)
+    obs = held_out_states(teacher)
+    with th.no_grad():
+        q_t, q_s, q_0 = teacher.q_net(obs), student.q_net(obs), untrained.q_net(obs)
+    error, scale = float((q_s - q_t).abs().mean()), float(q_t.abs().mean())
+    assert error < 0.25 * scale, f"mean Q error {error:.2f} against Q-values of {scale:.1f}"
+    assert error < 0.25 * float((q_0 - q_t).abs().mean()), (
+        f"mean Q error {error:.2f}: not better than untrained"
+    )
+    assert student.rls_distillation["agreement"] >= 0.85
+    t = th.tensor([[2.0, 0.0], [0.0, 1.0]])
+    s = th.tensor([[1.0, 1.0], [0.5, 0.0]])
+    surgery = rls.catalog.create("teacher_student_distillation")
+    assert surgery.loss(None, t, t) == 0
+    th.testing.assert_close(surgery.loss(None, t, s), ((s - t) ** 2).mean())
+
+
+def test_losses_on_crafted_outputs(dqn_teacher_zip):
     t = th.tensor([[2.0, 0.0], [0.0, 1.0]])
     s = th.tensor([[1.0, 1.0], [0.5, 0.0]])
     p = th.softmax(t / 2, -1)
@@ -50,9 +108,24 @@ def test_losses_on_crafted_outputs():
         soft_target_loss(t, s, alpha=0.3, temperature=2.0), 0.3 * ce + 0.7 * 4 * manual_kl
     )
     assert soft_kl(t, t, 1.0).abs() < 1e-7
-    # teacher_student_distillation regresses the outputs: a student equal to the teacher has zero loss
-    surgery = rls.catalog.create("teacher_student_distillation")
-    assert surgery.loss(None, t, t) == 0 and surgery.loss(None, t, s) == th.nn.functional.mse_loss(s, t)
+    # teacher_student_distillation regresses the outputs: the loss, and a student that learnt with it
+    check_teacher_student_regresses_the_teachers_q_values(dqn_teacher_zip)
+
+
+def test_teacher_student_proof_fails_on_a_kl_match_or_no_training(dqn_teacher_zip):
+    def kl(self, obs, teacher_out, student_out):  # policy distillation's loss: blind to an offset
+        return soft_kl(teacher_out, student_out, 1.0)
+
+    def nothing(self, obs, teacher_out, student_out):  # a loss with no gradient: no training
+        return (student_out * 0.0).sum()
+
+    for loss in (kl, nothing):  # caught by the student's Q-values, before the loss formula is checked
+        assert_proof_fails_when(
+            replaced(TeacherStudentDistillation, "loss", loss),
+            check_teacher_student_regresses_the_teachers_q_values,
+            dqn_teacher_zip,
+            match="error",
+        )
 
 
 def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
@@ -91,23 +164,74 @@ def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
     assert soft.rls_distillation["agreement"] >= 0.85
 
 
+def actor_latent(model, obs):
+    """The last hidden layer of a PPO policy, by hand."""
+    policy = model.policy
+    return policy.mlp_extractor.forward_actor(policy.extract_features(obs, policy.pi_features_extractor))
+
+
+def check_feature_matching_maps_the_students_features_onto_the_teachers(teacher_zip):
+    """The loss is KL(softmax(t) ‖ softmax(s)) + λ ‖W h_s − h_t‖² (by hand, λ = 0.5); trained with λ = 1,
+    the regressor W maps the student's 16 hidden units onto the teacher's 64 on held-out states with
+    a tenth of the error of a student trained with λ = 0 (the KL alone)."""
+    spec = f"feature_matching:teacher={teacher_zip},steps=1000,rounds=2,epochs=30,learning_rate=0.01"
+    models = {
+        weight: SurgicalPPO(
+            "MlpPolicy",
+            "CartPole-v1",
+            seed=0,
+            policy_kwargs=dict(net_arch=[16]),
+            surgeries=[f"{spec},weight={weight}"],
+        )
+        for weight in (1.0, 0.0)
+    }
+    teacher = PPO.load(teacher_zip)
+    obs = held_out_states(teacher)
+    errors = {}
+    with th.no_grad():
+        for weight, model in models.items():
+            regressor = model.surgeries[0].regressor
+            assert regressor.in_features == 16 and regressor.out_features == 64
+            errors[weight] = float(
+                F.mse_loss(regressor(actor_latent(model, obs)), actor_latent(teacher, obs))
+            )
+    assert errors[1.0] < 0.1 * errors[0.0], f"feature error with λ = 1 and 0: {errors}"
+    # the loss, term by term, on the trained student
+    model = models[1.0]
+    surgery = rls.catalog.create(f"{spec},weight=0.5")
+    surgery.extra_modules(model, teacher)
+    surgery.regressor.load_state_dict(model.surgeries[0].regressor.state_dict())
+    surgery._teacher = teacher
+    t_out = teacher.policy.get_distribution(obs).distribution.logits.detach()
+    s_out = model.policy.get_distribution(obs).distribution.logits
+    features = F.mse_loss(surgery.regressor(actor_latent(model, obs)), actor_latent(teacher, obs).detach())
+    th.testing.assert_close(surgery.loss(obs, t_out, s_out), soft_kl(t_out, s_out, 1.0) + 0.5 * features)
+
+
 def test_feature_matching_aligns_hidden_layers(teacher_zip):
-    spec = f"feature_matching:teacher={teacher_zip},steps=1000,rounds=1,epochs=1,weight=1.0"
-    model = SurgicalPPO(
-        "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[16]), surgeries=[spec]
+    check_feature_matching_maps_the_students_features_onto_the_teachers(teacher_zip)
+
+
+def test_feature_matching_proof_fails_without_the_feature_term(teacher_zip):
+    def kl_only(self, obs, teacher_out, student_out):  # the λ term dropped (as weight=0 always)
+        return soft_kl(teacher_out, student_out, 1.0)
+
+    assert_proof_fails_when(
+        replaced(FeatureMatching, "loss", kl_only),
+        check_feature_matching_maps_the_students_features_onto_the_teachers,
+        teacher_zip,
+        match="feature error",
     )
-    surgery = model.surgeries[0]
-    first = model.rls_distillation["round_losses"][0]
-    # more epochs: the regressor W maps the student's 16 hidden units onto the teacher's 64
-    model2 = SurgicalPPO(
-        "MlpPolicy",
-        "CartPole-v1",
-        seed=0,
-        policy_kwargs=dict(net_arch=[16]),
-        surgeries=[spec.replace("epochs=1", "epochs=20")],
+
+    def untrained_regressor(extra_modules):  # W built but never optimised
+        return lambda self, student, teacher: extra_modules(self, student, teacher) and []
+
+    assert_proof_fails_when(
+        wrapped(FeatureMatching, "extra_modules", untrained_regressor),
+        check_feature_matching_maps_the_students_features_onto_the_teachers,
+        teacher_zip,
+        match="feature error",
     )
-    assert model2.rls_distillation["round_losses"][0] < first
-    assert surgery.regressor.in_features == 16 and surgery.regressor.out_features == 64
 
 
 def test_operate_distils_a_saved_teacher_from_python_and_the_command_line(teacher_zip, tmp_path, capsys):

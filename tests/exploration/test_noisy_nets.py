@@ -7,10 +7,32 @@ import torch as th
 from torch.nn import functional as F
 
 from rlsurgery import SurgicalDQN
+from rlsurgery.exploration import noisy_nets
 from rlsurgery.exploration.noisy_nets import NoisyLinear, noise_disabled, reset_noise
+from tests.breakage import assert_proof_fails_when, replaced, wrapped
+
+
+def check_noise_factors_are_f_of_gaussian_draws():
+    """ε_in, ε_out = f(ε), f(x) = sgn(x)√|x|, ε ~ N(0, 1): f(ε)² = |ε| has mean √(2/π) and f(ε)⁴ = ε²
+    mean 1 (plain Gaussian factors: 1 and 3), at the first draw and at every new one; the layer's
+    weight noise is their outer product."""
+    th.manual_seed(0)
+    layer = NoisyLinear(50_000, 2)
+    for _ in range(2):
+        eps = layer.eps_in
+        assert abs(float(eps.pow(2).mean()) - math.sqrt(2 / math.pi)) < 0.02, float(eps.pow(2).mean())
+        assert abs(float(eps.pow(4).mean()) - 1.0) < 0.05, float(eps.pow(4).mean())
+        assert abs(float(eps.mean())) < 0.02
+        layer.reset_noise()
+    small = NoisyLinear(6, 3)
+    x = th.randn(4, 6)
+    with th.no_grad():
+        weight = small.weight_mu + small.weight_sigma * th.outer(small.eps_out, small.eps_in)
+        th.testing.assert_close(small(x), x @ weight.T + small.bias_mu + small.bias_sigma * small.eps_out)
 
 
 def test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad():
+    check_noise_factors_are_f_of_gaussian_draws()
     th.manual_seed(0)
     layer = NoisyLinear(6, 3, sigma0=0.5)
     x = th.randn(4, 6)
@@ -24,6 +46,26 @@ def test_noise_draws_differ_frozen_is_deterministic_sigma_gets_grad():
     layer(x).pow(2).sum().backward()
     assert layer.weight_sigma.grad.abs().sum() > 0 and layer.bias_sigma.grad.abs().sum() > 0
     assert layer.weight_mu.grad.abs().sum() > 0
+
+
+def test_noise_proof_fails_on_plain_gaussian_or_unfactorised_noise():
+    def plain(size, device):
+        return th.randn(size, device=device)
+
+    assert_proof_fails_when(
+        replaced(noisy_nets, "scaled_noise", plain), check_noise_factors_are_f_of_gaussian_draws
+    )
+
+    def independent_weight_noise(forward):
+        def noisy(self, x):
+            sigma = self.weight_sigma * th.randn_like(self.weight_sigma)
+            return F.linear(x, self.weight_mu + sigma, self.bias_mu + self.bias_sigma * self.eps_out)
+
+        return noisy
+
+    assert_proof_fails_when(
+        wrapped(NoisyLinear, "forward", independent_weight_noise), check_noise_factors_are_f_of_gaussian_draws
+    )
 
 
 def test_factorised_noise_and_initialisation():

@@ -10,12 +10,44 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.exploration import ucb_bonus
 from rlsurgery.exploration.counts import StateHasher, VisitCounts
 from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
-from rlsurgery.exploration.ucb_bonus import CountModel, count_bonus, ucb_scores
+from rlsurgery.exploration.ucb_bonus import CountModel, UCBBonus, count_bonus, ucb_scores
+from tests.breakage import assert_proof_fails_when, replaced
 
 
-def test_ucb_scores_counts_and_bonus_values():
+def check_agent_acts_on_q_plus_the_ucb_bonus(tiny_kwargs):
+    """The agent's exploratory actions, step by step: untried actions first, then
+    argmax_a Q(s, a) + c·sqrt(ln N(s) / N(s, a)) with the counts of its own earlier choices (computed
+    here by hand); deterministic predictions stay greedy and are not counted."""
+    c = 2.0
+    model = SurgicalDQN(
+        "MlpPolicy", "rlsurgery/Chain-v0", seed=0, surgeries=[f"ucb_bonus:c={c},beta=0"], **tiny_kwargs
+    )
+    with th.no_grad():  # Q(s, ·) = (1, 0) everywhere: greedy would always take action 0
+        head = model.q_net.q_net[-1]
+        head.weight.zero_()
+        head.bias.copy_(th.tensor([1.0, 0.0]))
+    obs = np.eye(6, dtype=np.float32)[2]
+    assert model.predict(obs, deterministic=True)[0] == 0
+    tries = [0, 0]
+    for step in range(40):
+        action = int(model.predict(obs, deterministic=False)[0])
+        if 0 in tries:
+            assert tries[action] == 0, f"step {step}: action {action} again before the untried one"
+        else:
+            scores = [q + c * math.sqrt(math.log(sum(tries)) / n) for q, n in zip((1.0, 0.0), tries)]
+            assert action == int(np.argmax(scores)), f"step {step}: {action} with counts {tries}"
+        tries[action] += 1
+    assert min(tries) >= 5, tries  # the bonus keeps sending the agent to the worse-looking action
+    model.predict(obs, deterministic=True)
+    counts = model.rls_modules["ucb_bonus"]
+    assert counts.tries.action_counts(counts.hasher.codes(obs[None])).tolist() == [tries]
+
+
+def test_ucb_scores_counts_and_bonus_values(tiny_kwargs):
+    check_agent_acts_on_q_plus_the_ucb_bonus(tiny_kwargs)
     # Q + c·sqrt(log N(s) / N(s,a)), +inf for untried actions
     q = th.tensor([[1.0, 0.5, 0.0], [0.0, 0.0, 0.0]])
     counts = np.array([[4, 2, 2], [3, 0, 1]])
@@ -41,6 +73,27 @@ def test_ucb_scores_counts_and_bonus_values():
     np.testing.assert_allclose(bonuses[0][2], 0.5)  # first visit of state 1: β/sqrt(1)
     np.testing.assert_allclose(bonuses[3][2], 0.5 / math.sqrt(4))
     np.testing.assert_allclose(count_bonus(np.array([1, 4, 100]), 0.3), [0.3, 0.15, 0.03])
+
+
+def test_ucb_proof_fails_on_greedy_actions_without_the_bonus(tiny_kwargs):
+    def greedy(q_values, action_counts, c):  # the bonus (and the untried-first rule) dropped
+        return q_values.double()
+
+    assert_proof_fails_when(
+        replaced(ucb_bonus, "ucb_scores", greedy), check_agent_acts_on_q_plus_the_ucb_bonus, dict(tiny_kwargs)
+    )
+
+    def greedy_choice(self, agent, observation, q_values):  # counts its choices, but never explores
+        actions = q_values.argmax(dim=1).cpu().numpy()
+        model = self.model(agent)
+        model.tries.add(model.hasher.codes(ucb_bonus.observation_batch(agent, observation)), actions)
+        return actions
+
+    assert_proof_fails_when(
+        replaced(UCBBonus, "choose", greedy_choice),
+        check_agent_acts_on_q_plus_the_ucb_bonus,
+        dict(tiny_kwargs),
+    )
 
 
 def test_hashes_group_states_as_documented():

@@ -8,7 +8,9 @@ import torch as th
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
 from rlsurgery.core.errors import ParameterError
+from rlsurgery.nets.initialization import InitializationSurgery, LayerSequentialInitialization
 from rlsurgery.nets.masks import prunable_layers
+from tests.breakage import assert_proof_fails_when, replaced
 
 WIDE = dict(net_arch=[512, 512])
 
@@ -101,12 +103,92 @@ def test_pre_training_copies_matching_weights_and_reports(tmp_path):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["pre_training_initialization:source=nope.zip"])
 
 
+def random_action_states(n, seed):
+    """CartPole observations under uniform random actions, from ``reset(seed=seed)``."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make("CartPole-v1")
+    env.action_space.seed(seed)
+    states, (obs, _) = [], env.reset(seed=seed)
+    while len(states) < n:
+        states.append(obs)
+        obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return th.as_tensor(np.array(states))
+
+
+def output_variances(model, layers, obs):
+    """Var of each layer's output over units and samples, measured here with forward hooks."""
+    outputs = {}
+    hooks = [m.register_forward_hook(lambda m, _i, out: outputs.__setitem__(m, out)) for m in layers]
+    try:
+        with th.no_grad():
+            if hasattr(model.policy, "q_net"):
+                model.q_net(obs)
+            else:
+                model.policy.mlp_extractor(
+                    model.policy.extract_features(obs, model.policy.features_extractor)
+                )
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [float(outputs[m].var()) for m in layers]
+
+
+def check_lsuv_gives_orthogonal_layers_of_unit_output_variance(cls):
+    """Every hidden layer's output has variance ≈ 1, measured here (not the surgery's own report) on its
+    calibration states and on others; each weight matrix is a scaled (semi-)orthogonal one; biases are
+    0; the output layers keep their own initialisation; the targets are copies."""
+    model = cls("MlpPolicy", "CartPole-v1", seed=0, surgeries=["layer_sequential_initialization:samples=512"])
+    plain = cls("MlpPolicy", "CartPole-v1", seed=0)
+    layers = [m for _, m in prunable_layers(model, include_output=False)]
+    assert len(layers) == (2 if cls is SurgicalDQN else 4)
+    # on the calibration states (the rollout of seed 0, collected again here): 1 to the tolerance
+    variances = output_variances(model, layers, random_action_states(512, seed=0))
+    assert all(abs(v - 1) < 0.02 for v in variances), f"output variances {variances}"
+    # on 5000 other states: 1 up to the sampling error of 512 CartPole states (about ±20%)
+    variances = output_variances(model, layers, random_action_states(5000, seed=123))
+    assert all(abs(v - 1) < 0.3 for v in variances), f"output variances {variances}"
+    assert len(model.rls_lsuv["output_variances"]) == len(layers)
+    for layer in layers:
+        w = layer.weight.detach()
+        gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+        th.testing.assert_close(gram / gram.diagonal().mean(), th.eye(len(gram)), atol=1e-4, rtol=0)
+        assert not layer.bias.any()
+    for (_, layer), (_, original) in zip(prunable_layers(model), prunable_layers(plain)):
+        if layer not in layers:  # an output layer
+            assert th.equal(layer.weight, original.weight)
+    if cls is SurgicalDQN:
+        for a, b in zip(model.q_net.parameters(), model.q_net_target.parameters()):
+            assert th.equal(a, b)
+
+
 @pytest.mark.parametrize("cls", [SurgicalDQN, SurgicalPPO])
 def test_lsuv_gives_unit_output_variance_per_layer(cls):
-    model = cls("MlpPolicy", "CartPole-v1", seed=0, surgeries=["layer_sequential_initialization:samples=512"])
-    variances = model.rls_lsuv["output_variances"]
-    assert len(variances) == len(prunable_layers(model, include_output=False))
-    assert all(abs(v - 1) < 0.02 for v in variances), variances
+    check_lsuv_gives_orthogonal_layers_of_unit_output_variance(cls)
+
+
+@pytest.mark.parametrize("cls", [SurgicalDQN, SurgicalPPO])
+def test_lsuv_proof_fails_without_the_scaling_or_the_orthogonal_start(cls):
+    def orthogonal_only(self, agent):  # no variance scaling, a report that says it was done
+        InitializationSurgery.reinitialize(self, agent)
+        n = len(prunable_layers(agent, include_output=False))
+        agent.rls_lsuv = {"output_variances": [1.0] * n}
+
+    check = check_lsuv_gives_orthogonal_layers_of_unit_output_variance
+    assert_proof_fails_when(
+        replaced(LayerSequentialInitialization, "reinitialize", orthogonal_only),
+        check,
+        cls,
+        match="output variances",
+    )
+
+    def gaussian(self, weight):  # scaled to unit variance later, but not orthogonal
+        th.nn.init.normal_(weight)
+
+    assert_proof_fails_when(replaced(LayerSequentialInitialization, "init_weight", gaussian), check, cls)
 
 
 def test_pre_training_looks_through_pruning_masks_on_either_side(tmp_path):

@@ -11,7 +11,9 @@ from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
 from rlsurgery.cli import main
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.nets.masks import prunable_layers, sparsity
-from rlsurgery.pruning.structured import block_mask, n_m_mask
+from rlsurgery.pruning import structured
+from rlsurgery.pruning.structured import block_mask
+from tests.breakage import assert_proof_fails_when, replaced
 
 KW = dict(learning_starts=64, batch_size=16, buffer_size=2000, train_freq=4, target_update_interval=50)
 
@@ -59,13 +61,58 @@ def test_threshold_and_magnitude_sparsity_are_exact():
         assert th.equal(w, th.where(w0.abs() < tau, th.zeros_like(w0), w0))
 
 
-def test_n_m_and_block_patterns():
-    w = th.tensor([[0.1, -3.0, 0.2, 2.0, 5.0, 0.0, -0.1, 1.0]])
-    np.testing.assert_array_equal(n_m_mask(w, 2, 4).numpy(), [[0, 1, 0, 1, 1, 0, 0, 1]])
-    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, surgeries=["n_m_sparsity:n=2,m=4"])
-    for name, layer in prunable_layers(model):
-        groups = layer.weight.detach().reshape(layer.weight.shape[0], -1, 4)
-        assert ((groups != 0).sum(-1) <= 2).all(), name
+#: one row, two groups of M = 4 inputs, and the mask of N kept (the N largest |w| of each group)
+ROW = th.tensor([[0.1, -3.0, 0.2, 2.0, 5.0, 0.0, -0.1, 1.0]])
+KEPT = {1: [0, 1, 0, 0, 1, 0, 0, 0], 2: [0, 1, 0, 1, 1, 0, 0, 1], 3: [0, 1, 1, 1, 1, 0, 1, 1]}
+
+
+def check_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs(n):
+    """N:M keeps N weights of every M consecutive inputs, the N largest |w| (not N zeros): on a crafted
+    row, and in every layer of an agent, against the dense weights of the same seed."""
+    m = 4
+    np.testing.assert_array_equal(structured.n_m_mask(ROW, n, m).numpy(), [KEPT[n]])
+    dense = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0)
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, surgeries=[f"n_m_sparsity:n={n},m={m}"])
+    layers = prunable_layers(model)
+    assert len(layers) == len(prunable_layers(dense)) == 6  # every hidden and output layer
+    for (name, layer), (_, original) in zip(layers, prunable_layers(dense)):
+        pruned = layer.weight.detach().reshape(layer.weight.shape[0], -1, m)
+        groups = original.weight.detach().reshape(pruned.shape)
+        assert ((pruned != 0).sum(-1) == n).all(), name  # exactly N kept in each group of M inputs
+        kept = th.zeros_like(groups, dtype=th.bool).scatter_(2, groups.abs().topk(n, dim=2).indices, True)
+        assert th.equal(pruned != 0, kept), name  # the N largest |w| of the group
+        assert th.equal(pruned[kept], groups[kept]), name  # kept as they were
+    assert model.rls_sparsity["sparsity"] == pytest.approx(1 - n / m)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs(n):
+    check_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs(n)
+
+
+def test_n_m_proof_fails_on_n_zeros_or_the_smallest_kept():
+    mask = structured.n_m_mask
+
+    def n_zeros(weight, n, m):  # N of every M zeroed, the M − N largest kept: the 2:4 mask is the same
+        return mask(weight, m - n, m)
+
+    def smallest(weight, n, m):
+        return mask(1 / (weight.abs() + 1e-12), n, m)  # the largest 1/|w|: the smallest |w|
+
+    for n in (1, 3):
+        assert_proof_fails_when(
+            replaced(structured, "n_m_mask", n_zeros),
+            check_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs,
+            n,
+        )
+    assert_proof_fails_when(
+        replaced(structured, "n_m_mask", smallest),
+        check_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs,
+        2,
+    )
+
+
+def test_block_sparsity_zeroes_the_weakest_blocks():
     # blocks: the weakest 50% of 4×4 blocks are all-zero, the rest untouched
     mat = th.arange(64.0).reshape(8, 8)
     mask = block_mask(mat, 4, 4, 0.5)

@@ -10,6 +10,10 @@ import rlsurgery as rls
 from rlsurgery import SurgicalDQN
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets.data import recent_observations
+from rlsurgery.nets.layout import online_networks
+from rlsurgery.repair import plasticity
+from rlsurgery.repair.plasticity import PeriodicReset, ShrinkAndPerturb
+from tests.breakage import assert_proof_fails_when, replaced
 
 KW = dict(
     learning_starts=20, batch_size=16, buffer_size=500, train_freq=1, policy_kwargs=dict(net_arch=[16, 16])
@@ -33,7 +37,7 @@ def test_batch_norm_recalibration_uses_the_plain_average():
         rls.operate(SurgicalDQN("MlpPolicy", "CartPole-v1", **KW).learn(30), "batch_norm_re_calibration")
 
 
-def test_redo_shrink_perturb_and_resets():
+def test_redo_resets_dormant_units_without_changing_the_outputs():
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **KW).learn(100)
     first = model.q_net.q_net[0]
     with th.no_grad():
@@ -49,11 +53,85 @@ def test_redo_shrink_perturb_and_resets():
     assert kept_rows.any()
     with th.no_grad():  # the reset units had no effect before and have none right after
         th.testing.assert_close(model.q_net(recent_observations(model, 64, "test")), reference)
-    # shrink and perturb: λθ + σ·fresh
-    weights = first.weight.detach().clone()
+
+
+WIDE = {**KW, "policy_kwargs": dict(net_arch=[64, 64])}
+
+
+def linears(net):
+    return [m for m in net.modules() if isinstance(m, nn.Linear)]
+
+
+def correlation(a, b):
+    return float(th.corrcoef(th.stack([a.flatten(), b.flatten()]))[0, 1])
+
+
+def like_a_fresh_linear(values, fan_in, scale=1.0):
+    """Whether ``values`` look like ``scale`` × PyTorch's default Linear init, U(−1/√fan_in, 1/√fan_in)."""
+    bound = scale / fan_in**0.5
+    spread = float(values.std()) / (bound / 3**0.5)  # the std of U(−b, b) is b/√3
+    return bool(values.abs().max() <= bound * (1 + 1e-5)) and 0.8 < spread < 1.2
+
+
+def check_shrink_and_perturb_is_lambda_theta_plus_sigma_fresh():
+    """θ ← λθ + σ θ_fresh: what is left after λθ is σ times a fresh initialisation (bounded and spread
+    like one, uncorrelated with θ), in every layer; the target network follows."""
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **WIDE).learn(100)
+    before = [layer.weight.detach().clone() for layer in linears(model.q_net)]
+    rls.operate(model, "shrink_and_perturb:shrink=0.5,perturb=0.3")
+    for layer, old in zip(linears(model.q_net), before):
+        residual = layer.weight.detach() - 0.5 * old
+        assert like_a_fresh_linear(residual, layer.in_features, scale=0.3), (layer, residual.std())
+        assert abs(correlation(residual, old)) < 0.3
+    for online, target in zip(linears(model.q_net), linears(model.q_net_target)):
+        assert th.equal(online.weight, target.weight) and th.equal(online.bias, target.bias)
+    # σ = 0: a plain rescaling
+    weights = linears(model.q_net)[0].weight.detach().clone()
     rls.operate(model, "shrink_and_perturb:shrink=0.5,perturb=0.0")
-    th.testing.assert_close(first.weight, 0.5 * weights)
-    assert th.equal(model.q_net_target.q_net[0].weight, first.weight)
+    th.testing.assert_close(linears(model.q_net)[0].weight, 0.5 * weights)
+
+
+def test_shrink_and_perturb_is_lambda_theta_plus_sigma_fresh():
+    check_shrink_and_perturb_is_lambda_theta_plus_sigma_fresh()
+
+
+def test_shrink_and_perturb_proof_fails_without_sigma_or_with_the_wrong_noise():
+    def shrink_only(self, agent):  # σ never applied
+        with th.no_grad():
+            for net in online_networks(agent).values():
+                for p in net.parameters():
+                    p.mul_(self.params.shrink)
+        plasticity.sync_targets(agent)
+
+    check = check_shrink_and_perturb_is_lambda_theta_plus_sigma_fresh
+    assert_proof_fails_when(replaced(ShrinkAndPerturb, "run", shrink_only), check)
+    for noise in (
+        lambda net: {n: th.randn_like(p) for n, p in net.named_parameters()},  # plain N(0, 1)
+        lambda net: {n: p.detach().clone() for n, p in net.named_parameters()},  # θ itself, not fresh
+    ):
+        assert_proof_fails_when(replaced(plasticity, "fresh_parameters", noise), check)
+
+
+def check_periodic_reset_redraws_the_last_layers_and_clears_their_optimizer_state():
+    """The reset layers get a fresh draw (spread like a default init, uncorrelated with the old weights)
+    and lose their Adam moments; the layers before them keep weights and moments; the target follows;
+    with ``every`` it runs every F env steps during training."""
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **WIDE).learn(200)
+    optimizer = model.policy.optimizer
+    layers = linears(model.q_net)
+    before = [(layer.weight.detach().clone(), layer.bias.detach().clone()) for layer in layers]
+    assert all(layer.weight in optimizer.state for layer in layers)
+    rls.operate(model, "periodic_reset:layers=2")  # the output layer and the last hidden layer
+    for layer, (old, old_bias), reset in zip(layers, before, (False, True, True)):
+        if reset:
+            assert like_a_fresh_linear(layer.weight.detach(), layer.in_features), layer
+            assert abs(correlation(layer.weight.detach(), old)) < 0.3, layer
+            assert layer.bias.abs().max() <= 1 / layer.in_features**0.5 and not th.equal(layer.bias, old_bias)
+            assert layer.weight not in optimizer.state and layer.bias not in optimizer.state
+        else:
+            assert th.equal(layer.weight, old) and layer.weight in optimizer.state
+    for online, target in zip(layers, linears(model.q_net_target)):
+        assert th.equal(online.weight, target.weight) and th.equal(online.bias, target.bias)
     # periodic resets of the last layer during training
     resets = SurgicalDQN(
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=["periodic_reset:layers=1,every=50"], **KW
@@ -69,6 +147,30 @@ def test_redo_shrink_perturb_and_resets():
     state = resets.policy.optimizer.state
     assert state[last.weight]["step"] < state[hidden.weight]["step"]
     assert not th.equal(hidden.weight, hidden_before)  # earlier layers keep training, not reset
+
+
+def test_periodic_reset_redraws_the_last_layers_and_clears_their_optimizer_state():
+    check_periodic_reset_redraws_the_last_layers_and_clears_their_optimizer_state()
+
+
+def test_periodic_reset_proof_fails_when_only_the_optimizer_state_is_cleared():
+    def clear_only(self, agent):  # the moments dropped, the weights never re-drawn
+        for net in online_networks(agent).values():
+            for layer in plasticity.last_layers(net, self.params.layers):
+                plasticity.clear_optimizer_state(agent, [plasticity.trained_weight(layer), layer.bias])
+
+    def redraw_only(self, agent):  # fresh weights, stale moments
+        with th.no_grad():
+            for net in online_networks(agent).values():
+                for layer in plasticity.last_layers(net, self.params.layers):
+                    fresh = plasticity._fresh_like(layer)
+                    plasticity.trained_weight(layer).copy_(fresh.weight)
+                    layer.bias.copy_(fresh.bias)
+        plasticity.sync_targets(agent)
+
+    check = check_periodic_reset_redraws_the_last_layers_and_clears_their_optimizer_state
+    for broken in (clear_only, redraw_only):
+        assert_proof_fails_when(replaced(PeriodicReset, "run", broken), check)
 
 
 def test_repairs_reach_the_weights_under_a_pruning_mask():

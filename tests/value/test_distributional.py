@@ -1,18 +1,23 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch as th
 from sb3_contrib.common.utils import quantile_huber_loss as sb3_quantile_huber_loss
 
 from rlsurgery import SurgicalDQN
 from rlsurgery.core.batch import Batch
+from rlsurgery.value import distributional
 from rlsurgery.value.distributional import (
     CategoricalReadout,
+    DistributionalRL,
     categorical_cross_entropy,
     categorical_projection,
     quantile_huber_loss,
     quantile_midpoints,
 )
+from tests.breakage import assert_proof_fails_when, replaced, wrapped
 
 SUPPORT = th.tensor([0.0, 1.0, 2.0])
 
@@ -80,7 +85,26 @@ def test_quantile_midpoints():
     th.testing.assert_close(quantile_midpoints(4), th.tensor([0.125, 0.375, 0.625, 0.875]))
 
 
-def test_c51_agent_heads_readout_and_target():
+def projected_by_hand(probs, reward, done, gamma, support):
+    """C51's Algorithm 1 (Bellemare et al. 2017), one atom at a time: Tz_j = clip(r + (1 − d) γ z_j),
+    b = (Tz_j − v_min) / Δz, its mass split between the neighbouring atoms ⌊b⌋ and ⌈b⌉."""
+    v_min, v_max, dz = float(support[0]), float(support[-1]), float(support[1] - support[0])
+    m = [0.0] * len(support)
+    for z, p in zip(support.tolist(), probs.tolist()):
+        b = (min(max(reward + (1 - done) * gamma * z, v_min), v_max) - v_min) / dz
+        low, up = math.floor(b), math.ceil(b)
+        if low == up:
+            m[low] += p
+        else:
+            m[low] += p * (up - b)
+            m[up] += p * (b - low)
+    return m
+
+
+def check_c51_agent_target_is_the_projected_bellman_update():
+    """In the agent's loss: the current distribution is the online logits of the taken actions; the
+    target is the target network's distribution at a* = argmax_a E[Z_target(s', a)], shifted by
+    r + (1 − d) γ z and projected on the support (by hand, atom by atom); the loss is the cross-entropy."""
     model = SurgicalDQN(
         "MlpPolicy",
         "CartPole-v1",
@@ -91,18 +115,67 @@ def test_c51_agent_heads_readout_and_target():
     )
     readout = model.q_net.readout
     assert isinstance(readout, CategoricalReadout)
-    obs = th.randn(6, 4)
+    with th.no_grad():  # online ≠ target, so the test sees which network the target comes from
+        for q in model.q_net.parameters():
+            q.add_(th.randn_like(q))
+    gen = th.Generator().manual_seed(0)
+    obs, next_obs = th.randn(6, 4, generator=gen), th.randn(6, 4, generator=gen) * 3
+    actions = th.tensor([[0], [1], [0], [1], [0], [1]])
+    rewards = th.tensor([[0.3], [1.7], [-0.6], [5.0], [0.0], [2.2]])  # below / beyond the support too
+    dones = th.tensor([[0.0], [0.0], [0.0], [0.0], [1.0], [0.0]])
     outputs = model.q_net.outputs(obs)
     assert outputs.shape == (6, 2, 5)
     th.testing.assert_close(model.q_net(obs), (th.softmax(outputs, -1) * th.arange(5.0)).sum(-1))
-    batch = Batch(
-        obs, th.tensor([[0], [1], [0], [1], [0], [1]]), th.randn(6, 4), th.ones(6, 1), th.zeros(6, 1), 0.9
-    )
+    batch = Batch(obs, actions, next_obs, rewards, dones, 0.9)
     loss = model.compute_loss(batch)
-    assert batch.current.shape == batch.target.shape == (6, 5)
-    th.testing.assert_close(batch.target.sum(1), th.ones(6))
-    th.testing.assert_close(batch.td_error, batch.elementwise_loss.detach())
-    assert loss.ndim == 0 and loss.item() > 0
+    with th.no_grad():
+        current = model.q_net.outputs(obs)[th.arange(6), actions.squeeze(1)]
+        next_probs = th.softmax(model.q_net_target.outputs(next_obs), dim=-1)  # (B, A, K)
+        a_star = (next_probs * readout.support).sum(-1).argmax(1)
+        expected = th.tensor(
+            [
+                projected_by_hand(
+                    next_probs[b, a_star[b]], float(rewards[b]), float(dones[b]), 0.9, readout.support
+                )
+                for b in range(6)
+            ]
+        )
+    th.testing.assert_close(batch.current.detach(), current)
+    th.testing.assert_close(batch.target, expected)
+    cross_entropy = -(expected * th.log_softmax(current, dim=-1)).sum(-1)
+    th.testing.assert_close(batch.elementwise_loss.detach(), cross_entropy)
+    th.testing.assert_close(batch.td_error, cross_entropy)
+    assert loss.ndim == 0 and float(loss.detach()) == pytest.approx(float(cross_entropy.mean()), rel=1e-5)
+
+
+def test_c51_agent_target_is_the_projected_bellman_update():
+    check_c51_agent_target_is_the_projected_bellman_update()
+
+
+def test_c51_agent_proof_fails_on_unshifted_online_or_undiscounted_targets():
+    check = check_c51_agent_target_is_the_projected_bellman_update
+
+    def unshifted(next_probs, rewards, dones, discounts, support):  # the next distribution as it is
+        return next_probs
+
+    assert_proof_fails_when(replaced(distributional, "categorical_projection", unshifted), check)
+
+    def from_the_online_network(target):
+        def broken(self, agent, batch):
+            with th.no_grad():
+                batch.next_target_outputs = agent.q_net.outputs(batch.next_observations)
+            target(self, agent, batch)
+
+        return broken
+
+    assert_proof_fails_when(wrapped(DistributionalRL, "target", from_the_online_network), check)
+
+    def ignoring(projection):  # dones dropped and γ = 1
+        return lambda probs, rewards, dones, discounts, support: projection(
+            probs, rewards, th.zeros_like(dones), 1.0, support
+        )
+
+    assert_proof_fails_when(wrapped(distributional, "categorical_projection", ignoring), check)
 
 
 def test_qr_agent_target_is_shifted_quantiles():
