@@ -22,6 +22,7 @@ from rlsurgery import catalog
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import params_to_dict
 from rlsurgery.core.pipeline import Stage, StagePipeline
+from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery
 from rlsurgery.nets.layout import NetworkLayout, resolve
 
@@ -303,6 +304,11 @@ class SurgicalMixin:
             raise IncompatibleSurgeryError(f"{type(self).__name__} cannot be built: {exc}") from None
 
     @property
+    def surgery_state(self) -> SurgeryStates:
+        """Every surgery's state on this agent: key -> its ``State`` dataclass (saved with the model)."""
+        return states_of(self)
+
+    @property
     def surgeries(self) -> list[Surgery]:
         """The surgery objects applied to this agent, in the order given."""
         return list(self._surgeries)
@@ -317,6 +323,7 @@ class SurgicalMixin:
             "_rls_step_hooks",
             "_rls_update_counts",
             "_aux_values",
+            "surgery_state",
             "_rls_lr_factors",
         ]
 
@@ -364,6 +371,14 @@ class SurgicalMixin:
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]  # type: ignore[misc]
+
+    def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
+        """Save the model (see SB3's ``save``), every surgery's state included, as plain data."""
+        self.__dict__[SAVED_ATTRIBUTE] = states_of(self).to_data()
+        try:
+            super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+        finally:
+            del self.__dict__[SAVED_ATTRIBUTE]
 
     def predict(
         self,

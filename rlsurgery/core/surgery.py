@@ -39,6 +39,7 @@ from gymnasium import spaces
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import build_params, params_to_dict
+from rlsurgery.core.state import states_of
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
@@ -112,6 +113,8 @@ class Surgery:
     build_order: ClassVar[int] = 50
     #: order among the fillers of a composable stage: lower runs first (loss watchers 3, SAM 5)
     stage_order: ClassVar[int] = 50
+    #: the surgery's mutable state on an agent: a dataclass with defaults (see :meth:`state`)
+    State: ClassVar[type | None] = None
 
     def __init__(self, **params: Any) -> None:
         if self.Params is None:
@@ -160,6 +163,13 @@ class Surgery:
     def after_build(self, agent: BaseAlgorithm) -> None:
         """Work on a freshly built agent, once (not replayed on ``load``): e.g. pre-training
         the policy by imitation before any RL step."""
+
+    def state(self, agent: Any) -> Any:
+        """This surgery's state on ``agent`` (a ``State`` dataclass, created on first use and saved
+        with the model; see :mod:`rlsurgery.core.state`)."""
+        if self.State is None:
+            raise TypeError(f"{type(self).__name__} declares no State")
+        return states_of(agent).get_or_create(self.key, self.State)
 
     # ------------------------------------------------------------------ helpers
     def stages_for(self, family: str | None) -> tuple[str, ...]:

@@ -169,44 +169,55 @@ class PlateauParams:
     min_factor: float = param(0.01, "f_min: the rate is never reduced below f_min·η", gt=0.0, le=1.0)
 
 
+@dataclass
+class PlateauState:
+    factor: float = 1.0
+    """the current multiplier of the learning rate"""
+    best: float | None = None
+    """the best evaluation return so far"""
+    bad: int = 0
+    """evaluations since the best"""
+    next_eval: int | None = None
+    """env step of the next evaluation (None: ``eval_freq`` from the start)"""
+
+
 @register(proof="tests/optim/test_learning_rate.py::test_reduce_on_plateau_reduces_after_patience")
 class ReduceOnPlateau(OptimizerSurgery):
     """Multiply the learning rate by γ when the evaluation return stops improving.
 
-    The state (current factor, best return, evaluations since the best) lives in
-    ``agent.rls_plateau`` and is saved with the model.
+    The state (current factor, best return, evaluations since the best) is the surgery's
+    :class:`PlateauState`, saved with the model.
     """
 
     key = "reduce_on_plateau"
     Params = PlateauParams
     params: PlateauParams
+    State = PlateauState
 
     def install(self, agent: BaseAlgorithm) -> None:
-        if not isinstance(getattr(agent, "rls_plateau", None), dict):
-            agent.rls_plateau = {"factor": 1.0, "best": None, "bad": 0, "next_eval": self.params.eval_freq}  # type: ignore[attr-defined]
-        add_lr_factor(agent, lambda a, _role, _index, _group: a.rls_plateau["factor"])
+        add_lr_factor(agent, lambda a, _role, _index, _group: self.state(a).factor)
 
     def observe(self, agent: BaseAlgorithm, mean_return: float) -> None:
         """Take one evaluation into account (reduce the factor after ``patience`` without improvement)."""
-        state, p = agent.rls_plateau, self.params  # type: ignore[attr-defined]
-        if state["best"] is None or mean_return > state["best"] + p.threshold:
-            state["best"], state["bad"] = float(mean_return), 0
+        state, p = self.state(agent), self.params
+        if state.best is None or mean_return > state.best + p.threshold:
+            state.best, state.bad = float(mean_return), 0
             return
-        state["bad"] += 1
-        if state["bad"] >= p.patience:
-            state["factor"] = max(p.min_factor, state["factor"] * p.factor)
-            state["bad"] = 0
-            record(agent, "train/rls_plateau_factor", state["factor"])
+        state.bad += 1
+        if state.bad >= p.patience:
+            state.factor = max(p.min_factor, state.factor * p.factor)
+            state.bad = 0
+            record(agent, "train/rls_plateau_factor", state.factor)
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Evaluates every ``eval_freq`` env steps."""
         from rlsurgery.agents.scheduled import EveryStep
 
         def evaluate(model: BaseAlgorithm) -> None:
-            state = model.rls_plateau  # type: ignore[attr-defined]
-            if model.num_timesteps < state["next_eval"]:
+            state = self.state(model)
+            if model.num_timesteps < (state.next_eval or self.params.eval_freq):
                 return
-            state["next_eval"] = model.num_timesteps + self.params.eval_freq
+            state.next_eval = model.num_timesteps + self.params.eval_freq
             self.observe(model, self.evaluate(model))
 
         return EveryStep(evaluate)

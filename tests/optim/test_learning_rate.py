@@ -128,7 +128,7 @@ def test_reduce_on_plateau_reduces_after_patience(tmp_path):
         (5, 0.2),
     ]:
         surgery.observe(model, value)  # best 10; 10.5 is not > 10 + δ; ...
-        assert model.rls_plateau["factor"] == factor
+        assert surgery.state(model).factor == factor
     assert rate_at(model, 0) == pytest.approx(LR * 0.2)
     # in training: greedy evaluations every eval_freq steps feed it; the state is saved with the model
     trained = SurgicalDQN(
@@ -138,10 +138,12 @@ def test_reduce_on_plateau_reduces_after_patience(tmp_path):
         surgeries=["reduce_on_plateau:eval_freq=50,n_eval_episodes=1,patience=1"],
         **KW,
     ).learn(160)
-    state = trained.rls_plateau
-    assert state["best"] is not None and state["next_eval"] == 200
+    state = trained.surgery_state["reduce_on_plateau"]
+    assert state.best is not None and state.next_eval == 200
     trained.save(tmp_path / "p.zip")
-    assert rls.load(tmp_path / "p.zip").rls_plateau == state
+    loaded = rls.load(tmp_path / "p.zip")
+    assert loaded.surgeries[0].state(loaded) == state  # restored, not started afresh
+    assert not hasattr(loaded, "rls_plateau")
 
 
 def test_layer_wise_rates_decay_with_depth():
