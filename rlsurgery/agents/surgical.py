@@ -24,6 +24,7 @@ from rlsurgery.core.params import params_to_dict
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery
+from rlsurgery.nets.forward_hooks import reattach_forward_hooks
 from rlsurgery.nets.layout import NetworkLayout, resolve
 
 
@@ -323,6 +324,7 @@ class SurgicalMixin:
             "_rls_step_hooks",
             "_rls_update_counts",
             "_aux_values",
+            "_forward_hook_handles",
             "surgery_state",
             "_rls_lr_factors",
         ]
@@ -341,6 +343,7 @@ class SurgicalMixin:
         for surgery in self._network_order():
             surgery.modify_networks(self)  # type: ignore[arg-type]
         self._after_network_surgery()
+        reattach_forward_hooks(self)  # on load: the recorded hooks (and their modules) before the weights
         self.env = self._wrap_with_surgeries(self.env)
         if getattr(self, "_rls_fresh", False):  # not on load: the saved weights already hold it
             self._rls_fresh = False

@@ -33,8 +33,10 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.nets.groups import regroup
+from rlsurgery.nets.layout import layout_of
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record, set_optimizer
+from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record
 
 
 class FactorSurgery(OptimizerSurgery):
@@ -265,31 +267,20 @@ class LayerWiseLearningRates(OptimizerSurgery):
     key = "layer_wise_learning_rates"
     Params = LayerWiseParams
     params: LayerWiseParams
-    #: the decay exponent of each group, by role (set by install)
-    exponents: dict[str, list[int]]
 
     def install(self, agent: BaseAlgorithm) -> None:
-        from rlsurgery.nets.layout import online_networks
-
-        nets = online_networks(agent)
-        self.exponents = {}
-        for role, optimizer in optimizers_by_role(agent).items():
-            owned = {id(p) for g in optimizer.param_groups for p in g["params"]}
-            modules = [nets[role]] if role in nets else list(nets.values())
+        """One group per layer, of scale decay^(L − 1 − l) (:func:`rlsurgery.nets.groups.regroup`)."""
+        layout = layout_of(agent)
+        for role, networks in layout.optimizer_networks(agent.policy).items():
+            owned = {id(p) for g in optimizers_by_role(agent)[role].param_groups for p in g["params"]}
             layers = [
-                [p for p in layer if id(p) in owned] for net in modules for layer in parameter_layers(net)
+                [p for p in layer if id(p) in owned] for net in networks for layer in parameter_layers(net)
             ]
             layers = [layer for layer in layers if layer]
-            hyper = {k: v for k, v in optimizer.param_groups[0].items() if k in optimizer.defaults}
-            state = optimizer.state
-            new = type(optimizer)([{"params": layer} for layer in layers], **hyper)
-            for p in (p for layer in layers for p in layer):
-                if p in state:
-                    new.state[p] = state[p]
-            self.exponents[role] = [len(layers) - 1 - i for i in range(len(layers))]
-            set_optimizer(agent, role, new)
-        decay = self.params.decay
-        add_lr_factor(agent, lambda _a, role, index, _group: decay ** self.exponents[role][index])
+            depth = len(layers)
+            regroup(
+                agent, role, [(layer, self.params.decay ** (depth - 1 - i)) for i, layer in enumerate(layers)]
+            )
 
 
 def current_learning_rates(agent: BaseAlgorithm) -> dict[str, list[float]]:
