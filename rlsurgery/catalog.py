@@ -25,6 +25,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from rlsurgery.core.errors import ParameterError, PlannedSurgeryError, UnknownSurgeryError
@@ -32,51 +33,24 @@ from rlsurgery.core.params import describe_params
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Surgery
 
+
+def _surgery_modules() -> tuple[str, ...]:
+    """Every module of the package that registers a surgery (a line starting with ``@register(``),
+    in path order: found by reading the package's files, so that no list has to be kept and nothing
+    else (studies, plots) is imported."""
+    root = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "__init__.py" or "__pycache__" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8")
+        if "\n@register(" in text:
+            found.append(".".join(("rlsurgery", *path.relative_to(root).with_suffix("").parts)))
+    return tuple(found)
+
+
 #: modules that register the built-in surgeries (imported on first catalog use)
-BUILTIN_MODULES = (
-    "rlsurgery.value.target_network",
-    "rlsurgery.value.double_q",
-    "rlsurgery.value.dueling",
-    "rlsurgery.value.distributional",
-    "rlsurgery.value.prioritized_replay",
-    "rlsurgery.value.n_step_returns",
-    "rlsurgery.exploration.noisy_nets",
-    "rlsurgery.exploration.epsilon_greedy",
-    "rlsurgery.exploration.boltzmann",
-    "rlsurgery.exploration.ucb_bonus",
-    "rlsurgery.exploration.curiosity",
-    "rlsurgery.exploration.entropy",
-    "rlsurgery.policy.clipping",
-    "rlsurgery.policy.trust_region",
-    "rlsurgery.policy.imitation",
-    "rlsurgery.distillation.surgeries",
-    "rlsurgery.replay.hindsight",
-    "rlsurgery.policy.improvement",
-    "rlsurgery.pruning.magnitude",
-    "rlsurgery.pruning.structured",
-    "rlsurgery.pruning.gradual",
-    "rlsurgery.pruning.neurons",
-    "rlsurgery.pruning.gradient",
-    "rlsurgery.pruning.lottery",
-    "rlsurgery.optim.learning_rate",
-    "rlsurgery.optim.gradients",
-    "rlsurgery.optim.optimizers",
-    "rlsurgery.diagnostics.monitoring",
-    "rlsurgery.diagnostics.probes",
-    "rlsurgery.optim.sam",
-    "rlsurgery.repair.spikes",
-    "rlsurgery.repair.plasticity",
-    "rlsurgery.repair.faults",
-    "rlsurgery.batches.schedule",
-    "rlsurgery.batches.mining",
-    "rlsurgery.batches.augment",
-    "rlsurgery.nets.initialization",
-    "rlsurgery.nets.normalization",
-    "rlsurgery.nets.activations",
-    "rlsurgery.nets.layers",
-    "rlsurgery.nets.normalization_layers",
-    "rlsurgery.nets.dropout",
-)
+BUILTIN_MODULES = _surgery_modules()
 
 
 @dataclass(frozen=True)

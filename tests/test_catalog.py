@@ -118,3 +118,12 @@ def test_cli_catalog_json_and_section(capsys):
     assert main(["catalog", "--section", "22"]) == 0
     text = capsys.readouterr().out
     assert "noisy_nets" in text and "weight_pruning" not in text
+
+
+def test_surgery_modules_are_found_without_a_list():
+    # every implemented key's module is discovered from the package's files, and nothing else is
+    from rlsurgery import catalog
+
+    modules = {e.surgery.__module__ for e in catalog.entries(status="implemented")}
+    assert modules == set(catalog.BUILTIN_MODULES)
+    assert "rlsurgery.bench.study" not in catalog.BUILTIN_MODULES
