@@ -92,35 +92,7 @@ class SurgicalA2C(PolicyLossMixin, A2C):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        env = self._init_surgeries(surgeries, env, verbose)
-        with self._sb3_input_errors():
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                n_steps=n_steps,
-                gamma=gamma,
-                gae_lambda=gae_lambda,
-                ent_coef=ent_coef,
-                vf_coef=vf_coef,
-                max_grad_norm=max_grad_norm,
-                rms_prop_eps=rms_prop_eps,
-                use_rms_prop=use_rms_prop,
-                use_sde=use_sde,
-                sde_sample_freq=sde_sample_freq,
-                rollout_buffer_class=rollout_buffer_class,
-                rollout_buffer_kwargs=rollout_buffer_kwargs,
-                normalize_advantage=normalize_advantage,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
-        if _init_setup_model:
-            self._setup_model()
+        self._construct(locals())
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:

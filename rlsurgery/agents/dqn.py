@@ -151,38 +151,7 @@ class SurgicalDQN(OffPolicySurgicalMixin, DQN):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        env = self._init_surgeries(surgeries, env, verbose)
-        with self._sb3_input_errors():
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                buffer_size=buffer_size,
-                learning_starts=learning_starts,
-                batch_size=batch_size,
-                tau=tau,
-                gamma=gamma,
-                train_freq=train_freq,
-                gradient_steps=gradient_steps,
-                replay_buffer_class=replay_buffer_class,
-                replay_buffer_kwargs=replay_buffer_kwargs,
-                optimize_memory_usage=optimize_memory_usage,
-                n_steps=n_steps,
-                target_update_interval=target_update_interval,
-                exploration_fraction=exploration_fraction,
-                exploration_initial_eps=exploration_initial_eps,
-                exploration_final_eps=exploration_final_eps,
-                max_grad_norm=max_grad_norm,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
-        if _init_setup_model:
-            self._setup_model()
+        self._construct(locals())
 
     def _on_step(self) -> None:
         self._n_calls += 1

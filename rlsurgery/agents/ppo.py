@@ -121,38 +121,7 @@ class SurgicalPPO(PolicyLossMixin, PPO):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        env = self._init_surgeries(surgeries, env, verbose)
-        with self._sb3_input_errors():
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                n_steps=n_steps,
-                batch_size=batch_size,
-                n_epochs=n_epochs,
-                gamma=gamma,
-                gae_lambda=gae_lambda,
-                clip_range=clip_range,
-                clip_range_vf=clip_range_vf,
-                normalize_advantage=normalize_advantage,
-                ent_coef=ent_coef,
-                vf_coef=vf_coef,
-                max_grad_norm=max_grad_norm,
-                use_sde=use_sde,
-                sde_sample_freq=sde_sample_freq,
-                rollout_buffer_class=rollout_buffer_class,
-                rollout_buffer_kwargs=rollout_buffer_kwargs,
-                target_kl=target_kl,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
-        if _init_setup_model:
-            self._setup_model()
+        self._construct(locals())
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:

@@ -111,6 +111,20 @@ class SurgicalMixin:
                 s.check_spaces(env.observation_space, env.action_space)
         return env
 
+    def _construct(self, arguments: dict[str, Any]) -> None:
+        """The shared body of every surgical agent's ``__init__``: ``arguments`` are its ``locals()``
+        (the SB3 parent's arguments plus ``surgeries``); the surgeries are parsed and checked against the
+        env, the SB3 parent is initialised with the rest, and the model is built unless
+        ``_init_setup_model`` is False (``load``)."""
+        arguments = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
+        surgeries = arguments.pop("surgeries")
+        setup = arguments.pop("_init_setup_model")
+        arguments["env"] = self._init_surgeries(surgeries, arguments["env"], arguments.get("verbose", 0))
+        with self._sb3_input_errors():  # the SB3 class that follows the mixins in the MRO
+            super().__init__(**arguments, _init_setup_model=False)  # type: ignore[call-arg]
+        if setup:
+            self._setup_model()
+
     @staticmethod
     def _check_duplicates(surgeries: Sequence[Surgery]) -> None:
         """Each key once; at most one surgery that chooses actions (intrinsic rewards stack)."""

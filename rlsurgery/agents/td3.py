@@ -94,37 +94,7 @@ class SurgicalTD3(ActorCriticSurgicalMixin, TD3):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        env = self._init_surgeries(surgeries, env, verbose)
-        with self._sb3_input_errors():
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                buffer_size=buffer_size,
-                learning_starts=learning_starts,
-                batch_size=batch_size,
-                tau=tau,
-                gamma=gamma,
-                train_freq=train_freq,
-                gradient_steps=gradient_steps,
-                action_noise=action_noise,
-                replay_buffer_class=replay_buffer_class,
-                replay_buffer_kwargs=replay_buffer_kwargs,
-                optimize_memory_usage=optimize_memory_usage,
-                n_steps=n_steps,
-                policy_delay=policy_delay,
-                target_policy_noise=target_policy_noise,
-                target_noise_clip=target_noise_clip,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
-        if _init_setup_model:
-            self._setup_model()
+        self._construct(locals())
 
     # ------------------------------------------------------------------ training
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:

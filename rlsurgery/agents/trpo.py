@@ -120,38 +120,7 @@ class SurgicalTRPO(OnPolicySurgicalMixin, TRPO):
         surgeries: Any = None,
         _init_setup_model: bool = True,
     ) -> None:
-        env = self._init_surgeries(surgeries, env, verbose)
-        with self._sb3_input_errors():
-            super().__init__(
-                policy,
-                env,
-                learning_rate=learning_rate,
-                n_steps=n_steps,
-                batch_size=batch_size,
-                gamma=gamma,
-                cg_max_steps=cg_max_steps,
-                cg_damping=cg_damping,
-                line_search_shrinking_factor=line_search_shrinking_factor,
-                line_search_max_iter=line_search_max_iter,
-                n_critic_updates=n_critic_updates,
-                gae_lambda=gae_lambda,
-                use_sde=use_sde,
-                sde_sample_freq=sde_sample_freq,
-                rollout_buffer_class=rollout_buffer_class,
-                rollout_buffer_kwargs=rollout_buffer_kwargs,
-                normalize_advantage=normalize_advantage,
-                target_kl=target_kl,
-                sub_sampling_factor=sub_sampling_factor,
-                stats_window_size=stats_window_size,
-                tensorboard_log=tensorboard_log,
-                policy_kwargs=policy_kwargs,
-                verbose=verbose,
-                seed=seed,
-                device=device,
-                _init_setup_model=False,
-            )
-        if _init_setup_model:
-            self._setup_model()
+        self._construct(locals())
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:

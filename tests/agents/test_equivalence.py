@@ -68,3 +68,19 @@ def test_no_surgeries_reproduces_the_sb3_parent_bit_for_bit(case):
     theirs = parent("MlpPolicy", env_id, seed=3, **copy.deepcopy(kwargs)).learn(steps)
     assert_same_state(theirs, ours)
     assert ours._n_updates == theirs._n_updates > 0
+
+
+@pytest.mark.parametrize("case", ["dqn", "ppo", "a2c", "sac", "td3", "trpo"])
+def test_signatures_are_the_sb3_parents_plus_surgeries(case):
+    # one shared construction forwards the arguments; the explicit signatures (for help() and IDEs)
+    # must stay SB3's: same names, order and defaults, plus ``surgeries``
+    import inspect
+
+    parent, surgical, *_ = CASES[case]
+    theirs = dict(inspect.signature(parent.__init__).parameters)
+    ours = dict(inspect.signature(surgical.__init__).parameters)
+    assert ours.pop("surgeries").default is None
+    assert list(ours) == list(theirs)
+    for name, parameter in theirs.items():
+        assert ours[name].default == parameter.default, name
+    assert ":param surgeries:" in surgical.__doc__  # help() documents it
