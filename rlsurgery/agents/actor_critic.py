@@ -54,7 +54,6 @@ class ActorCriticSurgicalMixin(OffPolicySurgicalMixin):
     """Mixed into SB3's SAC and TD3 (before the SB3 class): the stages and losses they share."""
 
     STAGES: ClassVar[tuple[Stage, ...]] = ACTOR_CRITIC_STAGES
-    OPTIMIZER_ROLES: ClassVar[tuple[str, ...]] = ("critic", "actor")
     #: c in the critic loss c · Σ_i MSE(Q_i, y): ½ in SB3's SAC, 1 in its TD3
     critic_loss_scale: ClassVar[float] = 1.0
 

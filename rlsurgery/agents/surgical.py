@@ -65,8 +65,6 @@ class SurgicalMixin:
 
     algorithm_family: ClassVar[str] = ""
     STAGES: ClassVar[tuple[Stage, ...]] = ()
-    #: the roles of the agent's optimizers, in the order one update steps them
-    OPTIMIZER_ROLES: ClassVar[tuple[str, ...]] = ("policy",)
     #: where the agent's policy keeps its networks (see :mod:`rlsurgery.nets.layout`)
     LAYOUT: ClassVar[NetworkLayout]
 

@@ -65,7 +65,8 @@ class NetworkLayout:
     """what the acting network outputs: ``q`` (values per action), ``distribution`` or ``actor``
     (a deterministic or squashed-Gaussian action)"""
     optimizer_owners: dict[str, str]
-    """optimizer role -> path of the module whose ``.optimizer`` it is"""
+    """optimizer role -> path of the module whose ``.optimizer`` it is, in the order an update
+    steps them (the first is the default role of the loss probes)"""
     extractor_owner: str
     """path of the acting network's feature extractor's owner (``extract_features`` is its method)"""
     extractor_attribute: str
@@ -196,7 +197,7 @@ SAC_LAYOUT = NetworkLayout(
     roles=_SAC_ROLES,
     acting="actor",
     kind="actor",
-    optimizer_owners={"actor": "actor", "critic": "critic"},
+    optimizer_owners={"critic": "critic", "actor": "actor"},
     extractor_owner="actor",
     extractor_attribute="features_extractor",
     bn_stats={"batch_norm_stats": "critic", "batch_norm_stats_target": "critic_target"},
@@ -211,7 +212,7 @@ TD3_LAYOUT = NetworkLayout(
     roles=(*_SAC_ROLES, NetworkRole("actor_target", "actor_target", target_of="actor")),
     acting="actor",
     kind="actor",
-    optimizer_owners={"actor": "actor", "critic": "critic"},
+    optimizer_owners={"critic": "critic", "actor": "actor"},
     extractor_owner="actor",
     extractor_attribute="features_extractor",
     bn_stats={

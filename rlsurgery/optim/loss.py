@@ -19,6 +19,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.nets.layout import layout_of
 
 #: families whose loss can be re-evaluated on a batch: every surgical agent
 LOSS_FAMILIES = ("dqn", "ppo", "a2c", "sac", "td3", "trpo")
@@ -26,7 +27,7 @@ LOSS_FAMILIES = ("dqn", "ppo", "a2c", "sac", "td3", "trpo")
 
 def loss_roles(agent: BaseAlgorithm) -> tuple[str, ...]:
     """The agent's optimizer roles, in the order its update steps them (the first is the default)."""
-    return tuple(getattr(agent, "OPTIMIZER_ROLES", ("policy",)))
+    return tuple(layout_of(agent).optimizer_owners)
 
 
 def check_role(agent: BaseAlgorithm, key: str, role: str) -> str:
