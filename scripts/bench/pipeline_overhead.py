@@ -9,6 +9,10 @@ affects both alike), one torch thread, and two readings are taken:
 - ``train``: wall time inside ``train()`` only (the update, where the pipeline is), summed over the
   run; it is less diluted by the shared collection code.
 
+With ``--micro``, a third reading isolates the update: both agents are trained to the same point
+(the same replay data), then ``train(gradient_steps)`` is timed on each in turn, ``--repeats``
+times alternating, one torch thread, and the median time per update is kept (``micro_*_ms``).
+
 Agents (rl-baselines3-zoo settings for the env, smaller networks for SAC so that a run is short):
 
 * ``dqn``  CartPole-v1, the zoo's DQN settings (batch 64, train_freq 256, gradient_steps 128)
@@ -89,16 +93,40 @@ def timed_run(cls: type, env_id: str, steps: int, kwargs: dict[str, Any], seed: 
     return time.perf_counter() - start, inside[0]
 
 
+def micro(agent: str, seed: int, repeats: int, updates: int) -> dict[str, float]:
+    """Median ms per update of ``train(updates)`` for SB3 and the surgical agent, alternating."""
+    spec = AGENTS[agent]
+    models = {}
+    for name, cls in zip(("sb3", "surgical"), spec["classes"]):
+        kwargs = {k: (dict(v) if isinstance(v, dict) else v) for k, v in spec["kwargs"].items()}
+        model = cls("MlpPolicy", spec["env"], seed=seed, **kwargs)
+        model.learn(spec["kwargs"]["learning_starts"] + 200)  # a filled buffer, the logger set up
+        models[name] = model
+    times: dict[str, list[float]] = {"sb3": [], "surgical": []}
+    batch_size = spec["kwargs"]["batch_size"]
+    for repeat in range(repeats + 1):
+        for name in ("sb3", "surgical") if repeat % 2 else ("surgical", "sb3"):
+            start = time.perf_counter()
+            models[name].train(gradient_steps=updates, batch_size=batch_size)
+            if repeat:  # the first round warms up
+                times[name].append((time.perf_counter() - start) / updates * 1000)
+    return {f"micro_{name}_ms": statistics.median(values) for name, values in times.items()}
+
+
 def report(log: ResultsLog) -> None:
     rows = log.rows()
     for agent in sorted({r["agent"] for r in rows}):
         mine = [r for r in rows if r["agent"] == agent]
-        for reading in ("learn", "train"):
-            ratios = [r[f"{reading}_surgical_s"] / r[f"{reading}_sb3_s"] for r in mine]
+        for reading in ("learn", "train", "micro"):
+            unit = "ms" if reading == "micro" else "s"
+            rows_with = [r for r in mine if f"{reading}_sb3_{unit}" in r]
+            if not rows_with:
+                continue
+            ratios = [r[f"{reading}_surgical_{unit}"] / r[f"{reading}_sb3_{unit}"] for r in rows_with]
             print(
                 f"{agent:4s} {reading:5s} surgical/SB3: median {statistics.median(ratios):.3f} "
                 f"(range {min(ratios):.3f}-{max(ratios):.3f}, {len(ratios)} seeds; "
-                f"SB3 median {statistics.median(r[f'{reading}_sb3_s'] for r in mine):.1f} s)"
+                f"SB3 median {statistics.median(r[f'{reading}_sb3_{unit}'] for r in rows_with):.2f} {unit})"
             )
 
 
@@ -110,12 +138,27 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--out", default="bench-results/pipeline_overhead.jsonl")
     parser.add_argument("--report", help="only print the table of an existing results file")
+    parser.add_argument("--micro", action="store_true", help="time train() alone (see above)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--updates", type=int, default=200)
     args = parser.parse_args()
     if args.report:
         report(ResultsLog(args.report, key=("agent", "seed", "steps")))
         return
     th.set_num_threads(1)
     log = ResultsLog(args.out, key=("agent", "seed", "steps"))
+    if args.micro:
+        for seed in range(args.seeds):
+            for agent in args.agents.split(","):
+                if (agent, seed, "micro") in log.done():
+                    continue
+                record = {"agent": agent, "seed": seed, "steps": "micro", "updates": args.updates}
+                record.update(micro(agent, seed, args.repeats, args.updates))
+                record.update(date=datetime.date.today().isoformat(), machine=platform.node())
+                log.append(record)
+                print(record, flush=True)
+        report(log)
+        return
     for seed in range(args.seeds):
         for agent in args.agents.split(","):
             spec = AGENTS[agent]
