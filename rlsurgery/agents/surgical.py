@@ -26,6 +26,7 @@ from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery
 from rlsurgery.nets.forward_hooks import reattach_forward_hooks
 from rlsurgery.nets.layout import NetworkLayout, resolve
+from rlsurgery.runtime.wrappers import surgery_wrappers, unwrap_surgery_wrappers
 
 
 def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
@@ -250,10 +251,7 @@ class SurgicalMixin:
         """
         if env is None:
             return None
-        from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
-
-        while isinstance(env, IntrinsicRewardVecEnv):
-            env = env.venv
+        env = unwrap_surgery_wrappers(env)
         for surgery in self._surgeries:
             wrap = getattr(surgery, "wrap_env", None)
             if wrap is not None:
@@ -266,25 +264,16 @@ class SurgicalMixin:
         self.env = self._wrap_with_surgeries(self.env)
         last_obs = getattr(self, "_last_obs", None)
         if not force_reset and last_obs is not None:  # training goes on from the last observation
-            from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
-
-            wrapper = self.env
-            while isinstance(wrapper, IntrinsicRewardVecEnv):
+            for wrapper in surgery_wrappers(self.env):
                 wrapper.continue_from(last_obs)
-                wrapper = wrapper.venv
 
     def dump_logs(self, *args: Any) -> None:
-        """SB3's logs, plus the mean intrinsic bonus and its coefficient per wrapper
-        (``rollout/intrinsic_<surgery>``, ``rollout/intrinsic_<surgery>_coef``)."""
-        from rlsurgery.exploration.intrinsic import IntrinsicRewardVecEnv
-
-        env = getattr(self, "env", None)
-        while isinstance(env, IntrinsicRewardVecEnv):
-            stats = env.pop_statistics()
-            if stats:
-                self.logger.record(f"rollout/intrinsic_{env.name}", stats["bonus"])  # type: ignore[attr-defined]
-                self.logger.record(f"rollout/intrinsic_{env.name}_coef", stats["coefficient"])  # type: ignore[attr-defined]
-            env = env.venv
+        """SB3's logs, plus what the surgeries' env wrappers collected (e.g. the mean intrinsic
+        bonus and its coefficient: ``rollout/intrinsic_<surgery>``, ``rollout/intrinsic_<surgery>_coef``)."""
+        for wrapper in surgery_wrappers(getattr(self, "env", None)):
+            for name, value in wrapper.pop_statistics().items():
+                suffix = f"_{name}" if name else ""
+                self.logger.record(f"rollout/{wrapper.log_prefix}_{wrapper.name}{suffix}", value)  # type: ignore[attr-defined]
         super().dump_logs(*args)  # type: ignore[misc]
 
     def _init_callback(self, callback: Any, progress_bar: bool = False) -> Any:

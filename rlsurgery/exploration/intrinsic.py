@@ -27,8 +27,10 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, preprocess_obs
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
+
+from rlsurgery.runtime.wrappers import SurgeryVecEnvWrapper
 
 
 class RunningMoments(nn.Module):
@@ -116,7 +118,7 @@ class IntrinsicReward(nn.Module):
         """Learn from a batch of transitions (after their bonus was computed)."""
 
 
-class IntrinsicRewardVecEnv(VecEnvWrapper):
+class IntrinsicRewardVecEnv(SurgeryVecEnvWrapper):
     """Adds ``coefficient() · model.bonus(s, a, s')`` to the rewards of ``venv``.
 
     :param venv: the vectorized environment
@@ -132,21 +134,23 @@ class IntrinsicRewardVecEnv(VecEnvWrapper):
         coefficient: float | Callable[[], float] = 1.0,
         name: str = "bonus",
     ) -> None:
-        super().__init__(venv)
+        super().__init__(venv, name)
         self.model = model
         self.coefficient = coefficient if callable(coefficient) else (lambda c=float(coefficient): c)
-        self.name = name
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
         #: mean bonus (before the coefficient) of the last step
         self.last_bonus = 0.0
         self._bonus_sum, self._bonus_count, self._coef = 0.0, 0, 0.0
 
+    log_prefix = "intrinsic"
+
     def pop_statistics(self) -> dict[str, float]:
-        """Mean bonus per step and the current coefficient since the last call (for the logs)."""
+        """Mean bonus per step (``""``: logged as ``rollout/intrinsic_<name>``) and the current
+        coefficient (``"coef"``: ``rollout/intrinsic_<name>_coef``) since the last call."""
         if self._bonus_count == 0:
             return {}
-        stats = {"bonus": self._bonus_sum / self._bonus_count, "coefficient": self._coef}
+        stats = {"": self._bonus_sum / self._bonus_count, "coef": self._coef}
         self._bonus_sum, self._bonus_count = 0.0, 0
         return stats
 
