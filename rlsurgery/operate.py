@@ -1,8 +1,9 @@
 """Surgery on a saved or trained model: ``rls.operate`` and ``rlsurgery operate``.
 
-Surgeries that can work on an existing model define ``operate(model, env_id=None)``; it
-returns the operated model (for distillation: a new, smaller student of the same
-algorithm, with the surgery in its provenance log).
+Every surgery that works on an existing model goes through one template,
+:meth:`rlsurgery.core.surgery.Surgery.operate` (check → transform → record → report); it
+returns the operated model (for distillation: a new, smaller student of the same algorithm,
+with the surgery in its provenance log).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from rlsurgery.core.spec import parse_spec
 
 
 def operable_keys() -> list[str]:
-    """Catalog keys whose surgery can be applied to an existing model."""
-    return [e.key for e in catalog.entries(status="implemented") if hasattr(e.surgery, "operate")]
+    """Catalog keys whose surgery can be applied to an existing model (it defines ``transform``)."""
+    return [e.key for e in catalog.entries(status="implemented") if e.surgery.can_operate()]
 
 
 def operate(model: BaseAlgorithm, surgery: Any, env_id: str | None = None, **params: Any) -> BaseAlgorithm:
@@ -36,13 +37,12 @@ def operate(model: BaseAlgorithm, surgery: Any, env_id: str | None = None, **par
     """
     spec = parse_spec(surgery)
     instance = catalog.create({"key": spec.key, **spec.params, **params})
-    apply = getattr(instance, "operate", None)
-    if apply is None:
+    if not instance.can_operate():
         raise IncompatibleSurgeryError(
             f"{spec.key}: cannot be applied to an existing model; apply it when building the agent "
             f"(operable now: {', '.join(operable_keys())})"
         )
-    return apply(model, env_id=env_id)
+    return instance.operate(model, env_id=env_id)
 
 
 def load_surgical(path: str | Path) -> BaseAlgorithm:
