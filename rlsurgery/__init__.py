@@ -23,7 +23,7 @@ from rlsurgery.core.errors import (
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.io import load
-from rlsurgery.operate import operate
+from rlsurgery.operate import last_report, operate
 from rlsurgery.recipes import load_recipe, make
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "__version__",
     "catalog",
     "envs",
+    "last_report",
     "load",
     "load_recipe",
     "make",

@@ -166,27 +166,45 @@ def inspect_model(path: str) -> dict[str, Any]:
 
 
 def cmd_operate(args: argparse.Namespace) -> int:
-    from rlsurgery.operate import operate_file
+    from rlsurgery.core.errors import ParameterError
+    from rlsurgery.operate import last_report, operate_file
 
-    result = operate_file(args.model, args.surgery, args.output, env_id=args.env, force=args.force)
-    report = {
+    if args.episodes is not None and not args.report:
+        raise ParameterError("--episodes sets the episodes of the report; add --report")
+    result = operate_file(
+        args.model,
+        args.surgery,
+        args.output,
+        env_id=args.env,
+        force=args.force,
+        report=args.report,
+        episodes=args.episodes,
+        eval_seed=args.eval_seed,
+    )
+    report = last_report(result) if args.report else None
+    summary = {
         "model": args.model,
         "output": args.output,
         "algorithm": type(result).__name__,
         "surgery_log": getattr(result, "surgery_log", []),
+        **({"report": report.as_dict()} if report is not None else {}),
         **({"distillation": result.rls_distillation} if hasattr(result, "rls_distillation") else {}),
     }
     if args.json:
-        _print_json(report)
+        _print_json(summary)
     else:
-        print(f"{args.model} -> {args.output} ({report['algorithm']}, {args.surgery})")
-        for key, value in report.get("distillation", {}).items():
+        print(f"{args.model} -> {args.output} ({summary['algorithm']}, {args.surgery})")
+        for key, value in summary.get("distillation", {}).items():
             if key != "round_losses":
                 print(f"  {key:20s} {value}")
+        if report is not None:
+            print(report.table(indent="  "))
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from rlsurgery.core.report import OperationReport
+
     info = inspect_model(args.model)
     if args.json:
         _print_json(info)
@@ -200,6 +218,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         params = ", ".join(f"{k}={v}" for k, v in record.get("params", {}).items())
         how = f"step {record.get('step', 0)}, {record.get('applied', 'build')}"
         print(f"  {i}. {record['key']} ({how}) {params}")
+        if isinstance(record.get("report"), dict):
+            print(OperationReport.from_dict(record["report"]).table(indent="     "))
     return 0
 
 
@@ -420,10 +440,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to save the operated model")
     p.add_argument("--env", help="Gymnasium id, when the model does not record it")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="measure the operation (parameters, non-zero parameters, zip bytes, predict latency at "
+        "batch 1 and 256, greedy return before and after) and keep the report in the provenance log",
+    )
+    p.add_argument(
+        "--episodes", type=int, help="with --report: greedy episodes of each return measurement (default 10)"
+    )
+    p.add_argument("--eval-seed", type=int, default=0, help="with --report: seed of the evaluation env")
+    p.add_argument("--json", action="store_true", help='print JSON (the report under "report")')
     p.set_defaults(func=cmd_operate)
 
-    p = sub.add_parser("inspect", help="show a model's algorithm, settings and surgery provenance")
+    p = sub.add_parser(
+        "inspect", help="show a model's algorithm, settings and surgery provenance (with the stored reports)"
+    )
     p.add_argument("model", help="model zip")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)

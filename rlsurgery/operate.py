@@ -1,8 +1,17 @@
 """Surgery on a saved or trained model: ``rls.operate`` and ``rlsurgery operate``.
 
-Surgeries that can work on an existing model define ``operate(model, env_id=None)``; it
-returns the operated model (for distillation: a new, smaller student of the same
-algorithm, with the surgery in its provenance log).
+Every surgery that works on an existing model goes through one template,
+:meth:`rlsurgery.core.surgery.Surgery.operate` (check → transform → record → report); it
+returns the operated model (for distillation: a new, smaller student of the same algorithm,
+with the surgery in its provenance log).
+
+With ``report=True`` the operation is measured (:mod:`rlsurgery.core.report`: parameters,
+non-zero parameters, zip bytes, predict latency at batch 1 and 256, greedy return before and
+after over ``episodes`` episodes) and the report is kept in the provenance record of the
+operation, so it is saved with the model; :func:`last_report` reads it back::
+
+    pruned = rls.operate(model, "magnitude_pruning:amount=0.5", report=True, episodes=10)
+    rls.last_report(pruned).nonzero_params      # also pruned.surgery_log[-1]["report"]
 """
 
 from __future__ import annotations
@@ -13,36 +22,89 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery import catalog
-from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
+from rlsurgery.measure import ReportMeter
+
+#: greedy episodes of each return measurement of a report, unless told
+REPORT_EPISODES = 10
 
 
 def operable_keys() -> list[str]:
-    """Catalog keys whose surgery can be applied to an existing model."""
-    return [e.key for e in catalog.entries(status="implemented") if hasattr(e.surgery, "operate")]
+    """Catalog keys whose surgery can be applied to an existing model (it defines ``transform``)."""
+    return [e.key for e in catalog.entries(status="implemented") if e.surgery.can_operate()]
 
 
-def operate(model: BaseAlgorithm, surgery: Any, env_id: str | None = None, **params: Any) -> BaseAlgorithm:
+def operate(
+    model: BaseAlgorithm,
+    surgery: Any,
+    env_id: str | None = None,
+    *,
+    report: bool = False,
+    episodes: int | None = None,
+    eval_seed: int = 0,
+    **params: Any,
+) -> BaseAlgorithm:
     """Apply ``surgery`` to ``model`` and return the result.
 
     :param model: a trained model (any SB3 algorithm rlsurgery knows)
     :param surgery: a surgery key or spec (``"policy_distillation:net_arch=[32]"``)
     :param env_id: the model's Gymnasium id when the model does not record it
+    :param report: measure the operation and keep its :class:`~rlsurgery.core.report.OperationReport`
+        in the provenance record (``rls.last_report(result)``); costs ``2 × episodes`` episodes
+    :param episodes: greedy episodes of each return measurement (default 10; only with ``report``;
+        a surgery parameter named ``episodes`` goes in the spec)
+    :param eval_seed: seed of the report's evaluation env
     :param params: surgery parameters (added to those of the spec)
     :return: the operated model
 
     >>> import rlsurgery as rls  # doctest: +SKIP
     >>> student = rls.operate(teacher, "policy_distillation", net_arch=[32], steps=5000)  # doctest: +SKIP
+    >>> pruned = rls.operate(model, "magnitude_pruning:amount=0.5", report=True, episodes=5)  # doctest: +SKIP
+    >>> rls.last_report(pruned).nonzero_params  # doctest: +SKIP
     """
     spec = parse_spec(surgery)
     instance = catalog.create({"key": spec.key, **spec.params, **params})
-    apply = getattr(instance, "operate", None)
-    if apply is None:
+    if not instance.can_operate():
         raise IncompatibleSurgeryError(
             f"{spec.key}: cannot be applied to an existing model; apply it when building the agent "
             f"(operable now: {', '.join(operable_keys())})"
         )
-    return apply(model, env_id=env_id)
+    if not report and episodes is not None:
+        raise ParameterError(
+            f"{spec.key}: 'episodes' is the number of episodes of the report; pass report=True "
+            "(a surgery parameter named episodes goes in the spec)"
+        )
+    meter = report_meter(model, spec.key, env_id, episodes, eval_seed) if report else None
+    return instance.operate(model, env_id=env_id, meter=meter)
+
+
+def report_meter(
+    model: BaseAlgorithm, key: str, env_id: str | None, episodes: int | None, eval_seed: int = 0
+) -> ReportMeter:
+    """The meter of a report on ``model``: its recorded env (or ``env_id``), with its env arguments."""
+    recorded = getattr(model, "rls_env_id", None)
+    env = env_id or recorded
+    if env is None:
+        raise IncompatibleSurgeryError(
+            f"{key}: the report measures returns, and the model does not record its environment; "
+            "pass env_id / --env"
+        )
+    episodes = REPORT_EPISODES if episodes is None else episodes
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ParameterError(f"{key}: the report's 'episodes' must be an integer >= 1 (got {episodes!r})")
+    env_kwargs = getattr(model, "rls_env_kwargs", None) if env == recorded else None
+    return ReportMeter(env, episodes=episodes, eval_seed=eval_seed, env_kwargs=dict(env_kwargs or {}))
+
+
+def last_report(model: BaseAlgorithm) -> OperationReport | None:
+    """The report of the latest operation on ``model`` that was measured (``operate(..., report=True)``),
+    read from its provenance log (after ``load`` too), or None."""
+    for record in reversed(getattr(model, "surgery_log", None) or []):
+        if isinstance(record.get("report"), dict):
+            return OperationReport.from_dict(record["report"])
+    return None
 
 
 def load_surgical(path: str | Path) -> BaseAlgorithm:
@@ -62,17 +124,28 @@ def load_surgical(path: str | Path) -> BaseAlgorithm:
 
 
 def operate_file(
-    path: str | Path, surgery: Any, out: str | Path, env_id: str | None = None, force: bool = False
+    path: str | Path,
+    surgery: Any,
+    out: str | Path,
+    env_id: str | None = None,
+    force: bool = False,
+    *,
+    report: bool = False,
+    episodes: int | None = None,
+    eval_seed: int = 0,
 ) -> BaseAlgorithm:
     """Load ``path``, operate, save to ``out`` (an existing ``out`` is kept unless ``force``).
 
-    A plain SB3 zip is loaded as its surgical agent class (same weights), so that what the
-    surgery does is recorded in the provenance log and restored on load.
+    A plain SB3 zip is loaded as its surgical agent class (same weights, on the CPU), so that
+    what the surgery does is recorded in the provenance log and restored on load. ``report``,
+    ``episodes`` and ``eval_seed`` are those of :func:`operate`; the report is saved in ``out``.
     """
     out = Path(out)
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    result = operate(load_surgical(path), surgery, env_id=env_id)
+    result = operate(
+        load_surgical(path), surgery, env_id=env_id, report=report, episodes=episodes, eval_seed=eval_seed
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     result.save(out)
     return result

@@ -110,13 +110,13 @@ class ImageAugmentation(Surgery):
                 f"{self.key}: needs image observations (a 3-D Box), not {observation_space}"
             )
 
-    def transform(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
-        raise NotImplementedError(f"{type(self).__name__} must define transform()")
+    def augment_observations(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must define augment_observations()")
 
     def augment(self, agent: BaseAlgorithm, batch: Any) -> None:
-        batch.observations = self.transform(agent, batch.observations)
+        batch.observations = self.augment_observations(agent, batch.observations)
         if getattr(batch, "next_observations", None) is not None:
-            batch.next_observations = self.transform(agent, batch.next_observations)
+            batch.next_observations = self.augment_observations(agent, batch.next_observations)
 
 
 @dataclass
@@ -134,7 +134,7 @@ class CutMix(ImageAugmentation):
     Params = CutMixParams
     params: CutMixParams
 
-    def transform(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
+    def augment_observations(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
         p = self.params
         return AUGMENTATIONS[p.mode](x, p.pad if p.mode == "shift" else p.size)
 
@@ -194,7 +194,7 @@ class AutoAugment(ImageAugmentation):
         self.arm = ucb_choice(self.means, self.counts, self.params.c)
         record(agent, "train/autoaugment_arm", self.arm)
 
-    def transform(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
+    def augment_observations(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
         name = self.params.arms[self.arm]
         return AUGMENTATIONS[name](x, self.params.pad if name == "shift" else self.params.size)
 

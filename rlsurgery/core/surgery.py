@@ -28,6 +28,26 @@ Two stages exist on every surgical agent and have one signature everywhere:
 * ``before_step(agent, role, batch, loss)``: after the backward pass and gradient clipping,
   right before the optimizer of ``role`` (``"policy"``, ``"actor"``, ``"critic"``) steps, with
   the batch and the loss of that update (loss watchers, SAM).
+
+On a trained model (``rls.operate``, ``rlsurgery operate``, or at ``at_step`` during training) one
+template, :meth:`Surgery.operate`, runs every surgery::
+
+    check_operable(model, env_id)   validate: a surgical agent, not applied twice, validate(model)
+    transform(model, env_id)        what the subclass writes; returns the operated model
+    record(result)                  the provenance record of the operation (surgery_log)
+    report                          with a meter: OperationReport in the record (core/report.py)
+
+A subclass writes :meth:`~Surgery.transform` and sets the hooks the template reads
+(``operates_in_place``, ``needs_surgical_agent``, ``repeatable``)::
+
+    class Halve(Surgery):
+        key, operates_in_place = "halve", True
+
+        def transform(self, model, env_id):
+            with th.no_grad():
+                for p in model.policy.parameters():
+                    p.mul_(0.5)
+            return model
 """
 
 from __future__ import annotations
@@ -39,10 +59,21 @@ from gymnasium import spaces
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import build_params, params_to_dict
+from rlsurgery.core.report import Meter, OperationReport
 from rlsurgery.core.state import states_of
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
+
+
+def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
+    """One provenance record: key, full parameters (defaults filled in), step, how applied."""
+    return {
+        "key": surgery.key,
+        "params": params_to_dict(surgery.params),
+        "step": int(step),
+        "applied": applied,
+    }
 
 
 #: families of the surgical on-policy agents (actor-critic policies, rollout hooks)
@@ -104,8 +135,14 @@ class Surgery:
     #: keys this surgery cannot be combined with, and why (checked before anything is built)
     conflicts: ClassVar[tuple[str, ...]] = ()
     conflict_reason: ClassVar[str] = ""
-    #: whether ``operate(model)`` changes the model in place (such surgeries can take ``at_step``)
+    #: whether ``operate(model)`` changes the model in place (such surgeries can take ``at_step``);
+    #: otherwise :meth:`transform` returns a new model that was built with the surgery (distillation)
     operates_in_place: ClassVar[bool] = False
+    #: whether ``operate`` needs a surgical agent (with a provenance log, so that the change is saved
+    #: and restored on ``load``); those that do not also work on a plain SB3 model, unrecorded
+    needs_surgical_agent: ClassVar[bool] = True
+    #: whether ``operate`` may apply the surgery to a model whose log already holds it
+    repeatable: ClassVar[bool] = True
     #: env step at which to apply the surgery during training (``at_step`` in a spec); None: at build
     at_step: int | None = None
     #: order of network transforms: lower runs first (output representation, then
@@ -163,6 +200,103 @@ class Surgery:
     def after_build(self, agent: BaseAlgorithm) -> None:
         """Work on a freshly built agent, once (not replayed on ``load``): e.g. pre-training
         the policy by imitation before any RL step."""
+
+    # ------------------------------------------------------------------ on a trained model
+    @classmethod
+    def can_operate(cls) -> bool:
+        """Whether the surgery works on an existing model (it defines :meth:`transform`)."""
+        return cls.transform is not Surgery.transform
+
+    def operate(
+        self, model: BaseAlgorithm, env_id: str | None = None, meter: Meter | None = None
+    ) -> BaseAlgorithm:
+        """Apply the surgery to a trained model: check, transform, record, report.
+
+        1. :meth:`check_operable` (before anything changes or is measured);
+        2. with a ``meter``: measure the model as it is;
+        3. :meth:`transform` (what subclasses write): the operated model, ``model`` itself for
+           in-place surgeries, a new model for distillation's student;
+        4. :meth:`record`: a provenance record ``{"key", "params", "step", "applied": "operate"}``
+           appended to the model's ``surgery_log`` (and the surgery joins its surgeries, as it will
+           after ``load``); a new model already holds the record it was built with;
+        5. with a ``meter``: measure the result and keep the :class:`OperationReport` in that
+           record, as plain data (``record["report"]``).
+
+        :param model: the trained model
+        :param env_id: its Gymnasium id when it does not record one (``rls_env_id``)
+        :param meter: measures models for the report (``rls.operate(..., report=True)`` makes one)
+        :return: the operated model
+        """
+        env_id = env_id or getattr(model, "rls_env_id", None)
+        self.check_operable(model, env_id)
+        if meter is not None and self.operates_in_place and getattr(model, "surgery_log", None) is None:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: a report is kept in the provenance log; operate on a surgical agent (load "
+                f"the zip with rls.load or rlsurgery operate), not a plain {type(model).__name__}"
+            )
+        before = meter.measure(model) if meter is not None else None
+        result = self.transform(model, env_id)
+        record = self.record(result)
+        if meter is not None and before is not None and record is not None:
+            report = OperationReport.from_costs(
+                self.key,
+                before,
+                meter.measure(result),
+                env_id=meter.env_id,
+                episodes=meter.episodes,
+                eval_seed=meter.eval_seed,
+                device=str(result.device),
+            )
+            record["report"] = report.as_dict()
+        return result
+
+    def check_operable(self, model: BaseAlgorithm, env_id: str | None) -> None:
+        """Raise before ``operate`` changes anything if the surgery cannot apply to ``model``.
+
+        A surgery that :attr:`needs_surgical_agent` refuses a model without a provenance log; one
+        that is not :attr:`repeatable` refuses a model whose log holds it; a surgical agent is then
+        checked by :meth:`validate`, a plain SB3 model by :meth:`check_spaces`. Subclasses add
+        their own checks (a role, an env id) and call this one.
+        """
+        log = getattr(model, "surgery_log", None)
+        if self.needs_surgical_agent and log is None:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
+                f"not a plain {type(model).__name__}, so that the change is saved and restored"
+            )
+        applied = [r["key"] for r in log or [] if r["applied"] != "scheduled"]
+        if not self.repeatable and self.key in applied:
+            raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
+        if self.needs_surgical_agent or getattr(model, "algorithm_family", None) is not None:
+            self.validate(model)
+        else:
+            self.check_spaces(model.observation_space, model.action_space)
+
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Operate on ``model`` and return the result (``model`` itself when in place).
+
+        :param model: the trained model, already checked by :meth:`check_operable`
+        :param env_id: the model's Gymnasium id (the recorded one unless given), or None
+        """
+        raise IncompatibleSurgeryError(
+            f"{self.key}: cannot be applied to an existing model; apply it when building the agent"
+        )
+
+    def record(self, model: BaseAlgorithm) -> dict[str, Any] | None:
+        """The provenance record of this operation on ``model`` (the operated model), or None
+        for a model without a log: appended for an in-place surgery; for a new model, the record of
+        the surgery it was built with."""
+        log = getattr(model, "surgery_log", None)
+        if log is None:
+            return None
+        if not self.operates_in_place:
+            return next((r for r in reversed(log) if r["key"] == self.key), None)
+        record = surgery_record(self, step=model.num_timesteps, applied="operate")
+        log.append(record)
+        surgeries = getattr(model, "_surgeries", None)
+        if surgeries is not None:  # as on load, where the surgeries are rebuilt from the log
+            surgeries.append(self)
+        return record
 
     def state(self, agent: Any) -> Any:
         """This surgery's state on ``agent`` (a ``State`` dataclass, created on first use and saved

@@ -57,10 +57,12 @@ class LossProbe(Surgery):
     def probe(self, agent: BaseAlgorithm) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define probe()")
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Probe ``model`` (its parameters and optimizer state are restored afterwards)."""
-        self.validate(model)
+    def check_operable(self, model: BaseAlgorithm, env_id: str | None) -> None:
+        super().check_operable(model, env_id)
         check_role(model, self.key, self.params.role)
+
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Probe ``model`` (its parameters and optimizer state are restored afterwards)."""
         policy_state = copy.deepcopy(model.policy.state_dict())
         optimizers = optimizers_by_role(model)
         optimizer_states = {role: copy.deepcopy(o.state_dict()) for role, o in optimizers.items()}
@@ -73,9 +75,6 @@ class LossProbe(Surgery):
                 optimizer.load_state_dict(optimizer_states[role])
             for module, mode in modes.items():
                 module.training = mode
-        from rlsurgery.agents.surgical import record_operation
-
-        record_operation(model, self)
         return model
 
 

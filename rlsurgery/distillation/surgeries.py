@@ -60,10 +60,11 @@ def soft_target_loss(teacher: th.Tensor, student: th.Tensor, alpha: float, tempe
 
 
 class DistillationSurgery(Surgery):
-    """Shared plumbing: the teacher, the spaces check, the loop, the report, ``operate``."""
+    """Shared plumbing: the teacher, the spaces check, the loop, the report, ``transform``."""
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = IMITATION_FAMILIES
+    needs_surgical_agent = False  # a plain SB3 teacher is distilled too (the student is surgical)
     #: whether the loss needs discrete actions (such surgeries list only :data:`DISCRETE_FAMILIES`)
     needs_discrete = False
     params: Any
@@ -123,15 +124,19 @@ class DistillationSurgery(Surgery):
         agent.rls_distillation = report  # type: ignore[attr-defined]
         self._teacher = None
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Distil ``model`` (the teacher) into a new student of its algorithm (``net_arch`` layers)."""
-        from rlsurgery.agents import surgical_class_of
-
-        env_id = env_id or getattr(model, "rls_env_id", None)
+    def check_operable(self, model: BaseAlgorithm, env_id: str | None) -> None:
+        super().check_operable(model, env_id)
         if env_id is None:
             raise IncompatibleSurgeryError(
                 f"{self.key}: the teacher does not record its environment; pass env_id / --env"
             )
+
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Distil ``model`` (the teacher, any SB3 model) into a new student of its algorithm
+        (``net_arch`` layers), built with this surgery (its provenance record says ``build``)."""
+        from rlsurgery.agents import surgical_class_of
+
+        assert env_id is not None  # check_operable refused the teacher otherwise
         cls = surgical_class_of(model)
         policy_kwargs = dict(getattr(model, "policy_kwargs", {}) or {})
         if self.params.net_arch is not None:

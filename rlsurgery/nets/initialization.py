@@ -49,6 +49,7 @@ class InitializationSurgery(Surgery):
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
     build_order = 80  # after the layer-building surgeries, before pruning masks (90)
     operates_in_place = True
+    needs_surgical_agent = False  # re-draws a plain SB3 model too (unrecorded)
     params: Any
 
     def init_weight(self, weight: th.Tensor) -> None:
@@ -79,12 +80,9 @@ class InitializationSurgery(Surgery):
         """Re-draw once on a fresh agent (on ``load`` the saved weights are the truth)."""
         self.reinitialize(agent)
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Re-draw a model's weights in place (recorded in its provenance log)."""
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Re-draw a model's weights in place (``operate`` records it)."""
         self.reinitialize(model)
-        from rlsurgery.agents.surgical import record_operation
-
-        record_operation(model, self)
         return model
 
 
@@ -170,6 +168,7 @@ class PreTrainingInitialization(Surgery):
     Params = PreTrainingParams
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
     operates_in_place = True
+    needs_surgical_agent = False  # copies into a plain SB3 model too (unrecorded)
     params: PreTrainingParams
 
     def validate(self, agent: BaseAlgorithm) -> None:
@@ -227,12 +226,9 @@ class PreTrainingInitialization(Surgery):
         agent.rls_pretraining = report  # type: ignore[attr-defined]
         return report
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Copy matching weights into a trained model, in place (recorded in its provenance log)."""
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Copy matching weights into a trained model, in place (``operate`` records it)."""
         self.copy_weights(model)
-        from rlsurgery.agents.surgical import record_operation
-
-        record_operation(model, self)
         return model
 
 

@@ -4,7 +4,8 @@ A :class:`NetworkSurgery` defines :meth:`~NetworkSurgery.apply`. It runs
 
 * when a surgical agent is built (``surgeries=[...]``, in ``build_order``),
 * at a training step (``at_step``), or on a trained model (``rls.operate`` /
-  ``rlsurgery operate``): recorded in the provenance log, and
+  ``rlsurgery operate``, through the template :meth:`Surgery.operate`, which needs a surgical
+  agent and refuses a second application unless ``repeatable``): recorded in the provenance log, and
 * again on ``load``, from the log, with ``replay=True``: the architecture is rebuilt
   (shapes only; the saved weights are then loaded into it), so surgeries whose result
   depends on data or weights (which units to keep …) must give the same *shapes* on replay.
@@ -16,7 +17,6 @@ from typing import Any, ClassVar
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 
 #: agent families whose networks the network surgeries can edit
@@ -40,20 +40,7 @@ class NetworkSurgery(Surgery):
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         self.apply(agent, replay=not getattr(agent, "_rls_fresh", False))
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Apply to a trained surgical agent in place, recorded in its provenance log."""
-        log = getattr(model, "surgery_log", None)
-        if log is None:
-            raise IncompatibleSurgeryError(
-                f"{self.key}: operate on a surgical agent (load the zip with rls.load or rlsurgery operate), "
-                f"not a plain {type(model).__name__}, so that the change is saved and restored"
-            )
-        if not self.repeatable and any(r["key"] == self.key and r["applied"] != "scheduled" for r in log):
-            raise IncompatibleSurgeryError(f"{self.key}: already applied to this model (see its surgery log)")
-        self.validate(model)
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Apply to a trained surgical agent in place (``operate`` records it; ``load`` replays it)."""
         self.apply(model, replay=False)
-        from rlsurgery.agents.surgical import record_operation
-
-        model._surgeries.append(self)  # type: ignore[attr-defined]
-        record_operation(model, self)
         return model

@@ -94,19 +94,17 @@ class PolicyImprovement(Surgery):
     Params = PolicyImprovementParams
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo")
     operates_in_place = True
+    needs_surgical_agent = False  # improves a plain SB3 model too (unrecorded)
     params: PolicyImprovementParams
 
     def after_build(self, agent: BaseAlgorithm) -> None:
         self.apply(agent)
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Improve a trained model in place (it needs the surgical class for the provenance log)."""
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Improve a trained model in place (``operate`` records it on a surgical agent)."""
         if env_id is not None:
             model.rls_env_id = env_id  # type: ignore[attr-defined]
         self.apply(model)
-        from rlsurgery.agents.surgical import record_operation
-
-        record_operation(model, self)
         return model
 
     def apply(self, agent: BaseAlgorithm) -> dict[str, Any]:

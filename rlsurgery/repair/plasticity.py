@@ -61,14 +61,10 @@ class Repair(Surgery):
     def run(self, agent: BaseAlgorithm) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define run()")
 
-    def operate(self, model: BaseAlgorithm, env_id: str | None = None) -> BaseAlgorithm:
-        """Repair ``model`` now (recorded in its provenance log)."""
-        self.validate(model)
+    def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
+        """Repair ``model`` now (``operate`` records it; it joins the agent's surgeries, so its
+        periodic callback comes back)."""
         self.run(model)
-        from rlsurgery.agents.surgical import record_operation
-
-        model._surgeries.append(self)  # type: ignore[attr-defined]  # its periodic callback comes back
-        record_operation(model, self)
         return model
 
     def callback(self, agent: BaseAlgorithm) -> Any:

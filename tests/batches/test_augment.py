@@ -157,7 +157,7 @@ def test_autoaugment_proof_fails_on_round_robin_or_on_returns_of_other_arms():
     def no_augmentation(self, agent, x):
         return x
 
-    assert_proof_fails_when(replaced(AutoAugment, "transform", no_augmentation), check)
+    assert_proof_fails_when(replaced(AutoAugment, "augment_observations", no_augmentation), check)
 
 
 def test_mixup_mixes_inputs_estimates_and_targets():

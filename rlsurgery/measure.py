@@ -1,0 +1,147 @@
+"""Measures of a model for the report of an operation: size, latency and greedy return.
+
+:class:`ReportMeter` is what ``rls.operate(..., report=True)`` hands to ``Surgery.operate``
+(see :mod:`rlsurgery.core.report` for the fields and their units). Each measure is a plain
+function, usable on its own:
+
+* :func:`parameter_counts`: parameters of the online networks, and how many are non-zero with
+  pruning masks applied;
+* :func:`zip_bytes`: the size of the zip ``model.save`` writes;
+* :func:`predict_latency_ms`: median wall time of one ``model.predict`` on a batch of
+  observations sampled from the observation space;
+* the greedy return comes from :func:`rlsurgery.training.evaluate_model` (the evaluation of
+  ``rlsurgery evaluate``), so ``return_before`` equals ``evaluate_model(model, env_id, episodes,
+  seed=eval_seed)`` on the model before the surgery.
+
+Measuring leaves the model and the global random states (Python, NumPy, torch) as they were, so
+an operation with a report gives the same model as one without.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.core.report import ModelCost
+from rlsurgery.envs import ensure_registered
+from rlsurgery.nets.layout import online_networks
+from rlsurgery.training import evaluate_model
+
+
+def parameter_counts(model: BaseAlgorithm) -> tuple[int, int]:
+    """``(parameters, non-zero parameters)`` of the online networks (targets not counted).
+
+    A weight masked by ``torch.nn.utils.prune`` (``weight_orig`` and ``weight_mask``) counts as
+    its effective value ``weight_orig * weight_mask``; a parameter shared by two networks counts once.
+    """
+    seen: set[int] = set()
+    total = nonzero = 0
+    for net in online_networks(model).values():
+        for module in net.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if id(p) in seen:
+                    continue
+                seen.add(id(p))
+                value = p.detach()
+                mask = getattr(module, name.removesuffix("_orig") + "_mask", None)
+                if name.endswith("_orig") and isinstance(mask, th.Tensor):
+                    value = value * mask
+                total += value.numel()
+                nonzero += int(th.count_nonzero(value))
+    return total, nonzero
+
+
+def zip_bytes(model: BaseAlgorithm) -> int:
+    """Bytes of the zip ``model.save`` writes (saved to a temporary file and measured)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.zip"
+        model.save(path)
+        return path.stat().st_size
+
+
+def observation_batch(space: spaces.Space, n: int, seed: int = 0) -> Any:
+    """``n`` observations sampled from ``space`` (a copy of it, seeded), stacked as one batch
+    (a dict of batches for ``Dict`` spaces)."""
+    space = copy.deepcopy(space)
+    space.seed(seed)
+    samples = [space.sample() for _ in range(n)]
+    if isinstance(space, spaces.Dict):
+        return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    return np.stack(samples)
+
+
+def predict_latency_ms(
+    model: BaseAlgorithm, batch_size: int, repeats: int = 20, warmup: int = 3, seed: int = 0
+) -> float:
+    """Median wall time, in milliseconds, of one ``model.predict(obs, deterministic=True)`` on
+    ``batch_size`` observations sampled from the observation space, after ``warmup`` calls."""
+    obs = observation_batch(model.observation_space, batch_size, seed)
+    for _ in range(warmup):
+        model.predict(obs, deterministic=True)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict(obs, deterministic=True)
+        times.append(time.perf_counter() - start)
+    return 1000.0 * statistics.median(times)
+
+
+@contextlib.contextmanager
+def random_states_kept() -> Iterator[None]:
+    """Restore the Python, NumPy and torch (CPU) random states on exit."""
+    py, np_state = random.getstate(), np.random.get_state()
+    with th.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(py)
+            np.random.set_state(np_state)
+
+
+@dataclass
+class ReportMeter:
+    """Measures models for the report of an operation (see :mod:`rlsurgery.core.report`).
+
+    :param env_id: Gymnasium id the returns are measured on
+    :param episodes: greedy episodes per return measurement
+    :param eval_seed: seed of the evaluation env (and of the observations timed)
+    :param env_kwargs: the env's constructor arguments (as in training)
+    :param latency_repeats: timed ``predict`` calls per batch size (the median is kept)
+    """
+
+    env_id: str
+    episodes: int = 10
+    eval_seed: int = 0
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    latency_repeats: int = 20
+
+    def measure(self, model: BaseAlgorithm) -> ModelCost:
+        """Return first (before ``predict`` is timed), then size and latency."""
+        ensure_registered(self.env_id)
+        with random_states_kept():
+            returns = evaluate_model(
+                model, self.env_id, episodes=self.episodes, seed=self.eval_seed, env_kwargs=self.env_kwargs
+            )
+            params, nonzero = parameter_counts(model)
+            return ModelCost(
+                params=params,
+                nonzero_params=nonzero,
+                bytes=zip_bytes(model),
+                latency_ms_b1=predict_latency_ms(model, 1, self.latency_repeats, seed=self.eval_seed),
+                latency_ms_b256=predict_latency_ms(model, 256, self.latency_repeats, seed=self.eval_seed),
+                return_mean=returns["mean_return"],
+                return_std=returns["std_return"],
+            )
