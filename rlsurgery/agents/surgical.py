@@ -20,30 +20,12 @@ from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import params_to_dict
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
-from rlsurgery.core.surgery import Surgery
+from rlsurgery.core.surgery import Surgery, surgery_record
 from rlsurgery.nets.forward_hooks import reattach_forward_hooks
 from rlsurgery.nets.layout import NetworkLayout, resolve
 from rlsurgery.runtime.wrappers import surgery_wrappers, unwrap_surgery_wrappers
-
-
-def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[str, Any]:
-    """One provenance record: key, full parameters (defaults filled in), step, how applied."""
-    return {
-        "key": surgery.key,
-        "params": params_to_dict(surgery.params),
-        "step": int(step),
-        "applied": applied,
-    }
-
-
-def record_operation(model: Any, surgery: Surgery, applied: str = "operate") -> None:
-    """Add a surgery applied to an existing model to its provenance log (models without one: nothing)."""
-    log = getattr(model, "surgery_log", None)
-    if log is not None:
-        log.append(surgery_record(surgery, step=model.num_timesteps, applied=applied))
 
 
 def env_id_of(env: Any) -> str | None:
