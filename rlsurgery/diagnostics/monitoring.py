@@ -30,10 +30,10 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
+from rlsurgery.activations.surgeries import ACTIVATIONS
 from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
-from rlsurgery.nets.activations import ACTIVATIONS
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.optim.base import OptimizerSurgery

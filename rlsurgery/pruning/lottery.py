@@ -27,8 +27,8 @@ from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import check_order, param
+from rlsurgery.initialization.surgeries import optimizers_of
 from rlsurgery.nets import sync_targets
-from rlsurgery.nets.initialization import optimizers_of
 from rlsurgery.nets.masks import (
     apply_mask,
     effective_weight,

@@ -33,9 +33,9 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.initialization.surgeries import optimizers_of
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.data import layer_outputs, recent_observations
-from rlsurgery.nets.initialization import optimizers_of
 from rlsurgery.nets.layout import layout_of, online_networks, target_pairs
 from rlsurgery.nets.masks import PRUNABLE, output_layer_names, trained_weight
 from rlsurgery.nets.mlp import mlp_stacks

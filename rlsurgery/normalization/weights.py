@@ -75,7 +75,7 @@ class SpectralParams:
 
 
 @register(
-    proof="tests/nets/test_normalization.py::test_spectral_norm_bounds_sigma_and_weight_norm_preserves_outputs"
+    proof="tests/normalization/test_normalization.py::test_spectral_norm_bounds_sigma_and_weight_norm_preserves_outputs"
 )
 class SpectralNormalization(ReparametrizationSurgery):
     """Divide each weight matrix by its largest singular value (power iteration)."""
@@ -94,7 +94,7 @@ class WeightNormParams:
 
 
 @register(
-    proof="tests/nets/test_normalization.py::test_spectral_norm_bounds_sigma_and_weight_norm_preserves_outputs"
+    proof="tests/normalization/test_normalization.py::test_spectral_norm_bounds_sigma_and_weight_norm_preserves_outputs"
 )
 class WeightNormalization(ReparametrizationSurgery):
     """w = g · v / ‖v‖ per output unit (function-preserving when applied)."""

@@ -30,11 +30,11 @@ from typing import Any, Literal
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
+from rlsurgery.activations.surgeries import ACTIVATIONS, ActivationName
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.activations import ACTIVATIONS, ActivationName
 from rlsurgery.nets.blocks import DenseConnections, Residual
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import (
@@ -101,7 +101,7 @@ class LayerAdditionParams:
     )
 
 
-@register(proof="tests/nets/test_layers.py::test_function_preserving_morphisms_keep_outputs")
+@register(proof="tests/layers/test_layers.py::test_function_preserving_morphisms_keep_outputs")
 class LayerAddition(StructuralSurgery):
     """Insert identity-initialised hidden layers (Net2DeeperNet): outputs unchanged."""
 
@@ -134,7 +134,7 @@ class LayerRemovalParams:
     position: int = param(-1, "hidden layer to remove (negative: from the end)")
 
 
-@register(proof="tests/nets/test_layers.py::test_layer_removal_folds_the_layer_into_its_readers")
+@register(proof="tests/layers/test_layers.py::test_layer_removal_folds_the_layer_into_its_readers")
 class LayerRemoval(StructuralSurgery):
     """Remove a hidden layer; its readers absorb its linear map (exact when its activation was linear)."""
 
@@ -161,7 +161,7 @@ class SkipParams:
     )
 
 
-@register(proof="tests/nets/test_layers.py::test_function_preserving_morphisms_keep_outputs")
+@register(proof="tests/layers/test_layers.py::test_function_preserving_morphisms_keep_outputs")
 class SkipConnectionAddition(StructuralSurgery):
     """Wrap hidden blocks g as residual blocks y = S x + f(x), f(x) = g(x) − C x: outputs unchanged.
 
@@ -199,7 +199,7 @@ class SkipConnectionAddition(StructuralSurgery):
             )
 
 
-@register(proof="tests/nets/test_layers.py::test_function_preserving_morphisms_keep_outputs")
+@register(proof="tests/layers/test_layers.py::test_function_preserving_morphisms_keep_outputs")
 class DenseConnection(StructuralSurgery):
     """Every hidden block reads all earlier outputs (DenseNet-style), new weights zero: outputs unchanged."""
 
@@ -239,7 +239,7 @@ class WidthParams:
             raise ValueError("'factor' must differ from 1")
 
 
-@register(proof="tests/nets/test_layers.py::test_width_scaling_widens_exactly_and_narrows_by_activity")
+@register(proof="tests/layers/test_layers.py::test_width_scaling_widens_exactly_and_narrows_by_activity")
 class WidthScaling(StructuralSurgery):
     """Scale every hidden width: widening is function-preserving (Net2WiderNet), narrowing keeps the most
     active units (neuron pruning by mean |activation| on the agent's own states)."""
@@ -277,7 +277,7 @@ class BlockReplacementParams:
     )
 
 
-@register(proof="tests/nets/test_layers.py::test_block_replacement_swaps_one_block")
+@register(proof="tests/layers/test_layers.py::test_block_replacement_swaps_one_block")
 class BlockReplacement(StructuralSurgery):
     """Replace one hidden block by a freshly initialised Linear(width) + activation; the layers reading it
     are re-initialised when the width changes. Other layers keep their weights; targets are copied from

@@ -92,7 +92,7 @@ class GainParams:
     include_output: bool = param(True, "also the output layers")
 
 
-@register(proof="tests/nets/test_initialization.py::test_measured_variances_and_orthogonality")
+@register(proof="tests/initialization/test_initialization.py::test_measured_variances_and_orthogonality")
 class XavierInitialization(InitializationSurgery):
     """W ~ U(±gain·sqrt(6/(fan_in + fan_out))), zero biases."""
 
@@ -114,7 +114,7 @@ class HeParams:
             raise ValueError(f"'mode' must be 'fan_in' or 'fan_out' (got {self.mode!r})")
 
 
-@register(proof="tests/nets/test_initialization.py::test_measured_variances_and_orthogonality")
+@register(proof="tests/initialization/test_initialization.py::test_measured_variances_and_orthogonality")
 class HeInitialization(InitializationSurgery):
     """W ~ N(0, 2/fan), zero biases (Kaiming normal for ReLU)."""
 
@@ -125,7 +125,7 @@ class HeInitialization(InitializationSurgery):
         nn.init.kaiming_normal_(weight, mode=self.params.mode, nonlinearity="relu")
 
 
-@register(proof="tests/nets/test_initialization.py::test_measured_variances_and_orthogonality")
+@register(proof="tests/initialization/test_initialization.py::test_measured_variances_and_orthogonality")
 class OrthogonalInitialization(InitializationSurgery):
     """W = gain · (semi-)orthogonal matrix, zero biases."""
 
@@ -152,7 +152,9 @@ class PreTrainingParams:
     source: str = param(doc="a saved model (.zip) whose weights are copied where name and shape match")
 
 
-@register(proof="tests/nets/test_initialization.py::test_pre_training_copies_matching_weights_and_reports")
+@register(
+    proof="tests/initialization/test_initialization.py::test_pre_training_copies_matching_weights_and_reports"
+)
 class PreTrainingInitialization(Surgery):
     """Start from another saved model's weights: every tensor whose name and shape match is copied.
 
@@ -241,7 +243,7 @@ class LSUVParams:
     include_output: bool = param(False, "also the output layers (usually kept at their own scale)")
 
 
-@register(proof="tests/nets/test_initialization.py::test_lsuv_gives_unit_output_variance_per_layer")
+@register(proof="tests/initialization/test_initialization.py::test_lsuv_gives_unit_output_variance_per_layer")
 class LayerSequentialInitialization(InitializationSurgery):
     """LSUV: orthogonal weights, then each layer in turn scaled to unit output variance on real data.
 

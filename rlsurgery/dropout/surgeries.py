@@ -42,9 +42,9 @@ from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import output_layer_names
 from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names, set_submodule
-from rlsurgery.nets.normalization import PRUNING_KEYS
 from rlsurgery.nets.penalty import with_penalty
 from rlsurgery.nets.surgery import NetworkSurgery
+from rlsurgery.normalization.weights import PRUNING_KEYS
 
 
 class DropPath(nn.Module):
@@ -154,7 +154,7 @@ class DropoutParams:
     p: float = param(0.1, "drop probability of each hidden unit", ge=0.0, lt=1.0)
 
 
-@register(proof="tests/nets/test_dropout.py::test_unit_and_weight_dropout_rates_in_train_and_eval")
+@register(proof="tests/dropout/test_dropout.py::test_unit_and_weight_dropout_rates_in_train_and_eval")
 class Dropout(DropoutSurgery):
     """Dropout after every hidden Linear layer."""
 
@@ -184,7 +184,7 @@ class DropoutScheduleParams:
         check_order(self, "start_step", "end_step")
 
 
-@register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
+@register(proof="tests/dropout/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
 class DropoutScheduling(Dropout):
     """Dropout after every hidden Linear with p moving linearly over training (e.g. curriculum dropout)."""
 
@@ -216,7 +216,7 @@ class DropConnectParams:
     p: float = param(0.1, "drop probability of each weight", ge=0.0, lt=1.0)
 
 
-@register(proof="tests/nets/test_dropout.py::test_unit_and_weight_dropout_rates_in_train_and_eval")
+@register(proof="tests/dropout/test_dropout.py::test_unit_and_weight_dropout_rates_in_train_and_eval")
 class DropConnect(DropoutSurgery):
     """Random weight masks on every hidden Linear layer (a parametrization of its weight)."""
 
@@ -250,7 +250,7 @@ class StochasticDepthParams:
             raise ValueError(f"'mode' must be 'uniform' or 'linear' (got {self.mode!r})")
 
 
-@register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
+@register(proof="tests/dropout/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
 class StochasticDepth(DropoutSurgery):
     """Drop the residual branch of residual blocks per sample (add them first with
     skip_connection_addition): a dropped block outputs its shortcut S x, its input where widths match."""
@@ -285,7 +285,7 @@ class DropBlockParams:
     block_size: int = param(3, "b: side of the dropped squares (capped at the map size)", ge=1)
 
 
-@register(proof="tests/nets/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
+@register(proof="tests/dropout/test_dropout.py::test_dropout_schedule_and_path_and_block_drops")
 class DropBlock(DropoutSurgery):
     """Drop contiguous squares of conv feature maps (needs a CnnPolicy)."""
 
@@ -309,7 +309,7 @@ class VariationalParams:
     include_output: bool = param(False, "also the output layers")
 
 
-@register(proof="tests/nets/test_dropout.py::test_variational_dropout_learns_sparsity")
+@register(proof="tests/dropout/test_dropout.py::test_variational_dropout_learns_sparsity")
 class VariationalDropout(DropoutSurgery):
     """Sparse variational dropout: a learned noise level per weight; noisy weights are pruned in eval mode.
 

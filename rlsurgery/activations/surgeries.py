@@ -126,7 +126,7 @@ class ReplacementParams:
 
 
 @register(
-    proof="tests/nets/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
+    proof="tests/activations/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
 )
 class ActivationReplacement(ActivationSurgery):
     """Swap one activation for another (ReLU → GELU, Tanh → SiLU, …) in every network."""
@@ -160,7 +160,7 @@ class LearnableParams:
 
 
 @register(
-    proof="tests/nets/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
+    proof="tests/activations/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
 )
 class LearnableActivation(ActivationSurgery):
     """ReLU → PReLU with a learnt negative slope (function-preserving with a₀ = 0)."""
@@ -195,7 +195,7 @@ class SmoothParams:
 
 
 @register(
-    proof="tests/nets/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
+    proof="tests/activations/test_activations.py::test_replacements_change_the_modules_and_the_function_as_stated"
 )
 class SmoothApproximation(ActivationSurgery):
     """ReLU → Softplus_β(x) = log(1 + e^{βx}) / β."""
@@ -250,7 +250,7 @@ class AdaptiveParams:
             )
 
 
-@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+@register(proof="tests/activations/test_activations.py::test_adaptive_gated_and_attention_blocks")
 class AdaptiveActivationSurgery(ActivationSurgery):
     """Every activation becomes a learnt mixture of candidates; each layer ends up with its own choice.
 
@@ -281,7 +281,7 @@ def chosen_activations(agent: BaseAlgorithm) -> dict[str, str]:
     }
 
 
-@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+@register(proof="tests/activations/test_activations.py::test_adaptive_gated_and_attention_blocks")
 class GatingAddition(ActivationSurgery):
     """A multiplicative gate 2σ(W h + b) ⊙ h after every hidden activation (starts at exactly 1)."""
 
@@ -310,7 +310,7 @@ class AttentionParams:
     heads: int = param(1, "attention heads (must divide the token size)", ge=1)
 
 
-@register(proof="tests/nets/test_activations.py::test_adaptive_gated_and_attention_blocks")
+@register(proof="tests/activations/test_activations.py::test_adaptive_gated_and_attention_blocks")
 class AttentionMechanism(NetworkSurgery):
     """Residual self-attention over the last hidden features of every MLP (zero-initialised: unchanged).
 

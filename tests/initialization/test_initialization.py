@@ -8,7 +8,7 @@ import torch as th
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
 from rlsurgery.core.errors import ParameterError
-from rlsurgery.nets.initialization import InitializationSurgery, LayerSequentialInitialization
+from rlsurgery.initialization.surgeries import InitializationSurgery, LayerSequentialInitialization
 from rlsurgery.nets.masks import prunable_layers
 from tests.breakage import assert_proof_fails_when, replaced
 

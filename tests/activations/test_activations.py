@@ -97,7 +97,7 @@ def test_a_source_the_networks_lack_is_refused_by_name():
 
 
 def test_adaptive_gated_and_attention_blocks(tmp_path):
-    from rlsurgery.nets.activations import AdaptiveActivation, chosen_activations
+    from rlsurgery.activations.surgeries import AdaptiveActivation, chosen_activations
     from rlsurgery.nets.blocks import FeatureAttention, Gate
 
     plain = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **KW)

@@ -10,8 +10,14 @@ from torch import nn
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.dropout.surgeries import (
+    DropBlock2d,
+    DropConnectMask,
+    DropPath,
+    LinearSVDO,
+    variational_sparsity,
+)
 from rlsurgery.nets.blocks import Residual
-from rlsurgery.nets.dropout import DropBlock2d, DropConnectMask, DropPath, LinearSVDO, variational_sparsity
 from rlsurgery.nets.penalty import with_penalty
 from tests.test_roundtrip import IMAGE_ENV, env_for
 

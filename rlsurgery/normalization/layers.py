@@ -87,7 +87,9 @@ class BatchNormParams:
     eps: float = param(1e-5, "ε added to the variance", gt=0.0)
 
 
-@register(proof="tests/nets/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes")
+@register(
+    proof="tests/normalization/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes"
+)
 class BatchNormalization(NormalizationLayerSurgery):
     """BatchNorm after every hidden Linear (BatchNorm1d) and conv layer (BatchNorm2d)."""
 
@@ -107,7 +109,9 @@ class LayerNormParams:
     eps: float = param(1e-5, "ε added to the variance", gt=0.0)
 
 
-@register(proof="tests/nets/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes")
+@register(
+    proof="tests/normalization/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes"
+)
 class LayerNormalization(NormalizationLayerSurgery):
     """LayerNorm over the units of every hidden Linear layer."""
 
@@ -126,7 +130,9 @@ class GroupNormParams:
     eps: float = param(1e-5, "ε added to the variance", gt=0.0)
 
 
-@register(proof="tests/nets/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes")
+@register(
+    proof="tests/normalization/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes"
+)
 class GroupNormalization(NormalizationLayerSurgery):
     """GroupNorm (G groups of units / channels) after every hidden Linear and conv layer."""
 
@@ -148,7 +154,9 @@ class InstanceNormParams:
     eps: float = param(1e-5, "ε added to the variance", gt=0.0)
 
 
-@register(proof="tests/nets/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes")
+@register(
+    proof="tests/normalization/test_normalization_layers.py::test_each_normalization_normalizes_over_its_axes"
+)
 class InstanceNormalization(NormalizationLayerSurgery):
     """InstanceNorm2d after every conv layer with more than one output position (needs a CnnPolicy)."""
 

@@ -1,0 +1,2 @@
+"""Weight initialization surgery (catalog section 13): Xavier, He, orthogonal, LSUV, from another
+model, and lottery-ticket rewinding's starting point."""
