@@ -26,6 +26,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.measure import ReportMeter
+from rlsurgery.runtime.models import load_saved_model
 
 #: greedy episodes of each return measurement of a report, unless told
 REPORT_EPISODES = 10
@@ -111,12 +112,11 @@ def load_surgical(path: str | Path) -> BaseAlgorithm:
     """A saved model as a surgical agent (a plain SB3 zip as the surgical subclass of its algorithm)."""
     from rlsurgery.agents import ALGORITHMS
     from rlsurgery.io import algorithm_of, read_model_data
-    from rlsurgery.policy.imitation import load_expert
 
     try:
         algorithm = algorithm_of(read_model_data(path))
     except ValueError:
-        return load_expert(path)
+        return load_saved_model(path)
     for cls in ALGORITHMS.values():
         if cls is algorithm or cls.__bases__[-1] is algorithm:
             return cls.load(path, device="cpu")

@@ -9,9 +9,6 @@ surgery is replayed on ``load`` like any other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from stable_baselines3.common.callbacks import BaseCallback
 
 
@@ -43,17 +40,4 @@ class ScheduledSurgeries(BaseCallback):
                     self.started.append(callback)
                 if agent.verbose >= 1:
                     print(f"applied {surgery.key} at step {agent.num_timesteps}")
-        return True
-
-
-class EveryStep(BaseCallback):
-    """Calls ``hook(agent)`` after every environment step: how surgeries act during training
-    (pruning schedules, dropout schedules, snapshots), returned by their ``callback(agent)``."""
-
-    def __init__(self, hook: Callable[[Any], None]) -> None:
-        super().__init__()
-        self.hook = hook
-
-    def _on_step(self) -> bool:
-        self.hook(self.model)
         return True

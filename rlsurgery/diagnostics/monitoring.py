@@ -31,13 +31,13 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.activations.surgeries import ACTIVATIONS
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_step_hook, record, trainable_parameters
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 def per_layer_grad_norms(named: list[tuple[str, th.Tensor]]) -> dict[str, float]:

@@ -46,7 +46,8 @@ from rlsurgery.distillation.core import (
     soft_kl,
 )
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.policy.imitation import IMITATION_FAMILIES, evaluation_env, load_expert
+from rlsurgery.policy.imitation import IMITATION_FAMILIES
+from rlsurgery.runtime.models import evaluation_env, load_saved_model
 
 #: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for
 #: the losses on a discrete policy's logits
@@ -95,7 +96,7 @@ class DistillationSurgery(Surgery):
 
     def teacher_model(self, agent: BaseAlgorithm) -> BaseAlgorithm:
         """The teacher, checked against the student's spaces."""
-        teacher = getattr(self, "_teacher_model", None) or load_expert(self.params.teacher)
+        teacher = getattr(self, "_teacher_model", None) or load_saved_model(self.params.teacher)
         if teacher.observation_space.shape != agent.observation_space.shape or type(
             teacher.action_space
         ) is not type(agent.action_space):

@@ -32,7 +32,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 from torch.nn.utils import parametrize
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import check_order, param
@@ -45,6 +44,7 @@ from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names,
 from rlsurgery.nets.penalty import with_penalty
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.normalization.weights import PRUNING_KEYS
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 class DropPath(nn.Module):

@@ -30,6 +30,7 @@ from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.data import layer_outputs
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
+from rlsurgery.runtime.models import load_saved_model
 
 
 def optimizers_of(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
@@ -195,9 +196,7 @@ class PreTrainingInitialization(Surgery):
         source's ``weight`` (the target keeps its own mask), and a pruned source gives its
         effective weight ``weight_orig * weight_mask`` to an unmasked target.
         """
-        from rlsurgery.policy.imitation import load_expert
-
-        source = load_expert(self.params.source).policy.state_dict()
+        source = load_saved_model(self.params.source).policy.state_dict()
         target = agent.policy.state_dict()
         unmasked = unmasked_tensors(source)
         report: dict[str, list[str]] = {"copied": [], "shape_mismatch": [], "missing_in_source": []}

@@ -8,6 +8,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.runtime.models import evaluation_env
 
 
 def sample_observations(
@@ -19,8 +20,6 @@ def sample_observations(
         the states a trained agent actually visits)
     :param key: the surgery asking (named in the error when the agent's env has no id)
     """
-    from rlsurgery.policy.imitation import evaluation_env
-
     env = evaluation_env(agent, key)
     env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)

@@ -37,6 +37,8 @@ from rlsurgery.nets.groups import regroup
 from rlsurgery.nets.layout import layout_of
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record
+from rlsurgery.runtime.callbacks import EveryStep
+from rlsurgery.runtime.models import evaluation_env
 
 
 class FactorSurgery(OptimizerSurgery):
@@ -213,7 +215,6 @@ class ReduceOnPlateau(OptimizerSurgery):
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Evaluates every ``eval_freq`` env steps."""
-        from rlsurgery.agents.scheduled import EveryStep
 
         def evaluate(model: BaseAlgorithm) -> None:
             state = self.state(model)
@@ -226,8 +227,6 @@ class ReduceOnPlateau(OptimizerSurgery):
 
     def evaluate(self, agent: BaseAlgorithm) -> float:
         """Mean greedy return on a fresh env of the agent's id."""
-        from rlsurgery.policy.imitation import evaluation_env
-
         env = evaluation_env(agent, self.key)
         returns = []
         for episode in range(self.params.n_eval_episodes):

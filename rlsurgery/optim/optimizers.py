@@ -23,12 +23,12 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import ConstantSchedule
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.hooks import add_step_hook, optimizers_by_role, record, set_optimizer
+from rlsurgery.runtime.callbacks import EveryStep
 
 #: optimizer classes by name, with the keyword arguments each takes from the parameters
 OPTIMIZERS: dict[str, type[th.optim.Optimizer]] = {

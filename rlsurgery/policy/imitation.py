@@ -38,6 +38,7 @@ from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reje
 from rlsurgery.nets import target_pairs
 from rlsurgery.nets.layout import layout_of
 from rlsurgery.nets.optim import minibatch_steps
+from rlsurgery.runtime.models import evaluation_env, load_saved_model
 
 #: agent families whose policy the imitation surgeries can fit
 IMITATION_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac")
@@ -62,20 +63,6 @@ class Demonstrations:
             Demonstrations(self.observations[keep], self.actions[keep]),
             Demonstrations(self.observations[out], self.actions[out]),
         )
-
-
-def load_expert(path: str | Path) -> BaseAlgorithm:
-    """A saved SB3 / rlsurgery model to act as the expert (any algorithm)."""
-    from rlsurgery.io import algorithm_of, read_model_data
-
-    data = read_model_data(path)
-    try:
-        cls = algorithm_of(data)
-    except ValueError:
-        from stable_baselines3 import PPO  # actor-critic zips (PPO, A2C) share the policy class
-
-        cls = PPO
-    return cls.load(path, device="cpu")
 
 
 def load_demonstrations(path: str | Path) -> Demonstrations:
@@ -186,25 +173,6 @@ def imitation_accuracy(agent: BaseAlgorithm, data: Demonstrations) -> float:
     return -float(np.mean(np.abs(np.asarray(predicted) - data.actions)))
 
 
-def evaluation_env(agent: BaseAlgorithm, key: str) -> gym.Env:
-    """A fresh env of the agent's Gymnasium id for rollouts, with the agent's observation layout
-    (SB3 trains image policies on channel-first frames: the frames are transposed the same way)."""
-    env_id = getattr(agent, "rls_env_id", None)
-    if env_id is None:
-        raise IncompatibleSurgeryError(
-            f"{key}: the agent's environment has no Gymnasium id to roll the expert out on"
-        )
-    from rlsurgery.envs import ensure_registered
-
-    ensure_registered(env_id)
-    env = gym.make(env_id, **(getattr(agent, "rls_env_kwargs", None) or {}))
-    space = agent.observation_space
-    raw = env.observation_space.shape
-    if raw is not None and space.shape != raw and len(raw) == 3 and space.shape == (raw[2], raw[0], raw[1]):
-        env = gym.wrappers.TransformObservation(env, lambda obs: np.transpose(obs, (2, 0, 1)), space)
-    return env
-
-
 class ImitationSurgery(Surgery):
     """Shared checks of the imitation surgeries."""
 
@@ -216,7 +184,7 @@ class ImitationSurgery(Surgery):
 
     def expert_model(self, agent: BaseAlgorithm) -> BaseAlgorithm:
         """The expert model, checked against the agent's spaces."""
-        expert = load_expert(self.params.expert)
+        expert = load_saved_model(self.params.expert)
         if expert.observation_space.shape != agent.observation_space.shape or type(
             expert.action_space
         ) is not type(agent.action_space):

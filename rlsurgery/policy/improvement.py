@@ -36,7 +36,8 @@ from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import target_pairs
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.policy.imitation import Demonstrations, evaluation_env, fit_policy
+from rlsurgery.policy.imitation import Demonstrations, fit_policy
+from rlsurgery.runtime.models import evaluation_env
 
 
 def evaluate_policy(

@@ -27,7 +27,6 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.masks import (
@@ -40,6 +39,7 @@ from rlsurgery.nets.masks import (
     trained_weight,
 )
 from rlsurgery.pruning.base import MaskSurgery
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 def taylor_score(weight: th.Tensor, grad: th.Tensor) -> th.Tensor:

@@ -19,7 +19,6 @@ from typing import Any
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.nets.masks import (
@@ -30,6 +29,7 @@ from rlsurgery.nets.masks import (
     sync_target_masks,
 )
 from rlsurgery.pruning.base import MaskSurgery
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 def cubic_sparsity(step: int, initial: float, final: float, start: int, end: int) -> float:

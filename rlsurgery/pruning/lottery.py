@@ -23,7 +23,6 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import check_order, param
@@ -40,6 +39,7 @@ from rlsurgery.nets.masks import (
 )
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.pruning.base import MaskSurgery
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 class WeightSnapshot(nn.Module):

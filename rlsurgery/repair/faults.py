@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.optim.hooks import record
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 def corrupt_newest_rewards(agent: BaseAlgorithm, count: int, value: float) -> int:

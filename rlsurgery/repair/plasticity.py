@@ -28,7 +28,6 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.agents.scheduled import EveryStep
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
@@ -41,6 +40,7 @@ from rlsurgery.nets.masks import PRUNABLE, output_layer_names, trained_weight
 from rlsurgery.nets.mlp import mlp_stacks
 from rlsurgery.nets.modules import fresh_copy
 from rlsurgery.nets.surgery import NETWORK_FAMILIES
+from rlsurgery.runtime.callbacks import EveryStep
 
 
 def clear_optimizer_state(agent: BaseAlgorithm, params: list[th.Tensor]) -> None:

@@ -1,3 +1,8 @@
-"""What the surgeries of several catalog areas share at run time, below them all: the environment
-wrappers surgeries put around the training env (:mod:`~rlsurgery.runtime.wrappers`). Agents and
-surgeries import from here; nothing here imports a surgery or an agent."""
+"""What the surgeries of several catalog areas share at run time, below them all and below the agents:
+
+* :mod:`~rlsurgery.runtime.wrappers`: the base of the env wrappers surgeries put on the training env;
+* :mod:`~rlsurgery.runtime.callbacks`: how surgeries act during training (``EveryStep``);
+* :mod:`~rlsurgery.runtime.models`: saved models (experts, teachers, sources) and evaluation envs.
+
+Nothing here imports a surgery or an agent.
+"""

@@ -54,9 +54,10 @@ def short_cartpole(horizon: int) -> str:
 
 def expert_pairs(env_id: str, expert_path: str, labels: int, seed: int, folder: Path) -> Path:
     """The first ``labels`` pairs of consecutive expert episodes, as an ``.npz``."""
-    from rlsurgery.policy.imitation import load_expert, rollouts
+    from rlsurgery.policy.imitation import rollouts
+    from rlsurgery.runtime.models import load_saved_model
 
-    expert = load_expert(expert_path)
+    expert = load_saved_model(expert_path)
     env = gym.make(env_id)
     obs, actions, episode = [], [], 0
     while sum(len(a) for a in actions) < labels:

@@ -35,7 +35,7 @@ import torch as th
 from results_log import ResultsLog
 
 import rlsurgery as rls
-from rlsurgery.agents.scheduled import EveryStep
+from rlsurgery.runtime.callbacks import EveryStep
 
 METHOD = "timed"  # these three readings (earlier lines of the file, "wall clock", have only ratios)
 CONTROL = "none (control)"  # plain against plain: how far the ratios swing with no diagnostic at all
