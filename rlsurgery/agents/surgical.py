@@ -162,7 +162,7 @@ class SurgicalMixin:
         )
         #: modules owned by surgeries (intrinsic-reward models, visit counts), saved with the model
         self.rls_modules = th.nn.ModuleDict()
-        #: (order, hook) run before every optimizer step, and learning-rate factors (rlsurgery.optim.hooks)
+        #: (order, hook) run before every optimizer step, and learning-rate factors (nets.step_hooks)
         self._rls_step_hooks: list[Any] = []
         self._rls_lr_factors: list[Any] = []
         #: values of the auxiliary loss terms since the last log dump, by name

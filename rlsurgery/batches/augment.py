@@ -41,7 +41,7 @@ from rlsurgery.core.batch import Batch
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery
-from rlsurgery.optim.hooks import record
+from rlsurgery.nets.step_hooks import record
 
 
 def random_shift(x: th.Tensor, pad: int) -> th.Tensor:

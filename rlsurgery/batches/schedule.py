@@ -31,7 +31,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
-from rlsurgery.optim.hooks import record
+from rlsurgery.nets.step_hooks import record
 from rlsurgery.runtime.callbacks import EveryStep
 
 

@@ -35,8 +35,8 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
+from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_step_hook, record, trainable_parameters
 from rlsurgery.runtime.callbacks import EveryStep
 
 

@@ -35,7 +35,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.core.surgery import Attachment, Surgery
-from rlsurgery.optim.hooks import optimizers_by_role
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.optim.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
 
 ROLE_DOC = "optimizer role whose loss is probed: policy, or critic / actor on SAC and TD3 (empty: the first)"

@@ -2,7 +2,8 @@
 
 * :mod:`~rlsurgery.nets.layout` declares where each agent family keeps its networks (by role);
 * :mod:`~rlsurgery.nets.modules` replaces and inserts submodules;
-* :mod:`~rlsurgery.nets.optim` rebuilds optimizers over changed parameters;
+* :mod:`~rlsurgery.nets.optim` rebuilds optimizers over changed parameters, and
+  :mod:`~rlsurgery.nets.step_hooks` runs the agents' hooks before every optimizer step;
 * :func:`transform_networks` applies one transform to an online network and its
   target, keeps them consistent and rebuilds the optimizer.
 """
@@ -17,6 +18,7 @@ from torch import nn
 from rlsurgery.nets.layout import find_networks, layout_of, online_networks, resolve, roles_of, target_pairs
 from rlsurgery.nets.modules import linear_layers, replace_modules, set_submodule
 from rlsurgery.nets.optim import rebuild_optimizer
+from rlsurgery.nets.step_hooks import attach_step_hooks
 
 
 def transform_networks(
@@ -64,12 +66,6 @@ def rebuild_optimizers(model: BaseAlgorithm) -> None:
         if getattr(owner, "optimizer", None) is not None:
             params = [p for net in networks for p in net.parameters()]
             owner.optimizer = rebuild_optimizer(owner.optimizer, params)
-    _reattach_step_hooks(model)
-
-
-def _reattach_step_hooks(model: BaseAlgorithm) -> None:
-    from rlsurgery.optim.hooks import attach_step_hooks
-
     attach_step_hooks(model)
 
 

@@ -10,7 +10,7 @@ Parameters are selected by network *role* (``q``, ``policy``, ``actor``, ``criti
 A group's learning-rate scale is kept in the group (``lr_scale``) and applied by the agent's
 step hooks on top of the rate SB3 writes at every ``train()`` (SB3's ``update_learning_rate``
 overwrites every group's ``lr`` with the schedule's value): the group's rate is
-``schedule(t) · lr_scale · Π factors`` (:mod:`rlsurgery.optim.hooks`). Groups and scales are
+``schedule(t) · lr_scale · Π factors`` (:mod:`rlsurgery.nets.step_hooks`). Groups and scales are
 saved in the optimizer's state; a surgery that regroups or freezes at build time does it again
 when ``load`` replays it, before the saved optimizer state is loaded.
 
@@ -30,7 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, set_optimizer
+from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, set_optimizer
 
 
 def select_parameters(

@@ -18,7 +18,7 @@ env step and f the factor each surgery applies (they multiply when combined)::
                                f = decay^(L − 1 − l): the output layer keeps η, earlier layers less
 
 The rate each optimizer group really uses is set right before every update (see
-:mod:`rlsurgery.optim.hooks`) and logged as ``train/rls_learning_rate``.
+:mod:`rlsurgery.nets.step_hooks`) and logged as ``train/rls_learning_rate``.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.groups import regroup
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record
 from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.models import evaluation_env
 

@@ -26,8 +26,8 @@ from stable_baselines3.common.utils import ConstantSchedule
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.exploration.schedules import piecewise_value
+from rlsurgery.nets.step_hooks import add_step_hook, optimizers_by_role, record, set_optimizer
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_step_hook, optimizers_by_role, record, set_optimizer
 from rlsurgery.runtime.callbacks import EveryStep
 
 #: optimizer classes by name, with the keyword arguments each takes from the parameters

@@ -24,8 +24,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.nets.step_hooks import optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.loss import LOSS_FAMILIES
 
 

@@ -20,7 +20,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
-from rlsurgery.optim.hooks import record
+from rlsurgery.nets.step_hooks import record
 from rlsurgery.runtime.callbacks import EveryStep
 
 

@@ -50,8 +50,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.hooks import add_lr_factor, optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.learning_rate import warmup_factor
 from rlsurgery.optim.loss import LOSS_FAMILIES
 

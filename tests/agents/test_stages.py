@@ -13,7 +13,7 @@ from stable_baselines3.common.logger import Logger
 
 from rlsurgery import Surgery, SurgicalA2C, SurgicalDQN, SurgicalPPO, SurgicalSAC, SurgicalTD3, SurgicalTRPO
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.optim.hooks import optimizers_by_role
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.replay.prioritized import PrioritizedReplayBuffer
 
 OFF = dict(learning_starts=30, batch_size=16, buffer_size=600, policy_kwargs=dict(net_arch=[12]))

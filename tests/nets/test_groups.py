@@ -8,7 +8,7 @@ import torch as th
 from rlsurgery import SurgicalDQN, SurgicalSAC
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets.groups import freeze, regroup, select_parameters, unfreeze
-from rlsurgery.optim.hooks import optimizers_by_role
+from rlsurgery.nets.step_hooks import optimizers_by_role
 
 
 def kw(**extra):
