@@ -19,6 +19,7 @@ import torch as th
 from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
+from rlsurgery.agents.scheduled import ScheduledSurgeries
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
@@ -265,8 +266,6 @@ class SurgicalMixin:
             cb for s in self._surgeries if (cb := getattr(s, "callback", lambda _a: None)(self)) is not None
         ]
         if getattr(self, "_scheduled", None):
-            from rlsurgery.agents.scheduled import ScheduledSurgeries
-
             extra.append(ScheduledSurgeries())
         if extra:
             callbacks = callback if isinstance(callback, list) else ([] if callback is None else [callback])

@@ -32,9 +32,11 @@ from torch import nn
 
 from rlsurgery.activations.surgeries import ACTIVATIONS
 from rlsurgery.catalog import register
+from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
+from rlsurgery.nets.masks import PRUNABLE, effective_weight
 from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.callbacks import EveryStep
@@ -177,8 +179,6 @@ class ActivationStatistics(Diagnostic):
 
     def install(self, agent: BaseAlgorithm) -> None:
         if not activation_modules(agent):
-            from rlsurgery.core.errors import IncompatibleSurgeryError
-
             raise IncompatibleSurgeryError(
                 f"{self.key}: {type(agent).__name__}'s networks have no activation layer"
             )
@@ -205,8 +205,6 @@ class WeightHistograms(Diagnostic):
 
     def snapshot(self, agent: BaseAlgorithm) -> dict[str, dict[str, float]]:
         """Statistics of every weight tensor now (also written to TensorBoard / PNG when set up)."""
-        from rlsurgery.nets.masks import PRUNABLE, effective_weight
-
         weights = {
             f"{role}.{name}": effective_weight(m)
             for role, net in online_networks(agent).items()

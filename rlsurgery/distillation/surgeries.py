@@ -30,6 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 from torch.nn import functional as F
 
+from rlsurgery.agents import surgical_class_of
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
@@ -45,6 +46,7 @@ from rlsurgery.distillation.core import (
     policy_latent,
     soft_kl,
 )
+from rlsurgery.envs import ensure_registered
 from rlsurgery.nets.layout import layout_of
 from rlsurgery.policy.imitation import IMITATION_FAMILIES
 from rlsurgery.runtime.models import evaluation_env, load_saved_model
@@ -135,8 +137,6 @@ class DistillationSurgery(Surgery):
     def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
         """Distil ``model`` (the teacher, any SB3 model) into a new student of its algorithm
         (``net_arch`` layers), built with this surgery (its provenance record says ``build``)."""
-        from rlsurgery.agents import surgical_class_of
-
         assert env_id is not None  # check_operable refused the teacher otherwise
         cls = surgical_class_of(model)
         policy_kwargs = dict(getattr(model, "policy_kwargs", {}) or {})
@@ -144,8 +144,6 @@ class DistillationSurgery(Surgery):
             policy_kwargs["net_arch"] = list(self.params.net_arch)
         self._teacher_model = model
         try:
-            from rlsurgery.envs import ensure_registered
-
             ensure_registered(env_id)
             student = cls(
                 type(model.policy),

@@ -24,10 +24,10 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.catalog import register
-from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
-from rlsurgery.nets.data import layer_outputs
+from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
 from rlsurgery.runtime.models import load_saved_model
@@ -178,8 +178,6 @@ class PreTrainingInitialization(Surgery):
         super().validate(agent)
         from pathlib import Path
 
-        from rlsurgery.core.errors import ParameterError
-
         path = Path(self.params.source)
         if getattr(agent, "_rls_fresh", False) and (path.suffix != ".zip" or not path.is_file()):
             raise ParameterError(
@@ -262,8 +260,6 @@ class LayerSequentialInitialization(InitializationSurgery):
 
     def reinitialize(self, agent: BaseAlgorithm) -> None:
         super().reinitialize(agent)
-        from rlsurgery.nets.data import sample_observations
-
         observations = sample_observations(agent, self.params.samples, self.params.seed, self.key)
         layers = [m for _, m in prunable_layers(agent, include_output=self.params.include_output)]
         variances = []

@@ -36,6 +36,7 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import DenseConnections, Residual
+from rlsurgery.nets.data import sample_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import (
     IDEMPOTENT,
@@ -253,8 +254,6 @@ class WidthScaling(StructuralSurgery):
         self.stacks(agent)
         scores = None
         if self.params.factor < 1 and not replay:
-            from rlsurgery.nets.data import sample_observations
-
             observations = sample_observations(
                 agent, self.params.samples, self.params.seed, self.key, "agent"
             )

@@ -30,6 +30,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
+from rlsurgery.nets.data import layer_outputs
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import output_layer_names
 from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names
@@ -167,8 +168,6 @@ class InstanceNormalization(NormalizationLayerSurgery):
 
     def convs_to_skip(self, agent: BaseAlgorithm) -> set[str]:
         """Conv layers whose output is 1×1: a single position has no spatial statistics."""
-        from rlsurgery.nets.data import layer_outputs
-
         skipped = set()
         for net in online_networks(agent).values():
             names = conv_names(net)

@@ -32,7 +32,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.data import sample_observations
+from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import MLPStack, mlp_stacks, remove_hidden_layer
 from rlsurgery.nets.surgery import NetworkSurgery
@@ -247,8 +247,6 @@ class StructuredPruning(ShrinkingSurgery):
 
 
 def _stack_inputs(agent: BaseAlgorithm, stacks: list[MLPStack], observations: th.Tensor) -> list[th.Tensor]:
-    from rlsurgery.nets.data import layer_outputs
-
     captured: dict[int, th.Tensor] = {}
     hooks = [
         s.seq.register_forward_pre_hook(lambda m, args: captured.__setitem__(id(m), args[0])) for s in stacks
