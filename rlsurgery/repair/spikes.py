@@ -16,7 +16,7 @@ negative or near-zero average would flag every update.)
     loss_spike_filtering      the bad update is skipped: every gradient is dropped before the step
                               (Adam leaves parameters without gradients, and their moments, untouched)
     learning_rate_reduction   on each bad update the rate's factor is multiplied by γ (≥ f_min); kept
-                              in ``agent.rls_lr_reduction`` and saved with the model
+                              in the surgery's state and saved with the model
     warmup_restart            on a bad update, the rate restarts a linear warmup from f₀ over T env steps
     checkpoint_rollback       a snapshot (parameters, optimizer state, replay position) every ``every``
                               env steps, in memory or on disk; a bad update and the rest of that training
@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -50,6 +50,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.core.state import transient
 from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.optim.learning_rate import warmup_factor
@@ -97,6 +98,14 @@ class SpikeParams:
     warmup: int = param(100, "updates averaged before spikes are detected", ge=1)
 
 
+@dataclass
+class RepairState:
+    events: int = 0
+    """bad updates seen (logged as ``train/<key>_events``)"""
+    averages: dict[str, list] = field(default_factory=dict)
+    """optimizer role -> [running average of |L|, updates averaged]: one spike detector per role"""
+
+
 class BadUpdateRepair(OptimizerSurgery):
     """Shared plumbing: judge every optimizer step of an update, call :meth:`repair` on a bad one."""
 
@@ -104,11 +113,7 @@ class BadUpdateRepair(OptimizerSurgery):
     stages = ("before_step",)
     #: before SAM (5): a dropped update is not made sharpness-aware
     stage_order = 3
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        #: one running average per optimizer role
-        self.detectors: dict[str, SpikeDetector] = {}
+    State: ClassVar[type] = RepairState
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
         raise NotImplementedError(f"{type(self).__name__} must define repair()")
@@ -119,13 +124,14 @@ class BadUpdateRepair(OptimizerSurgery):
     def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
         """Judge this step's loss and gradients; repair a bad step."""
         optimizer = optimizers_by_role(agent)[role]
-        p = self.params
-        detector = self.detectors.setdefault(role, SpikeDetector(p.k, p.beta, p.warmup))
+        p, state = self.params, self.state(agent)
+        detector = SpikeDetector(p.k, p.beta, p.warmup)
+        detector.mean, detector.seen = state.averages.get(role, [None, 0])
         bad = detector.is_bad(float(loss.detach()))
+        state.averages[role] = [detector.mean, detector.seen]
         if not gradients_finite(optimizer) or bad:
-            counts = agent.__dict__.setdefault("rls_bad_updates", {})
-            counts[self.key] = counts.get(self.key, 0) + 1
-            record(agent, f"train/{self.key}_events", counts[self.key])
+            state.events += 1
+            record(agent, f"train/{self.key}_events", state.events)
             self.repair(agent, role, optimizer)
 
 
@@ -143,6 +149,12 @@ class LossSpikeFiltering(BadUpdateRepair):
 
 
 @dataclass
+class ReductionState(RepairState):
+    factor: float = 1.0
+    """the learning rate's current multiplier"""
+
+
+@dataclass
 class ReductionParams(SpikeParams):
     factor: float = param(0.5, "γ: multiplier of the rate at each bad update", gt=0.0, lt=1.0)
     min_factor: float = param(0.01, "f_min: the rate is never reduced below f_min·η", gt=0.0, le=1.0)
@@ -157,14 +169,21 @@ class LearningRateReduction(BadUpdateRepair):
     params: ReductionParams
     families = LOSS_FAMILIES
 
+    State: ClassVar[type] = ReductionState
+
     def install(self, agent: BaseAlgorithm) -> None:
-        if not isinstance(getattr(agent, "rls_lr_reduction", None), float):
-            agent.rls_lr_reduction = 1.0  # type: ignore[attr-defined]
-        add_lr_factor(agent, lambda a, _r, _i, _g: a.rls_lr_reduction)
+        add_lr_factor(agent, lambda a, _r, _i, _g: self.state(a).factor)
         super().install(agent)
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-        agent.rls_lr_reduction = max(self.params.min_factor, agent.rls_lr_reduction * self.params.factor)  # type: ignore[attr-defined]
+        state = self.state(agent)
+        state.factor = max(self.params.min_factor, state.factor * self.params.factor)
+
+
+@dataclass
+class RewarmState(RepairState):
+    rewarm_from: int | None = None
+    """env step of the last bad update: the warmup restarts there"""
 
 
 @dataclass
@@ -182,11 +201,13 @@ class WarmupRestart(BadUpdateRepair):
     params: RewarmParams
     families = LOSS_FAMILIES
 
+    State: ClassVar[type] = RewarmState
+
     def install(self, agent: BaseAlgorithm) -> None:
         p = self.params
 
         def factor(a: BaseAlgorithm, _r: str, _i: int, _g: dict) -> float:
-            event = getattr(a, "rls_rewarm_from", None)
+            event = self.state(a).rewarm_from
             if event is None or a.num_timesteps < event:  # none yet, or the step count was reset
                 return 1.0
             return warmup_factor(a.num_timesteps - event, p.warmup_steps, p.start_factor)
@@ -195,8 +216,19 @@ class WarmupRestart(BadUpdateRepair):
         super().install(agent)
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-        agent.rls_rewarm_from = agent.num_timesteps  # type: ignore[attr-defined]
+        self.state(agent).rewarm_from = agent.num_timesteps
         drop_gradients(optimizer)
+
+
+@dataclass
+class RollbackState(RepairState):
+    pending: bool = False
+    """a bad update was seen: updates are skipped until the snapshot is restored, between two updates
+    (restoring inside one would break the graphs an algorithm keeps across its optimizers)"""
+    probation_from: int | None = None
+    """env step of the last restore while its snapshot is on probation (None: not on probation)"""
+    snapshots: list = transient(list)  # noqa: RUF009
+    """the kept snapshots, oldest first (each in memory, or ``{"path", "step"}`` on disk); not saved"""
 
 
 @dataclass
@@ -216,21 +248,12 @@ class CheckpointRollback(BadUpdateRepair):
     key = "checkpoint_rollback"
     Params = RollbackParams
     params: RollbackParams
+    State: ClassVar[type] = RollbackState
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        #: the kept snapshots, oldest first (each in memory, or ``{"path", "step"}`` on disk)
-        self.snapshots: list[dict[str, Any]] = []
-        #: a bad update was seen: updates are skipped until the snapshot is restored, between two
-        #: updates (restoring inside one would break the graphs an algorithm keeps across its optimizers)
-        self.pending = False
-        #: env step of the last restore while its snapshot is on probation (``None``: not on probation)
-        self.probation_from: int | None = None
-
-    @property
-    def snapshot(self) -> dict[str, Any] | None:
+    def newest(self, agent: BaseAlgorithm) -> dict[str, Any] | None:
         """The newest snapshot (``None`` before the first)."""
-        return self.snapshots[-1] if self.snapshots else None
+        snapshots = self.state(agent).snapshots
+        return snapshots[-1] if snapshots else None
 
     def take(self, agent: BaseAlgorithm) -> None:
         """Snapshot now (the oldest kept one goes when there are more than ``keep``)."""
@@ -247,9 +270,10 @@ class CheckpointRollback(BadUpdateRepair):
             path = folder / f"rollback_snapshot_{agent.num_timesteps}.pt"
             th.save(snapshot, path)
             snapshot = {"path": str(path), "step": agent.num_timesteps}
-        self.snapshots.append(snapshot)
-        while len(self.snapshots) > self.params.keep:
-            self._forget(self.snapshots.pop(0))
+        snapshots = self.state(agent).snapshots
+        snapshots.append(snapshot)
+        while len(snapshots) > self.params.keep:
+            self._forget(snapshots.pop(0))
 
     @staticmethod
     def _forget(snapshot: dict[str, Any]) -> None:
@@ -258,7 +282,7 @@ class CheckpointRollback(BadUpdateRepair):
 
     def restore(self, agent: BaseAlgorithm) -> None:
         """Back to the newest snapshot, bit for bit."""
-        snapshot = self.snapshot
+        snapshot = self.newest(agent)
         if snapshot is None:
             return
         if "path" in snapshot:
@@ -269,27 +293,29 @@ class CheckpointRollback(BadUpdateRepair):
         replay = getattr(agent, "replay_buffer", None)
         if replay is not None and snapshot["replay"] is not None:
             replay.pos, replay.full = snapshot["replay"]
-        self.probation_from = agent.num_timesteps
+        self.state(agent).probation_from = agent.num_timesteps
         record(agent, "train/rolled_back_to_step", snapshot["step"])
 
     def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
         """Judge the step; while a restore is pending, every step is skipped."""
         super().before_step(agent, role, batch, loss)
-        if self.pending:
+        if self.state(agent).pending:
             drop_gradients(optimizers_by_role(agent)[role])
 
     def repair(self, agent: BaseAlgorithm, role: str, optimizer: th.optim.Optimizer) -> None:
-        if not self.pending and self.probation_from is not None and len(self.snapshots) > 1:
+        state = self.state(agent)
+        if not state.pending and state.probation_from is not None and len(state.snapshots) > 1:
             # bad again soon after a rollback: the newest snapshot already held the bad data
-            dropped = self.snapshots.pop()
+            dropped = state.snapshots.pop()
             self._forget(dropped)
             record(agent, "train/rollback_dropped_snapshot", dropped["step"])
-        self.pending = True
+        state.pending = True
 
     def restore_if_pending(self, agent: BaseAlgorithm) -> None:
-        if self.pending:
+        state = self.state(agent)
+        if state.pending:
             self.restore(agent)
-            self.pending = False
+            state.pending = False
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Restores between updates when a bad one was seen; snapshots every ``every`` env steps."""
@@ -302,14 +328,14 @@ class _RollbackCallback(BaseCallback):
         self.surgery = surgery
 
     def _on_step(self) -> bool:
-        surgery = self.surgery
+        surgery, state = self.surgery, self.surgery.state(self.model)
         surgery.restore_if_pending(self.model)
         now, every = self.model.num_timesteps, surgery.params.every
-        if surgery.probation_from is not None:
-            if now - surgery.probation_from < every:
+        if state.probation_from is not None:
+            if now - state.probation_from < every:
                 return True  # no snapshot of a state still on probation
-            surgery.probation_from = None  # proven: the due snapshot below is taken
-        snapshot = surgery.snapshot
+            state.probation_from = None  # proven: the due snapshot below is taken
+        snapshot = surgery.newest(self.model)
         if snapshot is None or now - snapshot["step"] >= every:
             surgery.take(self.model)
         return True

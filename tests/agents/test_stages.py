@@ -208,11 +208,11 @@ def test_loss_spike_filtering_skips_a_spiking_critic_step_on_sac():
 
     model.critic_loss_of = spiking
     model.learn(50)
-    assert model.rls_bad_updates["loss_spike_filtering"] == 1
+    assert model.surgery_state["loss_spike_filtering"].events == 1
     after = dict(model.critic.named_parameters())
     assert all(th.equal(after[n].detach(), state["before"][n]) for n in state["before"])  # step skipped
     (surgery,) = model.surgeries
-    assert set(surgery.detectors) == {"critic", "actor"}  # one running average per role
+    assert set(surgery.state(model).averages) == {"critic", "actor"}  # one running average per role
 
 
 def test_hard_example_mining_trains_the_critics_on_the_hardest_transitions():

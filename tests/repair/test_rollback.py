@@ -25,13 +25,17 @@ def test_nan_rolls_back_to_the_snapshot_bit_for_bit(tmp_path):
         )
         model.learn(150)  # snapshots at steps 1 and 101
         (surgery,) = model.surgeries
-        snap = surgery.snapshot if not folder else th.load(surgery.snapshot["path"], weights_only=False)
+        snap = (
+            surgery.newest(model)
+            if not folder
+            else th.load(surgery.newest(model)["path"], weights_only=False)
+        )
         assert snap["step"] == 101
         # corrupt the replay buffer: every reward NaN, so the next loss is NaN
         model.replay_buffer.rewards[: model.replay_buffer.pos] = np.nan
         pos_at_snapshot = snap["replay"][0]
         model.learn(1, reset_num_timesteps=False)
-        assert model.rls_bad_updates["checkpoint_rollback"] >= 1
+        assert model.surgery_state["checkpoint_rollback"].events >= 1
         for name, value in model.policy.state_dict().items():
             assert th.equal(value, snap["policy"][name]), name
         assert model.replay_buffer.pos == pos_at_snapshot
@@ -59,7 +63,7 @@ def test_non_finite_gradients_are_caught_on_sac():
     model.learn(60)
     model.replay_buffer.rewards[: model.replay_buffer.pos] = np.inf
     model.learn(5, reset_num_timesteps=False)
-    assert model.rls_bad_updates["checkpoint_rollback"] >= 1
+    assert model.surgery_state["checkpoint_rollback"].events >= 1
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
 
 
@@ -76,7 +80,7 @@ def test_injected_faults_break_plain_runs_and_repairs_hold():
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=[fault, "checkpoint_rollback:every=50,warmup=10"], **KW
     )
     repaired.learn(200)
-    assert repaired.rls_bad_updates["checkpoint_rollback"] >= 1
+    assert repaired.surgery_state["checkpoint_rollback"].events >= 1
     assert all(th.isfinite(p).all() for p in repaired.policy.parameters())
     # PPO: the corrupted rollout (huge rewards) is filtered update by update
     from rlsurgery import SurgicalPPO
@@ -93,7 +97,7 @@ def test_injected_faults_break_plain_runs_and_repairs_hold():
         ],
     )
     ppo.learn(256)
-    assert ppo.rls_bad_updates["loss_spike_filtering"] >= 1
+    assert ppo.surgery_state["loss_spike_filtering"].events >= 1
     assert all(th.isfinite(p).all() for p in ppo.policy.parameters())
 
 
@@ -105,21 +109,23 @@ def test_a_snapshot_taken_after_the_fault_is_dropped_for_the_one_before():
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=surgeries, **kw)
     model.learn(150)
     rollback = model.surgeries[1]
-    before_fault = copy.deepcopy(rollback.snapshot)
+    before_fault = copy.deepcopy(rollback.newest(model))
     assert before_fault["step"] == 101
     model.learn(150, reset_num_timesteps=False)  # to step 300: bad updates at steps 250 and 300
-    assert [s["step"] for s in rollback.snapshots] == [101]  # the tainted step-201 snapshot is gone
-    assert model.rls_bad_updates["checkpoint_rollback"] == 2
+    assert [s["step"] for s in rollback.state(model).snapshots] == [
+        101
+    ]  # the tainted step-201 snapshot is gone
+    assert model.surgery_state["checkpoint_rollback"].events == 2
     for name, value in model.policy.state_dict().items():
         assert th.equal(value, before_fault["policy"][name]), name
     assert model.replay_buffer.pos == before_fault["replay"][0]  # the NaN transitions are out of reach
     model.learn(300, reset_num_timesteps=False)
-    assert model.rls_bad_updates["checkpoint_rollback"] == 2  # every later update is good
+    assert model.surgery_state["checkpoint_rollback"].events == 2  # every later update is good
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
-    assert rollback.snapshots[-1]["step"] > 300  # snapshots resume once training is healthy
+    assert rollback.state(model).snapshots[-1]["step"] > 300  # snapshots resume once training is healthy
     # with one snapshot kept there is nothing older to fall back to: every update stays bad
     stuck = SurgicalDQN(
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=[surgeries[0], surgeries[1] + ",keep=1"], **kw
     )
     stuck.learn(600)
-    assert stuck.rls_bad_updates["checkpoint_rollback"] == len(range(250, 601, 50))
+    assert stuck.surgery_state["checkpoint_rollback"].events == len(range(250, 601, 50))

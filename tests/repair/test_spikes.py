@@ -50,19 +50,19 @@ def test_spikes_are_filtered_and_reduce_or_rewarm_the_rate():
     after = {n: p.detach().clone() for n, p in model.q_net.named_parameters()}
     assert state["before"] is not None
     assert all(th.equal(after[n], state["before"][n]) for n in after)  # the step at 80 was skipped
-    assert model.rls_bad_updates["loss_spike_filtering"] == 1
+    assert model.surgery_state["loss_spike_filtering"].events == 1
     model.learn(10, reset_num_timesteps=False)  # later updates go through
     assert any(not th.equal(after[n], p) for n, p in model.q_net.named_parameters())
     # reduction: the rate halves at the spike and stays there
     model, _ = spiking_run("learning_rate_reduction:k=5,warmup=20,factor=0.5")
     model.learn(100)
-    assert model.rls_lr_reduction == 0.5 and model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(
-        5e-4
-    )
+    assert model.surgery_state[
+        "learning_rate_reduction"
+    ].factor == 0.5 and model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
     # warmup restart: from the spike on, the rate climbs back linearly
     model, _ = spiking_run("warmup_restart:k=5,warmup=20,warmup_steps=100,start_factor=0.0")
     model.learn(130)
-    assert model.rls_rewarm_from == 80
+    assert model.surgery_state["warmup_restart"].rewarm_from == 80
     assert model.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 50 / 100)
 
 
@@ -78,4 +78,23 @@ def test_two_repairs_each_see_the_spiking_loss():
     original = both.compute_loss
     both.compute_loss = lambda batch: original(batch) * (1000 if both.num_timesteps == 80 else 1)
     both.learn(100)
-    assert both.rls_bad_updates == {"learning_rate_reduction": 1, "loss_spike_filtering": 1}
+    assert {k: s.events for k, s in both.surgery_state.items()} == {
+        "learning_rate_reduction": 1,
+        "loss_spike_filtering": 1,
+    }
+
+
+def test_a_loaded_model_resumes_the_repairs_state(tmp_path):
+    import rlsurgery as rls
+
+    model, _ = spiking_run("learning_rate_reduction:k=5,warmup=20,factor=0.5")
+    model.learn(100)
+    state = model.surgery_state["learning_rate_reduction"]
+    assert state.factor == 0.5 and state.events == 1 and state.averages["policy"][1] > 20
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    restored = loaded.surgeries[0].state(loaded)
+    assert restored == state  # the factor, the count and the running average, not started afresh
+    loaded.set_env(model.get_env())
+    loaded.learn(20, reset_num_timesteps=False)
+    assert loaded.policy.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)  # still halved
