@@ -39,6 +39,12 @@ class MiningParams:
     factor: int = param(4, "m: transitions sampled per kept one", ge=2)
 
 
+@dataclass
+class MiningState:
+    kept_batch_size: int | None = None
+    """B: the transitions each update trains on (the agent samples m·B)"""
+
+
 @register(proof="tests/batches/test_mining.py::test_the_update_trains_on_the_hardest_transitions")
 class HardExampleMining(Surgery):
     """Train each update on the B highest-loss transitions of m·B sampled ones."""
@@ -56,10 +62,12 @@ class HardExampleMining(Surgery):
     }
     Params = MiningParams
     params: MiningParams
+    State = MiningState
 
     def configure(self, agent: BaseAlgorithm) -> None:
-        if getattr(agent, "rls_mined_batch_size", None) is None:
-            agent.rls_mined_batch_size = int(agent.batch_size)  # type: ignore[attr-defined]
+        state = self.state(agent)
+        if state.kept_batch_size is None:  # a loaded model's batch size is already multiplied
+            state.kept_batch_size = int(agent.batch_size)
             agent.batch_size = int(agent.batch_size) * self.params.factor
 
     def weighting(self, agent: BaseAlgorithm, batch: Batch) -> None:

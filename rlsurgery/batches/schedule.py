@@ -14,7 +14,7 @@ https://arxiv.org/abs/2003.04960)::
                           training-episode returns reaches ``threshold`` (gate success); a stage is
                           applied with ``set_attr`` on every training env
 
-The current stage is ``agent.rls_curriculum_stage`` (saved with the model; ``load`` re-applies it
+The current stage is in the surgery's state (saved with the model; ``load`` re-applies it
 when the env is given). The success gate reads SB3's episode buffer, which is cleared when a
 stage opens (so ``rollout/ep_rew_mean`` restarts with the new stage).
 """
@@ -51,6 +51,12 @@ def batch_size_at(step: int, base: int, p: BatchSizeParams) -> int:
     return int(min(p.max_batch_size, round(base * p.factor**increases)))
 
 
+@dataclass
+class BatchSizeState:
+    base_batch_size: int | None = None
+    """B₀: the agent's batch size before the schedule"""
+
+
 @register(proof="tests/batches/test_schedule.py::test_batch_sizes_follow_the_schedule")
 class BatchSizeIncrease(Surgery):
     """Grow the batch size of the updates geometrically during training (the agent's ``batch_size``:
@@ -62,6 +68,7 @@ class BatchSizeIncrease(Surgery):
     families = ("dqn", "ppo", "sac", "td3")
     Params = BatchSizeParams
     params: BatchSizeParams
+    State = BatchSizeState
 
     def validate(self, agent: BaseAlgorithm) -> None:
         if getattr(agent, "algorithm_family", None) == "a2c":
@@ -73,14 +80,15 @@ class BatchSizeIncrease(Surgery):
         super().validate(agent)
 
     def configure(self, agent: BaseAlgorithm) -> None:
-        if getattr(agent, "rls_base_batch_size", None) is None:
-            agent.rls_base_batch_size = int(agent.batch_size)  # type: ignore[attr-defined]
+        state = self.state(agent)
+        if state.base_batch_size is None:  # a loaded model keeps the size it started from
+            state.base_batch_size = int(agent.batch_size)
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Sets the batch size for the coming updates after every env step."""
 
         def update(model: BaseAlgorithm) -> None:
-            size = batch_size_at(model.num_timesteps, model.rls_base_batch_size, self.params)  # type: ignore[attr-defined]
+            size = batch_size_at(model.num_timesteps, self.state(model).base_batch_size, self.params)
             if size != model.batch_size:
                 model.batch_size = size
                 record(model, "train/batch_size", size)
@@ -102,6 +110,14 @@ class CurriculumParams:
             raise ValueError("'stages' must be a non-empty list of {attribute: value} mappings")
 
 
+@dataclass
+class CurriculumState:
+    stage: int | None = None
+    """the stage the env is at (None: not started)"""
+    since: int = 0
+    """env step at which that stage began"""
+
+
 @register(proof="tests/batches/test_schedule.py::test_curriculum_advances_on_its_gate")
 class CurriculumLearning(Surgery):
     """Train through a sequence of env settings, by step count or by success."""
@@ -111,6 +127,7 @@ class CurriculumLearning(Surgery):
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
     Params = CurriculumParams
     params: CurriculumParams
+    State = CurriculumState
 
     def validate(self, agent: BaseAlgorithm) -> None:
         super().validate(agent)
@@ -128,26 +145,27 @@ class CurriculumLearning(Surgery):
         env = agent.get_env()
         for attribute, value in self.params.stages[stage].items():
             env.set_attr(attribute, value)
-        agent.rls_curriculum_stage = stage  # type: ignore[attr-defined]
-        agent.rls_curriculum_since = agent.num_timesteps  # type: ignore[attr-defined]
+        state = self.state(agent)
+        state.stage, state.since = stage, agent.num_timesteps
         record(agent, "train/curriculum_stage", stage)
 
     def after_build(self, agent: BaseAlgorithm) -> None:
         self.apply_stage(agent, 0)
 
     def modify_networks(self, agent: BaseAlgorithm) -> None:
-        stage = getattr(agent, "rls_curriculum_stage", None)
+        stage = self.state(agent).stage
         if stage is not None and agent.get_env() is not None:
             self.apply_stage(agent, stage)  # a loaded model continues at its stage
 
     def advance(self, agent: BaseAlgorithm) -> None:
         """Every env step: open the next stage when its gate passes."""
-        stage = getattr(agent, "rls_curriculum_stage", 0)
+        state = self.state(agent)
+        stage = state.stage or 0
         if stage + 1 >= len(self.params.stages):
             return
         p = self.params
         if p.gate == "steps":
-            ready = agent.num_timesteps - getattr(agent, "rls_curriculum_since", 0) >= p.every
+            ready = agent.num_timesteps - state.since >= p.every
         else:
             # SB3's episode buffer holds the episodes since the stage opened (cleared on advance)
             returns = [e["r"] for e in list(agent.ep_info_buffer)[-p.window :]]

@@ -16,7 +16,7 @@ def test_the_update_trains_on_the_hardest_transitions():
     assert th.equal(weights, th.tensor([0, 4.0, 0, 0, 0, 0, 4.0, 0]))
     assert (weights * losses).mean() == (5.0 + 9.0) / 2  # the mean of the top 2
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=["hard_example_mining:factor=4"], **KW)
-    assert model.batch_size == 64 and model.rls_mined_batch_size == 16
+    assert model.batch_size == 64 and model.surgery_state["hard_example_mining"].kept_batch_size == 16
     model.learn(60)
     batch = model.sample_batch(model.batch_size)
     loss = model.compute_loss(batch)

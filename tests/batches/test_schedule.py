@@ -32,7 +32,7 @@ def test_batch_sizes_follow_the_schedule(tmp_path):
         150: 48,  # 16 → 32 at t₀ = 50 → 64 capped at 48
     }
     model.save(tmp_path / "m.zip")
-    assert rls.load(tmp_path / "m.zip").rls_base_batch_size == 16
+    assert rls.load(tmp_path / "m.zip").surgery_state["batch_size_increase"].base_batch_size == 16
     ppo = SurgicalPPO(
         "MlpPolicy",
         "CartPole-v1",
@@ -59,13 +59,13 @@ def test_curriculum_advances_on_its_gate():
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=[f"curriculum_learning:stages={stages},every=100"], **KW
     )
     env = model.get_env()
-    assert env.get_attr("length") == [0.25] and model.rls_curriculum_stage == 0
+    assert env.get_attr("length") == [0.25] and model.surgery_state["curriculum_learning"].stage == 0
     model.learn(99)
-    assert model.rls_curriculum_stage == 0
+    assert model.surgery_state["curriculum_learning"].stage == 0
     model.learn(2, reset_num_timesteps=False)
-    assert model.rls_curriculum_stage == 1 and env.get_attr("length") == [0.5]
+    assert model.surgery_state["curriculum_learning"].stage == 1 and env.get_attr("length") == [0.5]
     model.learn(300, reset_num_timesteps=False)
-    assert model.rls_curriculum_stage == 2 and env.get_attr("polemass_length") == [
+    assert model.surgery_state["curriculum_learning"].stage == 2 and env.get_attr("polemass_length") == [
         0.1
     ]  # and stays at the last
     # success gate: CartPole returns ≥ 9 in the last 3 episodes open the next stage
@@ -77,7 +77,7 @@ def test_curriculum_advances_on_its_gate():
         **KW,
     )
     gated.learn(60)
-    assert gated.rls_curriculum_stage >= 1
+    assert gated.surgery_state["curriculum_learning"].stage >= 1
     never = SurgicalDQN(
         "MlpPolicy",
         "CartPole-v1",
@@ -86,7 +86,7 @@ def test_curriculum_advances_on_its_gate():
         **KW,
     )
     never.learn(200)
-    assert never.rls_curriculum_stage == 0
+    assert never.surgery_state["curriculum_learning"].stage == 0
     with pytest.raises(IncompatibleSurgeryError, match="no attribute 'gravityy'"):
         SurgicalDQN(
             "MlpPolicy", "CartPole-v1", surgeries=["curriculum_learning:stages=[{gravityy: 1.0}]"], **KW
