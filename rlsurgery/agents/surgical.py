@@ -304,7 +304,6 @@ class SurgicalMixin:
             "_rls_fresh",
             "_scheduled",
             "_rls_step_hooks",
-            "_rls_update_counts",
             "_aux_values",
             "_forward_hook_handles",
             "surgery_state",

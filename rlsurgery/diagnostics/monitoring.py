@@ -9,7 +9,7 @@ Sokar et al. 2023 (dormant neurons, https://arxiv.org/abs/2302.12902); McCandlis
                             variance, dead fraction (units whose output is 0 on every sample) and
                             dormant fraction: s_i = E|h_i| / ((1/H) Σ_j E|h_j|) ≤ τ
     weight_histograms       per layer: TensorBoard histograms of the weights, and mean, std, min,
-                            max, |w| mean and exact-zero fraction (``agent.rls_weight_stats``)
+                            max, |w| mean and exact-zero fraction
     gradient_noise          B_simple = tr(Σ) / |G|² from k consecutive update gradients g_1..g_k of
                             batch B:  |G_B|² = mean_i |g_i|²,  |G_kB|² = |mean_i g_i|²,
                             |G|² ≈ (k|G_kB|² − |G_B|²)/(k − 1),  tr(Σ) ≈ Bk(|G_B|² − |G_kB|²)/(k − 1)
@@ -17,13 +17,13 @@ Sokar et al. 2023 (dormant neurons, https://arxiv.org/abs/2302.12902); McCandlis
                             little within k updates)
 
 Everything is logged through SB3's logger (``train/...``, TensorBoard included) every
-``log_every`` updates, and the latest values are kept on the agent (``agent.rls_gradient_norms``,
-``agent.rls_activation_stats``, ``agent.rls_weight_stats``, ``agent.rls_gradient_noise``).
+``log_every`` updates, and the latest values are kept in each diagnostic's state
+(``model.surgery_state[key].latest``: norms by layer, statistics by layer, noise scale by role).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch as th
@@ -78,17 +78,26 @@ def gradient_noise_scale(gradients: list[th.Tensor], batch_size: int) -> dict[st
     return {"b_simple": trace / g2 if g2 > 0 else float("inf"), "g2": g2, "trace": trace}
 
 
+@dataclass
+class DiagnosticState:
+    updates: dict[str, int] = field(default_factory=dict)
+    """optimizer role -> updates counted"""
+    latest: dict[str, Any] = field(default_factory=dict)
+    """the latest values measured, by layer (gradient norms, activation or weight statistics) or by
+    role (gradient noise)"""
+
+
 class Diagnostic(OptimizerSurgery):
     """Shared plumbing: an update counter, logging every ``log_every`` updates."""
 
     params: Any
+    State: ClassVar[type] = DiagnosticState
 
     def due(self, agent: BaseAlgorithm, role: str) -> bool:
         """Count one update of ``role``; True every ``log_every`` of them (the first one included)."""
-        counts = agent.__dict__.setdefault("_rls_update_counts", {})
-        key = (self.key, role)
-        counts[key] = counts.get(key, 0) + 1
-        return (counts[key] - 1) % self.params.log_every == 0
+        updates = self.state(agent).updates
+        updates[role] = updates.get(role, 0) + 1
+        return (updates[role] - 1) % self.params.log_every == 0
 
     def every_log_updates(self, action: Any) -> EveryStep:
         """A callback running ``action(agent)`` once the agent has made ``log_every`` more updates."""
@@ -130,7 +139,7 @@ class GradientMonitoring(Diagnostic):
                 for i, p in enumerate(trainable_parameters(optimizer))
             ]
             norms = per_layer_grad_norms(named)
-            model.rls_gradient_norms = {**getattr(model, "rls_gradient_norms", {}), **norms}  # type: ignore[attr-defined]
+            self.state(model).latest.update(norms)
             for layer, norm in norms.items():
                 record(model, f"train/grad_norm/{layer}", norm)
 
@@ -165,13 +174,13 @@ class ActivationStatistics(Diagnostic):
     params: ActivationParams
 
     def measure(self, agent: BaseAlgorithm) -> dict[str, dict[str, float]]:
-        """The statistics now, on the agent's recent observations (kept in ``agent.rls_activation_stats``)."""
+        """The statistics now, on the agent's recent observations (kept as the state's ``latest``)."""
         modules = activation_modules(agent)
         outputs = layer_outputs(
             agent, list(modules.values()), recent_observations(agent, self.params.samples, self.key)
         )
         stats = {name: activation_stats(out, self.params.tau) for name, out in zip(modules, outputs)}
-        agent.rls_activation_stats = stats  # type: ignore[attr-defined]
+        self.state(agent).latest = stats
         for name, values in stats.items():
             for stat, value in values.items():
                 record(agent, f"train/activation/{name}/{stat}", value)
@@ -222,7 +231,7 @@ class WeightHistograms(Diagnostic):
             }
             for name, w in weights.items()
         }
-        agent.rls_weight_stats = stats  # type: ignore[attr-defined]
+        self.state(agent).latest = stats
         logger = getattr(agent, "_logger", None)
         for format_ in getattr(logger, "output_formats", []) if logger is not None else []:
             writer = getattr(format_, "writer", None)
@@ -292,7 +301,7 @@ class GradientNoise(Diagnostic):
             buffers[role].append(th.cat([p.grad.detach().flatten() for p in parameters]).cpu())
             if len(buffers[role]) == self.params.window:
                 estimate = gradient_noise_scale(buffers.pop(role), int(getattr(model, "batch_size", 1)))
-                model.rls_gradient_noise = {**getattr(model, "rls_gradient_noise", {}), role: estimate}  # type: ignore[attr-defined]
+                self.state(model).latest[role] = estimate
                 record(model, f"train/gradient_noise_scale_{role}", estimate["b_simple"])
 
         add_step_hook(agent, collect, order=26)

@@ -49,13 +49,13 @@ def test_gradient_norms_and_noise_scale():
             per_layer_grad_norms([(n, p) for n, p in model.q_net.named_parameters()])
         )
     )
-    counts = model._rls_update_counts[("gradient_monitoring", "policy")]
+    counts = model.surgery_state["gradient_monitoring"].updates["policy"]
     model.learn(5 - (counts % 5) + 1, reset_num_timesteps=False)  # through the next recorded update
     handle.remove()
-    recorded = model.rls_gradient_norms
+    recorded = model.surgery_state["gradient_monitoring"].latest
     assert set(recorded) == {"q.q_net.0", "q.q_net.2", "q.q_net.4"}
     assert any(recorded["q.q_net.0"] == pytest.approx(s["q_net.0"]) for s in seen)
-    noise = model.rls_gradient_noise["policy"]
+    noise = model.surgery_state["gradient_noise"].latest["policy"]
     assert noise["trace"] > 0 and th.isfinite(th.tensor(noise["b_simple"]))
     with pytest.raises(ParameterError, match="'window' must be <= 'log_every'"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["gradient_noise:window=50,log_every=10"])
@@ -74,7 +74,7 @@ def test_dead_and_dormant_units_are_counted():
         model.q_net.q_net[0].bias.fill_(-1e3)  # every first-layer unit dead
     model.q_net_target.load_state_dict(model.q_net.state_dict())
     model.learn(40)
-    stats = model.rls_activation_stats
+    stats = model.surgery_state["activation_statistics"].latest
     assert stats["q.q_net.1"]["dead"] == 1.0 and stats["q.q_net.1"]["dormant"] == 1.0
     assert stats["q.q_net.3"]["dead"] < 1.0
     ppo = SurgicalPPO(
@@ -86,7 +86,7 @@ def test_dead_and_dormant_units_are_counted():
         surgeries=["activation_statistics:log_every=1"],
     )
     ppo.learn(128)  # measured during the second rollout, after the first update
-    assert set(ppo.rls_activation_stats) == {
+    assert set(ppo.surgery_state["activation_statistics"].latest) == {
         f"policy.mlp_extractor.{n}.{i}" for n in ("policy_net", "value_net") for i in (1, 3)
     }
 
@@ -104,7 +104,7 @@ def test_weight_statistics_and_histograms(tmp_path):
         **KW,
     )
     model.learn(40)
-    stats = model.rls_weight_stats
+    stats = model.surgery_state["weight_histograms"].latest
     assert set(stats) == {"q.q_net.0", "q.q_net.2", "q.q_net.4"}
     w = model.q_net.q_net[0].weight.detach()
     assert stats["q.q_net.0"]["abs_mean"] == pytest.approx(float(w.abs().mean()), rel=1e-3)
