@@ -114,3 +114,11 @@ def states_of(agent: Any) -> SurgeryStates:
         saved = agent.__dict__.pop(SAVED_ATTRIBUTE, None)
         states = agent.__dict__["surgery_state"] = SurgeryStates(saved if isinstance(saved, dict) else None)
     return states
+
+
+@dataclasses.dataclass
+class ResultState:
+    """The state of a surgery whose only memory is what it measured or did last (a report)."""
+
+    result: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """e.g. the sparsity reached, the parameter counts before and after, the norms seen"""

@@ -260,7 +260,7 @@ class WidthScaling(StructuralSurgery):
             scores = activation_scores(agent, observations)
         factor = self.params.factor
         try:
-            agent.rls_widths = resize_hidden_layers(  # type: ignore[attr-defined]
+            self.state(agent).result["widths"] = resize_hidden_layers(
                 agent, lambda s, i: max(1, round(factor * s.linear(i).out_features)), scores, self.params.seed
             )
         except (TypeError, ValueError) as error:

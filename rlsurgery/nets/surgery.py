@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 
 #: agent families whose networks the network surgeries can edit
@@ -32,6 +33,8 @@ class NetworkSurgery(Surgery):
     #: may the surgery be applied a second time to the same model (e.g. widen twice)?
     repeatable: ClassVar[bool] = False
     params: Any
+    #: what the surgery did last (sparsity reached, parameter counts, widths), saved with the model
+    State: ClassVar[type | None] = ResultState
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
         """Edit the agent's networks. ``replay``: rebuilding a saved model's architecture on ``load``."""

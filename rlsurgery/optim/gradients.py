@@ -15,8 +15,8 @@ decay, https://arxiv.org/abs/1711.05101)::
 They act after the agent's own clipping (SB3's ``max_grad_norm``), on every optimizer of the
 agent (DQN, PPO, A2C, SAC/TD3 actor and critic; TRPO: its value-function step only, as its
 policy step is a conjugate-gradient + line-search update that bypasses the optimizer).
-``gradient_clipping`` records the norm before clipping in ``agent.rls_grad_norm`` and as
-``train/rls_grad_norm``.
+``gradient_clipping`` records the norm before clipping in its state (``result``, by role) and as
+``train/rls_grad_norm_<role>``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
+from rlsurgery.core.state import ResultState
 from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
@@ -70,6 +71,7 @@ class GradientClipping(OptimizerSurgery):
     """Clip the gradients by their global norm (or by value) before every update."""
 
     key = "gradient_clipping"
+    State = ResultState
     Params = ClippingParams
     params: ClippingParams
 
@@ -83,7 +85,7 @@ class GradientClipping(OptimizerSurgery):
                     p.grad.clamp_(-self.params.max_norm, self.params.max_norm)
                 return
             norm = clip_by_global_norm(parameters, self.params.max_norm)
-            model.rls_grad_norm = {**getattr(model, "rls_grad_norm", {}), role: norm}  # type: ignore[attr-defined]
+            self.state(model).result[role] = norm
             record(model, f"train/rls_grad_norm_{role}", norm)
 
         add_step_hook(agent, clip, order=30)

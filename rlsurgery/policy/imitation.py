@@ -15,7 +15,7 @@ The expert is a saved SB3 model (any algorithm) or, for behaviour cloning, an ``
 ``observations`` and ``actions``. Both surgeries run once when the agent is built
 (``after_build``), before any RL step; ``learn`` then continues with RL if wanted. What
 they measured (accuracy on held-out pairs, dataset sizes, learner returns) is in
-``agent.rls_imitation``.
+the surgery's state (``result``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from torch.nn import functional as F
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.nets import target_pairs
 from rlsurgery.nets.layout import layout_of
@@ -178,6 +179,7 @@ class ImitationSurgery(Surgery):
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = IMITATION_FAMILIES
+    State = ResultState
 
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         reject_dict_observations(self.key, observation_space)
@@ -238,7 +240,7 @@ class BehaviorCloning(ImitationSurgery):
             env.close()
         train, held_out = data.split(p.holdout, p.seed)
         losses = fit_policy(agent, train, p.epochs, p.batch_size, p.learning_rate, p.seed)
-        agent.rls_imitation = {  # type: ignore[attr-defined]
+        self.state(agent).result = {
             "surgery": self.key,
             "pairs": len(data),
             "train_pairs": len(train),
@@ -299,4 +301,4 @@ class Dagger(ImitationSurgery):
         env.close()
         #: the aggregated data set and where the expert acted (kept for inspection, not saved)
         self.dataset, self.expert_acted = data, acted
-        agent.rls_imitation = {"surgery": self.key, "pairs": len(data), "iterations": history}  # type: ignore[attr-defined]
+        self.state(agent).result = {"pairs": len(data), "iterations": history}

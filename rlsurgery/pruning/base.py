@@ -5,7 +5,7 @@ current weights and applies it to the online networks, then copies the masks to 
 networks. It runs when the agent is built (``surgeries=``: pruning at initialisation) or on
 a trained model (``rls.operate`` / ``rlsurgery operate``, recorded in the provenance log);
 on ``load`` the masking is replayed and the saved masks are restored with the weights.
-``agent.rls_sparsity`` reports the sparsity reached.
+The surgery's state (``result``) reports the sparsity reached.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class MaskSurgery(NetworkSurgery):
             for layer, mask in zip(layers, self.masks([effective_weight(m) for m in layers])):
                 apply_mask(layer, mask)
         sync_target_masks(agent)
-        agent.rls_sparsity = {"surgery": self.key, "sparsity": sparsity(layers)}  # type: ignore[attr-defined]
+        self.state(agent).result = {"sparsity": sparsity(layers)}
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
         """Mask by the current weights (on ``load`` the saved masks then replace these)."""

@@ -154,7 +154,7 @@ class ScorePruning(MaskSurgery):
         sync_target_masks(agent)
         self.final_scores = scores
         reached = sparsity(layers)
-        agent.rls_sparsity = {"surgery": self.key, "sparsity": reached, "step": agent.num_timesteps}  # type: ignore[attr-defined]
+        self.state(agent).result = {"sparsity": reached, "step": agent.num_timesteps}
         agent.logger.record("train/sparsity", reached)
         if agent.verbose >= 1:
             print(f"{self.key}: pruned to sparsity {reached:.3f} after {accumulator.updates} scored updates")

@@ -78,7 +78,7 @@ class GradualMagnitudePruning(MaskSurgery):
                 apply_mask(layer, mask)
         sync_target_masks(agent)
         reached = sparsity(layers)
-        agent.rls_sparsity = {"surgery": self.key, "sparsity": reached}  # type: ignore[attr-defined]
+        self.state(agent).result = {"sparsity": reached}
         agent.logger.record("train/sparsity", reached)
 
     def advance(self, agent: BaseAlgorithm) -> None:

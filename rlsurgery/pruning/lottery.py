@@ -191,7 +191,7 @@ class LotteryTicketPruning(MaskSurgery):
         snapshot.rewind(agent, layers)
         snapshot.rounds_done.fill_(done + 1)
         reached = sparsity(layers)
-        agent.rls_sparsity = {"surgery": self.key, "sparsity": reached, "round": done + 1}  # type: ignore[attr-defined]
+        self.state(agent).result = {"sparsity": reached, "round": done + 1}
         agent.logger.record("train/sparsity", reached)
 
     def callback(self, agent: BaseAlgorithm) -> Any:

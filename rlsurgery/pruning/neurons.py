@@ -13,7 +13,7 @@ Hu et al. 2016 (network trimming by activation, https://arxiv.org/abs/1607.03250
                         (folded into their readers, see layer_removal) changes the MLP's outputs least
                         on the agent's states
 
-The parameter counts really drop (``agent.rls_shrink`` reports before/after). On ``load`` the
+The parameter counts really drop (the surgery's ``result`` reports before/after). On ``load`` the
 shapes are rebuilt from the log (they follow from p, or from the recorded choice of layers)
 and the saved weights fill them.
 """
@@ -58,11 +58,8 @@ class ShrinkingSurgery(NetworkSurgery):
             self.shrink(agent, replay)
         except (TypeError, ValueError) as error:
             raise IncompatibleSurgeryError(f"{self.key}: {error}") from error
-        agent.rls_shrink = {
-            "surgery": self.key,
-            "parameters_before": before,
-            "parameters_after": parameter_count(agent),
-        }  # type: ignore[attr-defined]
+        result = self.state(agent).result
+        result.update(parameters_before=before, parameters_after=parameter_count(agent))
 
 
 @dataclass
@@ -96,7 +93,7 @@ class NeuronPruning(ShrinkingSurgery):
                 )
                 scores = activation_scores(agent, observations)
         keep = 1 - self.params.amount
-        agent.rls_widths = resize_hidden_layers(  # type: ignore[attr-defined]
+        self.state(agent).result["widths"] = resize_hidden_layers(
             agent, lambda s, i: max(1, round(keep * s.linear(i).out_features)), scores
         )
 

@@ -19,6 +19,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.step_hooks import record
 from rlsurgery.runtime.callbacks import EveryStep
@@ -57,10 +58,11 @@ class FaultParams:
     description="Corrupt the training data at a step (NaN or huge rewards) to test the repairs",
 )
 class FaultInjection(Surgery):
-    """Corrupt the newest transitions' rewards once, at the first env step ≥ t_f (``agent.rls_fault_injected``
+    """Corrupt the newest transitions' rewards once, at the first env step ≥ t_f (recorded in its state
     is set, and saved, so a resumed run is not faulted twice)."""
 
     key = "fault_injection"
+    State = ResultState
     attaches_to = (Attachment.REPLAY,)
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
     Params = FaultParams
@@ -70,9 +72,9 @@ class FaultInjection(Surgery):
         """Injects the fault at t_f."""
 
         def inject(model: BaseAlgorithm) -> None:
-            if model.num_timesteps >= self.params.step and not getattr(model, "rls_fault_injected", False):
+            if model.num_timesteps >= self.params.step and not self.state(model).result.get("injected"):
                 n = corrupt_newest_rewards(model, self.params.count, self.params.reward())
-                model.rls_fault_injected = True  # type: ignore[attr-defined]
+                self.state(model).result["injected"] = model.num_timesteps
                 record(model, "train/fault_injected", n)
 
         return EveryStep(inject)

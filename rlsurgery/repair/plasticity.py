@@ -31,6 +31,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.initialization.surgeries import optimizers_of
 from rlsurgery.nets import sync_targets
@@ -155,6 +156,7 @@ class DormantNeuronReset(Repair):
     key = "dormant_neuron_reset"
     Params = ReDoParams
     params: ReDoParams
+    State = ResultState
 
     def run(self, agent: BaseAlgorithm) -> None:
         observations = recent_observations(agent, self.params.samples, self.key)
@@ -183,7 +185,8 @@ class DormantNeuronReset(Repair):
                 clear_optimizer_state(agent, [weight, layer.bias, *readers])
                 reset += int(dormant.sum())
         sync_targets(agent)
-        agent.rls_reset_units = getattr(agent, "rls_reset_units", 0) + reset  # type: ignore[attr-defined]
+        result = self.state(agent).result
+        result["reset_units"] = result.get("reset_units", 0) + reset
 
 
 @dataclass

@@ -40,6 +40,8 @@ from results_log import ResultsLog
 EXPERT = "docs/bench-data/models/cartpole-dqn-dense.zip"
 EVAL_ENV = "CartPole-v1"
 KEY = ("iterations", "seed", "method")
+#: the surgery behind each method (its state holds the number of expert labels)
+KEYS = {"bc": "behavior_cloning", "dagger": "dagger"}
 
 
 def short_cartpole(horizon: int) -> str:
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace, iterations: int, seed: int, log: ResultsLog) -
         seed=seed,
         surgeries=[f"dagger:expert={args.expert},iterations={iterations},episodes=1,beta={args.beta},{fit}"],
     )
-    labels = dagger.rls_imitation["pairs"]
+    labels = dagger.surgery_state["dagger"].result["pairs"]
     learners = [("dagger", dagger, time.perf_counter() - start)]
     with tempfile.TemporaryDirectory() as tmp:
         npz = expert_pairs(env_id, args.expert, labels, seed, Path(tmp))
@@ -105,7 +107,9 @@ def run(args: argparse.Namespace, iterations: int, seed: int, log: ResultsLog) -
                 "horizon": args.horizon,
                 "seed": seed,
                 "method": method,
-                "labels": model.rls_imitation["pairs"],
+                "labels": model.surgery_state["dagger" if method == "dagger" else "behavior_cloning"].result[
+                    "pairs"
+                ],
                 "mean_return": evaluation["mean_return"],
                 "std_return": evaluation["std_return"],
                 "fit_wall_s": round(wall, 1),

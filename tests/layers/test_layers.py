@@ -159,14 +159,17 @@ def test_layer_removal_folds_the_layer_into_its_readers():
 def test_width_scaling_widens_exactly_and_narrows_by_activity():
     model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, **PPO_KW).learn(128)
     rls.operate(model, "width_scaling:factor=0.5,samples=64")
-    assert model.rls_widths == {"mlp_extractor.policy_net": [16, 16], "mlp_extractor.value_net": [16, 16]}
+    assert model.surgery_state["width_scaling"].result["widths"] == {
+        "mlp_extractor.policy_net": [16, 16],
+        "mlp_extractor.value_net": [16, 16],
+    }
     assert model.policy.action_net.in_features == 16 and model.policy.value_net.in_features == 16
     model.learn(64)
     # widening twice is allowed (repeatable) and stays function-preserving
     reference = outputs(model)
     rls.operate(model, "width_scaling:factor=2")
     rls.operate(model, "width_scaling:factor=1.5")
-    assert model.rls_widths["mlp_extractor.policy_net"] == [48, 48]
+    assert model.surgery_state["width_scaling"].result["widths"]["mlp_extractor.policy_net"] == [48, 48]
     th.testing.assert_close(outputs(model), reference, rtol=1e-5, atol=1e-5)
 
 

@@ -54,7 +54,7 @@ def test_clipped_norms_agc_ratios_and_weight_decay():
     assert seen and all(
         th.linalg.vector_norm(th.stack([g.norm() for g in step])) <= 0.01 + 1e-6 for step in seen
     )
-    assert model.rls_grad_norm["policy"] > 0.01
+    assert model.surgery_state["gradient_clipping"].result["policy"] > 0.01
     # AGC in SAC's two optimizers: every unit's ratio ‖g_i‖ / max(‖w_i‖, ε) ≤ λ at the step
     sac = SurgicalSAC(
         "MlpPolicy",

@@ -31,13 +31,13 @@ def expert_zip(tmp_path_factory):
 def test_behavior_cloning_reaches_held_out_accuracy(expert_zip, tmp_path):
     spec = f"behavior_cloning:expert={expert_zip},episodes=4,epochs=40,learning_rate=0.003"
     ppo = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[32]), surgeries=[spec])
-    report = ppo.rls_imitation
+    report = ppo.surgery_state["behavior_cloning"].result
     assert report["pairs"] == 2000 and report["expert_returns"] == [500.0] * 4
     assert report["held_out_pairs"] == 200 and report["held_out_accuracy"] >= 0.95
     assert report["losses"][-1] < report["losses"][0]
     # any agent family: DQN imitates through softmax(Q); the target network follows
     dqn = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[32]), surgeries=[spec])
-    assert dqn.rls_imitation["held_out_accuracy"] >= 0.9
+    assert dqn.surgery_state["behavior_cloning"].result["held_out_accuracy"] >= 0.9
     for a, b in zip(dqn.q_net.parameters(), dqn.q_net_target.parameters()):
         assert th.equal(a, b)
     # demonstrations from an .npz; save/load keeps the fitted policy without refitting
@@ -49,7 +49,10 @@ def test_behavior_cloning_reaches_held_out_accuracy(expert_zip, tmp_path):
         seed=0,
         surgeries=[f"behavior_cloning:expert={tmp_path / 'demos.npz'},epochs=40,learning_rate=0.003"],
     )
-    assert from_file.rls_imitation["pairs"] == 1000 and from_file.rls_imitation["held_out_accuracy"] >= 0.9
+    assert (
+        from_file.surgery_state["behavior_cloning"].result["pairs"] == 1000
+        and from_file.surgery_state["behavior_cloning"].result["held_out_accuracy"] >= 0.9
+    )
     from_file.save(tmp_path / "bc.zip")
     loaded = rls.load(tmp_path / "bc.zip")
     np.testing.assert_array_equal(
@@ -64,7 +67,7 @@ def test_dagger_aggregates_learner_states_and_matches_the_expert(expert_zip):
         "MlpPolicy", "CartPole-v1", seed=1, policy_kwargs=dict(net_arch=[32]), surgeries=[spec]
     )
     surgery = model.surgeries[0]
-    history = model.rls_imitation["iterations"]
+    history = model.surgery_state["dagger"].result["iterations"]
     assert [h["expert_probability"] for h in history] == pytest.approx([1.0, 0.3, 0.09])
     assert history[-1]["pairs"] == len(surgery.dataset) > history[0]["pairs"]
     # states the learner drove to: grid cells over (x, ẋ, θ, θ̇) the expert's own rollouts never visited

@@ -40,7 +40,9 @@ def test_threshold_and_magnitude_sparsity_are_exact():
     kept = th.cat([a[a != 0].abs() for a in after])
     pruned = th.cat([b[a == 0].abs() for a, b in zip(after, before)])
     assert kept.min() >= pruned.max()  # everything pruned was smaller than everything kept
-    assert model.rls_sparsity["sparsity"] == pytest.approx(round(0.8 * total) / total)
+    assert model.surgery_state["magnitude_pruning"].result["sparsity"] == pytest.approx(
+        round(0.8 * total) / total
+    )
     # per layer: each layer loses round(p·n_layer)
     layered = SurgicalDQN(
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=["magnitude_based_pruning:amount=0.5,scope=layer"], **KW
@@ -82,7 +84,7 @@ def check_n_m_sparsity_keeps_the_n_largest_of_every_m_inputs(n):
         kept = th.zeros_like(groups, dtype=th.bool).scatter_(2, groups.abs().topk(n, dim=2).indices, True)
         assert th.equal(pruned != 0, kept), name  # the N largest |w| of the group
         assert th.equal(pruned[kept], groups[kept]), name  # kept as they were
-    assert model.rls_sparsity["sparsity"] == pytest.approx(1 - n / m)
+    assert model.surgery_state["n_m_sparsity"].result["sparsity"] == pytest.approx(1 - n / m)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
@@ -216,7 +218,7 @@ def test_gradual_pruning_follows_the_cubic_schedule(tmp_path):
     assert sparsity(m for _, m in prunable_layers(resumed)) == pytest.approx(round(0.8 * total) / total)
     ppo = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, surgeries=[spec])
     ppo.learn(640)
-    assert ppo.rls_sparsity["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert ppo.surgery_state["gradual_magnitude_pruning"].result["sparsity"] == pytest.approx(0.8, abs=1e-3)
 
 
 def test_network_surgery_applied_at_a_step_during_training(tmp_path):

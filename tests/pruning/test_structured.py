@@ -33,7 +33,10 @@ def test_neuron_pruning_drops_the_least_active_units(tmp_path):
     th.testing.assert_close(stack.linear(0).weight, kept_rows)
     after = sum(p.numel() for p in model.q_net.parameters())
     assert after == 4 * 16 + 16 + 16 * 16 + 16 + 16 * 2 + 2 < before
-    assert model.rls_shrink["parameters_after"] == after and model.rls_shrink["parameters_before"] == before
+    assert (
+        model.surgery_state["neuron_pruning"].result["parameters_after"] == after
+        and model.surgery_state["neuron_pruning"].result["parameters_before"] == before
+    )
     # the target network has the same shapes; the agent trains on; save/load rebuilds the shapes
     assert [s.widths for s in mlp_stacks(model.q_net_target)] == [[16, 16]]
     model.learn(100)
@@ -104,7 +107,8 @@ def test_structured_pruning_removes_the_least_useful_layer(tmp_path):
     (stack,) = mlp_stacks(model.q_net)
     assert (
         stack.widths == [16, 16]
-        and model.rls_shrink["parameters_after"] < model.rls_shrink["parameters_before"]
+        and model.surgery_state["structured_pruning"].result["parameters_after"]
+        < model.surgery_state["structured_pruning"].result["parameters_before"]
     )
     model.save(tmp_path / "m.zip")
     loaded = rls.load(tmp_path / "m.zip")

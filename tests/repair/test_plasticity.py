@@ -46,7 +46,7 @@ def test_redo_resets_dormant_units_without_changing_the_outputs():
     with th.no_grad():
         reference = model.q_net(recent_observations(model, 64, "test"))
     rls.operate(model, "dormant_neuron_reset:tau=0.01")
-    assert model.rls_reset_units >= 4
+    assert model.surgery_state["dormant_neuron_reset"].result["reset_units"] >= 4
     assert th.all(first.bias[:4] > -10)  # fresh incoming weights
     # outgoing weights zeroed: in the readers' rows that were not reset themselves, the columns are 0
     kept_rows = reader.bias.abs() > -1  # every row; rows reset as dormant got fresh weights everywhere
