@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rlsurgery import __version__
+from rlsurgery.distillation.surgeries import distillation_report
 
 
 def _print_json(data: Any) -> None:
@@ -188,7 +189,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
         "algorithm": type(result).__name__,
         "surgery_log": getattr(result, "surgery_log", []),
         **({"report": report.as_dict()} if report is not None else {}),
-        **({"distillation": result.rls_distillation} if hasattr(result, "rls_distillation") else {}),
+        **({"distillation": distilled} if (distilled := distillation_report(result)) else {}),
     }
     if args.json:
         _print_json(summary)

@@ -17,7 +17,7 @@ Both run on a trained agent (``rls.operate`` / ``rlsurgery operate``, or ``at_st
 training) with its own loss (any surgical agent; ``role`` picks the optimizer on SAC and TD3,
 ``critic`` by default; on TRPO the optimizer moves the value function only), put the parameters
 and optimizer state back
-exactly as they were, keep the curve in ``agent.rls_lr_finder`` / ``agent.rls_loss_landscape``,
+exactly as they were, keep the curve in their state's ``result``,
 and write a PNG when ``png`` is set. They are recorded in the provenance log.
 """
 
@@ -34,6 +34,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.optim.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
@@ -46,6 +47,7 @@ class LossProbe(Surgery):
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = LOSS_FAMILIES
+    State: ClassVar[type | None] = ResultState
     family_notes: ClassVar[dict[str, str]] = {
         "sac": "the critics' loss, or the actor's with role=actor",
         "td3": "the critics' loss, or the actor's with role=actor",
@@ -136,7 +138,7 @@ class LearningRateFinder(LossProbe):
             if not math.isfinite(debiased) or debiased > best + 3 * abs(best):  # 4× best when best > 0
                 break
         result = {"lrs": lrs, "losses": losses, "suggested": suggest_lr(lrs, losses)}
-        agent.rls_lr_finder = result  # type: ignore[attr-defined]
+        self.state(agent).result = result
         if p.png:
             _plot(
                 p.png,
@@ -202,7 +204,7 @@ class LossLandscapeVisualization(LossProbe):
                     grid[j, i] = float(loss_fn())
             for q, o in zip(params, origin):
                 q.copy_(o)
-        agent.rls_loss_landscape = {"alphas": axis.tolist(), "betas": axis.tolist(), "losses": grid.tolist()}  # type: ignore[attr-defined]
+        self.state(agent).result = {"alphas": axis.tolist(), "betas": axis.tolist(), "losses": grid.tolist()}
         if p.png:
             _plot(
                 p.png,

@@ -13,14 +13,14 @@ With t the teacher's outputs and s the student's (:func:`~rlsurgery.distillation
 Each runs once on a freshly built student (``after_build``), or on a saved teacher with
 ``rlsurgery operate TEACHER.zip --surgery KEY:net_arch=[32],steps=... -o STUDENT.zip`` /
 ``rls.operate(teacher, KEY, ...)``, which builds the smaller student of the teacher's
-algorithm. What was measured is in ``student.rls_distillation``.
+algorithm. What was measured is in the student's state of the surgery (``result``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +34,7 @@ from rlsurgery.agents import surgical_class_of
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 from rlsurgery.distillation.core import (
     DistillationFields,
@@ -62,8 +63,18 @@ def soft_target_loss(teacher: th.Tensor, student: th.Tensor, alpha: float, tempe
     return alpha * hard + (1 - alpha) * temperature**2 * soft_kl(teacher, student, temperature)
 
 
+def distillation_report(student: BaseAlgorithm) -> dict[str, Any] | None:
+    """What the distillation that made ``student`` measured (agreement, parameter counts …), or None."""
+    for surgery in getattr(student, "surgeries", []):
+        if isinstance(surgery, DistillationSurgery):
+            return surgery.state(student).result
+    return None
+
+
 class DistillationSurgery(Surgery):
     """Shared plumbing: the teacher, the spaces check, the loop, the report, ``transform``."""
+
+    State: ClassVar[type | None] = ResultState
 
     attaches_to = (Attachment.POST_TRAINING,)
     families = IMITATION_FAMILIES
@@ -124,7 +135,7 @@ class DistillationSurgery(Surgery):
                 "teacher_parameters": count_parameters(teacher),
             }
         )
-        agent.rls_distillation = report  # type: ignore[attr-defined]
+        self.state(agent).result = report
         self._teacher = None
 
     def check_operable(self, model: BaseAlgorithm, env_id: str | None) -> None:
@@ -317,7 +328,7 @@ class OnlineDistillation(DistillationSurgery):
 
         L_i = KL(softmax(t) ‖ softmax(s_i)) + β · mean_{j≠i} KL(softmax(sg(s_j)) ‖ softmax(s_i))
 
-    The peers are discarded afterwards; ``rls_distillation["peer_disagreement"]`` reports
+    The peers are discarded afterwards; ``result["peer_disagreement"]`` reports
     how often the agent's greedy action differs from each peer's.
     """
 
@@ -360,7 +371,7 @@ class OnlineDistillation(DistillationSurgery):
         env.close()
         with th.no_grad():
             mine = policy_outputs_argmax(agent.policy, states)
-            agent.rls_distillation["peer_disagreement"] = [  # type: ignore[attr-defined]
+            self.state(agent).result["peer_disagreement"] = [
                 float((policy_outputs_argmax(p, states) != mine).float().mean()) for p in self.peers.policies
             ]
         self.peers = None

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -26,6 +26,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
@@ -45,6 +46,8 @@ def optimizers_of(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
 
 class InitializationSurgery(Surgery):
     """Shared plumbing: which layers, when, the optimizer and target bookkeeping."""
+
+    State: ClassVar[type | None] = ResultState
 
     attaches_to = (Attachment.NETWORK, Attachment.POST_TRAINING)
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
@@ -161,12 +164,13 @@ class PreTrainingInitialization(Surgery):
 
     Transfer by name and shape (Yosinski et al. 2014, https://arxiv.org/abs/1411.1792): the
     policy's state dict is matched entry by entry against the source's; what matched, what
-    had another shape and what the source lacked is reported in ``agent.rls_pretraining``.
+    had another shape and what the source lacked is reported in its state's ``result``.
     Runs once on a fresh agent (or in place on a trained one with ``rls.operate``); the copied
     weights are then saved with the model like any others.
     """
 
     key = "pre_training_initialization"
+    State: ClassVar[type | None] = ResultState
     attaches_to = (Attachment.NETWORK,)
     Params = PreTrainingParams
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
@@ -217,12 +221,12 @@ class PreTrainingInitialization(Surgery):
             warnings.warn(
                 f"{self.key}: {len(report['copied'])} tensors copied from {self.params.source}; not copied: "
                 f"{len(report['shape_mismatch'])} of another shape, {len(report['missing_in_source'])} "
-                "missing in the source (see agent.rls_pretraining)",
+                "missing in the source (see the surgery's state)",
                 stacklevel=2,
             )
         for optimizer in optimizers_of(agent):
             optimizer.state.clear()  # moments of the old weights do not apply to the copied ones
-        agent.rls_pretraining = report  # type: ignore[attr-defined]
+        self.state(agent).result = report
         return report
 
     def transform(self, model: BaseAlgorithm, env_id: str | None) -> BaseAlgorithm:
@@ -278,4 +282,4 @@ class LayerSequentialInitialization(InitializationSurgery):
                 variances.append(out.var().item())
         for online, target in target_pairs(agent):
             target.load_state_dict(online.state_dict())
-        agent.rls_lsuv = {"output_variances": variances}  # type: ignore[attr-defined]
+        self.state(agent).result = {"output_variances": variances}

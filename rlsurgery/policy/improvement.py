@@ -11,7 +11,7 @@ The surgery applies the step to an agent on an env that exposes its model
 (``transition_table()`` and ``state_observation(s)``, as ``rlsurgery/Chain-v0``): π is
 the agent's greedy policy; the DQN family's Q-network is fitted to Q^π (so its greedy
 policy becomes π' and its outputs stay action values); an actor-critic policy is fitted to
-the actions of π'. ``agent.rls_policy_improvement`` holds V^π and V^π' per state.
+the actions of π'. its state's ``result`` holds V^π and V^π' per state.
 
 The Q-network is fitted for ``epochs`` steps, then on (up to ``max_epochs``) until it acts
 greedily on Q^π in every state: action gaps of Q^π can be much smaller than its values, and a
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import target_pairs
 from rlsurgery.nets.layout import layout_of
@@ -91,6 +92,7 @@ class PolicyImprovement(Surgery):
     """One policy-iteration step on a tabular env: exact evaluation of the agent's policy, greedy on Q^π."""
 
     key = "policy_improvement"
+    State: ClassVar[type | None] = ResultState
     attaches_to = (Attachment.POST_TRAINING,)
     Params = PolicyImprovementParams
     families = ("dqn", *ON_POLICY_FAMILIES, "trpo")
@@ -141,7 +143,7 @@ class PolicyImprovement(Surgery):
             "old_values": old_values.tolist(),
             "improved_values": evaluate_policy(probabilities, rewards, new, gamma).tolist(),
         }
-        agent.rls_policy_improvement = report  # type: ignore[attr-defined]
+        self.state(agent).result = report
         return report
 
     def _fit(

@@ -46,6 +46,7 @@ def width_for(env_id: str, target: float) -> int:
 def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, log: ResultsLog) -> None:
     import rlsurgery as rls
     from rlsurgery.distillation.core import count_parameters
+    from rlsurgery.distillation.surgeries import distillation_report
     from rlsurgery.training import evaluate_model
 
     th.set_num_threads(1)
@@ -81,7 +82,7 @@ def run(env_id: str, seed: int, teacher_steps: int | None, distill_steps: int, l
                 "teacher_parameters": teacher_size,
                 "mean_return": evaluation["mean_return"],
                 "std_return": evaluation["std_return"],
-                "agreement": getattr(model, "rls_distillation", {}).get("agreement"),
+                "agreement": (distillation_report(model) or {}).get("agreement"),
                 "wall_s": round(wall, 1),
             }
         )

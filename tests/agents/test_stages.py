@@ -276,11 +276,11 @@ def test_loss_probes_run_on_every_agent_and_restore_it(family, role):
         f"learning_rate_finder:steps=8,batch_size=16,role={role}" if role else "learning_rate_finder:steps=8"
     )
     rls.operate(model, spec)
-    assert len(model.rls_lr_finder["lrs"]) >= 3
+    assert len(model.surgery_state["learning_rate_finder"].result["lrs"]) >= 3
     rls.operate(
         model, "loss_landscape_visualization:resolution=3,batch_size=16" + (f",role={role}" if role else "")
     )
-    grid = np.asarray(model.rls_loss_landscape["losses"])
+    grid = np.asarray(model.surgery_state["loss_landscape_visualization"].result["losses"])
     assert grid.shape == (3, 3) and np.isfinite(grid).all() and grid.std() > 0
     for key, value in parameters(model).items():
         assert th.equal(value, before[key]), key
@@ -296,7 +296,7 @@ def test_lr_finder_runs_its_whole_sweep_while_the_loss_stays_flat(family):
 
     model = learn(family)
     rls.operate(model, "learning_rate_finder:lr_min=1e-9,lr_max=1e-8,steps=12,batch_size=16")
-    assert len(model.rls_lr_finder["lrs"]) == 12
+    assert len(model.surgery_state["learning_rate_finder"].result["lrs"]) == 12
 
 
 def test_a_family_a_surgery_refuses_is_refused_with_its_reason():

@@ -52,7 +52,7 @@ def check_lr_finder_updates_at_each_rate_and_smooths_the_losses(tmp_path):
             model,
             f"learning_rate_finder:lr_min={lr_min},lr_max={lr_max},steps={steps},batch_size=16,png={png}",
         )
-    result = model.rls_lr_finder
+    result = model.surgery_state["learning_rate_finder"].result
     lrs, losses = result["lrs"], result["losses"]
     assert len(calls) == len(lrs) == len(losses) >= 10
     for i, (rate, _, _) in enumerate(calls):
@@ -140,7 +140,7 @@ def check_loss_landscape_is_the_loss_on_a_filter_normalised_plane(tmp_path):
         monkeypatch.setattr(probes, "fixed_batch_loss", recording)
         rls.operate(model, f"loss_landscape_visualization:resolution={n},span={span},batch_size=64,png={png}")
     assert all(th.equal(before[k], v) for k, v in state(model).items())
-    land = model.rls_loss_landscape
+    land = model.surgery_state["loss_landscape_visualization"].result
     axis = np.linspace(-span, span, n)
     np.testing.assert_allclose(land["alphas"], axis)
     np.testing.assert_allclose(land["betas"], axis)
@@ -191,7 +191,7 @@ def test_loss_landscape_proof_fails_on_plain_directions_or_a_transposed_grid(tmp
     def transposed(probe):
         def broken(self, agent):
             probe(self, agent)
-            land = agent.rls_loss_landscape
+            land = agent.surgery_state["loss_landscape_visualization"].result
             land["losses"] = np.array(land["losses"]).T.tolist()
 
         return broken

@@ -15,7 +15,12 @@ from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.cli import main
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.distillation.core import collect_states, count_parameters, soft_kl
-from rlsurgery.distillation.surgeries import FeatureMatching, TeacherStudentDistillation, soft_target_loss
+from rlsurgery.distillation.surgeries import (
+    FeatureMatching,
+    TeacherStudentDistillation,
+    distillation_report,
+    soft_target_loss,
+)
 from tests.breakage import assert_proof_fails_when, replaced, wrapped
 
 
@@ -88,7 +93,7 @@ def check_teacher_student_regresses_the_teachers_q_values(dqn_teacher_zip):
     assert error < 0.25 * float((q_0 - q_t).abs().mean()), (
         f"mean Q error {error:.2f}: not better than untrained"
     )
-    assert student.rls_distillation["agreement"] >= 0.85
+    assert distillation_report(student)["agreement"] >= 0.85
     t = th.tensor([[2.0, 0.0], [0.0, 1.0]])
     s = th.tensor([[1.0, 1.0], [0.5, 0.0]])
     surgery = rls.catalog.create("teacher_student_distillation")
@@ -133,7 +138,7 @@ def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
     student = SurgicalPPO(
         "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[8]), surgeries=[spec]
     )
-    report = student.rls_distillation
+    report = distillation_report(student)
     assert report["agreement"] >= 0.95
     assert report["round_losses"][-1] < report["round_losses"][0]
     small = PPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
@@ -151,7 +156,7 @@ def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
         policy_kwargs=dict(net_arch=[32]),
         surgeries=[spec],
     )
-    assert dqn.rls_distillation["agreement"] >= 0.9
+    assert distillation_report(dqn)["agreement"] >= 0.9
     # soft targets train a student too (the loss is checked against its formula above)
     soft = SurgicalPPO(
         "MlpPolicy",
@@ -160,8 +165,8 @@ def test_student_agrees_with_teacher_at_the_asked_size(teacher_zip):
         policy_kwargs=dict(net_arch=[8]),
         surgeries=[spec.replace("policy_distillation", "soft_target_training")],
     )
-    assert soft.rls_distillation["round_losses"][-1] < soft.rls_distillation["round_losses"][0]
-    assert soft.rls_distillation["agreement"] >= 0.85
+    assert distillation_report(soft)["round_losses"][-1] < distillation_report(soft)["round_losses"][0]
+    assert distillation_report(soft)["agreement"] >= 0.85
 
 
 def actor_latent(model, obs):
@@ -281,7 +286,7 @@ def test_self_distillation_rebuilds_the_same_network_from_its_checkpoint(teacher
     student = SurgicalPPO(
         "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]), surgeries=[spec]
     )
-    report = student.rls_distillation
+    report = distillation_report(student)
     assert report["student_parameters"] == report["teacher_parameters"]
     assert report["agreement"] >= 0.95
     with pytest.raises(IncompatibleSurgeryError, match="is not the same network as the agent"):
@@ -310,7 +315,7 @@ def test_online_distillation_students_teach_each_other(teacher_zip):
     model = SurgicalPPO(
         "MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[16]), surgeries=[spec]
     )
-    report = model.rls_distillation
+    report = distillation_report(model)
     assert report["agreement"] >= 0.9 and len(report["peer_disagreement"]) == 2
     assert max(report["peer_disagreement"]) <= 0.1
 
@@ -411,4 +416,4 @@ def test_every_family_the_catalog_lists_builds(key, family, teachers):
     teacher = teachers.get((policy, env), teachers["MlpPolicy", "CartPole-v1"])
     spec = f"{key}:teacher={teacher},steps=40,rounds=1,epochs=1,batch_size=16"
     student = cls(policy, env, seed=0, policy_kwargs=policy_kwargs, surgeries=[spec], **kwargs)
-    assert student.rls_distillation["surgery"] == key
+    assert distillation_report(student)["surgery"] == key

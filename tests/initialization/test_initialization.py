@@ -84,7 +84,10 @@ def test_pre_training_copies_matching_weights_and_reports(tmp_path):
         policy_kwargs=dict(net_arch=[32, 16]),
         surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
     )
-    assert same.rls_pretraining["shape_mismatch"] == [] and same.rls_pretraining["missing_in_source"] == []
+    assert (
+        same.surgery_state["pre_training_initialization"].result["shape_mismatch"] == []
+        and same.surgery_state["pre_training_initialization"].result["missing_in_source"] == []
+    )
     for a, b in zip(source.policy.parameters(), same.policy.parameters()):
         assert th.equal(a, b)
     # a wider second layer: the first layer is copied, the mismatching ones are reported and left alone
@@ -96,7 +99,7 @@ def test_pre_training_copies_matching_weights_and_reports(tmp_path):
             policy_kwargs=dict(net_arch=[32, 64]),
             surgeries=[f"pre_training_initialization:source={tmp_path / 'source.zip'}"],
         )
-    report = wider.rls_pretraining
+    report = wider.surgery_state["pre_training_initialization"].result
     assert "q_net.q_net.0.weight" in report["copied"] and "q_net.q_net.2.weight" in report["shape_mismatch"]
     assert th.equal(wider.q_net.q_net[0].weight, source.q_net.q_net[0].weight)
     with pytest.raises(ParameterError, match=r"parameter 'source' must be an existing \.zip"):
@@ -151,7 +154,9 @@ def check_lsuv_gives_orthogonal_layers_of_unit_output_variance(cls):
     # on 5000 other states: 1 up to the sampling error of 512 CartPole states (about ±20%)
     variances = output_variances(model, layers, random_action_states(5000, seed=123))
     assert all(abs(v - 1) < 0.3 for v in variances), f"output variances {variances}"
-    assert len(model.rls_lsuv["output_variances"]) == len(layers)
+    assert len(model.surgery_state["layer_sequential_initialization"].result["output_variances"]) == len(
+        layers
+    )
     for layer in layers:
         w = layer.weight.detach()
         gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
@@ -175,7 +180,7 @@ def test_lsuv_proof_fails_without_the_scaling_or_the_orthogonal_start(cls):
     def orthogonal_only(self, agent):  # no variance scaling, a report that says it was done
         InitializationSurgery.reinitialize(self, agent)
         n = len(prunable_layers(agent, include_output=False))
-        agent.rls_lsuv = {"output_variances": [1.0] * n}
+        self.state(agent).result = {"output_variances": [1.0] * n}
 
     check = check_lsuv_gives_orthogonal_layers_of_unit_output_variance
     assert_proof_fails_when(
@@ -206,7 +211,7 @@ def test_pre_training_looks_through_pruning_masks_on_either_side(tmp_path):
         ],
         **kw,
     )
-    assert masked.rls_pretraining["missing_in_source"] == []
+    assert masked.surgery_state["pre_training_initialization"].result["missing_in_source"] == []
     assert th.equal(masked.q_net.q_net[0].weight_orig, plain.q_net.q_net[0].weight)
     assert bool(masked.q_net.q_net[0].weight_mask.all())  # its own mask (all ones before pruning) is kept
     # a pruned source gives its effective weights to a plain target: the same Q-values

@@ -52,7 +52,7 @@ def check_agent_acts_on_the_improved_policy(cls, tmp_path):
     assert (v_new >= v_old - 1e-9).all() and (v_new > v_old + 1e-3).any()
     model = agent_acting(cls, START)
     rls.operate(model, "policy_improvement")
-    report = model.rls_policy_improvement
+    report = model.surgery_state["policy_improvement"].result
     assert report["old_policy"] == START.tolist()
     assert report["improved_policy"] == expected.tolist()
     np.testing.assert_allclose(report["old_values"], v_old, atol=1e-6)
@@ -90,7 +90,7 @@ def test_improved_values_dominate_state_by_state(cls, tmp_path):
     check_agent_acts_on_the_improved_policy(cls, tmp_path)
     # as a build-time surgery, from whatever the fresh network does
     model = cls("MlpPolicy", "rlsurgery/Chain-v0", seed=3, gamma=0.95, surgeries=["policy_improvement"])
-    report = model.rls_policy_improvement
+    report = model.surgery_state["policy_improvement"].result
     old, new = np.array(report["old_values"]), np.array(report["improved_values"])
     assert (new >= old - 1e-9).all()  # V^π' ≥ V^π in every state
     P, R = gym.make("rlsurgery/Chain-v0").unwrapped.transition_table()
@@ -124,7 +124,7 @@ def test_operate_improves_a_trained_model_and_refuses_non_tabular_envs():
     model = SurgicalDQN("MlpPolicy", "rlsurgery/Chain-v0", seed=0, gamma=0.95)
     before = model.predict(np.eye(6, dtype=np.float32), deterministic=True)[0]
     rls.operate(model, "policy_improvement")
-    report = model.rls_policy_improvement
+    report = model.surgery_state["policy_improvement"].result
     assert report["old_policy"] == before.tolist() and model.surgery_log[-1]["applied"] == "operate"
     with pytest.raises(IncompatibleSurgeryError, match="needs a tabular env exposing transition_table"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["policy_improvement"])
