@@ -35,7 +35,6 @@ from torch.nn.utils import parametrize
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import check_order, param
-from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.layout import online_networks
@@ -45,6 +44,7 @@ from rlsurgery.nets.penalty import with_penalty
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.normalization.weights import PRUNING_KEYS
 from rlsurgery.runtime.callbacks import EveryStep
+from rlsurgery.runtime.schedules import piecewise_value
 
 
 class DropPath(nn.Module):

@@ -25,7 +25,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, require_discrete_actions
 from rlsurgery.exploration.acting import QValueActing
-from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
+from rlsurgery.runtime.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

@@ -43,9 +43,9 @@ from rlsurgery.exploration.intrinsic import (
     flat_observations,
     mlp,
 )
-from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
 from rlsurgery.exploration.ucb_bonus import INTRINSIC_FAMILIES
 from rlsurgery.nets.optim import minibatch_steps
+from rlsurgery.runtime.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

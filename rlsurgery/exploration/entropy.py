@@ -27,7 +27,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
-from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
+from rlsurgery.runtime.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm

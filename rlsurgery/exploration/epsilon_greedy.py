@@ -22,7 +22,7 @@ from stable_baselines3 import DQN
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
-from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
+from rlsurgery.runtime.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
     from gymnasium import spaces

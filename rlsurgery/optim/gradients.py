@@ -30,9 +30,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.core.state import ResultState
-from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
 from rlsurgery.optim.base import OptimizerSurgery
+from rlsurgery.runtime.schedules import piecewise_value
 
 
 def clip_by_global_norm(parameters: list[th.Tensor], max_norm: float) -> float:

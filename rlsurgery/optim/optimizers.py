@@ -25,10 +25,10 @@ from stable_baselines3.common.utils import ConstantSchedule
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
-from rlsurgery.exploration.schedules import piecewise_value
 from rlsurgery.nets.step_hooks import add_step_hook, optimizers_by_role, record, set_optimizer
 from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.callbacks import EveryStep
+from rlsurgery.runtime.schedules import piecewise_value
 
 #: optimizer classes by name, with the keyword arguments each takes from the parameters
 OPTIMIZERS: dict[str, type[th.optim.Optimizer]] = {

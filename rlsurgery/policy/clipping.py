@@ -24,7 +24,7 @@ import torch as th
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery
-from rlsurgery.exploration.schedules import ScheduleFields, ValueSchedule
+from rlsurgery.runtime.schedules import ScheduleFields, ValueSchedule
 
 if TYPE_CHECKING:
     from rlsurgery.agents.ppo import SurgicalPPO

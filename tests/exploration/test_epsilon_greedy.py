@@ -7,7 +7,7 @@ from stable_baselines3.common.logger import configure
 
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
-from rlsurgery.exploration.schedules import ValueSchedule
+from rlsurgery.runtime.schedules import ValueSchedule
 
 
 def agent(tiny_kwargs, spec, **extra):

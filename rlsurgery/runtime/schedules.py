@@ -1,4 +1,4 @@
-"""Value schedules shared by exploration surgeries (ε, temperature, coefficients).
+"""Value schedules shared by the surgeries of several areas (ε, temperatures, coefficients, clip ranges).
 
 Three kinds, evaluated at environment step ``t`` with SB3's ``progress_remaining``
 (1 at the start of ``learn``, 0 at its end)::
