@@ -37,19 +37,10 @@ from rlsurgery.nets import replace_modules, transform_networks
 from rlsurgery.nets.blocks import FeatureAttention, Gate
 from rlsurgery.nets.layout import find_networks, online_networks
 from rlsurgery.nets.mlp import mlp_stacks, refill
+from rlsurgery.nets.modules import ACTIVATIONS, ActivationName
 from rlsurgery.nets.surgery import NetworkSurgery
 
 #: activation modules by name
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU,
-    "softplus": nn.Softplus,
-}
-ActivationName = Literal["relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "softplus"]
 
 
 def activation_widths(net: nn.Module, matches: Callable[[nn.Module], bool]) -> dict[str, int]:

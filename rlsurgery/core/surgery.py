@@ -78,6 +78,8 @@ def surgery_record(surgery: Surgery, step: int, applied: str = "build") -> dict[
 
 #: families of the surgical on-policy agents (actor-critic policies, rollout hooks)
 ON_POLICY_FAMILIES = ("ppo", "a2c")
+#: families whose acting network can be fit to expert actions (imitation, distillation)
+IMITATION_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac")
 
 
 class Attachment(str, enum.Enum):

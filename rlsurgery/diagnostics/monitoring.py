@@ -30,15 +30,15 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.activations.surgeries import ACTIVATIONS
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import PRUNABLE, effective_weight
+from rlsurgery.nets.modules import ACTIVATIONS
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
-from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.callbacks import EveryStep
 
 

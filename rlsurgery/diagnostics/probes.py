@@ -36,8 +36,8 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.nets.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
 from rlsurgery.nets.step_hooks import optimizers_by_role
-from rlsurgery.optim.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
 
 ROLE_DOC = "optimizer role whose loss is probed: policy, or critic / actor on SAC and TD3 (empty: the first)"
 

@@ -27,9 +27,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlsurgery.core.params import param
-from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.layout import acting_parameters, layout_of, sync_acting_targets
 from rlsurgery.nets.optim import minibatch_steps
-from rlsurgery.policy.imitation import sync_targets, trained_parameters
 
 
 def discrete_actions(model: BaseAlgorithm) -> bool:
@@ -104,7 +103,7 @@ def distill(
     :return: what happened: data set size and the loss per round
     """
     device = student.device
-    params = trained_parameters(student) + [p for m in extra_modules or [] for p in m.parameters()]
+    params = acting_parameters(student) + [p for m in extra_modules or [] for p in m.parameters()]
     optimizer = th.optim.Adam(params, lr=fields.learning_rate)
     generator = th.Generator().manual_seed(fields.seed)
     per_round = max(fields.steps // fields.rounds, 1)
@@ -130,7 +129,7 @@ def distill(
             losses += minibatch_steps(optimizer, len(obs), fields.batch_size, generator, device, batch_loss)
         round_losses.append(float(np.mean(losses)))
     student.policy.set_training_mode(False)
-    sync_targets(student)
+    sync_acting_targets(student)
     return {"states": len(observations), "round_losses": round_losses}
 
 
@@ -145,4 +144,4 @@ def action_agreement(student: BaseAlgorithm, teacher: BaseAlgorithm, observation
 
 def count_parameters(model: BaseAlgorithm) -> int:
     """Parameters of the acting network(s): online Q-network, actor-critic policy, or SAC actor."""
-    return sum(p.numel() for p in trained_parameters(model))
+    return sum(p.numel() for p in acting_parameters(model))

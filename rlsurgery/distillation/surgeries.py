@@ -35,7 +35,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.state import ResultState
-from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
+from rlsurgery.core.surgery import IMITATION_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.distillation.core import (
     DistillationFields,
     action_agreement,
@@ -49,7 +49,6 @@ from rlsurgery.distillation.core import (
 )
 from rlsurgery.envs import ensure_registered
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.policy.imitation import IMITATION_FAMILIES
 from rlsurgery.runtime.models import evaluation_env, load_saved_model
 
 #: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for

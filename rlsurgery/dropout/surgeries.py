@@ -38,11 +38,10 @@ from rlsurgery.core.params import check_order, param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.layout import online_networks
-from rlsurgery.nets.masks import output_layer_names
+from rlsurgery.nets.masks import PRUNING_KEYS, output_layer_names
 from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names, set_submodule
 from rlsurgery.nets.penalty import with_penalty
 from rlsurgery.nets.surgery import NetworkSurgery
-from rlsurgery.normalization.weights import PRUNING_KEYS
 from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.schedules import piecewise_value
 

@@ -31,17 +31,8 @@ from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.runtime.models import load_saved_model
-
-
-def optimizers_of(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
-    """Every optimizer of the model's networks (policy, or actor and critic)."""
-    found = []
-    for owner in (model.policy, getattr(model, "actor", None), getattr(model, "critic", None)):
-        optimizer = getattr(owner, "optimizer", None)
-        if optimizer is not None and optimizer not in found:
-            found.append(optimizer)
-    return found
 
 
 class InitializationSurgery(Surgery):
@@ -73,7 +64,8 @@ class InitializationSurgery(Surgery):
                 self.init_weight(weight)
                 if layer.bias is not None:
                     layer.bias.zero_()
-                for optimizer in optimizers_of(agent):  # stale Adam moments would undo the reset
+                # stale Adam moments would undo the reset
+                for optimizer in optimizers_by_role(agent).values():
                     for p in (weight, layer.bias):
                         if p is not None:
                             optimizer.state.pop(p, None)
@@ -224,7 +216,7 @@ class PreTrainingInitialization(Surgery):
                 "missing in the source (see the surgery's state)",
                 stacklevel=2,
             )
-        for optimizer in optimizers_of(agent):
+        for optimizer in optimizers_by_role(agent).values():
             optimizer.state.clear()  # moments of the old weights do not apply to the copied ones
         self.state(agent).result = report
         return report

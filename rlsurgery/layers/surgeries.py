@@ -30,7 +30,6 @@ from typing import Any, Literal
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.activations.surgeries import ACTIVATIONS, ActivationName
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
@@ -49,6 +48,7 @@ from rlsurgery.nets.mlp import (
     replace_hidden_block,
     swap,
 )
+from rlsurgery.nets.modules import ACTIVATIONS, ActivationName
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.nets.units import activation_scores, resize_hidden_layers
 

@@ -279,3 +279,18 @@ def online_networks(model: BaseAlgorithm) -> dict[str, nn.Module]:
 def target_pairs(model: BaseAlgorithm) -> list[tuple[nn.Module, nn.Module]]:
     """(online, target) module pairs that must stay consistent."""
     return layout_of(model).target_pairs(model.policy)
+
+
+def acting_parameters(model: BaseAlgorithm) -> list[nn.Parameter]:
+    """The parameters of the network that chooses actions (what imitation and distillation fit)."""
+    return list(layout_of(model).acting_network(model.policy).parameters())
+
+
+def sync_acting_targets(model: BaseAlgorithm) -> None:
+    """Load the target copies of the acting network from it (after a supervised fit: a DQN's
+    ``q_target``; the critics' targets are left alone)."""
+    layout = layout_of(model)
+    nets = layout.networks(model.policy)
+    for role in layout.roles:
+        if role.target_of == layout.acting:
+            nets[role.name].load_state_dict(nets[layout.acting].state_dict())

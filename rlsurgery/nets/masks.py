@@ -18,6 +18,16 @@ from torch.nn.utils import prune
 
 from rlsurgery.nets.layout import online_networks, target_pairs
 
+#: the pruning surgeries, which mask the same weights (those that reparametrize weights conflict)
+PRUNING_KEYS = (
+    "weight_pruning",
+    "magnitude_pruning",
+    "magnitude_based_pruning",
+    "n_m_sparsity",
+    "block_sparsity",
+    "gradual_magnitude_pruning",
+)
+
 #: layers whose weights can be masked
 PRUNABLE = (nn.Linear, nn.Conv2d)
 

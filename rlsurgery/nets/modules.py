@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Literal
 
 from torch import nn
+
+#: activation modules by the names surgeries use
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "softplus": nn.Softplus,
+}
+ActivationName = Literal["relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "softplus"]
 
 
 def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -26,17 +26,7 @@ from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import rebuild_optimizers
 from rlsurgery.nets.layout import find_networks, target_pairs
-from rlsurgery.nets.masks import PRUNABLE, output_layer_names
-
-#: the pruning surgeries, which mask the same weights
-PRUNING_KEYS = (
-    "weight_pruning",
-    "magnitude_pruning",
-    "magnitude_based_pruning",
-    "n_m_sparsity",
-    "block_sparsity",
-    "gradual_magnitude_pruning",
-)
+from rlsurgery.nets.masks import PRUNABLE, PRUNING_KEYS, output_layer_names
 
 
 class ReparametrizationSurgery(Surgery):

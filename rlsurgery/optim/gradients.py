@@ -30,8 +30,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
 from rlsurgery.core.state import ResultState
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_step_hook, record, trainable_parameters
-from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.schedules import piecewise_value
 
 

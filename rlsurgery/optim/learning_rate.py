@@ -35,10 +35,11 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.groups import regroup
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record
-from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.models import evaluation_env
+from rlsurgery.runtime.schedules import warmup_factor
 
 
 class FactorSurgery(OptimizerSurgery):
@@ -49,11 +50,6 @@ class FactorSurgery(OptimizerSurgery):
 
     def install(self, agent: BaseAlgorithm) -> None:
         add_lr_factor(agent, lambda a, _role, _index, _group: self.factor(a.num_timesteps))
-
-
-def warmup_factor(step: int, warmup_steps: int, start_factor: float) -> float:
-    """f₀ + (1 − f₀) · min(1, t / T_w)."""
-    return start_factor + (1 - start_factor) * min(1.0, max(step, 0) / warmup_steps)
 
 
 def cosine_factor(step: int, period: int, min_factor: float) -> float:

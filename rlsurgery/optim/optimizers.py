@@ -25,8 +25,8 @@ from stable_baselines3.common.utils import ConstantSchedule
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import check_order, param
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_step_hook, optimizers_by_role, record, set_optimizer
-from rlsurgery.optim.base import OptimizerSurgery
 from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.schedules import piecewise_value
 

@@ -24,9 +24,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.nets.loss import LOSS_FAMILIES
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import optimizers_by_role, record, trainable_parameters
-from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.loss import LOSS_FAMILIES
 
 
 def sam_gradient(parameters: list[th.Tensor], loss_fn: Callable[[], th.Tensor], rho: float) -> float:

@@ -35,14 +35,17 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.state import ResultState
-from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reject_dict_observations
-from rlsurgery.nets import target_pairs
-from rlsurgery.nets.layout import layout_of
+from rlsurgery.core.surgery import (
+    IMITATION_FAMILIES,
+    Attachment,
+    Surgery,
+    reject_dict_observations,
+)
+from rlsurgery.nets.layout import acting_parameters, layout_of, sync_acting_targets
 from rlsurgery.nets.optim import minibatch_steps
 from rlsurgery.runtime.models import evaluation_env, load_saved_model
 
 #: agent families whose policy the imitation surgeries can fit
-IMITATION_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac")
 
 
 @dataclass
@@ -124,19 +127,6 @@ def imitation_loss(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> 
     return -log_prob.mean()
 
 
-def trained_parameters(agent: BaseAlgorithm) -> list[th.nn.Parameter]:
-    """The parameters an imitation fit trains: online Q-network, actor-critic policy, or SAC's actor
-    (read from the policy's layout, so plain SB3 models work too)."""
-    return list(layout_of(agent).acting_network(agent.policy).parameters())
-
-
-def sync_targets(agent: BaseAlgorithm) -> None:
-    """Copy the online networks into their targets (after a supervised fit of a DQN-family agent)."""
-    if layout_of(agent).kind == "q":
-        for online, target in target_pairs(agent):
-            target.load_state_dict(online.state_dict())
-
-
 def fit_policy(
     agent: BaseAlgorithm, data: Demonstrations, epochs: int, batch_size: int, learning_rate: float, seed: int
 ) -> list[float]:
@@ -145,7 +135,7 @@ def fit_policy(
     Target networks are copied from the fitted online networks afterwards.
     """
     agent.policy.set_training_mode(True)
-    params = trained_parameters(agent)
+    params = acting_parameters(agent)
     optimizer = th.optim.Adam(params, lr=learning_rate)
     obs = th.as_tensor(data.observations, device=agent.device).float()
     actions = th.as_tensor(data.actions, device=agent.device)
@@ -162,7 +152,7 @@ def fit_policy(
         )
         epoch_losses.append(float(np.mean(losses)))
     agent.policy.set_training_mode(False)
-    sync_targets(agent)
+    sync_acting_targets(agent)
     return epoch_losses
 
 

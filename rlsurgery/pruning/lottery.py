@@ -26,7 +26,6 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import check_order, param
-from rlsurgery.initialization.surgeries import optimizers_of
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.masks import (
     apply_mask,
@@ -37,6 +36,7 @@ from rlsurgery.nets.masks import (
     sync_target_masks,
     trained_weight,
 )
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.pruning.base import MaskSurgery
 from rlsurgery.runtime.callbacks import EveryStep
@@ -72,7 +72,7 @@ class WeightSnapshot(nn.Module):
                 weight.copy_(getattr(self, f"weight_{k}"))
                 if layer.bias is not None:
                     layer.bias.copy_(getattr(self, f"bias_{k}"))
-                for optimizer in optimizers_of(agent):  # moments from after step k do not apply
+                for optimizer in optimizers_by_role(agent).values():  # moments from after step k do not apply
                     for p in (weight, layer.bias):
                         if p is not None:
                             optimizer.state.pop(p, None)

@@ -33,20 +33,20 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
-from rlsurgery.initialization.surgeries import optimizers_of
 from rlsurgery.nets import sync_targets
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import layout_of, online_networks, target_pairs
 from rlsurgery.nets.masks import PRUNABLE, output_layer_names, trained_weight
 from rlsurgery.nets.mlp import mlp_stacks
 from rlsurgery.nets.modules import fresh_copy
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.nets.surgery import NETWORK_FAMILIES
 from rlsurgery.runtime.callbacks import EveryStep
 
 
 def clear_optimizer_state(agent: BaseAlgorithm, params: list[th.Tensor]) -> None:
     """Drop the optimizer state (moments) of ``params``: stale statistics would undo a reset."""
-    for optimizer in optimizers_of(agent):
+    for optimizer in optimizers_by_role(agent).values():
         for p in params:
             optimizer.state.pop(p, None)
 

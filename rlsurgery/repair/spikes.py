@@ -51,10 +51,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.state import transient
+from rlsurgery.nets.loss import LOSS_FAMILIES
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record, trainable_parameters
-from rlsurgery.optim.base import OptimizerSurgery
-from rlsurgery.optim.learning_rate import warmup_factor
-from rlsurgery.optim.loss import LOSS_FAMILIES
+from rlsurgery.runtime.schedules import warmup_factor
 
 
 class SpikeDetector:

@@ -120,3 +120,8 @@ class ValueSchedule:
         if self.kind == "piecewise":
             return piecewise_value(self.points, step)
         return float(self.initial)
+
+
+def warmup_factor(step: int, warmup_steps: int, start_factor: float) -> float:
+    """f₀ + (1 − f₀) · min(1, t / T_w)."""
+    return start_factor + (1 - start_factor) * min(1.0, max(step, 0) / warmup_steps)

@@ -8,7 +8,7 @@ import torch as th
 from rlsurgery import SurgicalDQN, SurgicalSAC, SurgicalTRPO, catalog
 from rlsurgery.cli import main
 from rlsurgery.docs import surgeries_markdown
-from rlsurgery.optim.base import OptimizerSurgery
+from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.optim.gradients import adaptive_clip, clip_by_global_norm, unitwise_norm
 
 KW = dict(
