@@ -36,6 +36,7 @@ import time
 from typing import Any
 
 import torch as th
+from dqn_cartpole import ZOO
 from results_log import ResultsLog
 from stable_baselines3 import DQN, SAC
 
@@ -46,19 +47,7 @@ AGENTS: dict[str, dict[str, Any]] = {
         classes=(DQN, SurgicalDQN),
         env="CartPole-v1",
         steps=20_000,
-        kwargs=dict(
-            learning_rate=2.3e-3,
-            batch_size=64,
-            buffer_size=100_000,
-            learning_starts=1000,
-            gamma=0.99,
-            target_update_interval=10,
-            train_freq=256,
-            gradient_steps=128,
-            exploration_fraction=0.16,
-            exploration_final_eps=0.04,
-            policy_kwargs=dict(net_arch=[256, 256]),
-        ),
+        kwargs=dict(ZOO, policy_kwargs=dict(net_arch=[256, 256])),
     ),
     "sac": dict(
         classes=(SAC, SurgicalSAC),
