@@ -14,6 +14,8 @@ from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from rlsurgery.agents import ALGORITHMS
+
 #: SB3 algorithms recognised in plain zips, by the module of their policy class
 _SB3_BY_POLICY_MODULE = {
     "stable_baselines3.dqn.policies": ("stable_baselines3", "DQN"),
@@ -43,8 +45,6 @@ def read_model_data(path: str | Path) -> dict[str, Any]:
 def algorithm_of(data: dict[str, Any]) -> type[BaseAlgorithm]:
     """The class that wrote ``data``: an rlsurgery agent, or an SB3 / sb3-contrib algorithm."""
     import importlib
-
-    from rlsurgery.agents import ALGORITHMS
 
     name = data.get("rlsurgery_algorithm")
     if name:
@@ -84,3 +84,15 @@ def surgery_log_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The provenance records stored in a model's data (empty for plain SB3 zips)."""
     log = data.get("surgery_log") or []
     return log if isinstance(log, list) else []
+
+
+def load_saved_model(path: str | Path) -> BaseAlgorithm:
+    """A saved SB3 / rlsurgery model (any algorithm), on the CPU, as the class that saved it."""
+    data = read_model_data(path)
+    try:
+        cls = algorithm_of(data)
+    except ValueError:
+        from stable_baselines3 import PPO  # actor-critic zips (PPO, A2C) share the policy class
+
+        cls = PPO
+    return cls.load(path, device="cpu")

@@ -22,11 +22,12 @@ from typing import Any
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery import catalog
+from rlsurgery.agents import ALGORITHMS
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
+from rlsurgery.io import algorithm_of, load_saved_model, read_model_data
 from rlsurgery.measure import ReportMeter
-from rlsurgery.runtime.models import load_saved_model
 
 #: greedy episodes of each return measurement of a report, unless told
 REPORT_EPISODES = 10
@@ -110,9 +111,6 @@ def last_report(model: BaseAlgorithm) -> OperationReport | None:
 
 def load_surgical(path: str | Path) -> BaseAlgorithm:
     """A saved model as a surgical agent (a plain SB3 zip as the surgical subclass of its algorithm)."""
-    from rlsurgery.agents import ALGORITHMS
-    from rlsurgery.io import algorithm_of, read_model_data
-
     try:
         algorithm = algorithm_of(read_model_data(path))
     except ValueError:

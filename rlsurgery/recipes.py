@@ -36,6 +36,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecEnv
 
 from rlsurgery import catalog
+from rlsurgery.agents import ALGORITHMS
 from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
 from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
@@ -77,8 +78,6 @@ class Recipe:
     @property
     def algorithm(self) -> type[BaseAlgorithm]:
         """The surgical agent class of ``algo``."""
-        from rlsurgery.agents import ALGORITHMS
-
         return ALGORITHMS[self.algo]
 
     def resolve(self, env_id: str, **overrides: Any) -> ResolvedRecipe:
@@ -236,8 +235,6 @@ class ResolvedRecipe:
 
     def build(self, env: Any = None) -> BaseAlgorithm:
         """Build the agent (``env``: a ready environment, else one made from ``env_id``)."""
-        from rlsurgery.agents import ALGORITHMS
-
         kwargs = dict(self.kwargs)
         kwargs["policy_kwargs"] = _resolve_policy_kwargs(kwargs.get("policy_kwargs"))
         _resolve_schedules(kwargs, f"{self.recipe} ({self.env_id})")
@@ -274,8 +271,6 @@ def load_recipe(name: str | Path) -> Recipe:
     if not isinstance(data, dict):
         raise fail("a recipe must be a mapping with 'algo', 'surgeries', 'defaults' and 'hyperparams'")
     check_keys(data, TOP_KEYS, fail, "recipe")
-    from rlsurgery.agents import ALGORITHMS
-
     algo = data.get("algo")
     if algo not in ALGORITHMS:
         raise fail(f"'algo' must be one of {', '.join(ALGORITHMS)} (got {algo!r})", "algo")

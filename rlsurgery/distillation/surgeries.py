@@ -48,8 +48,9 @@ from rlsurgery.distillation.core import (
     soft_kl,
 )
 from rlsurgery.envs import ensure_registered
+from rlsurgery.io import load_saved_model
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.runtime.models import evaluation_env, load_saved_model
+from rlsurgery.runtime.models import evaluation_env
 
 #: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for
 #: the losses on a discrete policy's logits

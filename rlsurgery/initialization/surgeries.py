@@ -28,11 +28,11 @@ from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+from rlsurgery.io import load_saved_model
 from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
 from rlsurgery.nets.step_hooks import optimizers_by_role
-from rlsurgery.runtime.models import load_saved_model
 
 
 class InitializationSurgery(Surgery):

@@ -41,9 +41,10 @@ from rlsurgery.core.surgery import (
     Surgery,
     reject_dict_observations,
 )
+from rlsurgery.io import load_saved_model
 from rlsurgery.nets.layout import acting_parameters, layout_of, sync_acting_targets
 from rlsurgery.nets.optim import minibatch_steps
-from rlsurgery.runtime.models import evaluation_env, load_saved_model
+from rlsurgery.runtime.models import evaluation_env
 
 #: agent families whose policy the imitation surgeries can fit
 

@@ -2,7 +2,7 @@
 
 * :mod:`~rlsurgery.runtime.wrappers`: the base of the env wrappers surgeries put on the training env;
 * :mod:`~rlsurgery.runtime.callbacks`: how surgeries act during training (``EveryStep``);
-* :mod:`~rlsurgery.runtime.models`: saved models (experts, teachers, sources) and evaluation envs;
+* :mod:`~rlsurgery.runtime.models`: evaluation envs with the agent's observation layout;
 * :mod:`~rlsurgery.runtime.schedules`: value schedules (linear, exponential, piecewise, constant).
 
 Nothing here imports a surgery or an agent.

@@ -1,9 +1,7 @@
-"""Saved models and fresh environments that surgeries of several areas use: the expert of imitation,
-the teacher of distillation, the source of pre-training initialization, the env of an evaluation."""
+"""Fresh environments that surgeries of several areas use: the env of an evaluation or of an expert's
+rollouts, with the agent's observation layout. (Saved models are read by :mod:`rlsurgery.io`.)"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -11,20 +9,6 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.envs import ensure_registered
-
-
-def load_saved_model(path: str | Path) -> BaseAlgorithm:
-    """A saved SB3 / rlsurgery model (any algorithm), on the CPU, as the class that saved it."""
-    from rlsurgery.io import algorithm_of, read_model_data  # io knows the agent classes (above runtime)
-
-    data = read_model_data(path)
-    try:
-        cls = algorithm_of(data)
-    except ValueError:
-        from stable_baselines3 import PPO  # actor-critic zips (PPO, A2C) share the policy class
-
-        cls = PPO
-    return cls.load(path, device="cpu")
 
 
 def evaluation_env(agent: BaseAlgorithm, key: str) -> gym.Env:

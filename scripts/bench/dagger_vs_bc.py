@@ -56,8 +56,8 @@ def short_cartpole(horizon: int) -> str:
 
 def expert_pairs(env_id: str, expert_path: str, labels: int, seed: int, folder: Path) -> Path:
     """The first ``labels`` pairs of consecutive expert episodes, as an ``.npz``."""
+    from rlsurgery.io import load_saved_model
     from rlsurgery.policy.imitation import rollouts
-    from rlsurgery.runtime.models import load_saved_model
 
     expert = load_saved_model(expert_path)
     env = gym.make(env_id)
