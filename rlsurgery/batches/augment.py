@@ -16,7 +16,8 @@ https://arxiv.org/abs/2006.12862)::
     autoaugment   the augmentation is chosen by a UCB bandit: every ``every`` updates, the arm
                   a = argmax Q_a + c · sqrt(ln N / N_a) (untried arms first), with Q_a the running
                   mean, over a's periods of use, of the mean return of the episodes that ended in
-                  the period (UCB-DrAC's selection); a period with no finished episode is not counted
+                  the period (UCB-DrAC's selection); a period with no finished episode is not counted.
+                  The bandit (Q_a, N_a, the arm in use) is its state, saved with the model
 
 Actions, rewards and dones are never changed; shapes and dtypes are kept. Augmentations act in
 the ``augment`` stage of the DQN family and PPO (on the update's batch only; rollouts and
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -40,6 +41,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.batch import Batch
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import transient
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets.step_hooks import record
 
@@ -154,6 +156,21 @@ class AutoAugmentParams:
             raise ValueError(f"'arms' must be among {', '.join(AUGMENTATIONS)} (got {self.arms})")
 
 
+@dataclass
+class BanditState:
+    means: list[float] = field(default_factory=list)
+    """Q_a: the running mean, over a's periods of use, of their mean episode return (one per arm)"""
+    counts: list[int] = field(default_factory=list)
+    """N_a: the periods credited to each arm"""
+    arm: int = 0
+    """the arm in use"""
+    updates: int = 0
+    """updates augmented so far"""
+    seen: dict | None = transient()  # noqa: RUF009
+    """the newest episode of ``ep_info_buffer`` already credited, or seen before the first update (not
+    saved: SB3 does not save the buffer)"""
+
+
 @register(proof="tests/batches/test_augment.py::test_autoaugment_follows_the_ucb_choice")
 class AutoAugment(ImageAugmentation):
     """A UCB bandit picks the augmentation, rewarded by the training return while each is in use."""
@@ -161,55 +178,65 @@ class AutoAugment(ImageAugmentation):
     key = "autoaugment"
     Params = AutoAugmentParams
     params: AutoAugmentParams
+    State = BanditState
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        n = len(self.params.arms)
-        self.means, self.counts = [0.0] * n, [0] * n
-        self.arm, self.updates = 0, 0
-        #: the newest episode of ``ep_info_buffer`` already credited (or seen before the first update)
-        self._seen: dict | None = None
+    def state(self, agent: Any) -> BanditState:
+        """The bandit on ``agent`` (a mean and a count per arm from its first use)."""
+        state = super().state(agent)
+        if not state.counts:
+            n = len(self.params.arms)
+            state.means, state.counts = [0.0] * n, [0] * n
+        return state
 
     def new_returns(self, agent: BaseAlgorithm) -> list[float]:
         """Returns of the episodes that ended since the last call: those played while the current arm
         was in use (SB3's ``ep_info_buffer`` keeps the last 100 episodes, most of them older)."""
+        state = self.state(agent)
         episodes = list(agent.ep_info_buffer)
         start = 0
         for i in range(len(episodes) - 1, -1, -1):
-            if episodes[i] is self._seen:
+            if episodes[i] is state.seen:
                 start = i + 1
                 break
         if episodes:
-            self._seen = episodes[-1]
+            state.seen = episodes[-1]
         return [float(e["r"]) for e in episodes[start:]]
 
     def choose(self, agent: BaseAlgorithm) -> None:
         """Credit the current arm with the mean return of the episodes that ended while it was in use,
         then pick the next one."""
+        state = self.state(agent)
         returns = self.new_returns(agent)
         if returns:
-            n = self.counts[self.arm] + 1
-            self.means[self.arm] += (float(np.mean(returns)) - self.means[self.arm]) / n
-            self.counts[self.arm] = n
-        self.arm = ucb_choice(self.means, self.counts, self.params.c)
-        record(agent, "train/autoaugment_arm", self.arm)
+            n = state.counts[state.arm] + 1
+            state.means[state.arm] += (float(np.mean(returns)) - state.means[state.arm]) / n
+            state.counts[state.arm] = n
+        state.arm = ucb_choice(state.means, state.counts, self.params.c)
+        record(agent, "train/autoaugment_arm", state.arm)
 
     def augment_observations(self, agent: BaseAlgorithm, x: th.Tensor) -> th.Tensor:
-        name = self.params.arms[self.arm]
+        name = self.params.arms[self.state(agent).arm]
         return AUGMENTATIONS[name](x, self.params.pad if name == "shift" else self.params.size)
 
     def augment(self, agent: BaseAlgorithm, batch: Any) -> None:
-        if self.updates == 0:
+        state = self.state(agent)
+        if state.updates == 0:
             self.new_returns(agent)  # episodes before the first update were played without any arm
-        elif self.updates % self.params.every == 0:
+        elif state.updates % self.params.every == 0:
             self.choose(agent)
-        self.updates += 1
+        state.updates += 1
         super().augment(agent, batch)
 
 
 @dataclass
 class MixupParams:
     alpha: float = param(0.2, "α of the Beta(α, α) mixing weights", gt=0.0)
+
+
+@dataclass
+class MixupState:
+    last_mix: tuple[th.Tensor, th.Tensor] | None = transient()
+    """(λ, j) of the last update (kept for inspection, not saved)"""
 
 
 @register(proof="tests/batches/test_augment.py::test_mixup_mixes_inputs_estimates_and_targets")
@@ -228,6 +255,7 @@ class Mixup(Surgery):
     stages = ("estimate",)
     Params = MixupParams
     params: MixupParams
+    State = MixupState
 
     def estimate(self, agent: BaseAlgorithm, batch: Batch) -> None:
         n = batch.observations.shape[0]
@@ -244,4 +272,4 @@ class Mixup(Surgery):
         actions = batch.actions.long()
         batch.current = lam * q_values.gather(1, actions) + (1 - lam) * q_values.gather(1, actions[perm])
         batch.target = lam * batch.target + (1 - lam) * batch.target[perm]
-        self.last_mix = (lam, perm)  # kept for inspection
+        self.state(agent).last_mix = (lam, perm)

@@ -140,11 +140,15 @@ class CurriculumLearning(Surgery):
                             f"{self.key}: the training env has no attribute {attribute!r} to set"
                         )
 
-    def apply_stage(self, agent: BaseAlgorithm, stage: int) -> None:
-        """Set stage ``stage`` on every training env."""
+    def set_env_stage(self, agent: BaseAlgorithm, stage: int) -> None:
+        """Set the settings of stage ``stage`` on every training env."""
         env = agent.get_env()
         for attribute, value in self.params.stages[stage].items():
             env.set_attr(attribute, value)
+
+    def apply_stage(self, agent: BaseAlgorithm, stage: int) -> None:
+        """Open stage ``stage`` now: its settings on every training env, the state at it."""
+        self.set_env_stage(agent, stage)
         state = self.state(agent)
         state.stage, state.since = stage, agent.num_timesteps
         record(agent, "train/curriculum_stage", stage)
@@ -155,7 +159,9 @@ class CurriculumLearning(Surgery):
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         stage = self.state(agent).stage
         if stage is not None and agent.get_env() is not None:
-            self.apply_stage(agent, stage)  # a loaded model continues at its stage
+            # a loaded model continues at its stage, on the env it is given; the stage keeps the step
+            # it opened at, so a steps gate opens the next one when it would have without the save
+            self.set_env_stage(agent, stage)
 
     def advance(self, agent: BaseAlgorithm) -> None:
         """Every env step: open the next stage when its gate passes."""

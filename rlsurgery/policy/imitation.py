@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.params import param
-from rlsurgery.core.state import ResultState
+from rlsurgery.core.state import ResultState, transient
 from rlsurgery.core.surgery import (
     IMITATION_FAMILIES,
     Attachment,
@@ -254,6 +254,14 @@ class DaggerParams:
     seed: int = param(0, "seed of the rollouts and the minibatches")
 
 
+@dataclass
+class DaggerState(ResultState):
+    dataset: Demonstrations | None = transient()  # noqa: RUF009
+    """the aggregated data set (kept for inspection, not saved)"""
+    expert_acted: np.ndarray | None = transient()  # noqa: RUF009
+    """per pair of ``dataset``: whether the expert chose the action played (not saved)"""
+
+
 @register(
     proof="tests/policy/test_imitation.py::test_dagger_aggregates_learner_states_and_matches_the_expert"
 )
@@ -263,6 +271,7 @@ class Dagger(ImitationSurgery):
     key = "dagger"
     Params = DaggerParams
     params: DaggerParams
+    State = DaggerState
 
     def validate(self, agent: BaseAlgorithm) -> None:
         super().validate(agent)
@@ -290,6 +299,6 @@ class Dagger(ImitationSurgery):
                 {"iteration": i, "pairs": len(data), "expert_probability": probability, "returns": returns}
             )
         env.close()
-        #: the aggregated data set and where the expert acted (kept for inspection, not saved)
-        self.dataset, self.expert_acted = data, acted
-        self.state(agent).result = {"pairs": len(data), "iterations": history}
+        state = self.state(agent)
+        state.result = {"pairs": len(data), "iterations": history}
+        state.dataset, state.expert_acted = data, acted

@@ -11,12 +11,14 @@ penalty, https://arxiv.org/abs/1707.06347). Three ways to hold the constraint::
 
 KL is measured on each minibatch with the estimator E[(r − 1) − log r] of KL(π_old ‖ π)
 (Schulman's k3; the same quantity SB3's ``target_kl`` uses); TRPO's line search checks the
-exact mean KL(π_new ‖ π_old) of the whole batch.
+exact mean KL(π_new ‖ π_old) of the whole batch. The adaptive β (and the KL measured since the
+last rollout) is the surgery's :class:`TrustRegionState`, saved with the model: a loaded model
+goes on with its β.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
@@ -56,6 +58,14 @@ class TrustRegionParams:
     beta: float = param(1.0, "adaptive_kl: initial penalty coefficient β", gt=0.0)
 
 
+@dataclass
+class TrustRegionState:
+    beta: float | None = None
+    """adaptive_kl: the current penalty coefficient β (None until configured: the initial β)"""
+    kls: list[float] = field(default_factory=list)
+    """adaptive_kl: the KL measured on each minibatch since the last rollout"""
+
+
 @register(proof="tests/policy/test_trust_region.py::test_measured_kl_respects_delta_after_updates")
 class TrustRegion(Surgery):
     """A KL trust region per update: adaptive penalty, early stop, or TRPO's exact step."""
@@ -68,6 +78,7 @@ class TrustRegion(Surgery):
         "ppo": ("policy_loss", "kl_stop", "after_update", "on_rollout_start")
     }
     params: TrustRegionParams
+    State = TrustRegionState
 
     def stages_for(self, family: str | None) -> tuple[str, ...]:
         if family != "ppo":
@@ -90,9 +101,9 @@ class TrustRegion(Surgery):
             )
 
     def configure(self, agent: Any) -> None:
-        #: the adaptive KL penalty coefficient, and the KL measured since the last rollout
-        self.beta = self.params.beta
-        self._kls: list[float] = []
+        state = self.state(agent)
+        if state.beta is None:  # a loaded model goes on with its own β
+            state.beta = self.params.beta
         if agent.algorithm_family == "trpo":
             agent.target_kl = self.params.target_kl
 
@@ -100,20 +111,22 @@ class TrustRegion(Surgery):
     def policy_loss(self, agent: SurgicalPPO, batch: PolicyBatch) -> None:
         """−E[r A] + β · KL(π_old ‖ π) (estimated on the minibatch)."""
         log_ratio = batch.log_prob - batch.old_log_prob
-        batch.policy_loss = kl_penalty_loss(batch.ratio, batch.advantages, log_ratio, self.beta)
-        batch.extras["kl_beta"] = self.beta
+        beta = self.state(agent).beta
+        batch.policy_loss = kl_penalty_loss(batch.ratio, batch.advantages, log_ratio, beta)
+        batch.extras["kl_beta"] = beta
 
     def after_update(self, agent: SurgicalPPO, batch: PolicyBatch) -> None:
         """Record the minibatch's measured KL."""
-        self._kls.append(float(batch.approx_kl))
+        self.state(agent).kls.append(float(batch.approx_kl))
 
     def on_rollout_start(self, agent: SurgicalPPO) -> None:
         """Adapt β from the KL measured during the last update (mean over its minibatches)."""
-        if self._kls:
-            measured = float(np.mean(self._kls))
-            self.beta = adapt_beta(self.beta, measured, self.params.target_kl)
-            agent.logger.record("train/kl_beta", self.beta)
-            self._kls.clear()
+        state = self.state(agent)
+        if state.kls:
+            measured = float(np.mean(state.kls))
+            state.beta = adapt_beta(state.beta, measured, self.params.target_kl)
+            agent.logger.record("train/kl_beta", state.beta)
+            state.kls.clear()
 
     # ---------------------------------------------------------------- early stop
     def kl_stop(self, agent: SurgicalPPO, batch: PolicyBatch) -> bool:

@@ -39,15 +39,19 @@ class MaskSurgery(NetworkSurgery):
             )
         return layers
 
-    def prune(self, agent: BaseAlgorithm) -> None:
-        """Mask the layers by the current weights, sync the targets, record the sparsity."""
+    def prune(self, agent: BaseAlgorithm) -> float:
+        """Mask the layers by the current weights, sync the targets; the sparsity reached."""
         layers = [m for _, m in self.layers(agent)]
         with th.no_grad():
             for layer, mask in zip(layers, self.masks([effective_weight(m) for m in layers])):
                 apply_mask(layer, mask)
         sync_target_masks(agent)
-        self.state(agent).result = {"sparsity": sparsity(layers)}
+        return sparsity(layers)
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
-        """Mask by the current weights (on ``load`` the saved masks then replace these)."""
-        self.prune(agent)
+        """Mask by the current weights and record the sparsity (on ``load`` the saved masks then
+        replace these, and the restored state keeps the sparsity they hold: a schedule's or the
+        training signal's pruning, not the replayed placeholder masks')."""
+        reached = self.prune(agent)
+        if not replay:
+            self.state(agent).result = {"sparsity": reached}

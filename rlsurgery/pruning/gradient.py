@@ -10,7 +10,8 @@ https://arxiv.org/abs/2005.07683)::
 
 L_t is the agent's own loss on its own replay or rollout batches: the scores are read off
 the gradients of the first ``window`` updates after ``start_step`` (gradient hooks on the
-weights, whatever the algorithm), then the weights are pruned once and stay pruned. The layers
+weights, whatever the algorithm), then the weights are pruned once and stay pruned (the scores
+being summed are not saved: a model saved while scoring scores ``window`` updates again). The layers
 carry all-ones masks from the start, so ``save``/``load`` before or after the pruning restore
 the same parameter names; a model whose layers already hold the target sparsity is not
 pruned again. SAC/TD3: the actor loss's backward also reaches the critic's weights; those
@@ -29,6 +30,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
+from rlsurgery.core.state import ResultState, transient
 from rlsurgery.nets.masks import (
     apply_mask,
     effective_weight,
@@ -93,19 +95,23 @@ class ScorePruningParams:
     include_output: bool = param(True, "also prune each network's output layer")
 
 
+@dataclass
+class ScorePruningState(ResultState):
+    done: bool = False
+    """pruned, or nothing to prune: the surgery does nothing more"""
+    accumulator: GradientScoreAccumulator | None = transient()  # noqa: RUF009
+    """the scores being summed, from ``start_step`` until ``window`` updates are scored (not saved)"""
+    final_scores: list[th.Tensor] | None = transient()  # noqa: RUF009
+    """the scores the pruning used (kept for inspection, not saved)"""
+
+
 class ScorePruning(MaskSurgery):
     """Shared plumbing: all-ones masks at build, scores from the training gradients, one pruning step."""
 
     params: ScorePruningParams
     #: the per-update score of each weight
     step_score: Callable[[th.Tensor, th.Tensor], th.Tensor]
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        self.accumulator: GradientScoreAccumulator | None = None
-        #: the scores the pruning used (kept for inspection)
-        self.final_scores: list[th.Tensor] | None = None
-        self.done = False
+    State = ScorePruningState
 
     def masks(self, weights: list[th.Tensor]) -> list[th.Tensor]:
         return [th.ones_like(w) for w in weights]  # placeholders: the pruning comes from the training signal
@@ -123,19 +129,20 @@ class ScorePruning(MaskSurgery):
 
     def advance(self, agent: BaseAlgorithm) -> None:
         """Every env step: start scoring at ``start_step``; prune once ``window`` updates are scored."""
-        if self.done:
+        state = self.state(agent)
+        if state.done:
             return
-        if self.accumulator is None:
+        if state.accumulator is None:
             if agent.num_timesteps < self.params.start_step:
                 return
             layers = [m for _, m in self.layers(agent)]
             if self.params.amount == 0 or self.pruned(layers):  # e.g. a model loaded after its pruning
-                self.done = True
+                state.done = True
             else:
-                self.accumulator = GradientScoreAccumulator(layers, type(self).step_score)
+                state.accumulator = GradientScoreAccumulator(layers, type(self).step_score)
             return
-        if self.accumulator.updates >= self.params.window:
-            self.prune_by_scores(agent, self.accumulator)
+        if state.accumulator.updates >= self.params.window:
+            self.prune_by_scores(agent, state.accumulator)
 
     def prune_by_scores(self, agent: BaseAlgorithm, accumulator: GradientScoreAccumulator) -> None:
         accumulator.remove()
@@ -152,14 +159,13 @@ class ScorePruning(MaskSurgery):
             for layer, mask in zip(layers, masks):
                 apply_mask(layer, mask)
         sync_target_masks(agent)
-        self.final_scores = scores
         reached = sparsity(layers)
-        self.state(agent).result = {"sparsity": reached, "step": agent.num_timesteps}
+        state = self.state(agent)
+        state.result = {"sparsity": reached, "step": agent.num_timesteps}
         agent.logger.record("train/sparsity", reached)
         if agent.verbose >= 1:
             print(f"{self.key}: pruned to sparsity {reached:.3f} after {accumulator.updates} scored updates")
-        self.accumulator = None
-        self.done = True
+        state.final_scores, state.accumulator, state.done = scores, None, True
 
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Scoring and the pruning step, as a training callback."""

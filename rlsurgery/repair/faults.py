@@ -58,8 +58,8 @@ class FaultParams:
     description="Corrupt the training data at a step (NaN or huge rewards) to test the repairs",
 )
 class FaultInjection(Surgery):
-    """Corrupt the newest transitions' rewards once, at the first env step ≥ t_f (recorded in its state
-    is set, and saved, so a resumed run is not faulted twice)."""
+    """Corrupt the newest transitions' rewards once, at the first env step ≥ t_f (the step is recorded
+    in its state, ``result["injected"]``, and saved, so a resumed run is not faulted twice)."""
 
     key = "fault_injection"
     State = ResultState

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch as th
 
+import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.batches import augment
 from rlsurgery.batches.augment import AutoAugment, cutmix, cutout, random_shift, ucb_choice
@@ -116,15 +117,16 @@ def check_autoaugment_follows_ucb_on_the_returns_of_each_arm():
                 period = []
             batch = types.SimpleNamespace(observations=x.clone(), next_observations=x.clone())
             surgery.augment(agent, batch)
-            assert surgery.arm == arm, (update, surgery.arm, arm, means, counts)
+            state = surgery.state(agent)
+            assert state.arm == arm, (update, state.arm, arm, means, counts)
             assert applied[-2:] == [arms[arm]] * 2 and not th.equal(batch.observations, x)
             agent.ep_info_buffer.append({"r": ARM_RETURNS[arms[arm]]})
             period.append(ARM_RETURNS[arms[arm]])
-    np.testing.assert_allclose(surgery.means, means)
-    assert surgery.counts == counts and counts[1] > counts[0] + counts[2]  # the best arm is used most
+    np.testing.assert_allclose(state.means, means)
+    assert state.counts == counts and counts[1] > counts[0] + counts[2]  # the best arm is used most
 
 
-def test_autoaugment_follows_the_ucb_choice():
+def test_autoaugment_follows_the_ucb_choice(tmp_path):
     assert ucb_choice([0.0, 0.0, 0.0], [1, 0, 1], c=1.0) == 1  # untried first
     assert ucb_choice([10.0, 5.0], [10, 10], c=0.1) == 0
     assert ucb_choice([10.0, 9.9], [100, 1], c=1.0) == 1  # the rarely tried arm's bonus wins
@@ -133,16 +135,27 @@ def test_autoaugment_follows_the_ucb_choice():
     env_for(["attention_transfer"])
     model = SurgicalDQN("CnnPolicy", IMAGE_ENV, seed=0, surgeries=["autoaugment:every=5,c=0.5"], **CNN)
     model.learn(80)
-    (surgery,) = model.surgeries
-    assert sum(surgery.counts) >= 3 and all(n >= 1 for n in surgery.counts)  # every arm tried
+    state = model.surgery_state["autoaugment"]
+    assert sum(state.counts) >= 3 and all(n >= 1 for n in state.counts)  # every arm tried
+    # the bandit is saved: a loaded model goes on with its means, counts and arm
+    model.save(tmp_path / "bandit.zip")
+    loaded = rls.load(tmp_path / "bandit.zip")
+    restored = loaded.surgeries[0].state(loaded)
+    assert (restored.means, restored.counts, restored.arm, restored.updates) == (
+        state.means,
+        state.counts,
+        state.arm,
+        state.updates,
+    )
 
 
 def test_autoaugment_proof_fails_on_round_robin_or_on_returns_of_other_arms():
     def round_robin(choose):
         def broken(self, agent):
-            previous = self.arm
+            state = self.state(agent)
+            previous = state.arm
             choose(self, agent)  # the crediting stays, the choice does not follow it
-            self.arm = (previous + 1) % len(self.params.arms)
+            state.arm = (previous + 1) % len(self.params.arms)
 
         return broken
 
@@ -175,7 +188,7 @@ def test_mixup_mixes_inputs_estimates_and_targets():
     batch = model.sample_batch(16)
     model.compute_loss(batch)
     (surgery,) = model.surgeries
-    lam, perm = surgery.last_mix
+    lam, perm = surgery.state(model).last_mix
     with th.no_grad():
         mixed = lam * batch.observations + (1 - lam) * batch.observations[perm]
         q = model.q_net(mixed)

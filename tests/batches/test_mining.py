@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch as th
 
+import rlsurgery as rls
 from rlsurgery import SurgicalDQN
 from rlsurgery.batches.mining import top_k_weights
 
 KW = dict(learning_starts=20, batch_size=16, buffer_size=500, train_freq=1, policy_kwargs=dict(net_arch=[16]))
 
 
-def test_the_update_trains_on_the_hardest_transitions():
+def test_the_update_trains_on_the_hardest_transitions(tmp_path):
     losses = th.tensor([0.1, 5.0, 0.3, 2.0, 0.2, 0.4, 9.0, 0.0])
     weights = top_k_weights(losses, 2)
     assert th.equal(weights, th.tensor([0, 4.0, 0, 0, 0, 0, 4.0, 0]))
@@ -22,6 +23,10 @@ def test_the_update_trains_on_the_hardest_transitions():
     loss = model.compute_loss(batch)
     top = batch.elementwise_loss.detach().topk(16).values.mean()
     th.testing.assert_close(loss.detach(), top)
+    # the saved batch size is already m·B: a loaded model does not multiply it again
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    assert loaded.batch_size == 64 and loaded.surgery_state["hard_example_mining"].kept_batch_size == 16
     # composes with prioritized replay: its importance weights multiply in
     per = SurgicalDQN(
         "MlpPolicy",

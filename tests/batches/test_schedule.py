@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 import rlsurgery as rls
 from rlsurgery import SurgicalA2C, SurgicalDQN, SurgicalPPO
@@ -53,7 +55,7 @@ def test_batch_size_increase_refuses_a2c_before_training():
         SurgicalA2C("MlpPolicy", "CartPole-v1", seed=0, n_steps=8, surgeries=["batch_size_increase"])
 
 
-def test_curriculum_advances_on_its_gate():
+def test_curriculum_advances_on_its_gate(tmp_path):
     stages = "[{length: 0.25, polemass_length: 0.025}, {length: 0.5, polemass_length: 0.05}, {length: 1.0, polemass_length: 0.1}]"
     model = SurgicalDQN(
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=[f"curriculum_learning:stages={stages},every=100"], **KW
@@ -64,6 +66,14 @@ def test_curriculum_advances_on_its_gate():
     assert model.surgery_state["curriculum_learning"].stage == 0
     model.learn(2, reset_num_timesteps=False)
     assert model.surgery_state["curriculum_learning"].stage == 1 and env.get_attr("length") == [0.5]
+    # the stage is saved, and load re-applies it to the env it is given
+    model.save(tmp_path / "stage1.zip")
+    fresh = DummyVecEnv([lambda: gym.make("CartPole-v1")])
+    fresh.set_attr("length", 0.25)
+    fresh.set_attr("polemass_length", 0.025)
+    loaded = rls.load(tmp_path / "stage1.zip", env=fresh)
+    assert loaded.surgery_state["curriculum_learning"] == model.surgery_state["curriculum_learning"]
+    assert fresh.get_attr("length") == [0.5] and fresh.get_attr("polemass_length") == [0.05]
     model.learn(300, reset_num_timesteps=False)
     assert model.surgery_state["curriculum_learning"].stage == 2 and env.get_attr("polemass_length") == [
         0.1

@@ -6,6 +6,7 @@ import pytest
 import torch as th
 from torch import nn
 
+import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import ParameterError
 from rlsurgery.diagnostics.monitoring import activation_stats, gradient_noise_scale, per_layer_grad_norms
@@ -15,7 +16,7 @@ KW = dict(
 )
 
 
-def test_gradient_norms_and_noise_scale():
+def test_gradient_norms_and_noise_scale(tmp_path):
     # per-layer norms on a hand-made gradient
     a, b, c = (nn.Parameter(th.zeros(2)) for _ in range(3))
     a.grad, b.grad, c.grad = th.tensor([3.0, 0.0]), th.tensor([0.0, 4.0]), th.tensor([1.0, 0.0])
@@ -57,6 +58,13 @@ def test_gradient_norms_and_noise_scale():
     assert any(recorded["q.q_net.0"] == pytest.approx(s["q_net.0"]) for s in seen)
     noise = model.surgery_state["gradient_noise"].latest["policy"]
     assert noise["trace"] > 0 and th.isfinite(th.tensor(noise["b_simple"]))
+    # the update counts and the latest values are saved: a loaded model logs on the same updates
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    monitoring, noise_state = (s.state(loaded) for s in loaded.surgeries)
+    assert monitoring == model.surgery_state["gradient_monitoring"]
+    assert monitoring.updates["policy"] == model._n_updates  # one optimizer step per DQN update
+    assert noise_state == model.surgery_state["gradient_noise"]
     with pytest.raises(ParameterError, match="'window' must be <= 'log_every'"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["gradient_noise:window=50,log_every=10"])
 

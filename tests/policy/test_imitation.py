@@ -66,16 +66,16 @@ def test_dagger_aggregates_learner_states_and_matches_the_expert(expert_zip):
     model = SurgicalPPO(
         "MlpPolicy", "CartPole-v1", seed=1, policy_kwargs=dict(net_arch=[32]), surgeries=[spec]
     )
-    surgery = model.surgeries[0]
-    history = model.surgery_state["dagger"].result["iterations"]
+    state = model.surgery_state["dagger"]
+    history = state.result["iterations"]
     assert [h["expert_probability"] for h in history] == pytest.approx([1.0, 0.3, 0.09])
-    assert history[-1]["pairs"] == len(surgery.dataset) > history[0]["pairs"]
+    assert history[-1]["pairs"] == len(state.dataset) > history[0]["pairs"]
     # states the learner drove to: grid cells over (x, ẋ, θ, θ̇) the expert's own rollouts never visited
     box = gym.spaces.Box(np.array([-2.4, -3, -0.21, -3.5]), np.array([2.4, 3, 0.21, 3.5]), dtype=np.float64)
     cells = StateHasher(box, kind="grid", bins=12)
     expert_only, _, _ = rollouts(gym.make("CartPole-v1"), PPO.load(expert_zip), 2, seed=1)
     expert_cells = set(cells.codes(expert_only.observations).tolist())
-    learner_states = surgery.dataset.observations[~surgery.expert_acted]
+    learner_states = state.dataset.observations[~state.expert_acted]
     assert len(learner_states) > 0
     assert len(set(cells.codes(learner_states).tolist()) - expert_cells) > 0
     # the learner alone keeps the pole up at least 95% as long as the expert

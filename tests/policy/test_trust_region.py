@@ -81,7 +81,7 @@ def test_measured_kl_respects_delta_after_updates():
     assert max(ppo_watch.kls) < max(plain_watch.kls)  # and the updates moved the policy less
 
 
-def test_adaptive_kl_penalty_formula_and_beta_schedule():
+def test_adaptive_kl_penalty_formula_and_beta_schedule(tmp_path):
     ratio, adv = th.tensor([1.2, 0.9]), th.tensor([1.0, -2.0])
     log_ratio = ratio.log()
     expected = -(1.2 * 1.0 + 0.9 * -2.0) / 2 + 0.5 * ((ratio - 1 - log_ratio).mean())
@@ -93,8 +93,15 @@ def test_adaptive_kl_penalty_formula_and_beta_schedule():
         "MlpPolicy", "CartPole-v1", seed=0, surgeries=["trust_region:target_kl=1e-6,beta=1.0"], **SMALL
     )
     model.learn(128 * 3)
-    surgery = model.surgeries[0]
-    assert surgery.beta == 4.0  # KL far above a tiny δ: doubled after each of the first two updates
+    state = model.surgery_state["trust_region"]
+    assert state.beta == 4.0  # KL far above a tiny δ: doubled after each of the first two updates
+    assert (
+        len(state.kls) == 10 * 128 // 32
+    )  # the third update (10 epochs × 4 minibatches), for the next rollout
+    # β and the pending KLs are saved: a loaded model goes on with them instead of the initial β
+    model.save(tmp_path / "kl.zip")
+    loaded = rls.load(tmp_path / "kl.zip")
+    assert loaded.surgeries[0].state(loaded) == state
 
 
 def test_trpo_equivalence_save_load_and_refusals(tmp_path):

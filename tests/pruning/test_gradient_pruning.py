@@ -49,10 +49,11 @@ def test_scores_accumulate_the_stated_formula(tmp_path):
     assert sparsity(layers) == 0  # scoring started at step 100: fewer than 40 updates so far
     model.learn(200, reset_num_timesteps=False)
     (surgery,) = model.surgeries
-    assert surgery.final_scores is not None
+    state = surgery.state(model)
+    assert state.final_scores is not None and state.done and state.accumulator is None
     exact = round(0.7 * 352) / 352  # 4·16 + 16·16 + 16·2 = 352 weights
-    assert sparsity(layers) == exact
-    for layer, expected in zip(layers, lowest_score_masks(surgery.final_scores, 0.7)):
+    assert sparsity(layers) == exact and state.result["sparsity"] == exact
+    for layer, expected in zip(layers, lowest_score_masks(state.final_scores, 0.7)):
         assert th.equal(layer.weight_mask, expected)
     # the masks hold through further training, reach the target network, and survive save/load
     model.learn(200, reset_num_timesteps=False)
@@ -61,6 +62,9 @@ def test_scores_accumulate_the_stated_formula(tmp_path):
     assert all(th.equal(a.weight_mask, b.weight_mask) for a, b in zip(layers, target_layers))
     model.save(tmp_path / "m.zip")
     loaded = rls.load(tmp_path / "m.zip", env=model.get_env())
+    restored = loaded.surgeries[0].state(loaded)
+    assert restored.done and restored.result == state.result  # the report survives the replay
+    assert restored.final_scores is None  # transient: not saved
     loaded.learn(100, reset_num_timesteps=False)  # already pruned: not pruned a second time
     assert sparsity([m for _, m in prunable_layers(loaded)]) == exact
     # movement pruning on PPO, per layer

@@ -7,6 +7,7 @@ import copy
 import numpy as np
 import torch as th
 
+import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalSAC
 
 KW = dict(
@@ -101,7 +102,7 @@ def test_injected_faults_break_plain_runs_and_repairs_hold():
     assert all(th.isfinite(p).all() for p in ppo.policy.parameters())
 
 
-def test_a_snapshot_taken_after_the_fault_is_dropped_for_the_one_before():
+def test_a_snapshot_taken_after_the_fault_is_dropped_for_the_one_before(tmp_path):
     # the fault lands at step 201, just before that step's snapshot, with no update in between: the
     # snapshot of step 201 already holds the NaN rewards, so restoring it alone cannot repair the run
     kw = {**KW, "train_freq": 50, "buffer_size": 2000}
@@ -119,6 +120,16 @@ def test_a_snapshot_taken_after_the_fault_is_dropped_for_the_one_before():
     for name, value in model.policy.state_dict().items():
         assert th.equal(value, before_fault["policy"][name]), name
     assert model.replay_buffer.pos == before_fault["replay"][0]  # the NaN transitions are out of reach
+    # the probation, the count and the running averages are saved (the snapshots are not), and so is
+    # the fault, so a resumed run is not faulted twice
+    state = rollback.state(model)
+    assert state.probation_from == 300 and not state.pending
+    model.save(tmp_path / "rolled_back.zip")
+    loaded = rls.load(tmp_path / "rolled_back.zip")
+    restored = loaded.surgeries[1].state(loaded)
+    assert (restored.probation_from, restored.events, restored.averages) == (300, 2, state.averages)
+    assert restored.snapshots == [] and state.snapshots
+    assert loaded.surgeries[0].state(loaded).result["injected"] == 201
     model.learn(300, reset_num_timesteps=False)
     assert model.surgery_state["checkpoint_rollback"].events == 2  # every later update is good
     assert all(th.isfinite(p).all() for p in model.policy.parameters())
