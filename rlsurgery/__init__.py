@@ -19,7 +19,9 @@ from rlsurgery.core.errors import (
     RecipeError,
     SurgeryError,
     UnknownSurgeryError,
+    UntrustedModelError,
 )
+from rlsurgery.core.model_zip import trusted_zips
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.io import load
@@ -44,6 +46,7 @@ __all__ = [
     "SurgicalTD3",
     "SurgicalTRPO",
     "UnknownSurgeryError",
+    "UntrustedModelError",
     "__version__",
     "catalog",
     "envs",
@@ -53,4 +56,5 @@ __all__ = [
     "make",
     "operate",
     "parse_spec",
+    "trusted_zips",
 ]

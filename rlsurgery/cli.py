@@ -18,6 +18,12 @@ from typing import Any
 from rlsurgery import __version__
 from rlsurgery.distillation.surgeries import distillation_report
 
+#: help of ``--trust``, on every command that loads a model zip
+TRUST_HELP = (
+    "load model zips that hold pickled Python objects (plain SB3 zips, older rlsurgery zips): "
+    "unpickling can run code from the file, so only for files you trust (see docs/security.md)"
+)
+
 
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
@@ -79,22 +85,24 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from rlsurgery.core.model_zip import trusted_zips
     from rlsurgery.training import train_run
 
-    evaluation = train_run(
-        args.recipe,
-        args.env_id,
-        surgeries=args.surgery,
-        explore=args.explore,
-        steps=args.steps,
-        seed=args.seed,
-        out=args.out,
-        device=args.device,
-        force=args.force,
-        eval_episodes=args.eval_episodes,
-        progress_bar=not args.no_progress,
-        verbose=args.verbose,
-    )
+    with trusted_zips(args.trust):  # zips that surgeries read (an expert, an initialisation source)
+        evaluation = train_run(
+            args.recipe,
+            args.env_id,
+            surgeries=args.surgery,
+            explore=args.explore,
+            steps=args.steps,
+            seed=args.seed,
+            out=args.out,
+            device=args.device,
+            force=args.force,
+            eval_episodes=args.eval_episodes,
+            progress_bar=not args.no_progress,
+            verbose=args.verbose,
+        )
     if args.json:
         _print_json(evaluation)
     else:
@@ -116,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     env_id = args.env or data.get("rls_env_id")
     if not env_id:
         raise SystemExit("rlsurgery evaluate: the model does not record its environment; pass --env ID")
-    model = load(args.model, device=args.device)
+    model = load(args.model, device=args.device, trust=args.trust)
     env_kwargs = data.get("rls_env_kwargs") if env_id == data.get("rls_env_id") else None
     result = evaluate_model(
         model,
@@ -168,20 +176,22 @@ def inspect_model(path: str) -> dict[str, Any]:
 
 def cmd_operate(args: argparse.Namespace) -> int:
     from rlsurgery.core.errors import ParameterError
+    from rlsurgery.core.model_zip import trusted_zips
     from rlsurgery.operate import last_report, operate_file
 
     if args.episodes is not None and not args.report:
         raise ParameterError("--episodes sets the episodes of the report; add --report")
-    result = operate_file(
-        args.model,
-        args.surgery,
-        args.output,
-        env_id=args.env,
-        force=args.force,
-        report=args.report,
-        episodes=args.episodes,
-        eval_seed=args.eval_seed,
-    )
+    with trusted_zips(args.trust):  # the model, and zips the surgery reads (a teacher)
+        result = operate_file(
+            args.model,
+            args.surgery,
+            args.output,
+            env_id=args.env,
+            force=args.force,
+            report=args.report,
+            episodes=args.episodes,
+            eval_seed=args.eval_seed,
+        )
     report = last_report(result) if args.report else None
     summary = {
         "model": args.model,
@@ -420,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
     p.add_argument("--force", action="store_true", help="write into an existing run folder")
     p.add_argument("--eval-episodes", type=int, default=20, help="greedy evaluation episodes (default 20)")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0, 1, 2)")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
@@ -431,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="Gymnasium id (default: the one the model was trained on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the evaluation env")
     p.add_argument("--stochastic", action="store_true", help="exploratory instead of greedy actions")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)
@@ -441,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="where to save the operated model")
     p.add_argument("--env", help="Gymnasium id, when the model does not record it")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument(
         "--report",
         action="store_true",

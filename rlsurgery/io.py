@@ -2,19 +2,22 @@
 
 ``rls.load`` opens any zip rlsurgery saved (and plain SB3 zips of the algorithms it
 knows): it reads which algorithm wrote it, then lets that class rebuild the model,
-replaying recorded surgeries before the parameters are set.
+replaying recorded surgeries before the parameters are set. Nothing in the file is
+unpickled unless the caller trusts it (``trust=True``, ``--trust``): see
+:mod:`rlsurgery.core.model_zip` and ``docs/security.md``.
 """
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.agents import ALGORITHMS
+from rlsurgery.agents.surgical import SurgicalMixin
+from rlsurgery.core.errors import ModelFileError
+from rlsurgery.core.model_zip import load_without_unpickling, read_model_data, zips_trusted
 
 #: SB3 algorithms recognised in plain zips, by the module of their policy class
 _SB3_BY_POLICY_MODULE = {
@@ -26,20 +29,6 @@ _SB3_BY_POLICY_MODULE = {
     "stable_baselines3.ddpg.policies": ("stable_baselines3", "TD3"),
     "sb3_contrib.qrdqn.policies": ("sb3_contrib", "QRDQN"),
 }
-
-
-def read_model_data(path: str | Path) -> dict[str, Any]:
-    """The JSON ``data`` record of an SB3 model zip (no torch, no unpickling)."""
-    path = Path(path)
-    if not path.is_file() and path.with_suffix(".zip").is_file():
-        path = path.with_suffix(".zip")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return json.loads(archive.read("data").decode("utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"no model file at {path}") from None
-    except (zipfile.BadZipFile, KeyError) as exc:
-        raise ValueError(f"{path} is not an SB3 model zip ({exc})") from None
 
 
 def algorithm_of(data: dict[str, Any]) -> type[BaseAlgorithm]:
@@ -68,16 +57,28 @@ def algorithm_of(data: dict[str, Any]) -> type[BaseAlgorithm]:
     )
 
 
-def load(path: str | Path, env: Any = None, device: str = "auto", **kwargs: Any) -> BaseAlgorithm:
+def load(
+    path: str | Path, env: Any = None, device: str = "auto", *, trust: bool = False, **kwargs: Any
+) -> BaseAlgorithm:
     """Load any model rlsurgery saved (any algorithm), surgeries and provenance restored.
+
+    rlsurgery's zips load without unpickling anything. A plain SB3 zip (or one from an rlsurgery
+    version before plain-data saving) holds pickled objects that can run code when loaded: it is
+    refused unless ``trust=True`` (or ``custom_objects`` stand in for every pickled entry).
 
     :param path: the model zip
     :param env: environment to attach (optional for prediction)
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
-    :param kwargs: passed to the class's ``load``
+    :param trust: unpickle what the file holds, as SB3 does (only for files you trust)
+    :param kwargs: passed to the class's ``load`` (``custom_objects``, ...)
     """
     cls = algorithm_of(read_model_data(path))
-    return cls.load(path, env=env, device=device, **kwargs)
+    if issubclass(cls, SurgicalMixin):
+        return cls.load(path, env=env, device=device, trust=trust, **kwargs)
+    custom_objects = kwargs.pop("custom_objects", None)
+    return load_without_unpickling(
+        cls.load, path, trust=trust, custom_objects=custom_objects, env=env, device=device, **kwargs
+    )
 
 
 def surgery_log_of(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,13 +87,20 @@ def surgery_log_of(data: dict[str, Any]) -> list[dict[str, Any]]:
     return log if isinstance(log, list) else []
 
 
-def load_saved_model(path: str | Path) -> BaseAlgorithm:
-    """A saved SB3 / rlsurgery model (any algorithm), on the CPU, as the class that saved it."""
-    data = read_model_data(path)
+def load_saved_model(path: str | Path, trust: bool = False) -> BaseAlgorithm:
+    """A saved SB3 / rlsurgery model (any algorithm), on the CPU, as the class that saved it
+    (a zip a surgery reads, e.g. a teacher: trusted inside :func:`~rlsurgery.core.model_zip.trusted_zips`)."""
     try:
-        cls = algorithm_of(data)
-    except ValueError:
-        from stable_baselines3 import PPO  # actor-critic zips (PPO, A2C) share the policy class
+        algorithm_of(read_model_data(path))
+    except ModelFileError:
+        raise
+    except ValueError:  # actor-critic zips (PPO, A2C) share the policy class
+        from stable_baselines3 import PPO
 
-        cls = PPO
-    return cls.load(path, device="cpu")
+        return load_without_unpickling(
+            PPO.load, path, trust=zips_trusted(trust), custom_objects=None, device="cpu"
+        )
+    return load(path, device="cpu", trust=zips_trusted(trust))
+
+
+__all__ = ["algorithm_of", "load", "load_saved_model", "read_model_data", "surgery_log_of"]

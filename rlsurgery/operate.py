@@ -23,7 +23,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery import catalog
 from rlsurgery.agents import ALGORITHMS
-from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.core.errors import IncompatibleSurgeryError, ModelFileError, ParameterError
+from rlsurgery.core.model_zip import zips_trusted
 from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.io import algorithm_of, load_saved_model, read_model_data
@@ -113,12 +114,14 @@ def load_surgical(path: str | Path) -> BaseAlgorithm:
     """A saved model as a surgical agent (a plain SB3 zip as the surgical subclass of its algorithm)."""
     try:
         algorithm = algorithm_of(read_model_data(path))
+    except ModelFileError:
+        raise
     except ValueError:
         return load_saved_model(path)
     for cls in ALGORITHMS.values():
         if cls is algorithm or cls.__bases__[-1] is algorithm:
-            return cls.load(path, device="cpu")
-    return algorithm.load(path, device="cpu")
+            return cls.load(path, device="cpu", trust=zips_trusted())
+    return load_saved_model(path)
 
 
 def operate_file(

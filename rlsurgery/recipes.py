@@ -38,6 +38,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from rlsurgery import catalog
 from rlsurgery.agents import ALGORITHMS
 from rlsurgery.core.errors import RecipeError, SurgeryError
+from rlsurgery.core.plain_data import plain_data_class
 from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
 from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
 
@@ -180,6 +181,7 @@ def _resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str,
     return out
 
 
+@plain_data_class
 class LinearDecay:
     """The rl-baselines3-zoo's ``lin_X`` schedule: X · progress_remaining (X at the start, 0 at the end).
 

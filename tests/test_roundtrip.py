@@ -59,9 +59,7 @@ REQUIRED = {
 @pytest.fixture(scope="module")
 def expert(tmp_path_factory):
     """A CartPole PPO expert (hand-set linear controller) for the imitation surgeries."""
-    from stable_baselines3 import PPO
-
-    model = PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
+    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
     with th.no_grad():
         model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
     path = tmp_path_factory.mktemp("expert") / "expert.zip"

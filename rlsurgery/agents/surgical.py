@@ -20,7 +20,8 @@ from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
 from rlsurgery.agents.scheduled import ScheduledSurgeries
-from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.core.model_zip import PLAIN_DATA_KEY, load_without_unpickling, plain_data_record
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery, surgery_record
@@ -75,6 +76,12 @@ class SurgicalMixin:
             items = list(surgeries)
         else:
             items = [surgeries]
+        for item in items:
+            if isinstance(item, type):
+                raise ParameterError(
+                    f"surgeries: got the class {item.__name__}; pass an instance ({item.__name__}(...)) "
+                    "or a spec string such as 'key:param=value'"
+                )
         objects = [s if isinstance(s, Surgery) else catalog.create(s) for s in items]
         self._check_duplicates(objects)
         #: surgeries waiting for their ``at_step`` (logged as "scheduled" until applied)
@@ -308,6 +315,7 @@ class SurgicalMixin:
             "_forward_hook_handles",
             "surgery_state",
             "_rls_lr_factors",
+            *self.LAYOUT.bn_stats,  # aliases of the networks' BatchNorm buffers, rebuilt on load
         ]
 
     # ------------------------------------------------------------------ shared SB3 overrides
@@ -357,12 +365,63 @@ class SurgicalMixin:
         return [*super()._excluded_save_params(), *self._surgery_excluded_save_params()]  # type: ignore[misc]
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
-        """Save the model (see SB3's ``save``), every surgery's state included, as plain data."""
+        """Save the model (see SB3's ``save``), every surgery's state included, as plain data, and a
+        plain-data copy of every entry SB3 pickles, so that :meth:`load` needs no unpickling."""
         self.__dict__[SAVED_ATTRIBUTE] = states_of(self).to_data()
+        self.__dict__[PLAIN_DATA_KEY] = plain_data_record(self._saved_entries(exclude, include))
         try:
             super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
         finally:
-            del self.__dict__[SAVED_ATTRIBUTE]
+            del self.__dict__[SAVED_ATTRIBUTE], self.__dict__[PLAIN_DATA_KEY]
+
+    def _saved_entries(self, exclude: Any, include: Any) -> dict[str, Any]:
+        """The attributes SB3's ``save`` writes to ``data`` (the same exclusions, in the same way)."""
+        excluded = set(exclude or ()).union(self._excluded_save_params())
+        if include is not None:
+            excluded = excluded.difference(include)
+        state_dicts, tensors = self._get_torch_save_params()
+        excluded.update(name.split(".")[0] for name in [*state_dicts, *tensors])
+        return {k: v for k, v in self.__dict__.items() if k not in excluded}
+
+    @classmethod
+    def load(  # type: ignore[override]
+        cls,
+        path: Any,
+        env: Any = None,
+        device: Any = "auto",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        trust: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Load a model saved by this class (see SB3's ``load``), its surgeries replayed from the log.
+
+        Nothing in the file is unpickled: every entry SB3 would unpickle is rebuilt from the plain
+        copy rlsurgery saved beside it (or taken from ``custom_objects``); parameters are read with
+        ``torch.load(weights_only=True)``. A zip without that copy (plain SB3, older rlsurgery) is
+        refused, since unpickling can run code from the file, unless ``trust=True``.
+
+        :param path: the model zip
+        :param env: environment to attach (optional for prediction)
+        :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
+        :param custom_objects: objects that replace entries of the saved data (as in SB3)
+        :param print_system_info: print the system info the model was saved with
+        :param force_reset: reset the env before training goes on
+        :param trust: unpickle what the file holds, as SB3 does (only for files you trust)
+        :param kwargs: attributes to set on the loaded model
+        """
+        return load_without_unpickling(
+            super().load,  # type: ignore[misc]
+            path,
+            trust=trust,
+            custom_objects=custom_objects,
+            env=env,
+            device=device,
+            print_system_info=print_system_info,
+            force_reset=force_reset,
+            **kwargs,
+        )
 
     def predict(
         self,

@@ -36,3 +36,11 @@ class EnvironmentNotAvailableError(SurgeryError):
 
 class StudyError(SurgeryError):
     """A study, suite or study folder is invalid."""
+
+
+class UntrustedModelError(SurgeryError):
+    """A model zip that could run code when loaded, refused because the user did not opt in."""
+
+
+class ModelFileError(SurgeryError):
+    """A model zip that is not one, or whose contents are damaged or inconsistent."""

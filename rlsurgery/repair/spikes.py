@@ -286,7 +286,7 @@ class CheckpointRollback(BadUpdateRepair):
         if snapshot is None:
             return
         if "path" in snapshot:
-            snapshot = th.load(snapshot["path"], weights_only=False)
+            snapshot = th.load(snapshot["path"], weights_only=True)
         agent.policy.load_state_dict(snapshot["policy"])
         for role, optimizer in optimizers_by_role(agent).items():
             optimizer.load_state_dict(copy.deepcopy(snapshot["optimizers"][role]))

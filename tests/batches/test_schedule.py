@@ -33,6 +33,7 @@ def test_batch_sizes_follow_the_schedule(tmp_path):
         100: 48,
         150: 48,  # 16 → 32 at t₀ = 50 → 64 capped at 48
     }
+    del model.sample_batch  # the recording lambda: back to the agent's method before saving
     model.save(tmp_path / "m.zip")
     assert rls.load(tmp_path / "m.zip").surgery_state["batch_size_increase"].base_batch_size == 16
     ppo = SurgicalPPO(

@@ -28,7 +28,7 @@ from tests.breakage import assert_proof_fails_when, replaced, wrapped
 def teacher_zip(tmp_path_factory):
     """A CartPole PPO teacher: a [64, 64] network whose action layer carries a linear controller
     (push towards the falling pole) through the first hidden units; keeps the pole up 500 steps."""
-    model = PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
     with th.no_grad():
         extractor = model.policy.mlp_extractor.policy_net
         for layer in (extractor[0], extractor[2]):
@@ -49,7 +49,7 @@ def teacher_zip(tmp_path_factory):
 def dqn_teacher_zip(tmp_path_factory):
     """A CartPole DQN teacher with Q-values far from a fresh network's: Q(s, right) = 20 + 30 u,
     Q(s, left) = 20 − 30 u with u = θ + 0.5 θ̇ (through two ReLU units); keeps the pole up."""
-    model = DQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[64, 64]))
     with th.no_grad():
         for net in (model.q_net, model.q_net_target):
             q = net.q_net
@@ -329,7 +329,7 @@ def test_attention_transfer_aligns_conv_attention_maps(tmp_path):
     if "rlsurgery-test/TinyImage-v0" not in gym.registry:
         gym.register("rlsurgery-test/TinyImage-v0", entry_point=TinyImageEnv)
     cnn = dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[])
-    teacher = PPO("CnnPolicy", "rlsurgery-test/TinyImage-v0", seed=1, policy_kwargs=cnn)
+    teacher = SurgicalPPO("CnnPolicy", "rlsurgery-test/TinyImage-v0", seed=1, policy_kwargs=cnn)
     teacher.save(tmp_path / "cnn_teacher.zip")
     # attention of a feature map: Σ_c |F_c|², flattened and unit-normalised
     features = th.tensor([[[[1.0, 0.0], [0.0, 2.0]], [[1.0, 1.0], [0.0, 0.0]]]])
@@ -393,7 +393,7 @@ def teachers(tmp_path_factory):
         ("CnnPolicy", "rlsurgery-test/TinyImage-v0", dict(features_extractor_kwargs=dict(features_dim=16))),
     ):
         path = folder / f"{env.replace('/', '_')}.zip"
-        PPO(policy, env, seed=1, n_steps=32, batch_size=32, policy_kwargs=kwargs).save(path)
+        SurgicalPPO(policy, env, seed=1, n_steps=32, batch_size=32, policy_kwargs=kwargs).save(path)
         paths[policy, env] = path
     return paths
 

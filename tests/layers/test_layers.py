@@ -219,12 +219,10 @@ def test_operate_from_the_command_line_and_a_recipe_step(tmp_path):
     from rlsurgery.cli import main
 
     DQN("MlpPolicy", "CartPole-v1", seed=0, **DQN_KW).save(tmp_path / "plain.zip")
-    plain = rls.load(tmp_path / "plain.zip")
+    plain = rls.load(tmp_path / "plain.zip", trust=True)  # a plain SB3 zip: pickled, so opted in
     out = tmp_path / "wide.zip"
-    assert (
-        main(["operate", str(tmp_path / "plain.zip"), "--surgery", "width_scaling:factor=2", "-o", str(out)])
-        == 0
-    )
+    operate = ["operate", str(tmp_path / "plain.zip"), "--surgery", "width_scaling:factor=2", "-o", str(out)]
+    assert main([*operate, "--trust"]) == 0
     wide = rls.load(out)
     assert [s.widths for s in mlp_stacks(wide.q_net)] == [[64, 64]]
     th.testing.assert_close(outputs(wide), outputs(plain), rtol=1e-5, atol=1e-5)

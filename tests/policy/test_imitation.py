@@ -19,7 +19,7 @@ from rlsurgery.policy.imitation import Demonstrations, rollouts
 def expert_zip(tmp_path_factory):
     """PPO with no hidden layer whose action logits are [0, 100·(x·w)], w = (0, 0, 1, 0.5):
     push right when the pole falls right; it keeps CartPole up for all 500 steps."""
-    model = PPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
     with th.no_grad():
         model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
         model.policy.action_net.bias.zero_()

@@ -178,6 +178,7 @@ def test_operate_prunes_a_trained_model_from_the_command_line(tmp_path, capsys):
                 "magnitude_pruning:amount=0.9",
                 "-o",
                 str(out),
+                "--trust",  # a plain SB3 zip holds pickled objects
             ]
         )
         == 0
