@@ -148,9 +148,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def inspect_model(path: str) -> dict[str, Any]:
     """What ``rlsurgery inspect`` reports about a model zip."""
+    from rlsurgery.core.errors import UntrustedModelError
+    from rlsurgery.core.model_zip import check_surgery_log, safe_custom_objects
     from rlsurgery.io import algorithm_of, read_model_data, surgery_log_of
 
     data = read_model_data(path)
+    check_surgery_log(path, data)
+    try:
+        safe_custom_objects(path, data)
+        needs_trust = None
+    except UntrustedModelError as exc:
+        needs_trust = str(exc).partition("refusing to load")[2].lstrip(": ")
     keys = (
         "rls_env_id",
         "rls_recipe",
@@ -170,6 +178,8 @@ def inspect_model(path: str) -> dict[str, Any]:
         "policy_kwargs": {
             k: v for k, v in (data.get("policy_kwargs") or {}).items() if not isinstance(v, dict)
         },
+        "loads_without_trust": needs_trust is None,
+        **({"needs_trust": needs_trust} if needs_trust else {}),
         "surgery_log": surgery_log_of(data),
     }
 
@@ -222,9 +232,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     for key, value in info.items():
         if key != "surgery_log":
-            print(f"{key:<14} {value}")
+            print(f"{key:<20} {value}")
     log = info["surgery_log"]
-    print(f"surgeries      {len(log)}")
+    print(f"{'surgeries':<20} {len(log)}")
     for i, record in enumerate(log, 1):
         params = ", ".join(f"{k}={v}" for k, v in record.get("params", {}).items())
         how = f"step {record.get('step', 0)}, {record.get('applied', 'build')}"
