@@ -72,7 +72,7 @@ class Demonstrations:
 
 def load_demonstrations(path: str | Path) -> Demonstrations:
     """Pairs from an ``.npz`` with ``observations`` (or ``obs``) and ``actions``."""
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         obs_key = "observations" if "observations" in data else "obs"
         if obs_key not in data or "actions" not in data:
             raise ParameterError(
