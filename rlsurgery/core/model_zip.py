@@ -33,7 +33,7 @@ from rlsurgery.core.plain_data import PlainDataError, decode, encode
 PLAIN_DATA_KEY = "rlsurgery_plain_data"
 PLAIN_DATA_FORMAT = 1
 #: how a loading command opts in to unpickling (named in every refusal)
-OPT_IN = "pass trust=True (on the command line: --trust)"
+OPT_IN = "pass trust=True or load inside `with rlsurgery.trusted_zips():` (on the command line: --trust)"
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("rlsurgery_trusted_zips", default=False)
 
