@@ -48,20 +48,17 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.type_aliases import TrainFrequencyUnit
 
 from rlsurgery.core.errors import ParameterError
+from rlsurgery.core.params import MAX_N_STEP, MAX_WIDTH
 
 #: settings of a recipe that describe the run rather than the agent's constructor
 RUN_KEYS = ("n_timesteps", "n_envs", "policy", "env_kwargs", "surgeries")
 #: constructor parameters that are not hyperparameters (given by rlsurgery itself)
 NOT_HYPERPARAMS = ("self", "policy", "env", "surgeries", "_init_setup_model")
 
-#: the widest hidden layer a ``net_arch`` may ask for (a square layer of it is 1 GiB of float32)
-MAX_LAYER_WIDTH = 16_384
 #: most parallel environments of one run (each is a Python env object, a process with subprocesses)
 MAX_ENVS = 1024
 #: most transitions a replay buffer may hold (SB3 allocates the whole buffer up front)
 MAX_BUFFER_SIZE = 100_000_000
-#: most rewards an n-step return may sum (the buffer indexes a batch × n array per sample)
-MAX_N_STEPS = 1000
 
 
 def _show(value: Any) -> str:
@@ -289,7 +286,7 @@ def _named_class(module: Any, base: type) -> Callable[[Any], bool]:
 
 def _layers(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(
-        _is_integer(w) and 1 <= int(w) <= MAX_LAYER_WIDTH for w in value
+        _is_integer(w) and 1 <= int(w) <= MAX_WIDTH for w in value
     )
 
 
@@ -300,7 +297,7 @@ def _net_arch(value: Any) -> bool:
 
 
 NET_ARCH = Rule(
-    f"a list of layer widths (integers in [1, {MAX_LAYER_WIDTH}]) or a mapping of such lists by "
+    f"a list of layer widths (integers in [1, {MAX_WIDTH}]) or a mapping of such lists by "
     "network (pi, vf, qf)",
     _net_arch,
 )
@@ -381,7 +378,8 @@ class PolicyKwargs(Rule):
 #: constructor parameters of DQN, PPO, A2C, SAC, TD3 and TRPO (sb3_contrib), by name
 RULES: dict[str, Rule] = {
     # shared
-    "learning_rate": schedule(gt=0),
+    # 0 is allowed: a control run that keeps the loaded weights (scripts/bench/pruning_trained.yaml)
+    "learning_rate": schedule(ge=0),
     "gamma": UNIT,
     "batch_size": COUNT,
     "policy_kwargs": PolicyKwargs(),
@@ -399,7 +397,7 @@ RULES: dict[str, Rule] = {
     "replay_buffer_class": subclass_of(ReplayBuffer, "a ReplayBuffer subclass") | NONE,
     "replay_buffer_kwargs": MAPPING | NONE,
     "optimize_memory_usage": BOOL,
-    "n_steps": Number(integer=True, ge=1, le=MAX_N_STEPS),
+    "n_steps": Number(integer=True, ge=1, le=MAX_N_STEP),
     "action_noise": instance_of(ActionNoise, "an ActionNoise") | NONE,
     # DQN
     "target_update_interval": COUNT,
