@@ -86,8 +86,10 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlsurgery.core.model_zip import trusted_zips
+    from rlsurgery.hyperparams import parse_hyperparams
     from rlsurgery.training import train_run
 
+    overrides = parse_hyperparams(args.hyperparams)
     with trusted_zips(args.trust):  # zips that surgeries read (an expert, an initialisation source)
         evaluation = train_run(
             args.recipe,
@@ -102,6 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             eval_episodes=args.eval_episodes,
             progress_bar=not args.no_progress,
             verbose=args.verbose,
+            overrides=overrides,
         )
     if args.json:
         _print_json(evaluation)
@@ -425,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--surgery",
         action="append",
         metavar="KEY[:p=v,...]",
-        help="add a surgery or change a recipe surgery's parameters (repeatable)",
+        help="add a surgery or change a recipe surgery's parameters (repeatable; each key once)",
     )
     p.add_argument(
         "--explore",
@@ -433,6 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY[:p=v,...]",
         help="replace the recipe's exploration by this exploration surgery (repeatable: one "
         "action-selection strategy plus any intrinsic rewards), e.g. --explore ucb_bonus:c=1",
+    )
+    p.add_argument(
+        "--hyperparams",
+        nargs="+",
+        action="extend",
+        metavar="NAME:VALUE",
+        help="override the recipe's hyperparameters, rl-zoo3 style: learning_rate:0.001 batch_size:64 "
+        'policy_kwargs:"dict(net_arch=[64, 64])" (values are read as literals, never run)',
     )
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's n_timesteps)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

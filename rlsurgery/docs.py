@@ -21,6 +21,23 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def range_text(bounds: dict[str, float]) -> str:
+    """A parameter's bounds in interval notation (``[1, 1000]``, ``(0, 1)``, ``≥ 1``; ``—`` if none).
+
+    >>> [range_text(b) for b in ({"ge": 1, "le": 1000}, {"gt": 0.0, "lt": 1.0}, {"ge": 2}, {})]
+    ['[1, 1000]', '(0.0, 1.0)', '≥ 2', '—']
+    """
+    low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    high = (bounds["le"], "]") if "le" in bounds else (bounds["lt"], ")") if "lt" in bounds else None
+    if low and high:
+        return f"{low[0]}{low[1]}, {high[0]}{high[1]}"
+    if low:
+        return f"{'≥' if low[0] == '[' else '>'} {low[1]}"
+    if high:
+        return f"{'≤' if high[1] == ']' else '<'} {high[0]}"
+    return "—"
+
+
 def surgeries_markdown() -> str:
     """The whole ``docs/surgeries.md`` text."""
     entries = catalog.entries()
@@ -45,11 +62,12 @@ def surgeries_markdown() -> str:
         lines.append(f"- proof: `{entry.proof}`")
         lines.append("")
         if data["params"]:
-            lines.append("| parameter | type | default | meaning |")
-            lines.append("| --- | --- | --- | --- |")
+            lines.append("| parameter | type | default | range | meaning |")
+            lines.append("| --- | --- | --- | --- | --- |")
             for p in data["params"]:
                 lines.append(
-                    f"| `{p['name']}` | {_cell(p['type'])} | `{p['default']!r}` | {_cell(p['doc'])} |"
+                    f"| `{p['name']}` | {_cell(p['type'])} | `{p['default']!r}` | "
+                    f"{range_text(p.get('bounds') or {})} | {_cell(p['doc'])} |"
                 )
         else:
             lines.append("No parameters.")

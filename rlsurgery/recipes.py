@@ -23,8 +23,6 @@ command line) replaces all of it, so one flag swaps how any recipe explores.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +39,9 @@ from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.core.plain_data import plain_data_class
 from rlsurgery.core.spec import SurgerySpec, parse_spec, parse_specs
 from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
+from rlsurgery.hyperparams import check_hyperparams, hyperparam_problem
 
 TOP_KEYS = ("algo", "description", "surgeries", "exploration", "defaults", "hyperparams")
-RUN_KEYS = ("n_timesteps", "n_envs", "policy", "env_kwargs", "surgeries")
 
 
 def available_recipes() -> list[str]:
@@ -74,7 +72,7 @@ class Recipe:
         if explore is None:
             return _merge_specs(self.surgeries, self.exploration)
         kept = [s for s in self.surgeries if not is_exploration(s.key)]
-        return _merge_specs(kept, parse_specs(explore))
+        return _merge_specs(kept, exploration_specs(explore))
 
     @property
     def algorithm(self) -> type[BaseAlgorithm]:
@@ -94,25 +92,30 @@ class Recipe:
         overrides = dict(overrides)
         explore = overrides.pop("explore", None)
         env_specs = [SurgerySpec(k, dict(v or {})) for k, v in env_surgeries.items()]
+        extra = unique_specs(overrides.pop("surgeries", None), SURGERIES_SOURCE)
         if explore is None:
             specs = _merge_specs(self.base_specs(), env_specs)
         else:
             # the recipe's exploration goes; per-env settings of a chosen key are its defaults,
             # the parameters given with explore win
-            chosen = parse_specs(explore)
+            chosen = exploration_specs(explore)
             chosen_keys = {c.key for c in chosen}
+            twice = [s.key for s in extra if s.key in chosen_keys]
+            if twice:
+                raise RecipeError(
+                    f"{twice[0]} is given both in {EXPLORE_SOURCE} and in {SURGERIES_SOURCE}; give it once"
+                )
             kept = [s for s in self.surgeries if not is_exploration(s.key)]
             specs = _merge_specs(kept, [s for s in env_specs if not is_exploration(s.key)])
             specs = _merge_specs(specs, _merge_specs([s for s in env_specs if s.key in chosen_keys], chosen))
-        extra = parse_specs(overrides.pop("surgeries", None))
         remove = set(overrides.pop("remove", None) or [])
         unknown_removed = remove - {s.key for s in _merge_specs(specs, extra)}
         specs = [s for s in _merge_specs(specs, extra) if s.key not in remove]
         if unknown_removed:
             raise RecipeError(f"{self.name}: cannot remove {sorted(unknown_removed)}: not in the recipe")
         settings.update(overrides)
+        settings = check_hyperparams(self.algorithm, settings, f"{self.name} ({env_id})", RecipeError)
         run = {k: settings.pop(k) for k in ("n_timesteps", "n_envs", "policy", "env_kwargs") if k in settings}
-        _check_hyperparams(self.algorithm, settings, where=f"{self.name} ({env_id})")
         for spec in specs:
             catalog.create(spec)  # validates keys and parameters now
         return ResolvedRecipe(
@@ -140,6 +143,50 @@ def is_exploration(key: str) -> bool:
     )
 
 
+def exploration_keys() -> list[str]:
+    """The catalog keys of the implemented exploration surgeries."""
+    return [e.key for e in catalog.entries(status="implemented") if is_exploration(e.key)]
+
+
+#: how the two override lists are named in messages (Python keyword, command-line flag)
+SURGERIES_SOURCE = "surgeries (--surgery)"
+EXPLORE_SOURCE = "explore (--explore)"
+
+
+def unique_specs(specs: Any, source: str) -> list[SurgerySpec]:
+    """Parse ``specs``, refusing a key given twice: which parameters would win is not obvious.
+
+    (A key that is also a recipe surgery is not a repeat: its parameters override the recipe's.)
+
+    >>> unique_specs(["double_q_learning", "double_q_learning"], "--surgery")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rlsurgery.core.errors.RecipeError: --surgery: double_q_learning is given twice ...
+    """
+    parsed = parse_specs(specs)
+    seen: dict[str, SurgerySpec] = {}
+    for spec in parsed:
+        if spec.key in seen:
+            raise RecipeError(
+                f"{source}: {spec.key} is given twice ({seen[spec.key]}, then {spec}); "
+                "give each surgery once with all its parameters"
+            )
+        seen[spec.key] = spec
+    return parsed
+
+
+def exploration_specs(explore: Any) -> list[SurgerySpec]:
+    """The specs of ``explore`` (``--explore``): exploration surgeries only, each key once."""
+    chosen = unique_specs(explore, EXPLORE_SOURCE)
+    for spec in chosen:
+        if not is_exploration(spec.key):
+            raise RecipeError(
+                f"{EXPLORE_SOURCE}: {spec.key} is not an exploration surgery; add it with --surgery "
+                f"(surgeries=), or explore with one of {', '.join(exploration_keys())}"
+            )
+    return chosen
+
+
 def _merge_specs(base: Sequence[SurgerySpec], extra: Sequence[SurgerySpec]) -> list[SurgerySpec]:
     """``base`` with ``extra`` merged in: same key -> parameters updated, new key -> appended."""
     out = list(base)
@@ -151,24 +198,6 @@ def _merge_specs(base: Sequence[SurgerySpec], extra: Sequence[SurgerySpec]) -> l
         else:
             out.append(spec)
     return out
-
-
-def _unknown_hyperparam(algo: type[BaseAlgorithm], settings: Mapping[str, Any]) -> tuple[str, str] | None:
-    """The first setting that is not a constructor argument of ``algo``, with a message."""
-    skip = ("self", "policy", "env", "surgeries", "_init_setup_model")
-    valid = [p for p in inspect.signature(algo.__init__).parameters if p not in skip]
-    for name in settings:
-        if name not in valid:
-            close = difflib.get_close_matches(name, [*valid, *RUN_KEYS], n=3)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            return name, f"unknown hyperparameter {name!r} for {algo.__name__}{hint}"
-    return None
-
-
-def _check_hyperparams(algo: type[BaseAlgorithm], settings: Mapping[str, Any], where: str) -> None:
-    unknown = _unknown_hyperparam(algo, settings)
-    if unknown is not None:
-        raise RecipeError(f"{where}: {unknown[1]}")
 
 
 def _resolve_policy_kwargs(policy_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -286,6 +315,7 @@ def load_recipe(name: str | Path) -> Recipe:
             catalog.create(spec)
         except SurgeryError as exc:
             raise fail(str(exc), "surgeries", i) from None
+        _refuse_repeat(spec, specs, "surgeries", fail, i)
         specs.append(spec)
     raw_exploration = data.get("exploration") or []
     if not isinstance(raw_exploration, list):
@@ -301,6 +331,8 @@ def load_recipe(name: str | Path) -> Recipe:
             raise fail(
                 f"{spec.key} is not an exploration surgery; list it under 'surgeries'", "exploration", i
             )
+        _refuse_repeat(spec, exploration, "exploration", fail, i)
+        _refuse_repeat(spec, specs, "surgeries", fail, i, where="exploration")
         exploration.append(spec)
     defaults = data.get("defaults") or {}
     hyperparams = data.get("hyperparams") or {}
@@ -312,9 +344,9 @@ def load_recipe(name: str | Path) -> Recipe:
     for where, block, key_path in [("defaults", defaults, ("defaults",))] + [
         (env_id, block, ("hyperparams", env_id)) for env_id, block in hyperparams.items()
     ]:
-        unknown = _unknown_hyperparam(algorithm, {k: v for k, v in block.items() if k not in RUN_KEYS})
-        if unknown is not None:
-            raise fail(f"{where}: {unknown[1]}", *key_path, unknown[0])
+        problem = hyperparam_problem(algorithm, {k: v for k, v in block.items() if k != "surgeries"})
+        if problem is not None:
+            raise fail(f"{where}: {problem.message}", *key_path, *problem.path)
         env_surgeries = block.get("surgeries") or {}
         if not isinstance(env_surgeries, dict):
             raise fail(
@@ -336,6 +368,15 @@ def load_recipe(name: str | Path) -> Recipe:
         hyperparams={str(k): dict(v) for k, v in hyperparams.items()},
         exploration=exploration,
     )
+
+
+def _refuse_repeat(
+    spec: SurgerySpec, earlier: Sequence[SurgerySpec], listed: str, fail: Any, i: int, where: str = ""
+) -> None:
+    """A recipe lists each surgery once (which of two parameter sets would win is not obvious)."""
+    if any(s.key == spec.key for s in earlier):
+        place = f"both under '{where}' and under '{listed}'" if where else f"twice under '{listed}'"
+        raise fail(f"{spec.key} is listed {place}; list it once with all its parameters", where or listed, i)
 
 
 def make(recipe: str | Path, env_id: str, *, env: Any = None, **overrides: Any) -> BaseAlgorithm:

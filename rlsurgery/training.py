@@ -97,10 +97,17 @@ def train_run(
     :param eval_episodes: greedy evaluation episodes after training
     :param progress_bar: show a progress bar while training
     :param verbose: SB3 verbosity
-    :param overrides: other hyperparameter overrides
+    :param overrides: other hyperparameter overrides (``--hyperparams``), checked against the
+        recipe's algorithm before anything is built
     :return: the evaluation record (also written to ``evaluation.json``)
     """
     extra = dict(overrides or {})
+    own_arguments = ("surgeries", "explore", "seed", "device", "verbose", "tensorboard_log")
+    owned = [k for k in extra if k in own_arguments]
+    if owned:
+        raise SurgeryError(
+            f"overrides: {owned[0]} is set by its own argument of train_run (and option of rlsurgery train)"
+        )
     if explore:
         extra["explore"] = list(explore)
     resolved = load_recipe(recipe).resolve(

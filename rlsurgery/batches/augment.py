@@ -125,7 +125,7 @@ class ImageAugmentation(Surgery):
 class CutMixParams:
     mode: Literal["shift", "cutout", "cutmix"] = param("cutmix", "which augmentation")
     size: int = param(8, "side of the square (cutout, cutmix)", ge=1)
-    pad: int = param(4, "padding of the random shift", ge=1)
+    pad: int = param(4, "padding of the random shift", ge=1, le=64)
 
 
 @register(proof="tests/batches/test_augment.py::test_image_augmentations_keep_shapes_and_labels")
@@ -147,7 +147,7 @@ class AutoAugmentParams:
     every: int = param(100, "updates between two choices", ge=1)
     c: float = param(0.1, "exploration weight of the UCB bonus", ge=0.0)
     size: int = param(8, "side of the square (cutout, cutmix)", ge=1)
-    pad: int = param(4, "padding of the random shift", ge=1)
+    pad: int = param(4, "padding of the random shift", ge=1, le=64)
 
     def check(self) -> None:
         """Known arms."""

@@ -36,7 +36,7 @@ def top_k_weights(losses: th.Tensor, keep: int) -> th.Tensor:
 
 @dataclass
 class MiningParams:
-    factor: int = param(4, "m: transitions sampled per kept one", ge=2)
+    factor: int = param(4, "m: transitions sampled per kept one (m·B are sampled per update)", ge=2, le=100)
 
 
 @dataclass

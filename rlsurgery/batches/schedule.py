@@ -29,7 +29,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets.step_hooks import record
 from rlsurgery.runtime.callbacks import EveryStep
@@ -40,7 +40,7 @@ class BatchSizeParams:
     factor: float = param(2.0, "m: the batch size is multiplied by m at each increase", gt=1.0)
     every: int = param(20_000, "Δ: env steps between two increases", ge=1)
     start_step: int = param(0, "t₀: env step of the first increase", ge=0)
-    max_batch_size: int = param(1024, "B_max: the batch size never exceeds this", ge=1)
+    max_batch_size: int = param(1024, "B_max: the batch size never exceeds this", ge=1, le=MAX_BATCH)
 
 
 def batch_size_at(step: int, base: int, p: BatchSizeParams) -> int:

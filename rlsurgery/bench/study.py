@@ -46,7 +46,8 @@ from rlsurgery.core.errors import StudyError, SurgeryError
 from rlsurgery.core.spec import parse_specs
 from rlsurgery.core.yamlfile import check_keys, read_yaml
 from rlsurgery.envs import ensure_registered, require_extra
-from rlsurgery.recipes import find_recipe, load_recipe
+from rlsurgery.hyperparams import Problem, hyperparam_problem
+from rlsurgery.recipes import exploration_specs, find_recipe, load_recipe, unique_specs
 
 STUDY_KEYS = (
     "name",
@@ -357,6 +358,15 @@ def _recipe_reference(recipe: str, base: Path) -> str:
     return recipe
 
 
+def _variant_hyperparam_problem(recipe: str, hyperparams: dict[str, Any]) -> Problem | None:
+    """The first bad entry of a variant's ``hyperparams`` for its recipe's algorithm (names and values;
+    the override keys of a variant, such as ``surgeries``, have their own entries)."""
+    owned = [k for k in hyperparams if k in VARIANT_KEYS]
+    if owned:
+        return Problem((owned[0],), f"{owned[0]} is a variant entry of its own, not a hyperparameter")
+    return hyperparam_problem(load_recipe(recipe).algorithm, hyperparams)
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem names the file and line."""
     path = Path(path)
@@ -384,7 +394,7 @@ def load_study(path: str | Path) -> StudySpec:
             surgeries = raw.get("surgeries") or []
             if not isinstance(surgeries, list):
                 raise StudyError("'surgeries' must be a list of surgery specs")
-            for spec in parse_specs(surgeries):
+            for spec in unique_specs(surgeries, "surgeries"):
                 catalog.create(spec)  # unknown keys and bad parameters fail here, with the line
             remove = raw.get("remove") or []
             if not isinstance(remove, list):
@@ -395,10 +405,13 @@ def load_study(path: str | Path) -> StudySpec:
             explore = raw.get("explore")
             if explore is not None:
                 explore = explore if isinstance(explore, list) else [explore]
-                for spec in parse_specs(explore):
+                for spec in exploration_specs(explore):
                     catalog.create(spec)
+            problem = _variant_hyperparam_problem(recipe, hyperparams)
         except SurgeryError as exc:
             raise fail(f"variant {name!r}: {exc}", "variants", name) from None
+        if problem is not None:
+            raise fail(f"variant {name!r}: {problem.message}", "variants", name, "hyperparams", *problem.path)
         variants.append(
             Variant(str(name), recipe, surgeries, [str(k) for k in remove], dict(hyperparams), explore)
         )

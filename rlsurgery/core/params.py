@@ -19,6 +19,25 @@ from rlsurgery.core.errors import ParameterError
 
 P = TypeVar("P")
 
+# Upper bounds of the parameters that size an allocation, so that a slip such as ``n=1000000000``
+# fails by name when the surgery is made instead of asking for hundreds of GiB mid-run. Each
+# parameter shows its range in ``rlsurgery catalog`` and docs/surgeries.md; a bound that depends on
+# the agent (n-step n <= buffer_size) is checked by the surgery's ``validate``.
+MAX_WIDTH = 16_384
+"""units of one hidden layer or feature vector (a square layer of 16k units is 1 GiB of float32)"""
+MAX_BATCH = 65_536
+"""samples in one minibatch, or in one batch a surgery measures the networks on"""
+MAX_SAMPLES = 1_000_000
+"""observations or transitions a surgery collects and keeps in memory"""
+MAX_EPISODES = 100_000
+"""episodes a surgery rolls out and keeps"""
+MAX_COPIES = 100
+"""copies of a network, of its gradients or of its layers kept at once (snapshots, peers, added layers)"""
+MAX_SUPPORT = 1024
+"""atoms or quantiles of a return distribution (the quantile loss holds batch × N² values)"""
+MAX_N_STEP = 1000
+"""rewards summed by an n-step return (the buffer gathers a batch × n array of indices per sample)"""
+
 _MISSING = dataclasses.MISSING
 
 

@@ -54,6 +54,31 @@ class YamlLines:
     def __init__(self, text: str) -> None:
         self.root = yaml.compose(text, Loader=yaml.SafeLoader)
 
+    def duplicate_key(self) -> tuple[str, int, int] | None:
+        """The first key given twice in one mapping: (key, its second line, its first line), or None.
+
+        YAML keeps only the last value of a repeated key, silently; a file that says a setting
+        twice is refused instead.
+        """
+        seen_nodes: set[int] = set()
+        todo = [self.root]
+        while todo:
+            node = todo.pop()
+            if node is None or id(node) in seen_nodes:
+                continue
+            seen_nodes.add(id(node))
+            if isinstance(node, yaml.MappingNode):
+                first: dict[Any, int] = {}
+                for key, value in node.value:
+                    if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                        if key.value in first:
+                            return key.value, key.start_mark.line + 1, first[key.value]
+                        first[key.value] = key.start_mark.line + 1
+                    todo.append(value)
+            elif isinstance(node, yaml.SequenceNode):
+                todo.extend(node.value)
+        return None
+
     def line(self, *path: Any) -> int | None:
         """1-based line of the node at ``path`` (or of its deepest existing ancestor)."""
         node = self.root
@@ -82,6 +107,10 @@ def read_yaml(path: Path, error: type[Exception] = RecipeError) -> tuple[Any, Ca
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise error(f"{where}: malformed YAML: {problem}") from None
+    duplicate = lines.duplicate_key()
+    if duplicate is not None:
+        key, line, first = duplicate
+        raise error(f"{path}:{line}: {key!r} is given twice in one mapping (first on line {first})")
 
     def fail(message: str, *key_path: Any) -> Exception:
         line = lines.line(*key_path)

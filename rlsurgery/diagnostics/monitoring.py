@@ -32,7 +32,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, MAX_COPIES, param
 from rlsurgery.nets.data import layer_outputs, recent_observations
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import PRUNABLE, effective_weight
@@ -149,7 +149,7 @@ class GradientMonitoring(Diagnostic):
 @dataclass
 class ActivationParams:
     log_every: int = param(1000, "updates between two records", ge=1)
-    samples: int = param(256, "recent observations the statistics are measured on", ge=2)
+    samples: int = param(256, "recent observations the statistics are measured on", ge=2, le=MAX_BATCH)
     tau: float = param(0.025, "τ: dormancy threshold on the normalised score", ge=0.0)
 
 
@@ -271,7 +271,7 @@ class WeightHistograms(Diagnostic):
 
 @dataclass
 class NoiseParams:
-    window: int = param(20, "k: consecutive update gradients per estimate", ge=2)
+    window: int = param(20, "k: consecutive update gradients per estimate (all kept)", ge=2, le=MAX_COPIES)
     log_every: int = param(1000, "updates between two estimates (each uses the next k updates)", ge=1)
 
     def check(self) -> None:

@@ -33,7 +33,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.core.params import check_order, param
+from rlsurgery.core.params import MAX_BATCH, check_order, param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets.loss import LOSS_FAMILIES, check_role, fixed_batch_loss, loss_on_batch, training_batches
@@ -85,7 +85,7 @@ class FinderParams:
     lr_min: float = param(1e-6, "η_min: first rate of the sweep", gt=0.0)
     lr_max: float = param(1.0, "η_max: last rate of the sweep", gt=0.0)
     steps: int = param(100, "N: updates of the sweep", ge=5)
-    batch_size: int = param(64, "batch size of each update", ge=2)
+    batch_size: int = param(64, "batch size of each update", ge=2, le=MAX_BATCH)
     smoothing: float = param(0.9, "EMA factor of the loss curve", ge=0.0, lt=1.0)
     png: str = param("", "write the loss-vs-rate plot to this PNG (empty: no plot)")
     role: str = param("", ROLE_DOC)
@@ -152,8 +152,8 @@ class LearningRateFinder(LossProbe):
 @dataclass
 class LandscapeParams:
     span: float = param(1.0, "s: the grid covers α, β ∈ [−s, s]", gt=0.0)
-    resolution: int = param(21, "grid points per axis", ge=3)
-    batch_size: int = param(256, "transitions / samples of the fixed batch", ge=2)
+    resolution: int = param(21, "grid points per axis (resolution² loss evaluations)", ge=3, le=201)
+    batch_size: int = param(256, "transitions / samples of the fixed batch", ge=2, le=MAX_BATCH)
     seed: int = param(0, "seed of the directions")
     png: str = param("", "write the contour plot to this PNG (empty: no plot)")
     role: str = param("", ROLE_DOC)

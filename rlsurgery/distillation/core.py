@@ -26,7 +26,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 from torch.nn import functional as F
 
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, MAX_SAMPLES, MAX_WIDTH, param
 from rlsurgery.nets.layout import acting_parameters, layout_of, sync_acting_targets
 from rlsurgery.nets.optim import minibatch_steps
 
@@ -65,15 +65,26 @@ class DistillationFields:
         "",
         "the teacher: a saved model (.zip) of any algorithm ('' with rlsurgery operate: the operated model)",
     )
-    steps: int = param(10_000, "environment steps of student rollouts labelled by the teacher", ge=1)
+    steps: int = param(
+        10_000,
+        "environment steps of student rollouts labelled by the teacher (all kept)",
+        ge=1,
+        le=MAX_SAMPLES,
+    )
     rounds: int = param(5, "roll-out / fit rounds the steps are split into", ge=1)
     epochs: int = param(5, "passes over the collected data per round", ge=1)
-    batch_size: int = param(128, "minibatch size", ge=1)
+    batch_size: int = param(128, "minibatch size", ge=1, le=MAX_BATCH)
     learning_rate: float = param(1e-3, "Adam learning rate", gt=0.0)
     net_arch: list[int] | None = param(
-        None, "rlsurgery operate: hidden layers of the student (None: the teacher's)"
+        None, f"rlsurgery operate: hidden layers of the student, widths 1..{MAX_WIDTH} (None: the teacher's)"
     )
     seed: int = param(0, "seed of the rollouts and the minibatches")
+
+    def check(self) -> None:
+        """Hidden widths the student can have."""
+        bad = [w for w in self.net_arch or [] if not 1 <= w <= MAX_WIDTH]
+        if bad:
+            raise ValueError(f"'net_arch' widths must be in [1, {MAX_WIDTH}] (got {bad[0]})")
 
 
 def collect_states(student: BaseAlgorithm, env: gym.Env, n_steps: int, seed: int) -> np.ndarray:

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from rlsurgery.agents import surgical_class_of
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_COPIES, param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import IMITATION_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.distillation.core import (
@@ -314,7 +314,10 @@ class _Peers(nn.Module):
 @dataclass
 class OnlineDistillationParams(DistillationFields):
     peers: int = param(
-        2, "extra students trained alongside the agent (k), which all learn from each other", ge=1
+        2,
+        "extra students trained alongside the agent (k), which all learn from each other",
+        ge=1,
+        le=MAX_COPIES,
     )
     mutual_weight: float = param(1.0, "β, weight of the mutual KL between students", ge=0.0)
 

@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, MAX_SAMPLES, MAX_WIDTH, param
 from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 from rlsurgery.exploration.intrinsic import (
     IntrinsicReward,
@@ -258,12 +258,14 @@ class CuriosityParams(ScheduleFields):
     )
     initial: float = param(1.0, "bonus coefficient c at the start", ge=0.0)
     final: float = param(0.0, "bonus coefficient c at the end (non-constant schedules)", ge=0.0)
-    hidden: int = param(64, "hidden units of the models", ge=1)
-    feature_dim: int = param(32, "output size of the RND networks / ICM feature size", ge=1)
+    hidden: int = param(64, "hidden units of the models", ge=1, le=MAX_WIDTH)
+    feature_dim: int = param(32, "output size of the RND networks / ICM feature size", ge=1, le=MAX_WIDTH)
     learning_rate: float = param(1e-3, "Adam learning rate of the predictor", gt=0.0)
-    update_every: int = param(128, "environment steps between predictor updates", ge=1)
+    update_every: int = param(
+        128, "environment steps between predictor updates (their transitions are kept)", ge=1, le=MAX_SAMPLES
+    )
     epochs: int = param(4, "passes over the collected transitions per update", ge=1)
-    batch_size: int = param(128, "minibatch size of the predictor updates", ge=1)
+    batch_size: int = param(128, "minibatch size of the predictor updates", ge=1, le=MAX_BATCH)
     normalize_obs: bool = param(True, "rnd: normalise observations with running moments")
     normalize_reward: bool = param(True, "divide the bonus by the running std of its discounted return")
     forward_weight: float = param(

@@ -25,7 +25,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.io import load_saved_model
@@ -229,7 +229,9 @@ class PreTrainingInitialization(Surgery):
 
 @dataclass
 class LSUVParams:
-    samples: int = param(1024, "observations collected with random actions to calibrate on", ge=8)
+    samples: int = param(
+        1024, "observations collected with random actions to calibrate on", ge=8, le=MAX_BATCH
+    )
     tolerance: float = param(0.02, "stop scaling a layer once |Var(output) − 1| is below this", gt=0.0)
     max_iterations: int = param(10, "scaling passes per layer at most", ge=1)
     seed: int = param(0, "seed of the calibration rollout")

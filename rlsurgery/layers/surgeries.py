@@ -32,7 +32,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, MAX_COPIES, MAX_WIDTH, param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import DenseConnections, Residual
 from rlsurgery.nets.data import sample_observations
@@ -96,7 +96,7 @@ class StructuralSurgery(NetworkSurgery):
 @dataclass
 class LayerAdditionParams:
     position: int = param(-1, "hidden layer after which the new layers go (negative: from the end)")
-    count: int = param(1, "number of identity layers to add", ge=1)
+    count: int = param(1, "number of identity layers to add", ge=1, le=MAX_COPIES)
     activation: Literal["auto", "none"] = param(
         "auto", "auto: the layer's own activation when idempotent (ReLU); none: a linear layer"
     )
@@ -230,8 +230,13 @@ class DenseConnection(StructuralSurgery):
 
 @dataclass
 class WidthParams:
-    factor: float = param(2.0, "new width = round(factor · width) for every hidden layer", gt=0.0)
-    samples: int = param(512, "observations to score units on when narrowing", ge=8)
+    factor: float = param(
+        2.0,
+        f"new width = round(factor · width) for every hidden layer (at most {MAX_WIDTH})",
+        gt=0.0,
+        le=64.0,
+    )
+    samples: int = param(512, "observations to score units on when narrowing", ge=8, le=MAX_BATCH)
     seed: int = param(0, "seed of the unit copies (widening) and of the scoring rollout (narrowing)")
 
     def check(self) -> None:
@@ -251,7 +256,12 @@ class WidthScaling(StructuralSurgery):
     repeatable = True
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
-        self.stacks(agent)
+        widest = max(w for s in self.stacks(agent) for w in s.widths)
+        if round(self.params.factor * widest) > MAX_WIDTH:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: factor={self.params.factor} makes the widest hidden layer ({widest} units) "
+                f"{round(self.params.factor * widest)} units wide; at most {MAX_WIDTH}"
+            )
         scores = None
         if self.params.factor < 1 and not replay:
             observations = sample_observations(
@@ -270,7 +280,7 @@ class WidthScaling(StructuralSurgery):
 @dataclass
 class BlockReplacementParams:
     position: int = param(-1, "hidden layer to replace (negative: from the end)")
-    width: int = param(0, "width of the new layer (0: the same width)", ge=0)
+    width: int = param(0, "width of the new layer (0: the same width)", ge=0, le=MAX_WIDTH)
     activation: Literal["same", "relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "softplus"] = param(
         "same", "activation of the new layer (same: the replaced layer's)"
     )

@@ -33,7 +33,7 @@ from torch.nn import functional as F
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, MAX_EPISODES, param
 from rlsurgery.core.state import ResultState, transient
 from rlsurgery.core.surgery import (
     IMITATION_FAMILIES,
@@ -199,9 +199,9 @@ class ImitationSurgery(Surgery):
 @dataclass
 class BehaviorCloningParams:
     expert: str = param(doc="expert: a saved model (.zip, rolled out) or demonstrations (.npz)")
-    episodes: int = param(20, "expert episodes to record when the expert is a model", ge=1)
+    episodes: int = param(20, "expert episodes to record when the expert is a model", ge=1, le=MAX_EPISODES)
     epochs: int = param(20, "passes over the demonstrations", ge=1)
-    batch_size: int = param(64, "minibatch size", ge=1)
+    batch_size: int = param(64, "minibatch size", ge=1, le=MAX_BATCH)
     learning_rate: float = param(1e-3, "Adam learning rate of the fit", gt=0.0)
     holdout: float = param(
         0.1, "fraction of the pairs held out to measure imitation accuracy", ge=0.0, lt=1.0
@@ -245,13 +245,22 @@ class BehaviorCloning(ImitationSurgery):
 @dataclass
 class DaggerParams:
     expert: str = param(doc="the expert: a saved model (.zip) that labels every visited state")
-    iterations: int = param(5, "DAgger iterations (the first rolls out the expert alone)", ge=1)
-    episodes: int = param(5, "episodes rolled out per iteration", ge=1)
+    iterations: int = param(5, "DAgger iterations (the first rolls out the expert alone)", ge=1, le=1000)
+    episodes: int = param(
+        5, f"episodes rolled out per iteration (all kept: iterations × episodes <= {MAX_EPISODES})", ge=1
+    )
     beta: float = param(0.5, "β: the expert acts with probability β^i at iteration i", ge=0.0, le=1.0)
     epochs: int = param(10, "passes over the aggregated data per iteration", ge=1)
-    batch_size: int = param(64, "minibatch size", ge=1)
+    batch_size: int = param(64, "minibatch size", ge=1, le=MAX_BATCH)
     learning_rate: float = param(1e-3, "Adam learning rate of the fits", gt=0.0)
     seed: int = param(0, "seed of the rollouts and the minibatches")
+
+    def check(self) -> None:
+        """The aggregated data set stays a size that fits in memory."""
+        if self.iterations * self.episodes > MAX_EPISODES:
+            raise ValueError(
+                f"iterations × episodes must be <= {MAX_EPISODES} (got {self.iterations} × {self.episodes})"
+            )
 
 
 @dataclass

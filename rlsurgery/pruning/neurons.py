@@ -30,7 +30,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import online_networks
@@ -68,7 +68,9 @@ class NeuronPruningParams:
     criterion: Literal["activation", "weight"] = param(
         "activation", "mean |activation| on the agent's states, or the norm of the incoming weights"
     )
-    samples: int = param(512, "observations to measure activations on (criterion activation)", ge=8)
+    samples: int = param(
+        512, "observations to measure activations on (criterion activation)", ge=8, le=MAX_BATCH
+    )
     seed: int = param(0, "seed of the measuring rollout")
 
 
@@ -198,7 +200,7 @@ class FilterPruning(ShrinkingSurgery):
 @dataclass
 class StructuredPruningParams:
     layers: int = param(1, "hidden layers to remove from each MLP", ge=1)
-    samples: int = param(512, "observations to measure output changes on", ge=8)
+    samples: int = param(512, "observations to measure output changes on", ge=8, le=MAX_BATCH)
     seed: int = param(0, "seed of the measuring rollout")
     chosen: list[int] = param(
         [], "filled in when applied: the removed positions, per MLP in order (for load)"

@@ -30,7 +30,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_BATCH, param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets import sync_targets
@@ -80,8 +80,8 @@ class Repair(Surgery):
 
 @dataclass
 class RecalibrationParams:
-    batches: int = param(8, "batches of recent observations to average over", ge=1)
-    batch_size: int = param(256, "observations per batch", ge=2)
+    batches: int = param(8, "batches of recent observations to average over", ge=1, le=1000)
+    batch_size: int = param(256, "observations per batch", ge=2, le=MAX_BATCH)
 
 
 @register(proof="tests/repair/test_plasticity.py::test_batch_norm_recalibration_uses_the_plain_average")
@@ -139,7 +139,7 @@ def _forward(agent: BaseAlgorithm, obs: th.Tensor) -> None:
 @dataclass
 class ReDoParams:
     tau: float = param(0.025, "τ: a unit with normalised score s_i ≤ τ is dormant", ge=0.0)
-    samples: int = param(256, "recent observations the scores are measured on", ge=2)
+    samples: int = param(256, "recent observations the scores are measured on", ge=2, le=MAX_BATCH)
     every: int = param(0, "env steps between two resets during training (0: only when applied)", ge=0)
 
 

@@ -49,7 +49,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rlsurgery.catalog import register
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_COPIES, param
 from rlsurgery.core.state import transient
 from rlsurgery.nets.loss import LOSS_FAMILIES
 from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
@@ -236,7 +236,10 @@ class RollbackParams(SpikeParams):
     every: int = param(5_000, "env steps between two snapshots", ge=1)
     folder: str = param("", "keep the snapshots on disk in this folder (empty: in memory)")
     keep: int = param(
-        2, "snapshots kept; a bad update within every steps of a rollback falls back to an older one", ge=1
+        2,
+        "snapshots kept; a bad update within every steps of a rollback falls back to an older one",
+        ge=1,
+        le=MAX_COPIES,
     )
 
 

@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_SUPPORT, param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.modules import set_submodule, split_mlp
@@ -132,10 +132,10 @@ class QuantileReadout(nn.Module):
 @dataclass
 class DistributionalParams:
     variant: Literal["c51", "qr"] = param("c51", "categorical (C51) or quantile regression (QR-DQN)")
-    n_atoms: int = param(51, "C51: number of atoms K", ge=2)
+    n_atoms: int = param(51, "C51: number of atoms K", ge=2, le=MAX_SUPPORT)
     v_min: float = param(-10.0, "C51: smallest return on the support")
     v_max: float = param(10.0, "C51: largest return on the support")
-    n_quantiles: int = param(200, "QR: number of quantiles N", ge=1)
+    n_quantiles: int = param(200, "QR: number of quantiles N", ge=1, le=MAX_SUPPORT)
     kappa: float = param(1.0, "QR: Huber threshold κ", gt=0.0)
 
     def check(self) -> None:

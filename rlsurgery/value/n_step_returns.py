@@ -20,7 +20,7 @@ from stable_baselines3.common.buffers import NStepReplayBuffer
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.core.params import param
+from rlsurgery.core.params import MAX_N_STEP, param
 from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 
 if TYPE_CHECKING:
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class NStepParams:
-    n: int = param(3, "number of rewards before bootstrapping", ge=1)
+    n: int = param(
+        3, "number of rewards before bootstrapping (at most the agent's buffer_size)", ge=1, le=MAX_N_STEP
+    )
 
 
 @register(
@@ -53,6 +55,11 @@ class NStepReturns(Surgery):
 
     def validate(self, agent: SurgicalDQN) -> None:
         super().validate(agent)
+        if self.params.n > agent.buffer_size:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: n={self.params.n} must be <= the agent's buffer_size ({agent.buffer_size}): "
+                "a return cannot sum more rewards than the buffer holds"
+            )
         if agent.optimize_memory_usage:
             raise IncompatibleSurgeryError(f"{self.key}: does not support optimize_memory_usage=True")
         buffer = agent.replay_buffer_class
