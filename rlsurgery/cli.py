@@ -86,10 +86,13 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from rlsurgery.core.model_zip import trusted_zips
-    from rlsurgery.hyperparams import parse_hyperparams
+    from rlsurgery.hyperparams import check_hyperparams, parse_hyperparams
+    from rlsurgery.recipes import load_recipe
     from rlsurgery.training import train_run
 
     overrides = parse_hyperparams(args.hyperparams)
+    if overrides:  # checked here too, so that the message names the flag
+        check_hyperparams(load_recipe(args.recipe).algorithm, overrides, "--hyperparams")
     with trusted_zips(args.trust):  # zips that surgeries read (an expert, an initialisation source)
         evaluation = train_run(
             args.recipe,
