@@ -36,3 +36,8 @@ class EnvironmentNotAvailableError(SurgeryError):
 
 class StudyError(SurgeryError):
     """A study, suite or study folder is invalid."""
+
+
+class SettingError(SurgeryError):
+    """A setting of a run or study (steps, seed, episodes, workers, ...) is of the wrong type or out
+    of range."""
