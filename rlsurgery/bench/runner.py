@@ -76,6 +76,7 @@ def run_study(
         of other files, another study's folder, an unreadable store)
     """
     console = console or Console(stderr=True, soft_wrap=True)
+    workers = check_optional_int(workers, "workers", 1, error=StudyError)
     reps = check_int(reps, "reps", 1, error=StudyError)
     folder = Path(out) if out is not None else default_study_dir(spec)
     check_study_folder(folder, spec)
