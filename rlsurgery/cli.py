@@ -646,8 +646,11 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _silence_stdout() -> None:
+    """Point stdout's file descriptor at devnull (nothing to do for a stdout without one)."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout without a file descriptor (captured by a test)
-        pass
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)

@@ -41,7 +41,7 @@ def register_study(
     agents: tuple[str, ...] = ("dqn",),
     envs: tuple[str, ...] = ("CartPole-v1",),
     seeds: int = 1,
-    command_line: bool = True,
+    command_line: bool | None = True,
 ) -> StudySpec:
     """A study store in ``folder`` holding ``name`` (its runs registered, none run): a study folder
     as ``compare`` leaves it, without the seconds of training."""

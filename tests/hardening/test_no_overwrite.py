@@ -155,6 +155,10 @@ def test_the_same_study_and_parts_of_a_study_file_are_accepted(tmp_path):
     spec.command_line = False
     with pytest.raises(StudyError, match="defined on the command line"):
         check_study_folder(folder, spec)
+    shutil.rmtree(folder)
+    spec = register_study(folder, "dqn", command_line=None)  # stored before stores recorded it
+    spec.command_line, spec.envs = True, select_envs(None, ["Acrobot-v1"])
+    check_study_folder(folder, spec)  # known by its name only, as before
 
 
 def test_rerunning_the_same_compare_resumes_it(tmp_path, capsys):
