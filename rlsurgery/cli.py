@@ -1,21 +1,28 @@
 """The ``rlsurgery`` command line (``python -m rlsurgery`` is the same).
 
-Subcommands: ``catalog``, ``recipes``, ``train``, ``evaluate``, ``inspect``, ``compare``,
-``ablate``, ``report``, ``suites``. Every
-command that produces results prints them as JSON with ``--json``. User errors (bad
-key, bad parameter, malformed recipe, occupied run folder) print one line to stderr
-and exit with status 2, before anything is trained or written.
+Subcommands: ``catalog``, ``recipes``, ``train``, ``evaluate``, ``inspect``, ``operate``,
+``compare``, ``ablate``, ``report``, ``suites``. Every command that produces results prints
+them as JSON with ``--json``.
+
+User errors (bad key, bad parameter, malformed recipe, a number out of range, an occupied run
+or study folder, an existing output file, a folder given as a model, an unknown environment, a
+damaged study store) print one line to stderr and exit with status 2, before anything is
+trained or written. Nothing on disk is overwritten without ``--force``. Any other exception is
+an internal error: one line and exit status 1; ``--debug`` shows its traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rlsurgery import __version__
+from rlsurgery.core.checks import MAX_SEED, int_problem
 from rlsurgery.distillation.surgeries import distillation_report
 
 #: help of ``--trust``, on every command that loads a model zip
@@ -23,6 +30,48 @@ TRUST_HELP = (
     "load model zips that hold pickled Python objects (plain SB3 zips, older rlsurgery zips): "
     "unpickling can run code from the file, so only for files you trust (see docs/security.md)"
 )
+
+
+def int_type(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer in ``minimum..maximum``, refused by argparse (exit 2,
+    "argument --steps: must be an integer >= 1, got 0") before the command runs."""
+
+    def parse(text: str) -> int:
+        try:
+            value: Any = int(text)
+        except ValueError:
+            value = text
+        problem = int_problem(value, minimum, maximum)
+        if problem is not None:
+            got = value if isinstance(value, int) else repr(text)
+            raise argparse.ArgumentTypeError(f"{problem}, got {got}")
+        return int(value)
+
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = int_type(1)
+nonnegative_int = int_type(0)
+seed_int = int_type(0, MAX_SEED)
+
+
+def name_list(text: str) -> list[str]:
+    """An argparse ``type=``: comma-separated names, at least one (``--agents dqn,rainbow``)."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"must name at least one recipe, e.g. dqn,rainbow, got {text!r}")
+    return names
+
+
+def model_file(path: str) -> str:
+    """``path`` if it can be a model zip: a folder is refused by name (the model inside it named)."""
+    folder = Path(path)
+    if folder.is_dir():
+        inside = folder / "model.zip"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise IsADirectoryError(f"{path} is a folder, not a model zip{hint}")
+    return path
 
 
 def _print_json(data: Any) -> None:
@@ -123,13 +172,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from rlsurgery.core.errors import EnvironmentNotAvailableError
+    from rlsurgery.envs import ensure_registered
     from rlsurgery.io import load, read_model_data
     from rlsurgery.training import evaluate_model
 
-    data = read_model_data(args.model)
+    data = read_model_data(model_file(args.model))
     env_id = args.env or data.get("rls_env_id")
     if not env_id:
-        raise SystemExit("rlsurgery evaluate: the model does not record its environment; pass --env ID")
+        raise EnvironmentNotAvailableError("the model does not record its environment; pass --env ID")
+    try:
+        ensure_registered(str(env_id))
+    except EnvironmentNotAvailableError as exc:
+        where = "--env" if args.env else "the environment the model records"
+        raise EnvironmentNotAvailableError(f"{where}: {exc}") from None
     model = load(args.model, device=args.device, trust=args.trust)
     env_kwargs = data.get("rls_env_kwargs") if env_id == data.get("rls_env_id") else None
     result = evaluate_model(
@@ -158,7 +214,7 @@ def inspect_model(path: str) -> dict[str, Any]:
     from rlsurgery.core.model_zip import check_surgery_log, safe_custom_objects
     from rlsurgery.io import algorithm_of, read_model_data, surgery_log_of
 
-    data = read_model_data(path)
+    data = read_model_data(model_file(path))
     check_surgery_log(path, data)
     try:
         safe_custom_objects(path, data)
@@ -193,15 +249,17 @@ def inspect_model(path: str) -> dict[str, Any]:
 def cmd_operate(args: argparse.Namespace) -> int:
     from rlsurgery.core.errors import ParameterError
     from rlsurgery.core.model_zip import trusted_zips
-    from rlsurgery.operate import last_report, operate_file
+    from rlsurgery.operate import check_output, last_report, operate_file
 
     if args.episodes is not None and not args.report:
         raise ParameterError("--episodes sets the episodes of the report; add --report")
+    model_file(args.model)
+    output = check_output(args.output, args.force)  # the file save writes (-o NAME: NAME.zip)
     with trusted_zips(args.trust):  # the model, and zips the surgery reads (a teacher)
         result = operate_file(
             args.model,
             args.surgery,
-            args.output,
+            output,
             env_id=args.env,
             force=args.force,
             report=args.report,
@@ -211,7 +269,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
     report = last_report(result) if args.report else None
     summary = {
         "model": args.model,
-        "output": args.output,
+        "output": str(output),
         "algorithm": type(result).__name__,
         "surgery_log": getattr(result, "surgery_log", []),
         **({"report": report.as_dict()} if report is not None else {}),
@@ -220,7 +278,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print(f"{args.model} -> {args.output} ({summary['algorithm']}, {args.surgery})")
+        print(f"{args.model} -> {output} ({summary['algorithm']}, {args.surgery})")
         for key, value in summary.get("distillation", {}).items():
             if key != "round_losses":
                 print(f"  {key:20s} {value}")
@@ -254,17 +312,22 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``compare`` and ``ablate``."""
     p.add_argument("--suite", help="a bundled suite (classic, minatar, ...) or a suite YAML path")
     p.add_argument("--env", action="append", metavar="ID", help="an environment id (repeatable)")
-    p.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
-    p.add_argument("--steps", type=int, help="training steps per run (default: the suite's budget)")
-    p.add_argument("--eval-freq", type=int, help="evaluate every N env steps (default: the suite's)")
-    p.add_argument("--eval-episodes", type=int, help="greedy episodes per evaluation (default: the suite's)")
-    p.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    p.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
+    p.add_argument("--steps", type=positive_int, help="training steps per run (default: the suite's budget)")
+    p.add_argument("--eval-freq", type=positive_int, help="evaluate every N env steps (default: the suite's)")
+    p.add_argument(
+        "--eval-episodes", type=positive_int, help="greedy episodes per evaluation (default: the suite's)"
+    )
+    p.add_argument("--workers", type=positive_int, help="local worker processes (default: one per core)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="where runs execute")
     p.add_argument("--ray-address", help="address of an existing Ray cluster (default: a local Ray)")
     p.add_argument(
         "--device", choices=["auto", "cpu", "cuda"], help="torch device of each run (default auto)"
     )
-    p.add_argument("--out", help="study folder (default studies/NAME)")
+    p.add_argument(
+        "--out",
+        help="study folder (default studies/NAME): new, empty, or this study's own (a rerun resumes it)",
+    )
     p.add_argument("--name", help="study name")
     p.add_argument("--save-models", action="store_true", help="keep each run's model zip")
     p.add_argument(
@@ -274,7 +337,9 @@ def _study_options(p: argparse.ArgumentParser) -> None:
         help="keep this logger value of every run, e.g. train/approx_kl (a prefix ending in / keeps "
         "all keys under it; repeatable)",
     )
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs (default 2000)")
+    p.add_argument(
+        "--reps", type=positive_int, default=2000, help="bootstrap resamples of the CIs (default 2000)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -330,7 +395,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             _keep_variants(spec, args.variant)
         spec.__post_init__()  # re-check what the options changed
     elif args.agents:
-        names = [a.strip() for a in args.agents.split(",") if a.strip()]
+        names = args.agents
         spec = StudySpec(
             name=args.name or "-vs-".join(names),
             variants=[Variant(n, n) for n in names],
@@ -340,6 +405,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             device=args.device or "auto",
             save_models=args.save_models,
             metrics=args.metric or [],
+            command_line=True,
         )
     else:
         raise StudyError("give a STUDY.yaml, or --agents A,B,... with --suite or --env")
@@ -375,6 +441,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         device=args.device or "auto",
         save_models=args.save_models,
         metrics=args.metric or [],
+        command_line=True,
     )
     return _run_and_print(spec, args)
 
@@ -410,11 +477,17 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlsurgery", description="Composable surgeries on Stable-Baselines3 agents."
     )
     parser.add_argument("--version", action="version", version=f"rlsurgery {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    # also after the command (``rlsurgery train ... --debug``); SUPPRESS keeps the one given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_subparser(common)
+    )
 
     p = sub.add_parser("catalog", help="list the surgery catalog")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--section", type=int, help="only this seed section (1-32)")
+    p.add_argument("--section", type=int_type(1, 32), help="only this seed section (1-32)")
     p.add_argument("--status", choices=["implemented", "planned"], help="only this status")
     p.add_argument("--markdown", action="store_true", help="print docs/surgeries.md")
     p.add_argument("-o", "--output", help="with --markdown: write to this file")
@@ -448,23 +521,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the recipe's hyperparameters, rl-zoo3 style: learning_rate:0.001 batch_size:64 "
         'policy_kwargs:"dict(net_arch=[64, 64])" (values are read as literals, never run)',
     )
-    p.add_argument("--steps", type=int, help="training steps (default: the recipe's n_timesteps)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=positive_int, help="training steps (default: the recipe's n_timesteps)")
+    p.add_argument("--seed", type=seed_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", help="run folder (default runs/RECIPE-ENV-seedS)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
     p.add_argument("--force", action="store_true", help="write into an existing run folder")
-    p.add_argument("--eval-episodes", type=int, default=20, help="greedy evaluation episodes (default 20)")
+    p.add_argument(
+        "--eval-episodes", type=positive_int, default=20, help="greedy evaluation episodes (default 20)"
+    )
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", type=int, default=0, help="SB3 verbosity (0, 1, 2)")
+    p.add_argument("--verbose", type=int_type(0, 2), default=0, help="SB3 verbosity (0, 1, 2)")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a saved model")
     p.add_argument("model", help="model zip")
-    p.add_argument("--episodes", type=int, default=20, help="episodes (default 20)")
+    p.add_argument("--episodes", type=positive_int, default=20, help="episodes (default 20)")
     p.add_argument("--env", help="Gymnasium id (default: the one the model was trained on)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the evaluation env")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the evaluation env")
     p.add_argument("--stochastic", action="store_true", help="exploratory instead of greedy actions")
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
@@ -474,7 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("operate", help="apply a surgery to a saved model (e.g. distil it into a smaller one)")
     p.add_argument("model", help="model zip (any SB3 algorithm rlsurgery knows)")
     p.add_argument("--surgery", required=True, metavar="KEY[:p=v,...]", help="the surgery and its parameters")
-    p.add_argument("-o", "--output", required=True, help="where to save the operated model")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="where to save the operated model (a name without a suffix gets .zip, as SB3 saves)",
+    )
     p.add_argument("--env", help="Gymnasium id, when the model does not record it")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
@@ -485,9 +565,11 @@ def build_parser() -> argparse.ArgumentParser:
         "batch 1 and 256, greedy return before and after) and keep the report in the provenance log",
     )
     p.add_argument(
-        "--episodes", type=int, help="with --report: greedy episodes of each return measurement (default 10)"
+        "--episodes",
+        type=positive_int,
+        help="with --report: greedy episodes of each return measurement (default 10)",
     )
-    p.add_argument("--eval-seed", type=int, default=0, help="with --report: seed of the evaluation env")
+    p.add_argument("--eval-seed", type=seed_int, default=0, help="with --report: seed of the evaluation env")
     p.add_argument("--json", action="store_true", help='print JSON (the report under "report")')
     p.set_defaults(func=cmd_operate)
 
@@ -506,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command resumes an interrupted study.",
     )
     p.add_argument("study", nargs="?", help="a study YAML (or use --agents with --suite/--env)")
-    p.add_argument("--agents", help="comma-separated recipes to compare, e.g. dqn,rainbow")
+    p.add_argument("--agents", type=name_list, help="comma-separated recipes to compare, e.g. dqn,rainbow")
     p.add_argument("--baseline", help="variant the others are compared against (default: the first)")
     p.add_argument(
         "--variant",
@@ -530,7 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild a study's tables, plots and report from its store")
     p.add_argument("study_dir", help="study folder (holds study.db)")
-    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples of the CIs (default 2000)")
+    p.add_argument(
+        "--reps", type=positive_int, default=2000, help="bootstrap resamples of the CIs (default 2000)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_report)
 
@@ -540,17 +624,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rlsurgery`` command."""
-    from rlsurgery.core.errors import SurgeryError
+def _subparser(common: argparse.ArgumentParser) -> type[argparse.ArgumentParser]:
+    """The parser class of the subcommands: each also takes the options of ``common``."""
 
+    class SubParser(argparse.ArgumentParser):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{**kwargs, "parents": [*kwargs.get("parents", []), common]})
+
+    return SubParser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlsurgery`` command.
+
+    :return: 0, 2 for a user error (one line on stderr), 1 for an internal error (one line and the
+        hint to rerun with ``--debug``, which raises it with its traceback), 130 when interrupted
+    """
+    import sqlite3
+
+    # a user's mistake: a SurgeryError (a ValueError) or another ValueError, a file-system error
+    # (a missing file, a folder for a file, ...), an SQLite error (a damaged study store)
+    user_errors = (ValueError, OSError, sqlite3.Error)
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except (SurgeryError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"rlsurgery {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's refusal (2, its message printed), --help or --version (0)
+        return exc.code if isinstance(exc.code, int) else 2
+    command = f"rlsurgery {args.command}"
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (``rlsurgery inspect m.zip | head``): stop quietly; Python's recipe
+        # points stdout at devnull so that the flush at exit does not complain again
+        _silence_stdout()
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except user_errors as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"{command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"{command}: internal error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+        print(f"{command}: rerun with --debug to see the traceback", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (an OSError's own message is kept whole)."""
+    text = str(exc) or type(exc).__name__
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at devnull (nothing to do for a stdout without one)."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fileno)
+    os.close(devnull)

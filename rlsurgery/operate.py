@@ -23,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery import catalog
 from rlsurgery.agents import ALGORITHMS
+from rlsurgery.core.checks import MAX_SEED, check_int
 from rlsurgery.core.errors import IncompatibleSurgeryError, ModelFileError, ParameterError
 from rlsurgery.core.model_zip import zips_trusted
 from rlsurgery.core.report import OperationReport
@@ -97,6 +98,7 @@ def report_meter(
     episodes = REPORT_EPISODES if episodes is None else episodes
     if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
         raise ParameterError(f"{key}: the report's 'episodes' must be an integer >= 1 (got {episodes!r})")
+    eval_seed = check_int(eval_seed, f"{key}: the report's eval_seed", 0, MAX_SEED, ParameterError)
     env_kwargs = getattr(model, "rls_env_kwargs", None) if env == recorded else None
     return ReportMeter(env, episodes=episodes, eval_seed=eval_seed, env_kwargs=dict(env_kwargs or {}))
 
@@ -124,6 +126,30 @@ def load_surgical(path: str | Path) -> BaseAlgorithm:
     return load_saved_model(path)
 
 
+def saved_path(out: str | Path) -> Path:
+    """Where SB3's ``save(out)`` writes: ``out`` itself, or ``out.zip`` when ``out`` has no suffix.
+
+    >>> str(saved_path("models/small")), str(saved_path("models/small.zip"))
+    ('models/small.zip', 'models/small.zip')
+    """
+    out = Path(out)
+    return Path(f"{out}.zip") if out.suffix == "" else out
+
+
+def check_output(out: str | Path, force: bool = False) -> Path:
+    """The file ``save(out)`` would write, refused when it exists (a file, unless ``force``; a folder,
+    always: SB3 would save to ``<out>_2`` instead).
+
+    :raises FileExistsError: naming the file
+    """
+    path = saved_path(out)
+    if path.is_dir():
+        raise FileExistsError(f"{path} is a folder; give the operated model a file name (-o FILE.zip)")
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to overwrite it")
+    return path
+
+
 def operate_file(
     path: str | Path,
     surgery: Any,
@@ -135,18 +161,20 @@ def operate_file(
     episodes: int | None = None,
     eval_seed: int = 0,
 ) -> BaseAlgorithm:
-    """Load ``path``, operate, save to ``out`` (an existing ``out`` is kept unless ``force``).
+    """Load ``path``, operate, save to ``out`` (an existing file is kept unless ``force``).
 
-    A plain SB3 zip is loaded as its surgical agent class (same weights, on the CPU), so that
-    what the surgery does is recorded in the provenance log and restored on load. ``report``,
-    ``episodes`` and ``eval_seed`` are those of :func:`operate`; the report is saved in ``out``.
+    ``out`` without a suffix is saved as ``out.zip`` (as SB3 saves), and that is the file checked:
+    :func:`saved_path` says which it is. A plain SB3 zip is loaded as its surgical agent class
+    (same weights, on the CPU), so that what the surgery does is recorded in the provenance log
+    and restored on load. ``report``, ``episodes`` and ``eval_seed`` are those of :func:`operate`;
+    the report is saved in ``out``.
+
+    :raises FileExistsError: the file to write exists (without ``force``) or is a folder
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists; pass --force to overwrite it")
+    target = check_output(out, force)
     result = operate(
         load_surgical(path), surgery, env_id=env_id, report=report, episodes=episodes, eval_seed=eval_seed
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.save(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    result.save(target)
     return result

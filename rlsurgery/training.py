@@ -19,12 +19,14 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+from rlsurgery.core.checks import MAX_SEED, check_int, check_optional_int
 from rlsurgery.core.errors import SurgeryError
+from rlsurgery.envs import ensure_registered
 from rlsurgery.recipes import load_recipe
 
 
 class RunFolderError(SurgeryError):
-    """The run folder exists and holds files (pass ``force`` to write into it)."""
+    """The run folder exists and holds files (pass ``force`` to write into it), or is a file."""
 
 
 def default_run_dir(recipe: str, env_id: str, seed: int) -> Path:
@@ -44,7 +46,13 @@ def evaluate_model(
 
     The evaluation env is seeded with ``seed`` and independent of the training env;
     ``env_kwargs`` are the environment's constructor arguments (as in training).
+
+    :raises SettingError: ``episodes`` < 1 or a negative ``seed``
+    :raises EnvironmentNotAvailableError: an unknown ``env_id``
     """
+    episodes = check_int(episodes, "episodes", 1)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    ensure_registered(env_id)
     env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs or None)
     try:
         returns, lengths = evaluate_policy(
@@ -100,7 +108,17 @@ def train_run(
     :param overrides: other hyperparameter overrides (``--hyperparams``), checked against the
         recipe's algorithm before anything is built
     :return: the evaluation record (also written to ``evaluation.json``)
+    :raises SettingError: ``steps`` or ``eval_episodes`` < 1, a negative ``seed``, ``verbose`` not 0-2
+    :raises RunFolderError: ``out`` is a file, or a folder with files (without ``force``)
     """
+    steps = check_optional_int(steps, "steps", 1)
+    seed = check_int(seed, "seed", 0, MAX_SEED)
+    eval_episodes = check_int(eval_episodes, "eval_episodes", 1)
+    verbose = check_int(verbose, "verbose", 0, 2)
+    run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"run folder {run_dir} is a file; choose another --out")
+    ensure_registered(env_id)
     extra = dict(overrides or {})
     own_arguments = ("surgeries", "explore", "seed", "device", "verbose", "tensorboard_log")
     owned = [k for k in extra if k in own_arguments]
@@ -113,10 +131,7 @@ def train_run(
     resolved = load_recipe(recipe).resolve(
         env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **extra
     )
-    budget = int(steps) if steps is not None else resolved.n_timesteps
-    if budget < 1:
-        raise SurgeryError(f"--steps must be >= 1 (got {budget})")
-    run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
+    budget = check_int(steps if steps is not None else int(resolved.n_timesteps), "steps", 1)
     if run_dir.exists() and any(run_dir.iterdir()) and not force:
         raise RunFolderError(
             f"run folder {run_dir} already holds files; pass --force to write into it, or choose --out"

@@ -22,17 +22,24 @@ from rich.progress import (
 )
 
 from rlsurgery.bench.backends import LocalBackend, RayBackend
-from rlsurgery.bench.store import ResultStore
+from rlsurgery.bench.store import ResultStore, check_study_folder
 from rlsurgery.bench.study import StudySpec, default_workers
+from rlsurgery.core.checks import check_int, check_optional_int
 from rlsurgery.core.errors import StudyError
 
 
 def make_backend(backend: str, workers: int | None = None, ray_address: str | None = None) -> Any:
-    """``local`` (a process pool of ``workers``) or ``ray`` (``ray_address`` or a local Ray)."""
+    """``local`` (a process pool of ``workers``) or ``ray`` (``ray_address`` or a local Ray).
+
+    :raises StudyError: another backend, or ``workers`` not ``None`` (one per core) or >= 1
+    """
+    workers = check_optional_int(workers, "workers", 1, error=StudyError)
+    if workers is None:
+        workers = default_workers()
     if backend == "local":
-        return LocalBackend(workers or default_workers())
+        return LocalBackend(workers)
     if backend == "ray":
-        return RayBackend(address=ray_address, num_cpus=workers or default_workers())
+        return RayBackend(address=ray_address, num_cpus=workers)
     raise StudyError(f"backend must be 'local' or 'ray' (got {backend!r})")
 
 
@@ -64,10 +71,17 @@ def run_study(
     :param report: write the report (tables, plots, HTML) when the runs end
     :param reps: bootstrap resamples of the report's confidence intervals
     :return: the study folder
+    :raises StudyError: before any run: a bad setting, a study that does not validate, or a folder
+        it must not write into (:func:`~rlsurgery.bench.store.check_study_folder`: a file, a folder
+        of other files, another study's folder, an unreadable store)
     """
     console = console or Console(stderr=True, soft_wrap=True)
-    spec.validate()
+    workers = check_optional_int(workers, "workers", 1, error=StudyError)
+    reps = check_int(reps, "reps", 1, error=StudyError)
     folder = Path(out) if out is not None else default_study_dir(spec)
+    check_study_folder(folder, spec)
+    spec.validate()
+    executor = make_backend(backend, workers, ray_address)
     runs = spec.runs(folder)
     with ResultStore(folder) as store:
         store.register(spec, runs)
@@ -83,7 +97,7 @@ def run_study(
             _execute(
                 store,
                 [r.as_dict() for r in todo],
-                make_backend(backend, workers, ray_address),
+                executor,
                 progress,
                 console,
             )
@@ -133,9 +147,13 @@ def _execute(
 
 
 def write_study_report(folder: str | Path, reps: int = 2000) -> dict[str, Any]:
-    """Rebuild every output of a study folder from its store (``rlsurgery report``)."""
+    """Rebuild every output of a study folder from its store (``rlsurgery report``).
+
+    :raises StudyError: ``reps`` < 1, or ``folder`` has no readable study store (nothing is written)
+    """
     from rlsurgery.bench.report import write_report
 
+    reps = check_int(reps, "reps", 1, error=StudyError)
     with ResultStore.open_existing(folder) as store:
         results = store.results()
     return write_report(results, folder, reps=reps)

@@ -5,6 +5,11 @@ status, configuration hash, final score, wall time, error traceback), ``evals`` 
 greedy evaluations), ``episodes`` (training episode returns) and ``metrics`` (the logger
 values a study asks for, e.g. ``train/approx_kl`` at each log dump). A finished run's rows are
 written in one transaction, so a run is either stored whole or not at all, and never twice.
+
+A study folder is one whose ``study.db`` is such a store. :func:`check_store` tells one apart
+from other files (another SQLite database, random bytes, a damaged store) without writing to
+it, and :func:`check_study_folder` refuses, before any run, a folder that a study must not write
+into: a file, a folder of other files, or the folder of another study.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import json
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +98,110 @@ def allow_nan_metrics(conn: sqlite3.Connection) -> None:
             conn.execute("DROP TABLE metrics_not_null")
 
 
+STORE_TABLES = ("meta", "runs", "evals", "episodes")
+"""The tables every study store has (``metrics`` is added to older stores when they are opened)."""
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[sqlite3.Connection]:
+    """A connection to an existing database file that never creates it; used only to read, so that
+    the file is left byte for byte as it was (its WAL side files go when the connection closes)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=60.0)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def check_store(path: str | Path) -> None:
+    """Refuse a ``study.db`` that is not a readable study store, without writing to it.
+
+    :raises StudyError: ``path`` is missing, not an SQLite database, damaged, or a database without
+        the study tables
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StudyError(f"{path.parent} is not a study folder (no {DB_NAME})")
+    try:
+        with _reading(path) as conn:
+            check = [row[0] for row in conn.execute("PRAGMA quick_check").fetchall()]
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StudyError(f"{path} is not a readable study store ({exc})") from None
+    if check != ["ok"]:
+        first = " ".join(check[0].split())
+        raise StudyError(f"{path} is a damaged study store (SQLite's integrity check: {first})")
+    missing = [t for t in STORE_TABLES if t not in tables]
+    if missing:
+        raise StudyError(
+            f"{path} is an SQLite database but not a study store (no {', '.join(missing)} table)"
+        )
+
+
+def stored_spec(path: str | Path) -> StudySpec | None:
+    """The study a store holds (None: none registered yet), read without writing to the store."""
+    with _reading(Path(path)) as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'spec'").fetchone()
+    try:
+        return None if row is None else StudySpec.from_dict(json.loads(row[0]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StudyError(f"{path}: the stored study cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def study_difference(stored: StudySpec, spec: StudySpec) -> str | None:
+    """Why ``spec`` is another study than the ``stored`` one (None: the same study).
+
+    The same study has the same name. A study built on the command line (``compare --agents``,
+    ``ablate``: :attr:`StudySpec.command_line`) is also its variants and environments, so a run
+    with other agents or envs is another study; a study file may run part of itself (``--variant``,
+    ``--env``) or grow. Either may add seeds. A study stored before stores recorded how it was
+    defined is known by its name only. Runs the two share must also have the same configuration,
+    which :meth:`ResultStore.register` checks.
+    """
+    if stored.name != spec.name:
+        return f"the study {stored.name!r}, not {spec.name!r}"
+    if stored.command_line is None or not (stored.command_line or spec.command_line):
+        return None
+    if stored.command_line != spec.command_line:
+        how = "on the command line" if stored.command_line else "in a study file"
+        return f"the study {stored.name!r} defined {how}"
+    for what, old, new in (
+        ("of", stored.variant_names, spec.variant_names),
+        ("on", [e.label for e in stored.envs], [e.label for e in spec.envs]),
+    ):
+        if set(old) != set(new):
+            return f"the study {stored.name!r} {what} {', '.join(old)}, not {', '.join(new)}"
+    return None
+
+
+def check_study_folder(folder: str | Path, spec: StudySpec) -> None:
+    """Refuse a folder ``spec`` must not write into, before any run and without writing to it.
+
+    A missing or empty folder, or the folder of the same study (:func:`study_difference`: a rerun
+    resumes it), is fine.
+
+    :raises StudyError: ``folder`` is a file, holds files but no study, holds a store that is
+        unreadable or damaged, or holds another study
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise StudyError(f"{folder} is a file, not a study folder; choose another --out")
+    if not folder.is_dir():
+        return
+    if not (folder / DB_NAME).exists():
+        if any(folder.iterdir()):
+            raise StudyError(
+                f"{folder} holds files but no study ({DB_NAME}); choose a new or empty --out folder "
+                "(a study writes summary.txt, report.html, tables/ and plots/ into it)"
+            )
+        return
+    check_store(folder / DB_NAME)
+    stored = stored_spec(folder / DB_NAME)
+    difference = None if stored is None else study_difference(stored, spec)
+    if difference is not None:
+        raise StudyError(f"{folder} holds {difference}; choose another --out folder for this study")
+
+
 class ResultStore:
     """Read and write a study folder's ``study.db``.
 
@@ -110,9 +220,12 @@ class ResultStore:
 
     @classmethod
     def open_existing(cls, folder: str | Path) -> ResultStore:
-        """Open the store of an existing study folder (error if there is none)."""
-        if not (Path(folder) / DB_NAME).is_file():
-            raise StudyError(f"{folder} is not a study folder (no {DB_NAME})")
+        """Open the store of an existing study folder.
+
+        :raises StudyError: there is none, or its ``study.db`` is not a readable study store (then
+            nothing is written to it: :func:`check_store`)
+        """
+        check_store(Path(folder) / DB_NAME)
         return cls(folder)
 
     def close(self) -> None:
@@ -330,4 +443,5 @@ def _union(old: StudySpec, new: StudySpec) -> StudySpec:
         device=new.device,
         save_models=new.save_models,
         metrics=list(dict.fromkeys([*old.metrics, *new.metrics])),
+        command_line=new.command_line,
     )

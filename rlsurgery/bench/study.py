@@ -42,6 +42,7 @@ from typing import Any
 
 from rlsurgery import catalog
 from rlsurgery.bench.suites import EnvSettings, known_env_settings, load_suite, parse_env_settings
+from rlsurgery.core.checks import MAX_SEED, check_int, int_problem
 from rlsurgery.core.errors import StudyError, SurgeryError
 from rlsurgery.core.spec import parse_specs
 from rlsurgery.core.yamlfile import check_keys, read_yaml
@@ -160,6 +161,10 @@ class StudySpec:
     save_models: bool = False
     metrics: list[str] = field(default_factory=list)
     """logger keys (or prefixes ending in ``/``) kept for every run"""
+    command_line: bool | None = False
+    """built from command-line options (``compare --agents``, ``ablate``), not a study file: its
+    variants and environments are part of what the study is, so its folder takes no others
+    (``None``: not known, for a study stored before this was recorded)"""
 
     def __post_init__(self) -> None:
         if not self.variants:
@@ -172,6 +177,8 @@ class StudySpec:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise StudyError(f"variant names must be unique (repeated: {', '.join(duplicates)})")
+        for seed in self.seeds:
+            check_int(seed, "seeds: each seed", 0, MAX_SEED, StudyError)
         if len(set(self.seeds)) != len(self.seeds):
             raise StudyError(f"seeds must be distinct (got {self.seeds})")
         if self.baseline is not None and self.baseline not in names:
@@ -251,6 +258,7 @@ class StudySpec:
             "device": self.device,
             "save_models": self.save_models,
             "metrics": list(self.metrics),
+            "command_line": self.command_line,
         }
 
     @classmethod
@@ -266,6 +274,7 @@ class StudySpec:
             device=data.get("device", "auto"),
             save_models=bool(data.get("save_models", False)),
             metrics=list(data.get("metrics") or []),
+            command_line=data.get("command_line"),
         )
 
 
@@ -298,9 +307,11 @@ def seed_list(seeds: int | list[int]) -> list[int]:
         if seeds < 1:
             raise StudyError(f"seeds must be >= 1 (got {seeds})")
         return list(range(seeds))
-    if isinstance(seeds, list | tuple) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds):
+    if isinstance(seeds, list | tuple) and seeds and all(int_problem(s, 0, MAX_SEED) is None for s in seeds):
         return list(seeds)
-    raise StudyError(f"seeds must be a positive integer or a non-empty list of seeds >= 0 (got {seeds!r})")
+    raise StudyError(
+        f"seeds must be a positive integer or a non-empty list of seeds from 0 to {MAX_SEED} (got {seeds!r})"
+    )
 
 
 def select_envs(

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rlsurgery.bench.results import EnvScores
+from rlsurgery.core.checks import check_int, check_optional_int
 from rlsurgery.core.errors import StudyError
 from rlsurgery.core.yamlfile import bundled_names, check_keys, find_yaml, read_yaml
 from rlsurgery.envs import EXTRAS
@@ -66,6 +67,11 @@ class EnvSettings:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     requires: str | None = None
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        check_optional_int(self.steps, f"{self.label}: steps", 1, error=StudyError)
+        check_optional_int(self.eval_freq, f"{self.label}: eval_freq", 1, error=StudyError)
+        check_int(self.n_eval_episodes, f"{self.label}: n_eval_episodes", 1, error=StudyError)
 
     @property
     def label(self) -> str:

@@ -44,3 +44,8 @@ class UntrustedModelError(SurgeryError):
 
 class ModelFileError(SurgeryError):
     """A model zip that is not one, or whose contents are damaged or inconsistent."""
+
+
+class SettingError(SurgeryError):
+    """A setting of a run or study (steps, seed, episodes, workers, ...) is of the wrong type or out
+    of range."""

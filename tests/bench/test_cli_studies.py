@@ -90,7 +90,10 @@ def test_ablate_runs_leave_one_out_variants(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["compare", "--agents", "dqn", "--env", "CartPole-v1", "--seeds", "0"], "seeds must be >= 1"),
+        (
+            ["compare", "--agents", "dqn", "--env", "CartPole-v1", "--seeds", "0"],
+            "--seeds: must be an integer >= 1, got 0",
+        ),
         (["compare", "--agents", "dqn,rainbo", "--env", "CartPole-v1"], "unknown recipe 'rainbo'"),
         (["compare", "--agents", "dqn", "--suite", "clasic"], "unknown suite 'clasic'"),
         (["compare", "--agents", "dqn", "--env", "CartPol-v1"], "unknown environment id 'CartPol-v1'"),
