@@ -330,6 +330,7 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--name", help="study name")
     p.add_argument("--save-models", action="store_true", help="keep each run's model zip")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument(
         "--metric",
         action="append",
@@ -359,6 +360,7 @@ def _run_and_print(spec: Any, args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         progress=not args.no_progress,
         report=False,
+        trust=args.trust,
     )
     return _print_report(write_study_report(folder, reps=args.reps), folder, args.json)
 

@@ -26,6 +26,7 @@ from rlsurgery.bench.store import ResultStore, check_study_folder
 from rlsurgery.bench.study import StudySpec, default_workers
 from rlsurgery.core.checks import check_int, check_optional_int
 from rlsurgery.core.errors import StudyError
+from rlsurgery.core.model_zip import trusted_zips
 
 
 def make_backend(backend: str, workers: int | None = None, ray_address: str | None = None) -> Any:
@@ -59,6 +60,7 @@ def run_study(
     report: bool = True,
     reps: int = 2000,
     console: Console | None = None,
+    trust: bool = False,
 ) -> Path:
     """Run (or resume) ``spec`` in the study folder ``out`` and write its report.
 
@@ -70,6 +72,8 @@ def run_study(
     :param progress: show a progress display (runs done / running / failed, ETA)
     :param report: write the report (tables, plots, HTML) when the runs end
     :param reps: bootstrap resamples of the report's confidence intervals
+    :param trust: runs may unpickle the model zips their surgeries read (a plain SB3 teacher or
+        initialisation source; see ``docs/security.md``); not stored with the study
     :return: the study folder
     :raises StudyError: before any run: a bad setting, a study that does not validate, or a folder
         it must not write into (:func:`~rlsurgery.bench.store.check_study_folder`: a file, a folder
@@ -80,7 +84,8 @@ def run_study(
     reps = check_int(reps, "reps", 1, error=StudyError)
     folder = Path(out) if out is not None else default_study_dir(spec)
     check_study_folder(folder, spec)
-    spec.validate()
+    with trusted_zips(trust):  # validation builds each agent: its surgeries may read zips
+        spec.validate()
     executor = make_backend(backend, workers, ray_address)
     runs = spec.runs(folder)
     with ResultStore(folder) as store:
@@ -96,7 +101,7 @@ def run_study(
         if todo:
             _execute(
                 store,
-                [r.as_dict() for r in todo],
+                [{**r.as_dict(), **({"trust": True} if trust else {})} for r in todo],
                 executor,
                 progress,
                 console,

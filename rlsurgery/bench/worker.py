@@ -21,6 +21,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import KVWriter
 from stable_baselines3.common.vec_env import VecEnv
 
+from rlsurgery.core.model_zip import trusted_zips
+
 EVAL_SEED_OFFSET = 10_000
 
 
@@ -136,7 +138,8 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
     """
     start = time.perf_counter()
     try:
-        return _train_and_evaluate(run, start)
+        with trusted_zips(bool(run.get("trust"))):  # the study's --trust: zips its surgeries read
+            return _train_and_evaluate(run, start)
     except Exception:  # a crash of this run is data, not the study's end
         return {
             "run_id": run["run_id"],

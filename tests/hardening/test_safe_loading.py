@@ -344,3 +344,26 @@ def test_a_surgery_class_instead_of_an_instance_is_named():
 
     with pytest.raises(rls.ParameterError, match="class DuelingArchitecture; pass an instance"):
         rls.SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=[DuelingArchitecture], **KW)
+
+
+def test_a_study_whose_surgery_reads_a_plain_sb3_zip_is_refused_before_any_run_unless_trusted(
+    plain_sb3, tmp_path, capsys
+):
+    from tests.bench.study_helpers import TINY_HYPERPARAMS
+
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        "name: warm\nenvs: [CartPole-v1]\nseeds: 1\nsteps: 200\neval_freq: 100\nn_eval_episodes: 1\n"
+        "device: cpu\nvariants:\n"
+        f"  warm: {{recipe: dqn, surgeries: ['pre_training_initialization:source={plain_sb3}'], "
+        f"hyperparams: {TINY_HYPERPARAMS}}}\n"
+    )
+    out = tmp_path / "study"
+    args = ("compare", study, "--out", out, "--workers", "1", "--no-progress", "--reps", "10")
+    assert_refused(run_cli(capsys, *args), "policy_class", "--trust")
+    assert folder_digest(out) == {}
+    assert run_cli(capsys, *args, "--trust").code == 0
+    from rlsurgery.bench.store import ResultStore
+
+    with ResultStore(out) as store:  # the run itself (in a worker) read the zip under the opt-in
+        assert store.status_counts() == {"done": 1}
