@@ -150,7 +150,7 @@ def train_run(
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     try:
         start = time.perf_counter()
-        model.learn(budget, progress_bar=progress_bar, tb_log_name=type(model).__name__)
+        model.learn(budget, progress_bar=progress_bar, tb_log_name=Path(str(resolved.recipe)).stem)
         wall = time.perf_counter() - start
         model.save(run_dir / "model.zip")
     finally:

@@ -257,7 +257,7 @@ class SurgicalDQN(OffPolicySurgicalMixin, DQN):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 4,
-        tb_log_name: str = "SurgicalDQN",
+        tb_log_name: str = "DQN",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfSurgicalDQN:

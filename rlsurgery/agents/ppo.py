@@ -217,7 +217,7 @@ class SurgicalPPO(PolicyLossMixin, PPO):
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
-        tb_log_name: str = "SurgicalPPO",
+        tb_log_name: str = "PPO",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
     ) -> SelfSurgicalPPO:

@@ -20,7 +20,7 @@ from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
 from rlsurgery.agents.scheduled import ScheduledSurgeries
-from rlsurgery.core.errors import IncompatibleSurgeryError, ParameterError
+from rlsurgery.core.errors import AgentBuildError, IncompatibleSurgeryError, ParameterError
 from rlsurgery.core.model_zip import PLAIN_DATA_KEY, load_without_unpickling, plain_data_record
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
@@ -291,7 +291,7 @@ class SurgicalMixin:
         try:
             yield
         except AssertionError as exc:
-            raise IncompatibleSurgeryError(f"{type(self).__name__} cannot be built: {exc}") from None
+            raise AgentBuildError(f"{type(self).__name__} cannot be built: {exc}") from None
 
     @property
     def surgery_state(self) -> SurgeryStates:

@@ -26,6 +26,12 @@ class IncompatibleSurgeryError(SurgeryError):
     """A surgery does not fit the agent, or two surgeries conflict."""
 
 
+class AgentBuildError(IncompatibleSurgeryError, AssertionError):
+    """SB3 refused to build the agent (an unsupported space, ``n_steps=1``, ...): an
+    ``AssertionError`` as SB3 raises it, so code written for SB3 catches it the same way, and a
+    :class:`SurgeryError` the command line reports in one line."""
+
+
 class RecipeError(SurgeryError):
     """A recipe or spec file is malformed."""
 
