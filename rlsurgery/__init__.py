@@ -7,6 +7,7 @@
 
 from rlsurgery import catalog, envs  # envs: registers rlsurgery/DeepSea-v0, Chain-v0, BitFlip-v0
 from rlsurgery.agents.a2c import SurgicalA2C
+from rlsurgery.agents.convert import surgical
 from rlsurgery.agents.dqn import SurgicalDQN
 from rlsurgery.agents.ppo import SurgicalPPO
 from rlsurgery.agents.sac import SurgicalSAC
@@ -56,5 +57,6 @@ __all__ = [
     "make",
     "operate",
     "parse_spec",
+    "surgical",
     "trusted_zips",
 ]

@@ -23,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery import catalog
 from rlsurgery.agents import ALGORITHMS
+from rlsurgery.agents.convert import surgical
 from rlsurgery.core.checks import MAX_SEED, check_int
 from rlsurgery.core.errors import IncompatibleSurgeryError, ModelFileError, ParameterError
 from rlsurgery.core.model_zip import zips_trusted
@@ -52,7 +53,9 @@ def operate(
 ) -> BaseAlgorithm:
     """Apply ``surgery`` to ``model`` and return the result.
 
-    :param model: a trained model (any SB3 algorithm rlsurgery knows)
+    :param model: a trained model (any SB3 algorithm rlsurgery knows); a plain SB3 model is first
+        converted to its surgical agent (:func:`~rlsurgery.agents.convert.surgical`), so the result is a
+        new surgical agent and ``model`` is left as it was
     :param surgery: a surgery key or spec (``"policy_distillation:net_arch=[32]"``)
     :param env_id: the model's Gymnasium id when the model does not record it
     :param report: measure the operation and keep its :class:`~rlsurgery.core.report.OperationReport`
@@ -80,6 +83,8 @@ def operate(
             f"{spec.key}: 'episodes' is the number of episodes of the report; pass report=True "
             "(a surgery parameter named episodes goes in the spec)"
         )
+    if instance.needs_surgical_agent:  # a plain SB3 model in memory: as its surgical agent first
+        model = surgical(model)
     meter = report_meter(model, spec.key, env_id, episodes, eval_seed) if report else None
     return instance.operate(model, env_id=env_id, meter=meter)
 

@@ -238,19 +238,20 @@ def test_surgery_refuses_other_algorithm_families():
         create("double_q_learning").validate(FakePPO())
 
 
-def test_a_plain_sb3_model_is_told_how_to_become_a_surgical_one(tmp_path):
+def test_a_plain_sb3_model_in_memory_is_operated_as_its_surgical_agent(tmp_path):
     from stable_baselines3 import DQN
 
     import rlsurgery as rls
 
-    plain = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
-    with pytest.raises(IncompatibleSurgeryError, match=r"rls\.load or rlsurgery operate\), not a plain DQN"):
-        rls.operate(plain, "magnitude_pruning", amount=0.5)
-    # a surgical agent's zip loaded with SB3's own loader is a plain DQN too
+    plain = DQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]), learning_starts=0, seed=0)
+    plain.learn(64)
+    weights = {k: v.clone() for k, v in plain.policy.state_dict().items()}
+    operated = rls.operate(plain, "magnitude_pruning", amount=0.5)
+    assert type(operated) is SurgicalDQN and [r["key"] for r in operated.surgery_log] == ["magnitude_pruning"]
+    assert all(th.equal(v, plain.policy.state_dict()[k]) for k, v in weights.items())  # untouched
+    # a surgical agent's zip loaded with SB3's own loader is a plain DQN too: converted the same way
     SurgicalDQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8])).save(tmp_path / "m.zip")
-    with pytest.raises(
-        IncompatibleSurgeryError, match=r"a plain SB3 DQN, not a surgical agent \(load the zip with rls\.load"
-    ):
-        rls.operate(DQN.load(tmp_path / "m.zip"), "magnitude_pruning", amount=0.5)
+    via_sb3 = rls.operate(DQN.load(tmp_path / "m.zip"), "magnitude_pruning", amount=0.5)
+    assert [r["key"] for r in via_sb3.surgery_log] == ["magnitude_pruning"]
     pruned = rls.operate(rls.load(tmp_path / "m.zip"), "magnitude_pruning", amount=0.5)
     assert [r["key"] for r in pruned.surgery_log] == ["magnitude_pruning"]

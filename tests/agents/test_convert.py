@@ -1,0 +1,77 @@
+"""``rls.surgical(model)``: a plain SB3 model in memory becomes its surgical agent, nothing lost."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import TRPO
+from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
+
+import rlsurgery as rls
+
+CASES = [
+    (DQN, "CartPole-v1", dict(learning_starts=16, buffer_size=500, train_freq=4), rls.SurgicalDQN),
+    (PPO, "CartPole-v1", dict(n_steps=32, batch_size=16, n_epochs=1), rls.SurgicalPPO),
+    (A2C, "CartPole-v1", dict(n_steps=8), rls.SurgicalA2C),
+    (SAC, "Pendulum-v1", dict(learning_starts=16, buffer_size=500), rls.SurgicalSAC),
+    (TD3, "Pendulum-v1", dict(learning_starts=16, buffer_size=500), rls.SurgicalTD3),
+    (TRPO, "CartPole-v1", dict(n_steps=32, batch_size=32), rls.SurgicalTRPO),
+]
+
+
+def optimizer_tensors(model):
+    out = []
+    for optimizer in (v for v in vars(model.policy).values() if isinstance(v, th.optim.Optimizer)):
+        out += [t for s in optimizer.state_dict()["state"].values() for t in s.values() if th.is_tensor(t)]
+    for name in ("optimizer", "actor", "critic"):
+        part = getattr(model.policy, name, None)
+        if isinstance(part, th.nn.Module) and isinstance(
+            getattr(part, "optimizer", None), th.optim.Optimizer
+        ):
+            state = part.optimizer.state_dict()["state"]
+            out += [t for s in state.values() for t in s.values() if th.is_tensor(t)]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("parent", "env_id", "kwargs", "expected"), CASES, ids=[c[0].__name__ for c in CASES]
+)
+def test_a_plain_model_becomes_its_surgical_agent_with_everything(parent, env_id, kwargs, expected):
+    plain = parent("MlpPolicy", env_id, seed=0, policy_kwargs=dict(net_arch=[16]), **kwargs)
+    plain.learn(96)
+    converted = rls.surgical(plain)
+    assert type(converted) is expected and converted is not plain
+    assert type(converted.policy) is expected.policy_aliases["MlpPolicy"]
+    obs = np.stack([plain.observation_space.sample() for _ in range(16)])
+    np.testing.assert_array_equal(
+        converted.predict(obs, deterministic=True)[0], plain.predict(obs, deterministic=True)[0]
+    )
+    for name, value in plain.policy.state_dict().items():
+        assert th.equal(converted.policy.state_dict()[name], value), name
+    ours, theirs = optimizer_tensors(converted), optimizer_tensors(plain)
+    assert len(ours) == len(theirs) > 0 and all(th.equal(a, b) for a, b in zip(ours, theirs))
+    for counter in ("num_timesteps", "_n_updates", "_episode_num"):
+        assert getattr(converted, counter) == getattr(plain, counter), counter
+    np.testing.assert_array_equal(converted._last_obs, plain._last_obs)
+    if hasattr(plain, "replay_buffer"):
+        assert converted.replay_buffer is plain.replay_buffer and converted.replay_buffer.pos > 0
+    assert converted.get_env() is plain.get_env()
+    converted.learn(32, reset_num_timesteps=False)  # goes on training from where the plain one was
+    assert converted.num_timesteps >= plain.num_timesteps + 32
+    assert rls.surgical(converted) is converted
+
+
+def test_image_policies_map_to_the_surgical_policy_of_the_same_name():
+    from tests.helpers import TinyImageEnv
+
+    plain = DQN("CnnPolicy", TinyImageEnv(), buffer_size=100, learning_starts=0, seed=0)
+    converted = rls.surgical(plain)
+    assert type(converted.policy) is rls.SurgicalDQN.policy_aliases["CnnPolicy"]
+
+
+def test_an_algorithm_without_a_surgical_agent_is_named():
+    from sb3_contrib import QRDQN
+
+    with pytest.raises(rls.IncompatibleSurgeryError, match="QRDQN: no surgical agent"):
+        rls.surgical(QRDQN("MlpPolicy", "CartPole-v1", buffer_size=100))
