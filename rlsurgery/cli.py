@@ -65,13 +65,21 @@ def name_list(text: str) -> list[str]:
 
 
 def model_file(path: str) -> str:
-    """``path`` if it can be a model zip: a folder is refused by name (the model inside it named)."""
-    folder = Path(path)
-    if folder.is_dir():
-        inside = folder / "model.zip"
-        hint = f"; did you mean {inside}?" if inside.is_file() else ""
-        raise IsADirectoryError(f"{path} is a folder, not a model zip{hint}")
-    return path
+    """The model zip ``path`` names: a zip, an rlsurgery run folder (its ``model.zip``) or an rl-zoo3
+    run folder (its model); any other folder is refused by name."""
+    from rlsurgery.core.errors import ModelFileError
+    from rlsurgery.zoo import model_source
+
+    if not Path(path).is_dir():
+        return path
+    try:
+        return str(model_source(path)[0])
+    except ModelFileError as exc:
+        if "not an rl-zoo3" in str(exc) or "without its model" in str(exc) or "names no" in str(exc):
+            raise
+        raise IsADirectoryError(
+            f"{path} is a folder, not a model zip (nor an rlsurgery or rl-zoo3 run folder)"
+        ) from None
 
 
 def _print_json(data: Any) -> None:
@@ -173,12 +181,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rlsurgery.core.errors import EnvironmentNotAvailableError
+    from rlsurgery.core.model_zip import trusted_zips
     from rlsurgery.envs import ensure_registered
     from rlsurgery.io import load, read_model_data
     from rlsurgery.training import evaluate_model
+    from rlsurgery.zoo import find_zoo_run
 
     data = read_model_data(model_file(args.model))
-    env_id = args.env or data.get("rls_env_id")
+    zoo = find_zoo_run(args.model)  # an rl-zoo3 run (folder or its zip) names its env beside the zip
+    recorded = data.get("rls_env_id") or (zoo.env_id if zoo else None)
+    env_id = args.env or recorded
     if not env_id:
         raise EnvironmentNotAvailableError("the model does not record its environment; pass --env ID")
     try:
@@ -187,15 +199,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         where = "--env" if args.env else "the environment the model records"
         raise EnvironmentNotAvailableError(f"{where}: {exc}") from None
     model = load(args.model, device=args.device, trust=args.trust)
-    env_kwargs = data.get("rls_env_kwargs") if env_id == data.get("rls_env_id") else None
-    result = evaluate_model(
-        model,
-        env_id,
-        episodes=args.episodes,
-        seed=args.seed,
-        deterministic=not args.stochastic,
-        env_kwargs=env_kwargs if isinstance(env_kwargs, dict) else None,
-    )
+    env_kwargs = getattr(model, "rls_env_kwargs", None) if env_id == recorded else None
+    with trusted_zips(args.trust):  # an rl-zoo3 run's VecNormalize statistics are a pickle
+        result = evaluate_model(
+            model,
+            env_id,
+            episodes=args.episodes,
+            seed=args.seed,
+            deterministic=not args.stochastic,
+            env_kwargs=env_kwargs if isinstance(env_kwargs, dict) else None,
+            wrap=zoo.load_vecnormalize if zoo is not None and env_id == zoo.env_id else None,
+        )
     result["model"] = str(args.model)
     if args.json:
         _print_json(result)
@@ -213,6 +227,7 @@ def inspect_model(path: str) -> dict[str, Any]:
     from rlsurgery.core.errors import UntrustedModelError
     from rlsurgery.core.model_zip import check_surgery_log, safe_custom_objects
     from rlsurgery.io import algorithm_of, read_model_data, surgery_log_of
+    from rlsurgery.zoo import find_zoo_run
 
     data = read_model_data(model_file(path))
     check_surgery_log(path, data)
@@ -231,7 +246,19 @@ def inspect_model(path: str) -> dict[str, Any]:
         "learning_rate",
         "batch_size",
     )
-    info = {k.removeprefix("rls_").lstrip("_"): data.get(k) for k in keys}
+    info = {k.removeprefix("rls_").lstrip("_"): readable_entry(data, k) for k in keys}
+    zoo = find_zoo_run(path)
+    if zoo is not None and not info["env_id"]:  # an rl-zoo3 run names its env in args.yml
+        info["env_id"] = zoo.env_id
+    if (
+        zoo is not None
+        and str(info["learning_rate"]).startswith("pickled")
+        and "learning_rate" in zoo.hyperparams
+    ):
+        info["learning_rate"] = f"{describe_value(zoo.hyperparams['learning_rate'])} (the run's config.yml)"
+    for schedule in ("lr_schedule", "exploration_schedule", "clip_range"):
+        if schedule in data:
+            info[schedule] = readable_entry(data, schedule)
     return {
         "model": str(path),
         "algorithm": algorithm_of(data).__name__,
@@ -242,8 +269,55 @@ def inspect_model(path: str) -> dict[str, Any]:
         },
         "loads_without_trust": needs_trust is None,
         **({"needs_trust": needs_trust} if needs_trust else {}),
+        **(
+            {"zoo_run": {"folder": str(zoo.folder), "algo": zoo.algo, "env_kwargs": zoo.env_kwargs}}
+            if zoo
+            else {}
+        ),
         "surgery_log": surgery_log_of(data),
     }
+
+
+def describe_value(value: Any) -> Any:
+    """A schedule or callable in words (``constant 0.0023``, ``linear 0.001 → 0``); other values as
+    they are."""
+    from stable_baselines3.common.utils import ConstantSchedule, FloatSchedule, LinearSchedule
+
+    from rlsurgery.recipes import LinearDecay
+
+    if isinstance(value, FloatSchedule):
+        return describe_value(value.value_schedule)
+    if isinstance(value, ConstantSchedule):
+        return f"constant {value.val:g}"
+    if isinstance(value, LinearSchedule):
+        share = f" over the first {value.end_fraction:.0%} of training" if value.end_fraction < 1 else ""
+        return f"linear {value.start:g} → {value.end:g}{share}"
+    if isinstance(value, LinearDecay):
+        return f"linear {value.initial:g} → 0"
+    if isinstance(value, float):
+        return f"constant {value:g}"
+    if callable(value):
+        return f"a Python callable ({getattr(value, '__qualname__', type(value).__name__)})"
+    return value
+
+
+def readable_entry(data: dict[str, Any], key: str) -> Any:
+    """Entry ``key`` of a model's data record, readable: a pickled entry through its plain copy
+    (described), or its type if only unpickling could read it (nothing is unpickled)."""
+    from rlsurgery.core.model_zip import PLAIN_DATA_KEY
+    from rlsurgery.core.plain_data import PlainDataError, decode
+
+    value = data.get(key)
+    if not (isinstance(value, dict) and ":serialized:" in value):
+        return describe_value(value) if key.endswith(("schedule", "clip_range")) else value
+    plain = (data.get(PLAIN_DATA_KEY) or {}).get("entries", {})
+    if key in plain:
+        try:
+            return describe_value(decode(plain[key]))
+        except PlainDataError:
+            pass
+    kind = str(value.get(":type:", "an object")).removeprefix("<class '").removesuffix("'>")
+    return f"pickled {kind} (not read: only --trust would unpickle it)"
 
 
 def cmd_operate(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from rlsurgery.agents import ALGORITHMS
 from rlsurgery.agents.surgical import SurgicalMixin
 from rlsurgery.core.errors import ModelFileError
 from rlsurgery.core.model_zip import load_without_unpickling, read_model_data, zips_trusted
+from rlsurgery.zoo import model_source, record_zoo_env
 
 #: SB3 algorithms recognised in plain zips, by the module of their policy class
 _SB3_BY_POLICY_MODULE = {
@@ -66,19 +67,22 @@ def load(
     version before plain-data saving) holds pickled objects that can run code when loaded: it is
     refused unless ``trust=True`` (or ``custom_objects`` stand in for every pickled entry).
 
-    :param path: the model zip
+    :param path: the model zip, an rlsurgery run folder, or an rl-zoo3 run folder (``logs/dqn/CartPole-v1_1``:
+        its model, with the env id and ``env_kwargs`` of its ``args.yml`` recorded on the model)
     :param env: environment to attach (optional for prediction)
     :param device: ``"auto"``, ``"cpu"`` or ``"cuda"``
     :param trust: unpickle what the file holds, as SB3 does (only for files you trust)
     :param kwargs: passed to the class's ``load`` (``custom_objects``, ...)
     """
+    path, zoo = model_source(path)
     cls = algorithm_of(read_model_data(path))
     if issubclass(cls, SurgicalMixin):
-        return cls.load(path, env=env, device=device, trust=trust, **kwargs)
+        return record_zoo_env(cls.load(path, env=env, device=device, trust=trust, **kwargs), zoo)
     custom_objects = kwargs.pop("custom_objects", None)
-    return load_without_unpickling(
+    model = load_without_unpickling(
         cls.load, path, trust=trust, custom_objects=custom_objects, env=env, device=device, **kwargs
     )
+    return record_zoo_env(model, zoo)
 
 
 def surgery_log_of(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,6 +94,7 @@ def surgery_log_of(data: dict[str, Any]) -> list[dict[str, Any]]:
 def load_saved_model(path: str | Path, trust: bool = False) -> BaseAlgorithm:
     """A saved SB3 / rlsurgery model (any algorithm), on the CPU, as the class that saved it
     (a zip a surgery reads, e.g. a teacher: trusted inside :func:`~rlsurgery.core.model_zip.trusted_zips`)."""
+    path, zoo = model_source(path)
     try:
         algorithm_of(read_model_data(path))
     except ModelFileError:
@@ -97,9 +102,10 @@ def load_saved_model(path: str | Path, trust: bool = False) -> BaseAlgorithm:
     except ValueError:  # actor-critic zips (PPO, A2C) share the policy class
         from stable_baselines3 import PPO
 
-        return load_without_unpickling(
+        model = load_without_unpickling(
             PPO.load, path, trust=zips_trusted(trust), custom_objects=None, device="cpu"
         )
+        return record_zoo_env(model, zoo)
     return load(path, device="cpu", trust=zips_trusted(trust))
 
 

@@ -31,6 +31,7 @@ from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.io import algorithm_of, load_saved_model, read_model_data
 from rlsurgery.measure import ReportMeter
+from rlsurgery.zoo import model_source, record_zoo_env
 
 #: greedy episodes of each return measurement of a report, unless told
 REPORT_EPISODES = 10
@@ -119,6 +120,7 @@ def last_report(model: BaseAlgorithm) -> OperationReport | None:
 
 def load_surgical(path: str | Path) -> BaseAlgorithm:
     """A saved model as a surgical agent (a plain SB3 zip as the surgical subclass of its algorithm)."""
+    path, zoo = model_source(path)
     try:
         algorithm = algorithm_of(read_model_data(path))
     except ModelFileError:
@@ -127,7 +129,7 @@ def load_surgical(path: str | Path) -> BaseAlgorithm:
         return load_saved_model(path)
     for cls in ALGORITHMS.values():
         if cls is algorithm or cls.__bases__[-1] is algorithm:
-            return cls.load(path, device="cpu", trust=zips_trusted())
+            return record_zoo_env(cls.load(path, device="cpu", trust=zips_trusted()), zoo)
     return load_saved_model(path)
 
 

@@ -41,11 +41,13 @@ def evaluate_model(
     seed: int = 0,
     deterministic: bool = True,
     env_kwargs: dict[str, Any] | None = None,
+    wrap: Any = None,
 ) -> dict[str, Any]:
     """Greedy returns of ``model`` over ``episodes`` episodes of a fresh ``env_id`` env.
 
     The evaluation env is seeded with ``seed`` and independent of the training env;
-    ``env_kwargs`` are the environment's constructor arguments (as in training).
+    ``env_kwargs`` are the environment's constructor arguments (as in training); ``wrap``, if
+    given, wraps the VecEnv (an rl-zoo3 run's saved ``VecNormalize``).
 
     :raises SettingError: ``episodes`` < 1 or a negative ``seed``
     :raises EnvironmentNotAvailableError: an unknown ``env_id``
@@ -54,6 +56,8 @@ def evaluate_model(
     seed = check_int(seed, "seed", 0, MAX_SEED)
     ensure_registered(env_id)
     env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs or None)
+    if wrap is not None:
+        env = wrap(env)
     try:
         returns, lengths = evaluate_policy(
             model, env, n_eval_episodes=episodes, deterministic=deterministic, return_episode_rewards=True

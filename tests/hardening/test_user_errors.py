@@ -47,7 +47,6 @@ CASES = {
     ),
     "train: --out is a file": (["train", "dqn", "CartPole-v1", "--out", "{file}"], ["{file}", "is a file"]),
     "evaluate: a folder": (["evaluate", "{folder}"], ["{folder} is a folder, not a model zip"]),
-    "evaluate: a run folder": (["evaluate", "{run}"], ["is a folder", "did you mean {run}/model.zip?"]),
     "inspect: a folder": (["inspect", "{folder}"], ["{folder} is a folder, not a model zip"]),
     "operate: a folder": (
         ["operate", "{folder}", "--surgery", "magnitude_pruning", "-o", "{tmp}/out.zip"],
@@ -106,6 +105,16 @@ def test_debug_raises_with_the_traceback(monkeypatch, args):
     monkeypatch.setattr(rlsurgery.bench.suites, "available_suites", _crash)
     with pytest.raises(TypeError, match="boom"):
         main(args)
+
+
+def test_a_run_folder_is_its_model(tmp_path, capsys):
+    from tests.hardening.files import run_cli
+
+    model = tmp_path / "run" / "model.zip"
+    model.parent.mkdir()
+    rlsurgery.SurgicalDQN("MlpPolicy", "CartPole-v1", buffer_size=100).save(model)
+    result = run_cli(capsys, "evaluate", tmp_path / "run", "--env", "CartPole-v1", "--episodes", "1")
+    assert result.code == 0, result.err
 
 
 def test_debug_also_shows_a_users_mistake(tmp_path):

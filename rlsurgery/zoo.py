@@ -1,0 +1,148 @@
+"""rl-baselines3-zoo run folders as models: ``logs/ALGO/ENV_N/`` wherever a model zip is accepted.
+
+rl-zoo3's ``train`` writes a run folder ``logs/dqn/CartPole-v1_1/`` holding the model
+(``CartPole-v1.zip``, and ``best_model.zip`` with evaluations), and beside it a folder named
+after the env with ``args.yml`` (the command's arguments: ``env``, ``env_kwargs``, ...) and
+``config.yml`` (the hyperparameters: ``normalize``, ``frame_stack``, ``env_wrapper``, ...), plus
+``vecnormalize.pkl`` when observations were normalised. :func:`find_zoo_run` reads such a folder
+(or the zip inside it) into a :class:`ZooRun`: the model file, the env id and its keyword
+arguments, so that ``rlsurgery evaluate logs/dqn/CartPole-v1_1`` needs no ``--env``.
+
+The zoo writes its YAML with Python tags (``!!python/object/apply:collections.OrderedDict``);
+:func:`read_zoo_yaml` reads that one tag as a mapping with a safe loader and refuses any other.
+``vecnormalize.pkl`` is a pickle: it is read only with the opt-in (``--trust``), like a model zip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlsurgery.core.errors import ModelFileError, UntrustedModelError
+from rlsurgery.core.model_zip import OPT_IN, zips_trusted
+
+ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
+
+
+class _ZooLoader(yaml.SafeLoader):
+    """A safe loader that also reads the zoo's OrderedDict tag (a list of pairs) as a dict."""
+
+
+def _ordered_dict(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
+    arguments = loader.construct_sequence(node, deep=True)  # type: ignore[arg-type]
+    pairs = (
+        arguments[0] if len(arguments) == 1 and isinstance(arguments[0], list) else None
+    )  # OrderedDict(pairs)
+    if pairs is None or not all(isinstance(p, list) and len(p) == 2 for p in pairs):
+        raise yaml.constructor.ConstructorError(None, None, "an OrderedDict of pairs", node.start_mark)
+    return {str(k): v for k, v in pairs}
+
+
+_ZooLoader.add_constructor(ORDERED_DICT_TAG, _ordered_dict)
+
+
+def read_zoo_yaml(path: Path) -> dict[str, Any]:
+    """An rl-zoo3 ``args.yml`` / ``config.yml`` as a dict (safe: no Python object is built)."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ZooLoader)
+    except yaml.YAMLError as exc:
+        raise ModelFileError(f"{path}: not an rl-zoo3 settings file ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ModelFileError(f"{path}: an rl-zoo3 settings file must be a mapping")
+    return data
+
+
+@dataclass
+class ZooRun:
+    """What an rl-zoo3 run folder says about its model."""
+
+    folder: Path
+    model: Path
+    algo: str
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    vecnormalize: Path | None = None
+
+    def load_vecnormalize(self, venv: Any) -> Any:
+        """``venv`` wrapped in the run's saved ``VecNormalize`` (statistics frozen, rewards raw), or
+        ``venv`` itself when the run did not normalise. The file is a pickle: needs the opt-in."""
+        if self.vecnormalize is None:
+            return venv
+        if not zips_trusted():
+            raise UntrustedModelError(
+                f"{self.vecnormalize}: the run normalised observations, and its statistics are a pickle, "
+                f"which can run code from the file; {OPT_IN}"
+            )
+        from stable_baselines3.common.vec_env import VecNormalize
+
+        normalized = VecNormalize.load(str(self.vecnormalize), venv)
+        normalized.training = False
+        normalized.norm_reward = False
+        return normalized
+
+
+def _settings_folder(folder: Path) -> Path | None:
+    """The env-named subfolder holding ``args.yml``, if ``folder`` is a zoo run folder."""
+    candidates = [p.parent for p in folder.glob("*/args.yml")]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def find_zoo_run(path: str | Path) -> ZooRun | None:
+    """The rl-zoo3 run that ``path`` is (its folder) or belongs to (a zip in it), or ``None``."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    settings = _settings_folder(folder)
+    if settings is None:
+        return None
+    args = read_zoo_yaml(settings / "args.yml")
+    config = read_zoo_yaml(settings / "config.yml") if (settings / "config.yml").is_file() else {}
+    env_id = args.get("env")
+    if not isinstance(env_id, str) or not env_id:
+        raise ModelFileError(f"{settings / 'args.yml'}: names no environment ('env')")
+    if path.is_dir():
+        candidates = [folder / f"{settings.name}.zip", folder / "best_model.zip"]
+        model = next((c for c in candidates if c.is_file()), None)
+        if model is None:
+            raise ModelFileError(f"{folder}: an rl-zoo3 run folder without its model ({candidates[0].name})")
+    else:
+        model = path
+    env_kwargs = args.get("env_kwargs") or {}
+    if not isinstance(env_kwargs, dict):
+        raise ModelFileError(f"{settings / 'args.yml'}: env_kwargs must be a mapping")
+    stats = settings / "vecnormalize.pkl"
+    return ZooRun(
+        folder=folder,
+        model=model,
+        algo=str(args.get("algo", "")),
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs),
+        hyperparams=config,
+        vecnormalize=stats if stats.is_file() else None,
+    )
+
+
+def model_source(path: str | Path) -> tuple[Path, ZooRun | None]:
+    """The model zip that ``path`` names, and its rl-zoo3 run if it is one: a zip, a zoo run folder
+    (its model), or an rlsurgery run folder (its ``model.zip``)."""
+    path = Path(path)
+    zoo = find_zoo_run(path) if path.exists() else None
+    if zoo is not None:
+        return zoo.model, zoo
+    if path.is_dir():
+        if (path / "model.zip").is_file():
+            return path / "model.zip", None
+        raise ModelFileError(f"{path} is a folder, not a model zip (nor an rlsurgery or rl-zoo3 run folder)")
+    return path, None
+
+
+def record_zoo_env(model: Any, zoo: ZooRun | None) -> Any:
+    """``model`` with the run's env id and keyword arguments recorded where the zip has none
+    (an SB3 zip does not say which env it was trained on; the zoo's ``args.yml`` does)."""
+    if zoo is not None and not getattr(model, "rls_env_id", None):
+        model.rls_env_id = zoo.env_id
+        model.rls_env_kwargs = dict(zoo.env_kwargs)
+    return model

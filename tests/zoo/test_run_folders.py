@@ -1,0 +1,117 @@
+"""rl-zoo3 run folders are models: trained with ``rl_zoo3.train`` for real, then evaluated, inspected
+and operated on by rlsurgery with the env id, env arguments and VecNormalize statistics of the run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rlsurgery as rls
+from rlsurgery.core.errors import ModelFileError
+from rlsurgery.zoo import find_zoo_run, read_zoo_yaml
+from tests.hardening.files import assert_refused, folder_digest, run_cli
+
+pytest.importorskip("rl_zoo3")
+
+
+def zoo_train(logs: Path, algo: str, env_id: str, steps: int, *params: str) -> Path:
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", algo, "--env", env_id, "-n", str(steps)]
+    command += ["--log-folder", str(logs), "--eval-freq", "-1", "--seed", "0", "--device", "cpu"]
+    command += ["-params", *params] if params else []
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    return logs / algo / f"{env_id}_1"
+
+
+@pytest.fixture(scope="module")
+def dqn_run(tmp_path_factory) -> Path:
+    logs = tmp_path_factory.mktemp("zoo")
+    return zoo_train(
+        logs,
+        "dqn",
+        "CartPole-v1",
+        600,
+        "learning_starts:100",
+        "buffer_size:1000",
+        "policy_kwargs:dict(net_arch=[16])",
+    )
+
+
+@pytest.fixture(scope="module")
+def normalized_run(tmp_path_factory) -> Path:
+    logs = tmp_path_factory.mktemp("zoo_norm")
+    return zoo_train(
+        logs, "ppo", "CartPole-v1", 256, "normalize:True", "n_steps:64", "batch_size:64", "n_envs:1"
+    )
+
+
+def test_the_folder_says_its_model_env_and_settings(dqn_run):
+    run = find_zoo_run(dqn_run)
+    assert run.model == dqn_run / "CartPole-v1.zip" and run.env_id == "CartPole-v1" and run.algo == "dqn"
+    assert run.hyperparams["buffer_size"] == 1000 and run.vecnormalize is None
+    assert find_zoo_run(dqn_run / "CartPole-v1.zip").env_id == "CartPole-v1"  # the zip in the folder too
+
+
+def test_evaluate_inspect_and_load_take_the_folder(dqn_run, capsys):
+    result = run_cli(capsys, "evaluate", dqn_run, "--episodes", "2", "--trust", "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["env_id"] == "CartPole-v1"  # from args.yml: no --env needed
+    assert_refused(run_cli(capsys, "evaluate", dqn_run, "--episodes", "2"), "--trust")  # a plain SB3 zip
+    info = run_cli(capsys, "inspect", dqn_run, "--json")
+    assert info.code == 0
+    info = json.loads(info.out)
+    assert info["env_id"] == "CartPole-v1" and info["zoo_run"]["algo"] == "dqn"
+    assert info["exploration_schedule"].startswith("pickled")  # read without unpickling
+    assert rls.load(dqn_run, trust=True).rls_env_id == "CartPole-v1"
+
+
+def test_operate_on_the_folder_writes_a_model_that_records_the_env(dqn_run, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    result = run_cli(
+        capsys, "operate", dqn_run, "--surgery", "magnitude_pruning:amount=0.5", "-o", out, "--trust"
+    )
+    assert result.code == 0, result.err
+    pruned = rls.load(tmp_path / "pruned.zip")  # ours now: loads without --trust
+    assert pruned.rls_env_id == "CartPole-v1" and [r["key"] for r in pruned.surgery_log] == [
+        "magnitude_pruning"
+    ]
+    assert run_cli(capsys, "evaluate", tmp_path / "pruned.zip", "--episodes", "1").code == 0
+
+
+def test_a_normalized_run_is_evaluated_through_its_vecnormalize(normalized_run, capsys, monkeypatch):
+    run = find_zoo_run(normalized_run)
+    assert run.vecnormalize is not None and run.vecnormalize.name == "vecnormalize.pkl"
+    seen = []
+    original = run.load_vecnormalize.__func__
+
+    def spy(self, venv):
+        seen.append(wrapped := original(self, venv))
+        return wrapped
+
+    monkeypatch.setattr(type(run), "load_vecnormalize", spy)
+    assert run_cli(capsys, "evaluate", normalized_run, "--episodes", "1", "--trust").code == 0
+    assert type(seen[0]).__name__ == "VecNormalize" and seen[0].training is False
+    with pytest.raises(rls.UntrustedModelError, match=r"vecnormalize\.pkl"):
+        run.load_vecnormalize(object())
+
+
+def test_zoo_yaml_is_read_safely(tmp_path):
+    hostile = tmp_path / "args.yml"
+    hostile.write_text("!!python/object/apply:os.system\n- echo hacked\n")
+    with pytest.raises(ModelFileError, match="not an rl-zoo3 settings file"):
+        read_zoo_yaml(hostile)
+
+
+def test_a_run_folder_naming_an_unknown_env_is_one_line(dqn_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "Nowhere-v0").mkdir(parents=True)
+    (run / "Nowhere-v0" / "args.yml").write_text("env: Nowhere-v0\nalgo: dqn\n")
+    (run / "Nowhere-v0.zip").write_bytes((dqn_run / "CartPole-v1.zip").read_bytes())
+    before = folder_digest(run)
+    assert_refused(run_cli(capsys, "evaluate", run, "--trust"), "Nowhere-v0")
+    (run / "Nowhere-v0.zip").unlink()
+    assert_refused(run_cli(capsys, "evaluate", run), "without its model")
+    assert set(folder_digest(run)) == set(before) - {"Nowhere-v0.zip"}
