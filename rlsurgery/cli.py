@@ -148,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from rlsurgery.training import train_run
 
     overrides = parse_hyperparams(args.hyperparams)
+    env_kwargs = parse_hyperparams(args.env_kwargs, "--env-kwargs", owned={})
     if overrides:  # checked here too, so that the message names the flag
         check_hyperparams(load_recipe(args.recipe).algorithm, overrides, "--hyperparams")
     with trusted_zips(args.trust):  # zips that surgeries read (an expert, an initialisation source)
@@ -165,6 +166,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress_bar=not args.no_progress,
             verbose=args.verbose,
             overrides=overrides,
+            env_kwargs=env_kwargs,
+            trained_agent=model_file(args.trained_agent) if args.trained_agent else None,
+            save_freq=args.save_freq,
+            tensorboard_log=args.tensorboard_log,
         )
     if args.json:
         _print_json(evaluation)
@@ -605,6 +610,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--eval-episodes", type=positive_int, default=20, help="greedy evaluation episodes (default 20)"
     )
+    p.add_argument(
+        "--env-kwargs",
+        nargs="+",
+        action="extend",
+        metavar="NAME:VALUE",
+        help="keyword arguments of the env, rl-zoo3 style, over the recipe's "
+        "(e.g. --env-kwargs sutton_barto_reward:True)",
+    )
+    p.add_argument(
+        "--trained-agent",
+        metavar="MODEL",
+        help="go on training this saved model (zip, rlsurgery or rl-zoo3 run folder), its surgeries kept",
+    )
+    p.add_argument(
+        "--save-freq", type=positive_int, metavar="N", help="save a checkpoint every N steps (checkpoints/)"
+    )
+    p.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard folder (default RUN/tb)")
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", type=int_type(0, 2), default=0, help="SB3 verbosity (0, 1, 2)")

@@ -623,10 +623,13 @@ CLI_OWNED = {
 }
 
 
-def parse_hyperparams(items: Sequence[str] | None, flag: str = "--hyperparams") -> dict[str, Any]:
+def parse_hyperparams(
+    items: Sequence[str] | None, flag: str = "--hyperparams", owned: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """``["learning_rate:0.001", "batch_size:64"]`` -> ``{"learning_rate": 0.001, "batch_size": 64}``
     (rl-zoo3's notation; values are read by :func:`parse_hyperparam_value`, never evaluated).
 
+    :param owned: names that have their own option (default: those of ``rlsurgery train``)
     :raises ParameterError: an item that is not NAME:VALUE, a name given twice, or one with its own option
     """
     out: dict[str, Any] = {}
@@ -637,7 +640,8 @@ def parse_hyperparams(items: Sequence[str] | None, flag: str = "--hyperparams") 
             raise ParameterError(f"{flag}: {item!r} is not NAME:VALUE (e.g. learning_rate:0.001)")
         if name in out:
             raise ParameterError(f"{flag}: {name} is given twice; give each hyperparameter once")
-        if name in CLI_OWNED:
-            raise ParameterError(f"{flag}: {name} is not set here; use {CLI_OWNED[name]}")
+        owners = CLI_OWNED if owned is None else owned
+        if name in owners:
+            raise ParameterError(f"{flag}: {name} is not set here; use {owners[name]}")
         out[name] = parse_hyperparam_value(text)
     return out

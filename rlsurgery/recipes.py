@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.env_util import make_vec_env
@@ -122,13 +123,32 @@ class Recipe:
             recipe=self.name,
             env_id=env_id,
             algo=self.algo,
-            policy=run.get("policy", "MlpPolicy"),
+            policy=run.get("policy") or default_policy(env_id, run.get("env_kwargs")),
             n_timesteps=int(run.get("n_timesteps", 100_000)),
             n_envs=int(run.get("n_envs", 1)),
             env_kwargs=dict(run.get("env_kwargs") or {}),
             surgeries=specs,
             kwargs=settings,
         )
+
+
+def default_policy(env_id: str, env_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The SB3 policy for ``env_id``'s observations, when a recipe names none (as rl-zoo3 users
+    expect): ``MultiInputPolicy`` for Dict observations, ``CnnPolicy`` for images, else ``MlpPolicy``.
+
+    >>> default_policy("CartPole-v1"), default_policy("rlsurgery/BitFlip-v0")
+    ('MlpPolicy', 'MultiInputPolicy')
+    """
+    from stable_baselines3.common.preprocessing import is_image_space
+
+    env = gym.make(env_id, **dict(env_kwargs or {}))
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    if isinstance(space, gym.spaces.Dict):
+        return "MultiInputPolicy"
+    return "CnnPolicy" if is_image_space(space) else "MlpPolicy"
 
 
 #: catalog section of the exploration surgeries

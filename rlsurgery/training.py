@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
+from rlsurgery.agents import ALGORITHMS
+from rlsurgery.agents.convert import surgical
 from rlsurgery.core.checks import MAX_SEED, check_int, check_optional_int
-from rlsurgery.core.errors import SurgeryError
+from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.envs import ensure_registered
+from rlsurgery.io import load
 from rlsurgery.recipes import load_recipe
 
 
@@ -94,6 +98,10 @@ def train_run(
     progress_bar: bool = True,
     verbose: int = 0,
     overrides: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    trained_agent: str | Path | None = None,
+    save_freq: int | None = None,
+    tensorboard_log: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``recipe`` on ``env_id``, save everything into the run folder, evaluate.
 
@@ -111,6 +119,12 @@ def train_run(
     :param verbose: SB3 verbosity
     :param overrides: other hyperparameter overrides (``--hyperparams``), checked against the
         recipe's algorithm before anything is built
+    :param env_kwargs: keyword arguments of the env, over the recipe's (``--env-kwargs``)
+    :param trained_agent: a saved model (zip or run folder) to go on training, its surgeries kept,
+        instead of a fresh agent (``--trained-agent``; same algorithm as the recipe)
+    :param save_freq: save a checkpoint ``checkpoints/rl_model_<steps>_steps.zip`` every this many
+        env steps (``--save-freq``, as rl-zoo3 names them)
+    :param tensorboard_log: TensorBoard folder (default ``<run folder>/tb``)
     :return: the evaluation record (also written to ``evaluation.json``)
     :raises SettingError: ``steps`` or ``eval_episodes`` < 1, a negative ``seed``, ``verbose`` not 0-2
     :raises RunFolderError: ``out`` is a file, or a folder with files (without ``force``)
@@ -119,6 +133,9 @@ def train_run(
     seed = check_int(seed, "seed", 0, MAX_SEED)
     eval_episodes = check_int(eval_episodes, "eval_episodes", 1)
     verbose = check_int(verbose, "verbose", 0, 2)
+    save_freq = check_optional_int(save_freq, "save_freq", 1)
+    if trained_agent is not None and not Path(trained_agent).exists():
+        raise FileNotFoundError(f"trained_agent: no model at {trained_agent}")
     run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"run folder {run_dir} is a file; choose another --out")
@@ -135,6 +152,7 @@ def train_run(
     resolved = load_recipe(recipe).resolve(
         env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **extra
     )
+    resolved.env_kwargs = {**resolved.env_kwargs, **dict(env_kwargs or {})}
     budget = check_int(steps if steps is not None else int(resolved.n_timesteps), "steps", 1)
     if run_dir.exists() and any(run_dir.iterdir()) and not force:
         raise RunFolderError(
@@ -144,9 +162,9 @@ def train_run(
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        resolved.kwargs["tensorboard_log"] = str(run_dir / "tb")
+        resolved.kwargs["tensorboard_log"] = str(tensorboard_log or run_dir / "tb")
         env = resolved.make_env(seed=seed, monitor_dir=str(run_dir))
-        model = resolved.build(env=env)
+        model = resolved.build(env=env) if trained_agent is None else _go_on(trained_agent, resolved, env)
     except BaseException:
         _remove_new_files(run_dir, existing, created)
         raise
@@ -154,7 +172,18 @@ def train_run(
     (run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
     try:
         start = time.perf_counter()
-        model.learn(budget, progress_bar=progress_bar, tb_log_name=Path(str(resolved.recipe)).stem)
+        checkpoints = (
+            CheckpointCallback(max(save_freq // resolved.n_envs, 1), str(run_dir / "checkpoints"))
+            if save_freq
+            else None
+        )
+        model.learn(
+            budget,
+            callback=checkpoints,
+            progress_bar=progress_bar,
+            tb_log_name=Path(str(resolved.recipe)).stem,
+            reset_num_timesteps=trained_agent is None,
+        )
         wall = time.perf_counter() - start
         model.save(run_dir / "model.zip")
     finally:
@@ -174,6 +203,21 @@ def train_run(
     )
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     return evaluation
+
+
+def _go_on(path: str | Path, resolved: Any, env: Any) -> BaseAlgorithm:
+    """The saved model at ``path`` with the training ``env``, to go on training (its surgeries and
+    counters kept); its algorithm must be the recipe's."""
+    model = load(path, env=env, device=resolved.kwargs.get("device", "auto"))
+    expected = ALGORITHMS[resolved.algo]
+    if not isinstance(model, (expected, expected.__bases__[-1])):
+        raise RecipeError(
+            f"--trained-agent: {path} holds a {type(model).__name__}, the recipe {resolved.recipe} "
+            f"trains a {expected.__name__}"
+        )
+    model = surgical(model)
+    model.tensorboard_log = resolved.kwargs["tensorboard_log"]
+    return model
 
 
 def _remove_new_files(run_dir: Path, existing: set[Path], created: bool) -> None:
