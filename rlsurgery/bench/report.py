@@ -13,13 +13,15 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from rlsurgery.bench import plots, stats
 from rlsurgery.bench.results import StudyResults
-from rlsurgery.bench.rollouts import Rollout
+
+if TYPE_CHECKING:  # rollouts load models (torch, SB3): the report only reads what they wrote
+    from rlsurgery.bench.rollouts import Rollout
 
 #: Lines of a failed run's error shown in the report (the last line is added when cut)
 ERROR_LINES = 8
