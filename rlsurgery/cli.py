@@ -185,13 +185,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rlsurgery.core.errors import EnvironmentNotAvailableError
+    from rlsurgery.core.errors import EnvironmentNotAvailableError, ParameterError
     from rlsurgery.core.model_zip import trusted_zips
     from rlsurgery.envs import ensure_registered
     from rlsurgery.io import load, read_model_data
     from rlsurgery.training import evaluate_model
+    from rlsurgery.video import DEFAULT_MAX_FRAMES, check_renderable, check_video_path, record_video
     from rlsurgery.zoo import find_zoo_run
 
+    video_options = {"--video-episodes": args.video_episodes, "--video-length": args.video_length}
+    given = [flag for flag, value in {**video_options, "--force": args.force or None}.items() if value]
+    if given and not args.video:
+        raise ParameterError(f"{given[0]} is an option of the video; add --video OUT.mp4 (or .gif)")
+    video = check_video_path(args.video, args.force) if args.video else None
     data = read_model_data(model_file(args.model))
     zoo = find_zoo_run(args.model)  # an rl-zoo3 run (folder or its zip) names its env beside the zip
     recorded = data.get("rls_env_id") or (zoo.env_id if zoo else None)
@@ -203,8 +209,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except EnvironmentNotAvailableError as exc:
         where = "--env" if args.env else "the environment the model records"
         raise EnvironmentNotAvailableError(f"{where}: {exc}") from None
+    zoo_kwargs = zoo.env_kwargs if zoo is not None and env_id == zoo.env_id else None
+    env_kwargs = data.get("rls_env_kwargs") if env_id == data.get("rls_env_id") else zoo_kwargs
+    env_kwargs = env_kwargs if isinstance(env_kwargs, dict) else None
+    if video is not None:
+        check_renderable(str(env_id), env_kwargs)  # before the evaluation: nothing runs in vain
     model = load(args.model, device=args.device, trust=args.trust)
-    env_kwargs = getattr(model, "rls_env_kwargs", None) if env_id == recorded else None
     with trusted_zips(args.trust):  # an rl-zoo3 run's VecNormalize statistics are a pickle
         result = evaluate_model(
             model,
@@ -212,10 +222,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             seed=args.seed,
             deterministic=not args.stochastic,
-            env_kwargs=env_kwargs if isinstance(env_kwargs, dict) else None,
+            env_kwargs=env_kwargs,
             wrap=zoo.load_vecnormalize if zoo is not None and env_id == zoo.env_id else None,
         )
     result["model"] = str(args.model)
+    if video is not None:
+        result["video"] = str(
+            record_video(
+                model,
+                str(env_id),
+                video,
+                episodes=args.video_episodes or 1,
+                seed=args.seed,
+                deterministic=not args.stochastic,
+                env_kwargs=env_kwargs,
+                max_frames=args.video_length or DEFAULT_MAX_FRAMES,
+                force=args.force,
+            )
+        )
     if args.json:
         _print_json(result)
     else:
@@ -224,6 +248,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"over {result['episodes']} episodes "
             f"(min {result['min_return']:.1f}, max {result['max_return']:.1f})"
         )
+        if video is not None:
+            print(f"video: {result['video']}")
     return 0
 
 
@@ -641,7 +667,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stochastic", action="store_true", help="exploratory instead of greedy actions")
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="torch device")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--video",
+        metavar="OUT.mp4|OUT.gif",
+        help="also record episodes of the same seed (greedy unless --stochastic) into this video, from "
+        "the env's rgb_array frames at its render_fps",
+    )
+    p.add_argument(
+        "--video-episodes", type=positive_int, help="with --video: episodes in the video (default 1)"
+    )
+    p.add_argument(
+        "--video-length",
+        type=positive_int,
+        help="with --video: at most this many frames (default 1000)",
+    )
+    p.add_argument("--force", action="store_true", help="with --video: overwrite an existing video file")
+    p.add_argument("--json", action="store_true", help='print JSON (the video written under "video")')
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("operate", help="apply a surgery to a saved model (e.g. distil it into a smaller one)")

@@ -13,12 +13,15 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from rlsurgery.bench import plots, stats
 from rlsurgery.bench.results import StudyResults
+
+if TYPE_CHECKING:  # rollouts load models (torch, SB3): the report only reads what they wrote
+    from rlsurgery.bench.rollouts import Rollout
 
 #: Lines of a failed run's error shown in the report (the last line is added when cut)
 ERROR_LINES = 8
@@ -305,6 +308,7 @@ table.table th, table.table td { border: 1px solid #ddd; padding: 0.25rem 0.6rem
 table.table th { background: #f4f4f4; } table.table tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9rem; }
+.rollouts { display: flex; flex-wrap: wrap; gap: 1rem; } .rollouts figure { margin: 0; }
 pre.error { background: #fff4f4; border-left: 3px solid #c33; padding: 0.5rem; overflow-x: auto;
             font-size: 0.8rem; }
 """
@@ -321,6 +325,29 @@ def _html_figure(path: Path, title: str) -> str:
     return (
         f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{encoded}">'
         f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
+def _html_rollouts(rollouts: list[Rollout]) -> str:
+    """Each variant's best seed per env, as an embedded GIF (or the note why there is none)."""
+    figures, notes = [], []
+    for rollout in rollouts:
+        what = f"{rollout.variant} on {rollout.env}"
+        if rollout.gif is None:
+            notes.append(f"<li>{html.escape(what)}: {html.escape(rollout.note)}</li>")
+            continue
+        encoded = base64.b64encode(rollout.gif.read_bytes()).decode("ascii")
+        caption = f"{what}: seed {rollout.seed}, final score {format_number(rollout.final_score)}"
+        figures.append(
+            f'<figure><img alt="{html.escape(caption)}" src="data:image/gif;base64,{encoded}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    return (
+        "<h3>Best seed of each variant</h3>"
+        '<p class="note">One greedy episode of the saved model of each variant\'s best seed (the highest '
+        "final score) on each environment, on its evaluation env's seed.</p>"
+        + (f'<div class="rollouts">{"".join(figures)}</div>' if figures else "")
+        + (f'<ul class="note rollout-notes">{"".join(notes)}</ul>' if notes else "")
     )
 
 
@@ -361,14 +388,20 @@ def _figures(plot_paths: dict[str, Path], *names: str) -> str:
 
 
 def report_html(
-    results: StudyResults, tables: dict[str, pd.DataFrame], plot_paths: dict[str, Path], generated_at: str
+    results: StudyResults,
+    tables: dict[str, pd.DataFrame],
+    plot_paths: dict[str, Path],
+    generated_at: str,
+    rollouts: list[Rollout] | None = None,
 ) -> str:
-    """The report as one self-contained HTML page (figures embedded as base64 PNG).
+    """The report as one self-contained HTML page (figures embedded as base64 PNG, GIFs as base64 GIF).
 
     :param results: the study's results
     :param tables: :func:`study_tables`
     :param plot_paths: the figures written, by name
     :param generated_at: when the report was written
+    :param rollouts: the GIFs of each variant's best seed (:mod:`rlsurgery.bench.rollouts`), shown
+        beside the learning curves
     :return: the HTML text
     """
     no_aggregate = (
@@ -407,7 +440,11 @@ def report_html(
         )
     curves = _figures(plot_paths, "learning_curves", "training_curves")
     sections += [
-        _html_section("Learning curves", curves or '<p class="note">No finished run with curves yet.</p>'),
+        _html_section(
+            "Learning curves",
+            curves or '<p class="note">No finished run with curves yet.</p>',
+            _html_rollouts(rollouts) if rollouts else "",
+        ),
         _html_section(
             "Per environment",
             _html_table(_per_env_display(tables["per_env"]), "per-env", "No runs yet."),
@@ -444,7 +481,12 @@ def report_html(
 
 
 def write_report(
-    results: StudyResults, out_dir: str | Path, reps: int = 2000, seed: int = 0, curve_reps: int = 500
+    results: StudyResults,
+    out_dir: str | Path,
+    reps: int = 2000,
+    seed: int = 0,
+    curve_reps: int = 500,
+    rollouts: list[Rollout] | None = None,
 ) -> dict[str, Any]:
     """Write a study's report into a folder.
 
@@ -458,8 +500,11 @@ def write_report(
     :param reps: bootstrap replications of the aggregate statistics
     :param seed: seed of every bootstrap
     :param curve_reps: bootstrap replications of the learning-curve bands
-    :return: the paths written: ``report``, ``summary``, ``tables`` (by name) and ``plots`` (by
-        name), and ``text``, the plain-text summary (also written to ``summary.txt``)
+    :param rollouts: GIFs of each variant's best seed, already written
+        (:func:`~rlsurgery.bench.rollouts.write_rollout_gifs`), shown beside the learning curves
+    :return: the paths written: ``report``, ``summary``, ``tables`` (by name), ``plots`` (by
+        name) and ``videos`` (the GIFs, by ``variant|env``), and ``text``, the plain-text summary
+        (also written to ``summary.txt``)
     """
     out_dir = Path(out_dir)
     plots_dir, tables_dir = out_dir / "plots", out_dir / "tables"
@@ -471,16 +516,18 @@ def write_report(
     table_paths = _write_tables(tables, tables_dir)
     plot_paths = _write_plots(results, plots_dir, tables, reps, curve_reps, seed)
 
+    videos = {f"{r.variant}|{r.env}": r.gif for r in rollouts or [] if r.gif is not None}
     relative = {
         "report": "report.html",
         "tables": {name: str(path.relative_to(out_dir)) for name, path in table_paths.items()},
         "plots": {name: str(path.relative_to(out_dir)) for name, path in plot_paths.items()},
+        **({"videos": {key: _relative(path, out_dir) for key, path in videos.items()}} if videos else {}),
     }
     summary_path = out_dir / "summary.json"
     summary = study_summary(results, tables, generated_at, relative)
     summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     report_path = out_dir / "report.html"
-    report_path.write_text(report_html(results, tables, plot_paths, generated_at), encoding="utf-8")
+    report_path.write_text(report_html(results, tables, plot_paths, generated_at, rollouts), encoding="utf-8")
     text = summary_text(results, reps=reps, seed=seed, tables=tables)
     (out_dir / "summary.txt").write_text(text + "\n", encoding="utf-8")
     return {
@@ -489,7 +536,16 @@ def write_report(
         "text": text,
         "tables": table_paths,
         "plots": plot_paths,
+        "videos": videos,
     }
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` when inside it."""
+    try:
+        return str(path.relative_to(folder))
+    except ValueError:
+        return str(path)
 
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:

@@ -152,13 +152,18 @@ def _execute(
 
 
 def write_study_report(folder: str | Path, reps: int = 2000) -> dict[str, Any]:
-    """Rebuild every output of a study folder from its store (``rlsurgery report``).
+    """Rebuild every output of a study folder from its store (``rlsurgery report``), with a GIF of
+    each variant's best seed per env when the study saved its models
+    (:func:`~rlsurgery.bench.rollouts.write_rollout_gifs`: rendered once per model file).
 
     :raises StudyError: ``reps`` < 1, or ``folder`` has no readable study store (nothing is written)
     """
     from rlsurgery.bench.report import write_report
+    from rlsurgery.bench.rollouts import write_rollout_gifs
 
     reps = check_int(reps, "reps", 1, error=StudyError)
     with ResultStore.open_existing(folder) as store:
         results = store.results()
-    return write_report(results, folder, reps=reps)
+        configs = store.run_configs()
+    rollouts = write_rollout_gifs(folder, results, configs)
+    return write_report(results, folder, reps=reps, rollouts=rollouts)

@@ -374,6 +374,12 @@ class ResultStore:
         return [RunSpec(**json.loads(r[0])) for r in rows]
 
     # -- reading -------------------------------------------------------------------------------
+    def run_configs(self) -> dict[str, dict[str, Any]]:
+        """Each run's stored configuration (a :class:`~rlsurgery.bench.study.RunSpec` as a dict), by
+        run id: its variant, env settings, seed and model path."""
+        rows = self.conn.execute("SELECT run_id, config FROM runs ORDER BY rowid").fetchall()
+        return {run_id: json.loads(config) for run_id, config in rows}
+
     def eval_returns(self) -> pd.DataFrame:
         """Every greedy evaluation episode of the finished runs, one row per episode.
 

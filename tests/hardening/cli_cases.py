@@ -10,9 +10,38 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+
 from rlsurgery.bench.store import ResultStore
 from rlsurgery.bench.study import StudySpec, Variant, select_envs
 from rlsurgery.training import train_run
+
+
+class TextOnlyCartPole(gym.Env):
+    """CartPole's spaces, but it renders text only (no ``rgb_array``): an env a video cannot show."""
+
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 (Gymnasium's class attribute)
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(4, np.float32), 1.0, True, False, {}
+
+    def render(self) -> str:
+        return "cart\n"
+
+
+TEXT_ONLY_ENV = "TextOnlyCartPole-v0"
+if TEXT_ONLY_ENV not in gym.registry:
+    gym.register(TEXT_ONLY_ENV, entry_point=TextOnlyCartPole)
 
 
 def train_tiny_model(folder: Path) -> Path:
