@@ -170,6 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             trained_agent=model_file(args.trained_agent) if args.trained_agent else None,
             save_freq=args.save_freq,
             tensorboard_log=args.tensorboard_log,
+            zoo_layout=args.zoo_layout,
         )
     if args.json:
         _print_json(evaluation)
@@ -653,6 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-freq", type=positive_int, metavar="N", help="save a checkpoint every N steps (checkpoints/)"
     )
     p.add_argument("--tensorboard-log", metavar="DIR", help="TensorBoard folder (default RUN/tb)")
+    p.add_argument(
+        "--zoo-layout",
+        action="store_true",
+        help="write the run as rl-zoo3 does (--out is the log folder, default logs: logs/ALGO/ENV_N/ENV.zip "
+        "with ENV/args.yml, ENV/config.yml), so rl-zoo3's enjoy and record_video read it",
+    )
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", type=int_type(0, 2), default=0, help="SB3 verbosity (0, 1, 2)")

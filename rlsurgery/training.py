@@ -27,6 +27,7 @@ from rlsurgery.core.errors import RecipeError, SurgeryError
 from rlsurgery.envs import ensure_registered
 from rlsurgery.io import load
 from rlsurgery.recipes import load_recipe
+from rlsurgery.zoo import write_zoo_settings, zoo_env_name, zoo_run_dir
 
 
 class RunFolderError(SurgeryError):
@@ -102,6 +103,7 @@ def train_run(
     trained_agent: str | Path | None = None,
     save_freq: int | None = None,
     tensorboard_log: str | Path | None = None,
+    zoo_layout: bool = False,
 ) -> dict[str, Any]:
     """Train ``recipe`` on ``env_id``, save everything into the run folder, evaluate.
 
@@ -125,6 +127,10 @@ def train_run(
     :param save_freq: save a checkpoint ``checkpoints/rl_model_<steps>_steps.zip`` every this many
         env steps (``--save-freq``, as rl-zoo3 names them)
     :param tensorboard_log: TensorBoard folder (default ``<run folder>/tb``)
+    :param zoo_layout: write the run as rl-zoo3 does, so that its ``enjoy``, ``record_video`` and
+        plotting scripts read it: ``out`` (default ``logs``) is the log folder, the run goes to
+        ``out/ALGO/ENV_N`` (the next N) with the model as ``ENV.zip`` and ``ENV/args.yml``,
+        ``ENV/config.yml`` beside it
     :return: the evaluation record (also written to ``evaluation.json``)
     :raises SettingError: ``steps`` or ``eval_episodes`` < 1, a negative ``seed``, ``verbose`` not 0-2
     :raises RunFolderError: ``out`` is a file, or a folder with files (without ``force``)
@@ -136,7 +142,11 @@ def train_run(
     save_freq = check_optional_int(save_freq, "save_freq", 1)
     if trained_agent is not None and not Path(trained_agent).exists():
         raise FileNotFoundError(f"trained_agent: no model at {trained_agent}")
-    run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
+    if zoo_layout:
+        algo = load_recipe(recipe).algo
+        run_dir = zoo_run_dir(Path(out) if out is not None else Path("logs"), algo, env_id)
+    else:
+        run_dir = Path(out) if out is not None else default_run_dir(recipe, env_id, seed)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"run folder {run_dir} is a file; choose another --out")
     ensure_registered(env_id)
@@ -185,7 +195,10 @@ def train_run(
             reset_num_timesteps=trained_agent is None,
         )
         wall = time.perf_counter() - start
-        model.save(run_dir / "model.zip")
+        model_path = run_dir / (f"{zoo_env_name(env_id)}.zip" if zoo_layout else "model.zip")
+        model.save(model_path)
+        if zoo_layout:
+            write_zoo_settings(run_dir / zoo_env_name(env_id), resolved, budget, seed)
     finally:
         env.close()
     evaluation = evaluate_model(
@@ -199,6 +212,7 @@ def train_run(
             "train_wall_time_s": round(wall, 2),
             "surgeries": [r["key"] for r in getattr(model, "surgery_log", [])],
             "run_dir": str(run_dir),
+            "model_path": str(model_path),
         }
     )
     (run_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")

@@ -146,3 +146,64 @@ def record_zoo_env(model: Any, zoo: ZooRun | None) -> Any:
         model.rls_env_id = zoo.env_id
         model.rls_env_kwargs = dict(zoo.env_kwargs)
     return model
+
+
+def zoo_env_name(env_id: str) -> str:
+    """The name rl-zoo3 gives ``env_id`` in paths (``/`` becomes ``-``)."""
+    return env_id.replace("/", "-")
+
+
+def zoo_run_dir(log_folder: Path, algo: str, env_id: str) -> Path:
+    """The next run folder rl-zoo3 would use: ``log_folder/algo/ENV_N``, N one above the highest."""
+    name = zoo_env_name(env_id)
+    taken = [
+        int(suffix)
+        for p in (log_folder / algo).glob(f"{name}_*")
+        if (suffix := p.name[len(name) + 1 :]).isdigit()
+    ]
+    return log_folder / algo / f"{name}_{max(taken, default=0) + 1}"
+
+
+#: constructor arguments that describe the run, not the agent (not written to config.yml)
+_RUN_ARGUMENTS = ("tensorboard_log", "device", "verbose", "seed")
+
+
+def write_zoo_settings(folder: Path, resolved: Any, steps: int, seed: int) -> None:
+    """``args.yml`` and ``config.yml`` of a run, as rl-zoo3's ``enjoy`` and scripts read them (plain
+    YAML mappings; the hyperparameters as the recipe resolved them, classes by name)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hyperparams = {
+        "policy": resolved.policy,
+        "n_timesteps": steps,
+        **({"n_envs": resolved.n_envs} if resolved.n_envs != 1 else {}),
+        **{
+            k: _yaml_value(v)
+            for k, v in resolved.kwargs.items()
+            if k not in ("tensorboard_log", "device", "verbose", "seed")
+        },
+    }
+    args = {
+        "algo": resolved.algo,
+        "env": resolved.env_id,
+        "env_kwargs": dict(resolved.env_kwargs) or None,
+        "n_timesteps": steps,
+        "seed": seed,
+        "trained_by": "rlsurgery",
+        "recipe": resolved.recipe,
+        "surgeries": [s.as_dict() for s in resolved.surgeries],
+    }
+    (folder / "config.yml").write_text(yaml.safe_dump(hyperparams, sort_keys=True), encoding="utf-8")
+    (folder / "args.yml").write_text(yaml.safe_dump(_yaml_value(args), sort_keys=True), encoding="utf-8")
+
+
+def _yaml_value(value: Any) -> Any:
+    """``value`` as plain YAML data: classes and callables by name, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _yaml_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_yaml_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, type):
+        return value.__name__
+    return repr(value)

@@ -115,3 +115,32 @@ def test_a_run_folder_naming_an_unknown_env_is_one_line(dqn_run, tmp_path, capsy
     (run / "Nowhere-v0.zip").unlink()
     assert_refused(run_cli(capsys, "evaluate", run), "without its model")
     assert set(folder_digest(run)) == set(before) - {"Nowhere-v0.zip"}
+
+
+def zoo_enjoy(logs: Path, algo: str, env_id: str, exp_id: int) -> str:
+    command = [sys.executable, "-m", "rl_zoo3.enjoy", "--algo", algo, "--env", env_id, "-f", str(logs)]
+    command += ["--exp-id", str(exp_id), "--no-render", "-n", "200", "--device", "cpu"]
+    done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+    return done.stdout
+
+
+def test_a_run_in_the_zoo_layout_is_played_by_rl_zoo3_enjoy(tmp_path, capsys):
+    import numpy as np
+    from rl_zoo3 import ALGOS
+
+    logs = tmp_path / "logs"
+    args = ("train", "dqn", "CartPole-v1", "--steps", "300", "--zoo-layout", "--out", logs, "--no-progress",
+            "--eval-episodes", "1", "--surgery", "double_q_learning", "--hyperparams", "learning_starts:50")  # fmt: skip
+    assert run_cli(capsys, *args).code == 0
+    run = logs / "dqn" / "CartPole-v1_1"
+    assert (run / "CartPole-v1.zip").is_file() and (run / "CartPole-v1" / "config.yml").is_file()
+    assert "Mean reward" in zoo_enjoy(logs, "dqn", "CartPole-v1", 1)
+    # what enjoy loads (the zoo's DQN class) acts as rlsurgery's model does
+    theirs = ALGOS["dqn"].load(run / "CartPole-v1.zip", device="cpu")
+    ours = rls.load(run)
+    obs = np.stack([ours.observation_space.sample() for _ in range(32)])
+    np.testing.assert_array_equal(
+        theirs.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0]
+    )
+    assert run_cli(capsys, *args).code == 0  # the next run gets the next number, as the zoo counts
+    assert (logs / "dqn" / "CartPole-v1_2" / "CartPole-v1.zip").is_file()
