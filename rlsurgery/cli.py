@@ -360,7 +360,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
     if args.episodes is not None and not args.report:
         raise ParameterError("--episodes sets the episodes of the report; add --report")
     model_file(args.model)
-    output = check_output(args.output, args.force)  # the file save writes (-o NAME: NAME.zip)
+    output = args.output if args.zoo_layout else check_output(args.output, args.force)  # -o NAME: NAME.zip
     with trusted_zips(args.trust):  # the model, and zips the surgery reads (a teacher)
         result = operate_file(
             args.model,
@@ -371,7 +371,9 @@ def cmd_operate(args: argparse.Namespace) -> int:
             report=args.report,
             episodes=args.episodes,
             eval_seed=args.eval_seed,
+            zoo_layout=args.zoo_layout,
         )
+    output = getattr(result, "rls_saved_path", output)
     report = last_report(result) if args.report else None
     summary = {
         "model": args.model,
@@ -702,6 +704,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to save the operated model (a name without a suffix gets .zip, as SB3 saves)",
     )
     p.add_argument("--env", help="Gymnasium id, when the model does not record it")
+    p.add_argument(
+        "--zoo-layout",
+        action="store_true",
+        help="-o is an rl-zoo3 log folder: save the result as its next run (ALGO/ENV_N/ENV.zip, the source "
+        "run's settings beside it), for rl-zoo3's enjoy",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--trust", action="store_true", help=TRUST_HELP)
     p.add_argument(

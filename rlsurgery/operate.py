@@ -31,7 +31,7 @@ from rlsurgery.core.report import OperationReport
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.io import algorithm_of, load_saved_model, read_model_data
 from rlsurgery.measure import ReportMeter
-from rlsurgery.zoo import model_source, record_zoo_env
+from rlsurgery.zoo import model_source, record_zoo_env, write_zoo_copy
 
 #: greedy episodes of each return measurement of a report, unless told
 REPORT_EPISODES = 10
@@ -167,8 +167,13 @@ def operate_file(
     report: bool = False,
     episodes: int | None = None,
     eval_seed: int = 0,
+    zoo_layout: bool = False,
 ) -> BaseAlgorithm:
     """Load ``path``, operate, save to ``out`` (an existing file is kept unless ``force``).
+
+    With ``zoo_layout``, ``out`` is an rl-zoo3 log folder and the model is saved as its next run
+    (:func:`~rlsurgery.zoo.write_zoo_copy`: ``out/ALGO/ENV_N/ENV.zip``, the source run's settings
+    beside it), so that rl-zoo3's ``enjoy`` plays it; the path is in ``result.rls_saved_path``.
 
     ``out`` without a suffix is saved as ``out.zip`` (as SB3 saves), and that is the file checked:
     :func:`saved_path` says which it is. A plain SB3 zip is loaded as its surgical agent class
@@ -178,10 +183,13 @@ def operate_file(
 
     :raises FileExistsError: the file to write exists (without ``force``) or is a folder
     """
-    target = check_output(out, force)
+    target = None if zoo_layout else check_output(out, force)
     result = operate(
         load_surgical(path), surgery, env_id=env_id, report=report, episodes=episodes, eval_seed=eval_seed
     )
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if zoo_layout:
+        result.rls_saved_path = str(write_zoo_copy(result, path, out))
+        return result
+    target.parent.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
     result.save(target)
     return result

@@ -207,3 +207,45 @@ def _yaml_value(value: Any) -> Any:
     if isinstance(value, type):
         return value.__name__
     return repr(value)
+
+
+def write_zoo_copy(model: Any, source: str | Path, log_folder: str | Path) -> Path:
+    """Save ``model`` (operated on the model at ``source``) as a new rl-zoo3 run in ``log_folder``,
+    ``log_folder/ALGO/ENV_N/ENV.zip``, with the settings of ``source``'s zoo run copied beside it
+    (``args.yml``, ``config.yml``, ``vecnormalize.pkl``), or written from what the model records.
+    Returns the model file."""
+    import shutil
+
+    zoo = find_zoo_run(source) if Path(source).exists() else None
+    env_id = zoo.env_id if zoo is not None else getattr(model, "rls_env_id", None)
+    if not env_id:
+        raise ModelFileError(
+            f"{source}: the model records no environment, so it has no zoo run name; pass --env"
+        )
+    algo = zoo.algo if zoo is not None and zoo.algo else _algo_name(model)
+    run = zoo_run_dir(Path(log_folder), algo, env_id)
+    settings = run / zoo_env_name(env_id)
+    if zoo is not None:
+        shutil.copytree(_settings_folder(zoo.folder), settings)  # type: ignore[arg-type]
+    else:
+        settings.mkdir(parents=True)
+        args = {
+            "algo": algo,
+            "env": env_id,
+            "env_kwargs": dict(getattr(model, "rls_env_kwargs", None) or {}) or None,
+        }
+        (settings / "args.yml").write_text(yaml.safe_dump(args), encoding="utf-8")
+        (settings / "config.yml").write_text(yaml.safe_dump({"policy": "MlpPolicy"}), encoding="utf-8")
+    path = run / f"{zoo_env_name(env_id)}.zip"
+    model.save(path)
+    return path
+
+
+def _algo_name(model: Any) -> str:
+    """rl-zoo3's name of ``model``'s algorithm (``dqn``, ``ppo``, ...): its SB3 class, lower case."""
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    sb3 = next(
+        c for c in type(model).__mro__ if c.__module__.startswith(("stable_baselines3.", "sb3_contrib."))
+    )
+    return sb3.__name__.lower() if issubclass(sb3, BaseAlgorithm) else type(model).__name__.lower()

@@ -315,6 +315,7 @@ class SurgicalMixin:
             "_forward_hook_handles",
             "surgery_state",
             "_rls_lr_factors",
+            "rls_saved_path",  # where operate_file(zoo_layout=True) saved it, for the command line
             *self.LAYOUT.bn_stats,  # aliases of the networks' BatchNorm buffers, rebuilt on load
         ]
 

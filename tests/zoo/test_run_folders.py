@@ -144,3 +144,14 @@ def test_a_run_in_the_zoo_layout_is_played_by_rl_zoo3_enjoy(tmp_path, capsys):
     )
     assert run_cli(capsys, *args).code == 0  # the next run gets the next number, as the zoo counts
     assert (logs / "dqn" / "CartPole-v1_2" / "CartPole-v1.zip").is_file()
+
+
+def test_operate_writes_the_next_zoo_run_that_enjoy_plays(dqn_run, capsys):
+    logs = dqn_run.parent.parent
+    result = run_cli(capsys, "operate", dqn_run, "--surgery", "width_scaling:factor=2", "-o", logs,
+                     "--zoo-layout", "--trust", "--json")  # fmt: skip
+    assert result.code == 0, result.err
+    written = Path(json.loads(result.out)["output"])
+    assert written == logs / "dqn" / "CartPole-v1_2" / "CartPole-v1.zip" and written.is_file()
+    assert (written.parent / "CartPole-v1" / "args.yml").is_file()  # the source run's settings
+    assert "Mean reward" in zoo_enjoy(logs, "dqn", "CartPole-v1", 2)
