@@ -256,6 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def inspect_model(path: str) -> dict[str, Any]:
     """What ``rlsurgery inspect`` reports about a model zip."""
+    from rlsurgery.agents.sb3_zip import sb3_loading
     from rlsurgery.core.errors import UntrustedModelError
     from rlsurgery.core.model_zip import check_surgery_log, safe_custom_objects
     from rlsurgery.io import algorithm_of, read_model_data, surgery_log_of
@@ -306,6 +307,7 @@ def inspect_model(path: str) -> dict[str, Any]:
             if zoo
             else {}
         ),
+        **sb3_loading(data),  # loads_in_sb3; needs_rlsurgery: the surgeries plain SB3 cannot build
         "surgery_log": surgery_log_of(data),
     }
 

@@ -58,6 +58,8 @@ def activation_widths(net: nn.Module, matches: Callable[[nn.Module], bool]) -> d
 class ActivationSurgery(NetworkSurgery):
     """Shared plumbing: replace matching activation modules everywhere, refuse when none match."""
 
+    sb3_representable = False  # activations (and gates) SB3's activation_fn does not build
+
     build_order = (
         40  # after value-head surgeries, before noisy layers (30 is earlier: they touch Linear only)
     )
@@ -309,6 +311,7 @@ class AttentionMechanism(NetworkSurgery):
     """
 
     key = "attention_mechanism"
+    sb3_representable = False  # an attention block inside the MLP
     Params = AttentionParams
     params: AttentionParams
     build_order = 46

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,9 +21,15 @@ import torch as th
 from stable_baselines3.common.base_class import maybe_make_env
 
 from rlsurgery import catalog
+from rlsurgery.agents import sb3_zip
 from rlsurgery.agents.scheduled import ScheduledSurgeries
 from rlsurgery.core.errors import AgentBuildError, IncompatibleSurgeryError, ParameterError
-from rlsurgery.core.model_zip import PLAIN_DATA_KEY, load_without_unpickling, plain_data_record
+from rlsurgery.core.model_zip import (
+    PLAIN_DATA_KEY,
+    PLAIN_LOAD_GUARD_KEY,
+    load_without_unpickling,
+    plain_data_record,
+)
 from rlsurgery.core.pipeline import Stage, StagePipeline
 from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery, surgery_record
@@ -282,7 +290,7 @@ class SurgicalMixin:
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()  # type: ignore[misc]
         if len(getattr(self, "rls_modules", ())) > 0:
-            state_dicts = [*state_dicts, "rls_modules"]
+            state_dicts = [*state_dicts, *sb3_zip.RLSURGERY_STATE_DICTS]
         return state_dicts, tensors
 
     @contextlib.contextmanager
@@ -316,6 +324,8 @@ class SurgicalMixin:
             "surgery_state",
             "_rls_lr_factors",
             "rls_saved_path",  # where operate_file(zoo_layout=True) saved it, for the command line
+            "_rls_params_to_save",
+            "_rls_full_params",
             *self.LAYOUT.bn_stats,  # aliases of the networks' BatchNorm buffers, rebuilt on load
         ]
 
@@ -367,13 +377,55 @@ class SurgicalMixin:
 
     def save(self, path: Any, exclude: Any = None, include: Any = None) -> None:
         """Save the model (see SB3's ``save``), every surgery's state included, as plain data, and a
-        plain-data copy of every entry SB3 pickles, so that :meth:`load` needs no unpickling."""
+        plain-data copy of every entry SB3 pickles, so that :meth:`load` needs no unpickling.
+
+        Where the networks are SB3's own (pruned, sparse, re-initialised, ...), the ``*.pth`` state
+        dicts hold them under SB3's names (masks multiplied in), so plain SB3's ``load`` opens the zip;
+        what rlsurgery restores besides goes to a zip entry SB3 skips (:mod:`rlsurgery.agents.sb3_zip`).
+        """
+        plan = sb3_zip.plan_save(self, super().get_parameters())  # type: ignore[misc]
         self.__dict__[SAVED_ATTRIBUTE] = states_of(self).to_data()
+        self.__dict__[sb3_zip.RECORD_KEY] = plan.record
         self.__dict__[PLAIN_DATA_KEY] = plain_data_record(self._saved_entries(exclude, include))
+        if plan.guard is not None:  # after the plain copy: rlsurgery never reads it
+            self.__dict__[PLAIN_LOAD_GUARD_KEY] = plan.guard
+        self.__dict__["_rls_params_to_save"] = plan.params
+        added = [SAVED_ATTRIBUTE, sb3_zip.RECORD_KEY, PLAIN_DATA_KEY, PLAIN_LOAD_GUARD_KEY]
+        added.append("_rls_params_to_save")
         try:
-            super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+            if plan.extras and not isinstance(path, (str, Path)):  # a file object: extras appended after
+                buffer = io.BytesIO()
+                super().save(buffer, exclude=exclude, include=include)  # type: ignore[misc]
+                sb3_zip.write_extras(buffer, plan.extras)
+                path.write(buffer.getvalue())
+            else:
+                super().save(path, exclude=exclude, include=include)  # type: ignore[misc]
+                sb3_zip.write_extras(path, plan.extras)
         finally:
-            del self.__dict__[SAVED_ATTRIBUTE], self.__dict__[PLAIN_DATA_KEY]
+            for key in added:
+                self.__dict__.pop(key, None)
+
+    def get_parameters(self) -> dict[str, dict[str, Any]]:
+        """The state dicts of the model (see SB3's ``get_parameters``); while saving, the ones written."""
+        saving = self.__dict__.get("_rls_params_to_save")
+        return dict(saving) if saving is not None else super().get_parameters()  # type: ignore[misc]
+
+    def set_parameters(self, load_path_or_dict: Any, exact_match: bool = True, device: Any = "auto") -> None:
+        """Load parameters (see SB3's ``set_parameters``): from a zip, or the state dicts of one, whose
+        SB3-form state dicts get back what rlsurgery keeps beside them (masks, ``weight_orig``, ...)."""
+        extras = self.__dict__.pop("_rls_full_params", None)
+        for key in (sb3_zip.RECORD_KEY, PLAIN_LOAD_GUARD_KEY):  # read from the loaded data; saves write anew
+            self.__dict__.pop(key, None)
+        if isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            from stable_baselines3.common.save_util import load_from_zip_file
+
+            _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
+            extras = sb3_zip.read_extras(load_path_or_dict)
+        super().set_parameters(  # type: ignore[misc]
+            sb3_zip.full_params(params, extras), exact_match=exact_match, device=device
+        )
 
     def _saved_entries(self, exclude: Any, include: Any) -> dict[str, Any]:
         """The attributes SB3's ``save`` writes to ``data`` (the same exclusions, in the same way)."""
@@ -412,6 +464,7 @@ class SurgicalMixin:
         :param trust: unpickle what the file holds, as SB3 does (only for files you trust)
         :param kwargs: attributes to set on the loaded model
         """
+        extras = sb3_zip.read_extras(path)  # set on the model before its parameters (set_parameters)
         return load_without_unpickling(
             super().load,  # type: ignore[misc]
             path,
@@ -421,6 +474,7 @@ class SurgicalMixin:
             device=device,
             print_system_info=print_system_info,
             force_reset=force_reset,
+            **({"_rls_full_params": extras} if extras else {}),
             **kwargs,
         )
 

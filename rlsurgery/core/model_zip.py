@@ -12,6 +12,10 @@ whatever code the file names, so rlsurgery never does it unless the user opts in
 * a zip with a serialized entry that has no plain copy (a plain SB3 zip, an rlsurgery zip from
   before plain saving, a crafted entry) is refused with :class:`UntrustedModelError`, which names
   the opt-in: ``trust=True`` in Python, ``--trust`` on the command line (:func:`trusted_zips`).
+
+A zip whose networks plain SB3 cannot build also holds :data:`PLAIN_LOAD_GUARD_KEY`, a
+:class:`PlainLoadGuard` that only plain SB3 unpickles (rlsurgery always replaces it): see
+:mod:`rlsurgery.agents.sb3_zip`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,36 @@ PLAIN_DATA_KEY = "rlsurgery_plain_data"
 PLAIN_DATA_FORMAT = 1
 #: how a loading command opts in to unpickling (named in every refusal)
 OPT_IN = "pass trust=True or load inside `with rlsurgery.trusted_zips():` (on the command line: --trust)"
+
+#: ``data`` entry that stops plain SB3's ``load`` of a zip that needs rlsurgery (see :class:`PlainLoadGuard`)
+PLAIN_LOAD_GUARD_KEY = "rlsurgery_plain_load_guard"
+
+
+class NeedsRlsurgeryError(ValueError):
+    """Plain SB3 loading a zip whose networks only rlsurgery can build (a ``ValueError``: SB3 turns
+    the ``RuntimeError``, ``TypeError`` and ``AttributeError`` of an entry it unpickles into warnings)."""
+
+
+def refuse_plain_load(keys: list[str], reason: str = "") -> None:
+    """Raised into plain SB3's ``load`` when it unpickles a :class:`PlainLoadGuard`."""
+    why = f" ({reason})" if reason else ""
+    raise NeedsRlsurgeryError(
+        f"this model's networks were changed by {', '.join(keys)}{why}, which plain Stable-Baselines3 "
+        "cannot build; load it with rlsurgery: rls.load(path)"
+    )
+
+
+class PlainLoadGuard:
+    """Saved in the ``data`` of a zip that needs rlsurgery: unpickling it (what plain SB3's ``load``
+    does with every entry it cannot read as JSON) raises :class:`NeedsRlsurgeryError` naming the
+    surgeries, before any network is built. rlsurgery's loaders never unpickle it."""
+
+    def __init__(self, keys: list[str], reason: str = "") -> None:
+        self.keys, self.reason = list(keys), reason
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return refuse_plain_load, (self.keys, self.reason)
+
 
 _TRUSTED: contextvars.ContextVar[bool] = contextvars.ContextVar("rlsurgery_trusted_zips", default=False)
 
@@ -197,9 +231,8 @@ def load_without_unpickling(
     path = model_zip_path(path)
     data = read_model_data(path)
     check_surgery_log(path, data)
-    objects = (
-        dict(custom_objects or {}) if zips_trusted(trust) else safe_custom_objects(path, data, custom_objects)
-    )
+    given = {PLAIN_LOAD_GUARD_KEY: None, **(custom_objects or {})}  # never unpickled, by anyone here
+    objects = dict(given) if zips_trusted(trust) else safe_custom_objects(path, data, given)
     try:
         return load(path, custom_objects=objects or None, **kwargs)
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:

@@ -145,6 +145,13 @@ class Surgery:
     needs_surgical_agent: ClassVar[bool] = True
     #: whether ``operate`` may apply the surgery to a model whose log already holds it
     repeatable: ClassVar[bool] = True
+    #: whether the networks the surgery leaves are SB3's own for the algorithm, once reparametrized
+    #: weights are folded (pruning masks, weight / spectral norm): then plain SB3's ``ALGO.load`` opens
+    #: the saved zip and acts the same. False for surgeries that change the architecture or what a layer
+    #: computes (dueling or distributional heads, noisy or inserted layers, normalization layers, new
+    #: activations, skip connections): plain SB3 is told to load the zip with ``rls.load``
+    #: (:mod:`rlsurgery.agents.sb3_zip`, which also checks the claim on every save)
+    sb3_representable: ClassVar[bool] = True
     #: env step at which to apply the surgery during training (``at_step`` in a spec); None: at build
     at_step: int | None = None
     #: order of network transforms: lower runs first (output representation, then

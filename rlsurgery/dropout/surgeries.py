@@ -124,6 +124,17 @@ class LinearSVDO(nn.Module):
         """Mask of the weights kept in eval mode (log α ≤ threshold)."""
         return (self.log_alpha() <= self.threshold).to(self.weight.dtype)
 
+    def sb3_module(self) -> nn.Linear:
+        """The Linear layer computing what this one computes in eval mode (dropped weights zeroed):
+        what a saved model holds for plain SB3 (see :mod:`rlsurgery.agents.sb3_zip`)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        linear = linear.to(device=self.weight.device, dtype=self.weight.dtype)
+        with th.no_grad():
+            linear.weight.copy_(self.weight * self.kept())
+            if self.bias is not None:
+                linear.bias.copy_(self.bias)
+        return linear
+
     def forward(self, x: th.Tensor) -> th.Tensor:
         if not self.training:
             return F.linear(x, self.weight * self.kept(), self.bias)
@@ -158,6 +169,7 @@ class Dropout(DropoutSurgery):
     """Dropout after every hidden Linear layer."""
 
     key = "dropout"
+    sb3_representable = False  # dropout modules between SB3's layers (their indices shift)
     Params = DropoutParams
     params: DropoutParams
 
@@ -255,6 +267,7 @@ class StochasticDepth(DropoutSurgery):
     skip_connection_addition): a dropped block outputs its shortcut S x, its input where widths match."""
 
     key = "stochastic_depth"
+    sb3_representable = False  # residual blocks
     Params = StochasticDepthParams
     params: StochasticDepthParams
     build_order = 56  # after skip_connection_addition (25) has built the residual blocks
@@ -289,6 +302,7 @@ class DropBlock(DropoutSurgery):
     """Drop contiguous squares of conv feature maps (needs a CnnPolicy)."""
 
     key = "dropblock"
+    sb3_representable = False  # DropBlock modules between SB3's conv layers
     Params = DropBlockParams
     params: DropBlockParams
 

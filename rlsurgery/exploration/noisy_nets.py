@@ -141,6 +141,7 @@ class NoisyNets(Surgery):
     """Replace linear layers by factorised-Gaussian noisy layers; act greedily on the noise."""
 
     key = "noisy_nets"
+    sb3_representable = False  # noisy layers instead of SB3's Linear layers
     attaches_to = (Attachment.NETWORK, Attachment.EXPLORATION)
     Params = NoisyNetsParams
     families = ("dqn", *ON_POLICY_FAMILIES)

@@ -56,6 +56,8 @@ from rlsurgery.nets.units import activation_scores, resize_hidden_layers
 class StructuralSurgery(NetworkSurgery):
     """Shared plumbing: find the MLP stacks, refuse networks without any, edit every network."""
 
+    sb3_representable = False  # layers, widths and connections that SB3's net_arch cannot express
+
     build_order = 20
 
     def stacks(self, agent: BaseAlgorithm) -> list[MLPStack]:
@@ -295,6 +297,11 @@ class BlockReplacement(StructuralSurgery):
     key = "block_replacement"
     Params = BlockReplacementParams
     params: BlockReplacementParams
+
+    @property
+    def sb3_representable(self) -> bool:  # type: ignore[override]
+        """A block of the same width and activation is a re-initialised layer of SB3's network."""
+        return self.params.width == 0 and self.params.activation == "same"
 
     def apply(self, agent: BaseAlgorithm, replay: bool) -> None:
         def replace(net: nn.Module, stack: MLPStack) -> None:

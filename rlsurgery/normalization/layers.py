@@ -40,6 +40,8 @@ from rlsurgery.nets.surgery import NetworkSurgery
 class NormalizationLayerSurgery(NetworkSurgery):
     """Shared plumbing: which layers get a normalization after them; refusal when none."""
 
+    sb3_representable = False  # normalization layers between SB3's layers
+
     build_order = 50  # after structural edits and activations, before reparametrizations (60)
     #: normalize after hidden Linear layers / after Conv2d layers
     on_linear: ClassVar[bool] = True

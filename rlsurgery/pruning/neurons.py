@@ -47,6 +47,8 @@ def parameter_count(agent: BaseAlgorithm) -> int:
 class ShrinkingSurgery(NetworkSurgery):
     """Shared bookkeeping: parameter counts before and after, errors named after the surgery."""
 
+    sb3_representable = False  # narrower layers than the policy_kwargs SB3 builds from
+
     build_order = 22  # with the structural edits, before wrappers (25) and masks (90)
 
     def shrink(self, agent: BaseAlgorithm, replay: bool) -> None:

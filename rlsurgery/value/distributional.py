@@ -155,6 +155,7 @@ class DistributionalRL(Surgery):
     """Learn the return distribution: C51 (categorical) or QR-DQN (quantiles)."""
 
     key = "distributional_rl"
+    sb3_representable = False  # atoms per action and a readout instead of SB3's Q head
     attaches_to = (Attachment.NETWORK, Attachment.LOSS)
     Params = DistributionalParams
     stages = ("estimate", "target", "loss")

@@ -100,6 +100,7 @@ class DuelingArchitecture(Surgery):
     """Q = V + (A − mean A): split the Q head into value and advantage streams."""
 
     key = "dueling_architecture"
+    sb3_representable = False  # a value and an advantage stream instead of SB3's Q head
     attaches_to = (Attachment.NETWORK,)
     Params = DuelingParams
     build_order = 20  # after the output representation (distributional), before layer swaps (noisy)
