@@ -148,10 +148,21 @@ def test_a_run_in_the_zoo_layout_is_played_by_rl_zoo3_enjoy(tmp_path, capsys):
 
 def test_operate_writes_the_next_zoo_run_that_enjoy_plays(dqn_run, capsys):
     logs = dqn_run.parent.parent
-    result = run_cli(capsys, "operate", dqn_run, "--surgery", "width_scaling:factor=2", "-o", logs,
+    result = run_cli(capsys, "operate", dqn_run, "--surgery", "magnitude_pruning:amount=0.5", "-o", logs,
                      "--zoo-layout", "--trust", "--json")  # fmt: skip
     assert result.code == 0, result.err
     written = Path(json.loads(result.out)["output"])
     assert written == logs / "dqn" / "CartPole-v1_2" / "CartPole-v1.zip" and written.is_file()
     assert (written.parent / "CartPole-v1" / "args.yml").is_file()  # the source run's settings
     assert "Mean reward" in zoo_enjoy(logs, "dqn", "CartPole-v1", 2)
+    # the pruned model, as enjoy loads it (the zoo's DQN) and as rls.load does, acts the same
+    import numpy as np
+    from rl_zoo3 import ALGOS
+
+    theirs = ALGOS["dqn"].load(written, device="cpu")
+    ours = rls.load(written.parent)
+    assert ours.surgery_state is not None and [r["key"] for r in ours.surgery_log] == ["magnitude_pruning"]
+    obs = np.stack([ours.observation_space.sample() for _ in range(64)])
+    np.testing.assert_array_equal(
+        theirs.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0]
+    )
