@@ -249,3 +249,13 @@ def _algo_name(model: Any) -> str:
         c for c in type(model).__mro__ if c.__module__.startswith(("stable_baselines3.", "sb3_contrib."))
     )
     return sb3.__name__.lower() if issubclass(sb3, BaseAlgorithm) else type(model).__name__.lower()
+
+
+def is_model_source(path: str | Path) -> bool:
+    """Whether ``path`` names a model: an existing ``.zip``, or an rlsurgery / rl-zoo3 run folder
+    with its model (what the surgeries that read a teacher, an expert or a source accept)."""
+    try:
+        model, _ = model_source(path)
+    except (ModelFileError, OSError):
+        return False
+    return model.suffix == ".zip" and model.is_file()

@@ -19,7 +19,6 @@ algorithm. What was measured is in the student's state of the surgery (``result`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -51,6 +50,7 @@ from rlsurgery.envs import ensure_registered
 from rlsurgery.io import load_saved_model
 from rlsurgery.nets.layout import layout_of
 from rlsurgery.runtime.models import evaluation_env
+from rlsurgery.zoo import is_model_source
 
 #: the families that can act in a Discrete action space (SAC acts in continuous spaces only), for
 #: the losses on a discrete policy's logits
@@ -94,9 +94,10 @@ class DistillationSurgery(Surgery):
         super().validate(agent)
         teacher = self.params.teacher
         building = getattr(self, "_teacher_model", None) is None and getattr(agent, "_rls_fresh", False)
-        if building and (not teacher or Path(teacher).suffix != ".zip" or not Path(teacher).is_file()):
+        if building and (not teacher or not is_model_source(teacher)):
             raise ParameterError(
-                f"{self.key}: parameter 'teacher' must be an existing .zip file (got {teacher!r})"
+                f"{self.key}: parameter 'teacher' must be an existing .zip file or a run folder "
+                f"(rlsurgery or rl-zoo3) (got {teacher!r})"
             )
 
     # -- the loss (obs, teacher outputs, student outputs) -> scalar

@@ -33,6 +33,7 @@ from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
 from rlsurgery.nets.step_hooks import optimizers_by_role
+from rlsurgery.zoo import is_model_source
 
 
 class InitializationSurgery(Surgery):
@@ -175,9 +176,10 @@ class PreTrainingInitialization(Surgery):
         from pathlib import Path
 
         path = Path(self.params.source)
-        if getattr(agent, "_rls_fresh", False) and (path.suffix != ".zip" or not path.is_file()):
+        if getattr(agent, "_rls_fresh", False) and not is_model_source(path):
             raise ParameterError(
-                f"{self.key}: parameter 'source' must be an existing .zip file (got {self.params.source!r})"
+                f"{self.key}: parameter 'source' must be an existing .zip file or a run folder "
+                f"(rlsurgery or rl-zoo3) (got {self.params.source!r})"
             )
 
     def after_build(self, agent: BaseAlgorithm) -> None:

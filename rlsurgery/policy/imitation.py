@@ -45,6 +45,7 @@ from rlsurgery.io import load_saved_model
 from rlsurgery.nets.layout import acting_parameters, layout_of, sync_acting_targets
 from rlsurgery.nets.optim import minibatch_steps
 from rlsurgery.runtime.models import evaluation_env
+from rlsurgery.zoo import is_model_source
 
 #: agent families whose policy the imitation surgeries can fit
 
@@ -189,10 +190,12 @@ class ImitationSurgery(Surgery):
 
     def _check_expert_path(self, suffixes: tuple[str, ...]) -> None:
         path = Path(self.params.expert)
+        if ".zip" in suffixes and is_model_source(path):  # a model zip, or a run folder holding one
+            return
         if path.suffix not in suffixes or not path.is_file():
             raise ParameterError(
                 f"{self.key}: parameter 'expert' must be an existing {' or '.join(suffixes)} file "
-                f"(got {self.params.expert!r})"
+                f"{'or a run folder ' if '.zip' in suffixes else ''}(got {self.params.expert!r})"
             )
 
 

@@ -166,3 +166,17 @@ def test_operate_writes_the_next_zoo_run_that_enjoy_plays(dqn_run, capsys):
     np.testing.assert_array_equal(
         theirs.predict(obs, deterministic=True)[0], ours.predict(obs, deterministic=True)[0]
     )
+
+
+def test_surgeries_read_a_zoo_run_folder_as_teacher_expert_or_source(dqn_run):
+    import torch as th
+
+    with rls.trusted_zips():  # the zoo's zip is a plain SB3 zip
+        warm = rls.SurgicalDQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[16]), buffer_size=100,
+                               surgeries=[f"pre_training_initialization:source={dqn_run}"])  # fmt: skip
+        cloned = rls.SurgicalDQN("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[16]), buffer_size=100,
+                                 surgeries=[f"behavior_cloning:expert={dqn_run},episodes=1,epochs=1"])  # fmt: skip
+    source = rls.load(dqn_run, trust=True)
+    for name, value in source.policy.state_dict().items():
+        assert th.equal(warm.policy.state_dict()[name], value), name
+    assert cloned.surgery_log[0]["params"]["expert"] == str(dqn_run)
