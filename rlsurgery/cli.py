@@ -224,7 +224,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             deterministic=not args.stochastic,
             env_kwargs=env_kwargs,
-            wrap=zoo.load_vecnormalize if zoo is not None and env_id == zoo.env_id else None,
+            wrap=zoo.wrap if zoo is not None and env_id == zoo.env_id else None,
+            env_wrapper=zoo.env_wrapper() if zoo is not None and env_id == zoo.env_id else None,
         )
     result["model"] = str(args.model)
     if video is not None:

@@ -47,12 +47,14 @@ def evaluate_model(
     deterministic: bool = True,
     env_kwargs: dict[str, Any] | None = None,
     wrap: Any = None,
+    env_wrapper: Any = None,
 ) -> dict[str, Any]:
     """Greedy returns of ``model`` over ``episodes`` episodes of a fresh ``env_id`` env.
 
     The evaluation env is seeded with ``seed`` and independent of the training env;
     ``env_kwargs`` are the environment's constructor arguments (as in training); ``wrap``, if
-    given, wraps the VecEnv (an rl-zoo3 run's saved ``VecNormalize``).
+    given, wraps the VecEnv (an rl-zoo3 run's frame stack and saved ``VecNormalize``), and
+    ``env_wrapper`` each env (an rl-zoo3 run's ``env_wrapper``).
 
     :raises SettingError: ``episodes`` < 1 or a negative ``seed``
     :raises EnvironmentNotAvailableError: an unknown ``env_id``
@@ -60,7 +62,7 @@ def evaluate_model(
     episodes = check_int(episodes, "episodes", 1)
     seed = check_int(seed, "seed", 0, MAX_SEED)
     ensure_registered(env_id)
-    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs or None)
+    env = make_vec_env(env_id, n_envs=1, seed=seed, env_kwargs=env_kwargs or None, wrapper_class=env_wrapper)
     if wrap is not None:
         env = wrap(env)
     try:

@@ -67,6 +67,30 @@ class ZooRun:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     vecnormalize: Path | None = None
 
+    def env_wrapper(self) -> Any:
+        """The run's ``env_wrapper`` (a callable wrapping each env), or None. The wrappers are named by
+        module path in ``config.yml``, and importing what a file names can run code: needs the opt-in."""
+        if not self.hyperparams.get("env_wrapper"):
+            return None
+        if not zips_trusted():
+            raise UntrustedModelError(
+                f"{self.folder}: the run wraps its env in {self.hyperparams['env_wrapper']!r}, classes that "
+                f"its config.yml names (importing them can run code); {OPT_IN}"
+            )
+        from rl_zoo3.utils import get_wrapper_class
+
+        return get_wrapper_class(self.hyperparams)
+
+    def wrap(self, venv: Any) -> Any:
+        """``venv`` as the run trained on it: frames stacked (``frame_stack``), observations normalised
+        with the saved statistics (``vecnormalize.pkl``)."""
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        frames = self.hyperparams.get("frame_stack")
+        if frames:
+            venv = VecFrameStack(venv, int(frames))
+        return self.load_vecnormalize(venv)
+
     def load_vecnormalize(self, venv: Any) -> Any:
         """``venv`` wrapped in the run's saved ``VecNormalize`` (statistics frozen, rewards raw), or
         ``venv`` itself when the run did not normalise. The file is a pickle: needs the opt-in."""

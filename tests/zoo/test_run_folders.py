@@ -180,3 +180,15 @@ def test_surgeries_read_a_zoo_run_folder_as_teacher_expert_or_source(dqn_run):
     for name, value in source.policy.state_dict().items():
         assert th.equal(warm.policy.state_dict()[name], value), name
     assert cloned.surgery_log[0]["params"]["expert"] == str(dqn_run)
+
+
+def test_a_run_with_stacked_frames_and_an_env_wrapper_is_evaluated_as_it_trained(tmp_path_factory, capsys):
+    logs = tmp_path_factory.mktemp("zoo_wrapped")
+    run = zoo_train(logs, "ppo", "CartPole-v1", 128, "frame_stack:2", "n_steps:64", "batch_size:64", "n_envs:1",
+                    "env_wrapper:'rl_zoo3.wrappers.TimeFeatureWrapper'")  # fmt: skip
+    assert rls.load(run, trust=True).observation_space.shape == (10,)  # (4 + a time feature) x 2 frames
+    result = run_cli(capsys, "evaluate", run, "--episodes", "1", "--trust", "--json")
+    assert result.code == 0, result.err  # without the wrapper and the stack, the shapes would not fit
+    assert_refused(run_cli(capsys, "evaluate", run, "--episodes", "1"), "--trust")
+    with pytest.raises(rls.UntrustedModelError, match="TimeFeatureWrapper"):
+        find_zoo_run(run).env_wrapper()
