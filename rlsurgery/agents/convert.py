@@ -7,14 +7,13 @@ observation, episode buffers and environment; an off-policy model's replay buffe
 object. SB3's standard policies (``MlpPolicy``, ``CnnPolicy``, ``MultiInputPolicy``) become the
 surgical agent's policies of the same name, which have the same parameters.
 
-The conversion goes through SB3's own ``save``/``load`` in a temporary folder, so it copies
-exactly what a zip would hold; the pickles it reads are the ones it has just written.
+The conversion (each surgical class's ``from_model``, e.g. ``SurgicalPPO.from_model(ppo)``) goes
+through SB3's own ``save``/``load`` in a temporary folder, so it copies exactly what a zip would
+hold; the pickles it reads are the ones it has just written.
 """
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -45,18 +44,4 @@ def surgical(model: BaseAlgorithm) -> BaseAlgorithm:
             f"{type(model).__name__}: no surgical agent for this algorithm "
             f"(rlsurgery has {', '.join(c.__bases__[-1].__name__ for c in ALGORITHMS.values())})"
         ) from None
-    custom: dict[str, Any] = {}
-    for name, policy in type(model).policy_aliases.items():
-        if type(model.policy) is policy and name in cls.policy_aliases:
-            custom["policy_class"] = cls.policy_aliases[name]
-    env = model.get_env()
-    with tempfile.TemporaryDirectory(prefix="rlsurgery-convert-") as folder:
-        path = Path(folder) / "model.zip"
-        model.save(path)
-        converted = cls.load(
-            path, env=env, device=model.device, custom_objects=custom, trust=True, force_reset=False
-        )
-    replay = getattr(model, "replay_buffer", None)
-    if replay is not None:
-        converted.replay_buffer = replay
-    return converted
+    return cls.from_model(model)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -435,6 +436,40 @@ class SurgicalMixin:
         state_dicts, tensors = self._get_torch_save_params()
         excluded.update(name.split(".")[0] for name in [*state_dicts, *tensors])
         return {k: v for k, v in self.__dict__.items() if k not in excluded}
+
+    @classmethod
+    def from_model(cls, model: Any) -> Any:
+        """This surgical agent made from ``model``, a plain SB3 model of the parent algorithm, with
+        its weights, optimizer state, counters, last observation, env and (the same) replay buffer;
+        SB3's standard policies become this class's policies of the same name (same parameters).
+        ``rls.surgical(model)`` picks the class.
+
+        :raises IncompatibleSurgeryError: ``model`` is not of this class's SB3 algorithm
+        """
+        parent = cls.__bases__[-1]
+        if not isinstance(model, parent):
+            raise IncompatibleSurgeryError(
+                f"{cls.__name__}.from_model: needs a {parent.__name__}, got a {type(model).__name__}"
+            )
+        custom: dict[str, Any] = {}
+        for name, policy in type(model).policy_aliases.items():
+            if type(model.policy) is policy and name in cls.policy_aliases:
+                custom["policy_class"] = cls.policy_aliases[name]
+        with tempfile.TemporaryDirectory(prefix="rlsurgery-convert-") as folder:
+            path = Path(folder) / "model.zip"
+            model.save(path)
+            converted = cls.load(
+                path,
+                env=model.get_env(),
+                device=model.device,
+                custom_objects=custom,
+                trust=True,
+                force_reset=False,
+            )
+        replay = getattr(model, "replay_buffer", None)
+        if replay is not None:
+            converted.replay_buffer = replay
+        return converted
 
     @classmethod
     def load(  # type: ignore[override]

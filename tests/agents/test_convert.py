@@ -75,3 +75,10 @@ def test_an_algorithm_without_a_surgical_agent_is_named():
 
     with pytest.raises(rls.IncompatibleSurgeryError, match="QRDQN: no surgical agent"):
         rls.surgical(QRDQN("MlpPolicy", "CartPole-v1", buffer_size=100))
+
+
+def test_each_surgical_class_converts_its_own_algorithm_only():
+    plain = PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16)
+    assert type(rls.SurgicalPPO.from_model(plain)) is rls.SurgicalPPO
+    with pytest.raises(rls.IncompatibleSurgeryError, match="needs a DQN, got a PPO"):
+        rls.SurgicalDQN.from_model(plain)
