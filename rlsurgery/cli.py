@@ -421,6 +421,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def _study_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``compare`` and ``ablate``."""
+    p.add_argument(
+        "--hyperparams",
+        nargs="+",
+        action="extend",
+        metavar="NAME:VALUE",
+        help="hyperparameters over every variant's, rl-zoo3 style (learning_rate:0.001 batch_size:64)",
+    )
+    p.add_argument(
+        "--env-kwargs",
+        nargs="+",
+        action="extend",
+        metavar="NAME:VALUE",
+        help="keyword arguments of every env",
+    )
     p.add_argument("--suite", help="a bundled suite (classic, minatar, ...) or a suite YAML path")
     p.add_argument("--env", action="append", metavar="ID", help="an environment id (repeatable)")
     p.add_argument("--seeds", type=positive_int, help="number of seeds (0..N-1)")
@@ -460,8 +474,27 @@ def _common_env_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"steps": args.steps, "eval_freq": args.eval_freq, "n_eval_episodes": args.eval_episodes}
 
 
+def _apply_zoo_options(spec: Any, args: argparse.Namespace) -> None:
+    """``--hyperparams`` over every variant's hyperparameters (checked against each variant's
+    algorithm, naming the flag) and ``--env-kwargs`` over every env's arguments."""
+    from rlsurgery.hyperparams import check_hyperparams, parse_hyperparams
+    from rlsurgery.recipes import load_recipe
+
+    hyperparams = parse_hyperparams(args.hyperparams)
+    env_kwargs = parse_hyperparams(args.env_kwargs, "--env-kwargs", owned={})
+    for variant in spec.variants if hyperparams else ():
+        check_hyperparams(
+            load_recipe(variant.recipe).algorithm, hyperparams, f"--hyperparams (variant {variant.name})"
+        )
+        variant.hyperparams = {**variant.hyperparams, **hyperparams}
+    if env_kwargs:
+        spec.envs = [e.with_overrides(env_kwargs={**e.env_kwargs, **env_kwargs}) for e in spec.envs]
+
+
 def _run_and_print(spec: Any, args: argparse.Namespace) -> int:
     from rlsurgery.bench.runner import run_study, write_study_report
+
+    _apply_zoo_options(spec, args)
 
     folder = run_study(
         spec,

@@ -72,3 +72,23 @@ def test_her_trains_from_the_command_line_with_no_policy_given(tmp_path, capsys)
                      "--steps", "200", "--out", out, *FAST)  # fmt: skip
     assert result.code == 0, result.err
     assert json.loads((out / "config.json").read_text())["policy"] == "MultiInputPolicy"
+
+
+def test_compare_takes_hyperparams_and_env_kwargs_for_every_variant_and_env(tmp_path, capsys):
+    from rlsurgery.bench.store import ResultStore
+
+    out = tmp_path / "study"
+    args = ("compare", "--agents", "dqn,rainbow", "--env", "CartPole-v1", "--seeds", "1", "--steps", "200",
+            "--eval-freq", "100", "--eval-episodes", "1", "--workers", "1", "--no-progress", "--reps", "10",
+            "--out", out)  # fmt: skip
+    bad = run_cli(capsys, *args, "--hyperparams", "gamma:2.5")
+    assert_refused(bad, "--hyperparams", "gamma", "variant dqn")
+    assert folder_digest(out) == {}
+    result = run_cli(capsys, *args, "--hyperparams", "learning_starts:50", "buffer_size:500",
+                     "--env-kwargs", "sutton_barto_reward:True")  # fmt: skip
+    assert result.code == 0, result.err
+    with ResultStore(out) as store:
+        assert store.status_counts() == {"done": 2}
+        configs = store.run_configs()
+    assert all(c["variant"]["hyperparams"]["buffer_size"] == 500 for c in configs.values())
+    assert all(c["env"]["env_kwargs"] == {"sutton_barto_reward": True} for c in configs.values())
