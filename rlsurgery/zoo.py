@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from rlsurgery.core.errors import ModelFileError, UntrustedModelError
-from rlsurgery.core.model_zip import OPT_IN, zips_trusted
+from rlsurgery.core.model_zip import OPT_IN, is_file_object, zips_trusted
 
 ORDERED_DICT_TAG = "tag:yaml.org,2002:python/object/apply:collections.OrderedDict"
 
@@ -152,6 +152,8 @@ def find_zoo_run(path: str | Path) -> ZooRun | None:
 def model_source(path: str | Path) -> tuple[Path, ZooRun | None]:
     """The model zip that ``path`` names, and its rl-zoo3 run if it is one: a zip, a zoo run folder
     (its model), or an rlsurgery run folder (its ``model.zip``)."""
+    if is_file_object(path):  # an open zip: nothing beside it to read
+        return path, None  # type: ignore[return-value]
     path = Path(path)
     zoo = find_zoo_run(path) if path.exists() else None
     if zoo is not None:

@@ -88,8 +88,16 @@ def zips_trusted(trust: bool = False) -> bool:
     return trust or _TRUSTED.get()
 
 
-def model_zip_path(path: str | Path) -> Path:
-    """The file SB3 would read for ``path`` (it adds ``.zip`` when that file exists)."""
+def is_file_object(path: Any) -> bool:
+    """Whether ``path`` is an open binary file (SB3's ``save`` and ``load`` take those too)."""
+    return hasattr(path, "read") and hasattr(path, "seek")
+
+
+def model_zip_path(path: Any) -> Any:
+    """The file SB3 would read for ``path`` (it adds ``.zip`` when that file exists); a file
+    object as it is."""
+    if is_file_object(path):
+        return path
     path = Path(path)
     if not path.exists() and path.with_name(path.name + ".zip").is_file():
         return path.with_name(path.name + ".zip")
@@ -99,11 +107,15 @@ def model_zip_path(path: str | Path) -> Path:
 def read_model_data(path: str | Path) -> dict[str, Any]:
     """The JSON ``data`` record of an SB3 model zip (no torch, no unpickling)."""
     path = model_zip_path(path)
-    if path.is_dir():
+    if is_file_object(path):
+        path.seek(0)
+    elif path.is_dir():
         raise ModelFileError(f"{path} is a folder, not a model zip (a run folder holds model.zip)")
     try:
         with zipfile.ZipFile(path) as archive:
             data = json.loads(archive.read("data").decode("utf-8"))
+        if is_file_object(path):
+            path.seek(0)  # SB3 reads the same file object next
     except FileNotFoundError:
         raise FileNotFoundError(f"no model file at {path}") from None
     except zipfile.BadZipFile:

@@ -367,3 +367,19 @@ def test_a_study_whose_surgery_reads_a_plain_sb3_zip_is_refused_before_any_run_u
 
     with ResultStore(out) as store:  # the run itself (in a worker) read the zip under the opt-in
         assert store.status_counts() == {"done": 1}
+
+
+def test_a_model_saved_to_a_file_object_loads_from_one(tmp_path, monkeypatch):
+    import io
+
+    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16, seed=0)
+    buffer = io.BytesIO()
+    model.save(buffer)
+    no_unpickling(monkeypatch)
+    for loader in (rls.load, rls.SurgicalPPO.load):
+        buffer.seek(0)
+        loaded = loader(buffer)
+        obs = np.zeros((3, 4), dtype=np.float32)
+        np.testing.assert_array_equal(
+            loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
+        )
