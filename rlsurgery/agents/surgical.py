@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import io
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -424,9 +425,19 @@ class SurgicalMixin:
 
             _, params, _ = load_from_zip_file(load_path_or_dict, device=device, load_data=False)
             extras = sb3_zip.read_extras(load_path_or_dict)
-        super().set_parameters(  # type: ignore[misc]
-            sb3_zip.full_params(params, extras), exact_match=exact_match, device=device
-        )
+        full = sb3_zip.full_params(params, extras)
+        try:
+            super().set_parameters(full, exact_match=exact_match, device=device)  # type: ignore[misc]
+        except ValueError as exc:  # a kept optimizer state that fits no optimizer of this agent
+            sb3_form = {k: params[k] if "optimizer" in k and k in params else v for k, v in full.items()}
+            if all(sb3_form[k] is full[k] for k in full):
+                raise
+            warnings.warn(
+                f"the saved optimizer state does not fit this agent's optimizer ({exc}); "
+                "its SB3-form state is used instead",
+                stacklevel=2,
+            )
+            super().set_parameters(sb3_form, exact_match=exact_match, device=device)  # type: ignore[misc]
 
     def _saved_entries(self, exclude: Any, include: Any) -> dict[str, Any]:
         """The attributes SB3's ``save`` writes to ``data`` (the same exclusions, in the same way)."""

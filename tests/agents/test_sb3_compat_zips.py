@@ -358,3 +358,20 @@ def test_every_dqn_surgery_declares_what_the_check_finds(surgeries, tiny_kwargs,
     plain = sb3.DQN.load(tmp_path / "m.zip", **env)
     obs = observation_batch(model)
     np.testing.assert_array_equal(greedy(plain, obs), greedy(model, obs))
+
+
+def test_an_optimizer_over_online_and_target_parameters_loads_with_a_warning(tmp_path):
+    """SB3 < 2.4's layout (found by SB3's test_save_load_no_target_params): the kept optimizer
+    state fits no optimizer of the loaded agent, so the SB3-form one is used, with a warning."""
+    import torch as th
+
+    import rlsurgery as rls
+
+    model = rls.SurgicalDQN("MlpPolicy", "CartPole-v1", learning_starts=0, buffer_size=100, seed=0)
+    model.policy.optimizer = th.optim.Adam(model.policy.parameters(), lr=1e-3)
+    model.learn(64)
+    model.save(tmp_path / "m.zip")
+    with pytest.warns(UserWarning, match="optimizer state does not fit"):
+        loaded = rls.SurgicalDQN.load(tmp_path / "m.zip")
+    for name, value in model.policy.state_dict().items():
+        assert th.equal(loaded.policy.state_dict()[name], value), name
