@@ -15,6 +15,7 @@ import rlsurgery as rls
 from rlsurgery import SurgicalDQN, catalog
 from rlsurgery.exploration.noisy_nets import noise_disabled
 from rlsurgery.nets.surgery import NetworkSurgery
+from tests.helpers import save_cartpole_expert
 
 IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "dqn" in e.surgery.families]
 RAINBOW = [
@@ -59,12 +60,7 @@ REQUIRED = {
 @pytest.fixture(scope="module")
 def expert(tmp_path_factory):
     """A CartPole PPO expert (hand-set linear controller) for the imitation surgeries."""
-    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
-    path = tmp_path_factory.mktemp("expert") / "expert.zip"
-    model.save(path)
-    return path
+    return save_cartpole_expert(tmp_path_factory.mktemp("expert"))
 
 
 #: surgeries that work on what another surgery builds (stochastic depth drops residual blocks)

@@ -25,6 +25,7 @@ from rlsurgery.agents import sb3_zip
 from rlsurgery.core.model_zip import NeedsRlsurgeryError
 from rlsurgery.nets.masks import is_masked
 from tests.hardening.files import run_cli
+from tests.helpers import save_cartpole_expert
 
 #: small settings per algorithm: (surgical class, plain SB3 class, env, keyword arguments)
 ALGOS = {
@@ -324,13 +325,8 @@ def test_every_declared_architecture_change_fails_the_check(key, tmp_path, monke
 
 @pytest.fixture(scope="module")
 def expert(tmp_path_factory):
-    """A CartPole PPO expert for the imitation surgeries (as in tests/test_roundtrip.py)."""
-    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
-    path = tmp_path_factory.mktemp("expert") / "expert.zip"
-    model.save(path)
-    return path
+    """A CartPole PPO expert (hand-set linear controller) for the imitation surgeries."""
+    return save_cartpole_expert(tmp_path_factory.mktemp("expert"))
 
 
 def _roundtrip_cases():
