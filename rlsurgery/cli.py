@@ -216,7 +216,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if video is not None:
         check_renderable(str(env_id), env_kwargs)  # before the evaluation: nothing runs in vain
     model = load(args.model, device=args.device, trust=args.trust)
+    zoo_env = zoo is not None and env_id == zoo.env_id  # the run's wrappers and statistics apply
     with trusted_zips(args.trust):  # an rl-zoo3 run's VecNormalize statistics are a pickle
+        wrappers = {
+            "wrap": zoo.wrap if zoo_env else None,  # type: ignore[union-attr]
+            "env_wrapper": zoo.env_wrapper() if zoo_env else None,  # type: ignore[union-attr]
+        }
         result = evaluate_model(
             model,
             env_id,
@@ -224,24 +229,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             seed=args.seed,
             deterministic=not args.stochastic,
             env_kwargs=env_kwargs,
-            wrap=zoo.wrap if zoo is not None and env_id == zoo.env_id else None,
-            env_wrapper=zoo.env_wrapper() if zoo is not None and env_id == zoo.env_id else None,
+            **wrappers,
         )
-    result["model"] = str(args.model)
-    if video is not None:
-        result["video"] = str(
-            record_video(
-                model,
-                str(env_id),
-                video,
-                episodes=args.video_episodes or 1,
-                seed=args.seed,
-                deterministic=not args.stochastic,
-                env_kwargs=env_kwargs,
-                max_frames=args.video_length or DEFAULT_MAX_FRAMES,
-                force=args.force,
+        result["model"] = str(args.model)
+        if video is not None:  # the video sees what the evaluation saw
+            result["video"] = str(
+                record_video(
+                    model,
+                    str(env_id),
+                    video,
+                    episodes=args.video_episodes or 1,
+                    seed=args.seed,
+                    deterministic=not args.stochastic,
+                    env_kwargs=env_kwargs,
+                    max_frames=args.video_length or DEFAULT_MAX_FRAMES,
+                    force=args.force,
+                    **wrappers,
+                )
             )
-        )
     if args.json:
         _print_json(result)
     else:

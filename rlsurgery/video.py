@@ -32,6 +32,7 @@ import numpy as np
 from gymnasium.wrappers import RenderCollection
 from PIL import Image
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from rlsurgery.core.checks import MAX_SEED, check_int, check_optional_int
 from rlsurgery.core.errors import SurgeryError
@@ -152,6 +153,24 @@ class _Writer:
                 self.file.close()
 
 
+def _recording_env(
+    env_id: str, env_kwargs: dict[str, Any] | None, env_wrapper: Any, wrap: Any, seed: int
+) -> tuple[VecEnv, RenderCollection]:
+    """A one-env VecEnv as evaluation builds it (``env_wrapper`` on the env, ``wrap`` on the VecEnv),
+    with a frame collector innermost, under any wrapper: the frames are the env's own pictures."""
+    collector = RenderCollection(_make_env(env_id, env_kwargs), pop_frames=True, reset_clean=False)
+    env: gym.Env = env_wrapper(collector) if env_wrapper is not None else collector
+    venv: VecEnv = DummyVecEnv([lambda: env])
+    venv.seed(seed)  # the first reset only, as make_vec_env seeds evaluation's env
+    if wrap is not None:
+        try:
+            venv = wrap(venv)
+        except BaseException:
+            venv.close()
+            raise
+    return venv, collector
+
+
 def record_video(
     model: BaseAlgorithm,
     env_id: str,
@@ -165,12 +184,17 @@ def record_video(
     fps: float | None = None,
     max_width: int | None = None,
     force: bool = False,
+    wrap: Any = None,
+    env_wrapper: Any = None,
 ) -> Path:
     """Record ``episodes`` episodes of ``model`` on a fresh ``env_id`` env into ``path`` (.mp4 or .gif).
 
-    Each episode gives its reset frame and one frame per step; recording stops after ``episodes``
+    Each episode gives its reset frame and one frame per env step; recording stops after ``episodes``
     episodes or at ``max_frames`` frames, whichever comes first. A GIF player shows identical
-    consecutive frames as one longer frame (Pillow merges them).
+    consecutive frames as one longer frame (Pillow merges them). The model sees the observations
+    that :func:`~rlsurgery.training.evaluate_model` gives it with the same ``env_wrapper`` and
+    ``wrap`` (an rl-zoo3 run's wrappers, frame stack and ``VecNormalize`` statistics); the video
+    shows the env's own frames.
 
     :param model: any SB3 model (its ``predict`` is called on the env's observations)
     :param env_id: Gymnasium id; it must render ``rgb_array`` frames
@@ -183,6 +207,8 @@ def record_video(
     :param fps: frames per second (default: the env's ``metadata["render_fps"]``, else 30)
     :param max_width: downscale frames wider than this (keeping their aspect), e.g. for small GIFs
     :param force: replace an existing file at ``path``
+    :param wrap: wraps the VecEnv (``VecEnv -> VecEnv``), as in evaluation
+    :param env_wrapper: wraps the env (``gym.Env -> gym.Env``), as in evaluation
     :return: ``path``
     :raises VideoError: a bad ``path`` (:func:`check_video_path`), an env that cannot render
     :raises SettingError: ``episodes`` or ``max_frames`` < 1, a bad ``seed``
@@ -193,39 +219,39 @@ def record_video(
     max_frames = check_optional_int(max_frames, "max_frames", 1)
     max_width = check_optional_int(max_width, "max_width", 2)
     check_renderable(env_id, env_kwargs)
-    env = RenderCollection(_make_env(env_id, env_kwargs), pop_frames=True, reset_clean=True)
+    venv, collector = _recording_env(env_id, env_kwargs, env_wrapper, wrap, seed)
     partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    writer = _Writer(partial, float(fps) if fps else render_fps(env))
     written = 0
+    writer: _Writer | None = None
 
-    def flush() -> bool:  # write the collected frames; whether the cap is reached
+    def write(frames: list[np.ndarray]) -> bool:  # whether the cap is reached
         nonlocal written
-        for frame in env.render():
+        for frame in frames:
             if max_frames is not None and written >= max_frames:
                 return True
-            writer.write(_downscaled(frame, max_width))
+            writer.write(_downscaled(frame, max_width))  # type: ignore[union-attr]
             written += 1
         return max_frames is not None and written >= max_frames
 
     try:
-        full = False
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed if episode == 0 else None)
-            state, start, done = None, np.ones((1,), dtype=bool), False
-            while not (full := flush()) and not done:
-                action, state = model.predict(
-                    obs, state=state, episode_start=start, deterministic=deterministic
-                )
-                obs, _, terminated, truncated, _ = env.step(action)
-                start, done = np.zeros((1,), dtype=bool), terminated or truncated
-            if full:
-                break
+        obs = venv.reset()
+        writer = _Writer(partial, float(fps) if fps else render_fps(collector))
+        state, start, finished = None, np.ones((1,), dtype=bool), 0
+        while not write(collector.render()):
+            action, state = model.predict(obs, state=state, episode_start=start, deterministic=deterministic)
+            obs, _, start, _ = venv.step(action)
+            if start[0]:  # the VecEnv has reset: the collector holds the next episode's first frame
+                finished += 1
+                if finished == episodes:
+                    write(collector.render()[:-1])
+                    break
         writer.close()
         os.replace(partial, path)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         partial.unlink(missing_ok=True)
         raise
     finally:
-        env.close()
+        venv.close()
     return path

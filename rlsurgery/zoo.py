@@ -82,14 +82,13 @@ class ZooRun:
         return get_wrapper_class(self.hyperparams)
 
     def wrap(self, venv: Any) -> Any:
-        """``venv`` as the run trained on it: frames stacked (``frame_stack``), observations normalised
-        with the saved statistics (``vecnormalize.pkl``)."""
+        """``venv`` as the run trained on it: observations normalised with the saved statistics
+        (``vecnormalize.pkl``), then frames stacked (``frame_stack``), in rl-zoo3's order."""
         from stable_baselines3.common.vec_env import VecFrameStack
 
+        venv = self.load_vecnormalize(venv)
         frames = self.hyperparams.get("frame_stack")
-        if frames:
-            venv = VecFrameStack(venv, int(frames))
-        return self.load_vecnormalize(venv)
+        return VecFrameStack(venv, int(frames)) if frames else venv
 
     def load_vecnormalize(self, venv: Any) -> Any:
         """``venv`` wrapped in the run's saved ``VecNormalize`` (statistics frozen, rewards raw), or

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageSequence
 
 import rlsurgery as rls
 from rlsurgery.core.errors import ModelFileError
@@ -192,3 +193,17 @@ def test_a_run_with_stacked_frames_and_an_env_wrapper_is_evaluated_as_it_trained
     assert_refused(run_cli(capsys, "evaluate", run, "--episodes", "1"), "--trust")
     with pytest.raises(rls.UntrustedModelError, match="TimeFeatureWrapper"):
         find_zoo_run(run).env_wrapper()
+
+
+def test_the_video_of_a_zoo_run_sees_what_its_evaluation_sees(tmp_path_factory, capsys):
+    logs = tmp_path_factory.mktemp("zoo_video")
+    run = zoo_train(logs, "ppo", "CartPole-v1", 128, "frame_stack:2", "normalize:True", "n_steps:64",
+                    "batch_size:64", "n_envs:1", "env_wrapper:'rl_zoo3.wrappers.TimeFeatureWrapper'")  # fmt: skip
+    video = logs / "clip.gif"
+    result = run_cli(capsys, "evaluate", run, "--episodes", "2", "--video", video, "--video-episodes", "2",
+                     "--trust", "--json")  # fmt: skip
+    assert result.code == 0, result.err  # a plain env's 4 numbers would not fit the 10 the model takes
+    lengths = json.loads(result.out)["lengths"]
+    with Image.open(video) as gif:  # Pillow merges equal frames; their durations add up to every frame
+        shown = sum(frame.info["duration"] for frame in ImageSequence.Iterator(gif))
+    assert shown == min(sum(lengths) + 2, 1000) * 20  # a reset frame per episode, one per step; 50 fps
