@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import io
 import tempfile
 import warnings
+from abc import ABCMeta
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
-from stable_baselines3.common.base_class import maybe_make_env
+from stable_baselines3.common.base_class import BaseAlgorithm, maybe_make_env
 
 from rlsurgery import catalog
 from rlsurgery.agents import sb3_zip
@@ -51,7 +53,42 @@ def env_id_of(env: Any) -> str | None:
         return None
 
 
-class SurgicalMixin:
+def surgery_objects(surgeries: Any) -> list[Surgery]:
+    """The ``surgeries`` argument of a surgical agent as surgery objects: ``None``, one spec or a list
+    of them (keys, ``"key:p=v,..."`` strings, mappings, :class:`Surgery` objects)."""
+    if surgeries is None:
+        items: list[Any] = []
+    elif isinstance(surgeries, (list, tuple)):
+        items = list(surgeries)
+    else:
+        items = [surgeries]
+    for item in items:
+        if isinstance(item, type):
+            raise ParameterError(
+                f"surgeries: got the class {item.__name__}; pass an instance ({item.__name__}(...)) "
+                "or a spec string such as 'key:param=value'"
+            )
+    return [s if isinstance(s, Surgery) else catalog.create(s) for s in items]
+
+
+class SurgicalAgentMeta(ABCMeta):
+    """The metaclass of the surgical agents: ``SurgicalPPO(ppo_model)`` (a plain SB3 model in place of
+    ``policy``) converts the model (:meth:`SurgicalMixin.from_model`) instead of building an agent;
+    any other call builds one with SB3's arguments, as the class's ``__init__`` documents."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        policy = args[0] if args else kwargs.get("policy")
+        if isinstance(policy, BaseAlgorithm):
+            return cls._from_model_call(*args, **kwargs)  # type: ignore[attr-defined]
+        return super().__call__(*args, **kwargs)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:  # help() and IDEs show __init__'s, not __call__'s
+        signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return signature.replace(parameters=list(signature.parameters.values())[1:])
+
+
+class SurgicalMixin(metaclass=SurgicalAgentMeta):
     """Mixed into SB3 algorithm subclasses: surgeries, provenance and the stage pipeline.
 
     The subclass defines ``algorithm_family`` (what surgeries check they support) and
@@ -80,19 +117,7 @@ class SurgicalMixin:
         self.rls_env_kwargs: dict[str, Any] = {}
         #: which class wrote a saved zip (read by ``rls.load``)
         self.rlsurgery_algorithm = type(self).__name__
-        if surgeries is None:
-            items: list[Any] = []
-        elif isinstance(surgeries, (list, tuple)):
-            items = list(surgeries)
-        else:
-            items = [surgeries]
-        for item in items:
-            if isinstance(item, type):
-                raise ParameterError(
-                    f"surgeries: got the class {item.__name__}; pass an instance ({item.__name__}(...)) "
-                    "or a spec string such as 'key:param=value'"
-                )
-        objects = [s if isinstance(s, Surgery) else catalog.create(s) for s in items]
+        objects = surgery_objects(surgeries)
         self._check_duplicates(objects)
         #: surgeries waiting for their ``at_step`` (logged as "scheduled" until applied)
         self._scheduled = [s for s in objects if s.at_step is not None]
@@ -449,11 +474,39 @@ class SurgicalMixin:
         return {k: v for k, v in self.__dict__.items() if k not in excluded}
 
     @classmethod
-    def from_model(cls, model: Any) -> Any:
+    def _from_model_call(
+        cls, policy: BaseAlgorithm, env: Any = None, *others: Any, surgeries: Any = None, **named: Any
+    ) -> Any:
+        """``Cls(model, env=None, surgeries=None)``: ``model`` converted (:meth:`from_model`), on ``env``
+        if given, then each surgery applied to it as ``rls.operate`` applies it."""
+        given = [f"argument {i + 3}" for i in range(len(others))] + sorted(named)
+        given = [name for name in given if name != "policy"]
+        if given:
+            raise ParameterError(
+                f"{cls.__name__}(model, ...): the model brings its own settings; only env and surgeries "
+                f"go with it (got {', '.join(given)}); set the others on the model"
+            )
+        objects = surgery_objects(surgeries)
+        for surgery in objects:  # all checked before anything is converted
+            if not surgery.can_operate():
+                raise IncompatibleSurgeryError(
+                    f"{surgery.key}: cannot be applied to an existing model, only when an agent is built "
+                    f"({cls.__name__}('MlpPolicy', env, surgeries=[...]))"
+                )
+        agent = cls.from_model(policy, env=env)
+        for surgery in objects:
+            agent = surgery.operate(agent)
+        return agent
+
+    @classmethod
+    def from_model(cls, model: Any, env: Any = None) -> Any:
         """This surgical agent made from ``model``, a plain SB3 model of the parent algorithm, with
         its weights, optimizer state, counters, last observation, env and (the same) replay buffer;
         SB3's standard policies become this class's policies of the same name (same parameters).
-        ``rls.surgical(model)`` picks the class.
+        ``rls.surgical(model)`` picks the class; ``Cls(model)`` calls this.
+
+        :param model: the plain SB3 model (left as it was; its replay buffer is shared)
+        :param env: the environment of the result (default: ``model``'s)
 
         :raises IncompatibleSurgeryError: ``model`` is not of this class's SB3 algorithm
         """
@@ -471,7 +524,7 @@ class SurgicalMixin:
             model.save(path)
             converted = cls.load(
                 path,
-                env=model.get_env(),
+                env=model.get_env() if env is None else env,
                 device=model.device,
                 custom_objects=custom,
                 trust=True,

@@ -82,3 +82,37 @@ def test_each_surgical_class_converts_its_own_algorithm_only():
     assert type(rls.SurgicalPPO.from_model(plain)) is rls.SurgicalPPO
     with pytest.raises(rls.IncompatibleSurgeryError, match="needs a DQN, got a PPO"):
         rls.SurgicalDQN.from_model(plain)
+
+
+@pytest.mark.parametrize(("parent", "env_id", "kwargs", "expected"), CASES[:2], ids=["DQN", "PPO"])
+def test_the_constructor_takes_a_plain_model_in_place_of_a_policy(parent, env_id, kwargs, expected):
+    plain = parent("MlpPolicy", env_id, seed=0, policy_kwargs=dict(net_arch=[16]), **kwargs)
+    plain.learn(64)
+    converted = expected(plain)
+    assert type(converted) is expected and converted.num_timesteps == plain.num_timesteps
+    for name, value in plain.policy.state_dict().items():
+        assert th.equal(converted.policy.state_dict()[name], value), name
+    pruned = expected(plain, surgeries=["magnitude_pruning:amount=0.5"])  # applied as rls.operate does
+    assert [r["key"] for r in pruned.surgery_log] == ["magnitude_pruning"]
+    weights = [p for n, p in pruned.policy.named_parameters() if n.endswith("weight")]
+    assert sum(int((w == 0).sum()) for w in weights) >= 0.45 * sum(w.numel() for w in weights)
+    other = parent("MlpPolicy", env_id, seed=1, **kwargs).get_env()
+    assert expected(plain, other).get_env() is other
+    assert expected(policy=plain).num_timesteps == plain.num_timesteps
+
+
+def test_the_constructor_refuses_settings_and_build_time_surgeries_with_a_plain_model():
+    plain = DQN("MlpPolicy", "CartPole-v1", buffer_size=100, seed=0)
+    with pytest.raises(rls.ParameterError, match=r"SurgicalDQN\(model, \.\.\.\).*\(got learning_rate\)"):
+        rls.SurgicalDQN(plain, learning_rate=1e-3)
+    with pytest.raises(rls.IncompatibleSurgeryError, match="dueling_architecture: cannot be applied to an"):
+        rls.SurgicalDQN(plain, surgeries=["dueling_architecture"])
+    with pytest.raises(rls.IncompatibleSurgeryError, match="needs a DQN, got a PPO"):
+        rls.SurgicalDQN(PPO("MlpPolicy", "CartPole-v1", n_steps=16, batch_size=16))
+
+
+def test_help_shows_the_sb3_signature_not_the_conversion():
+    import inspect
+
+    assert list(inspect.signature(rls.SurgicalPPO).parameters)[:2] == ["policy", "env"]
+    assert "surgeries" in inspect.signature(rls.SurgicalPPO).parameters
