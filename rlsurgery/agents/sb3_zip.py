@@ -36,6 +36,13 @@ that policy computes what the surgical one computes. One mechanism decides and w
    loaded model predicts and trains on exactly as the saved one (same ``weight_orig``, masks and
    optimizer moments).
 
+5. **SB3's classes.** ``data`` names classes that SB3's ``load`` imports. Where rlsurgery's are
+   stand-ins for SB3's, the zip names SB3's (:func:`sb3_class_entries`): the surgical DQN policy
+   becomes SB3's ``DQNPolicy`` (``CnnPolicy``, ``MultiInputPolicy``: the same alias) — the check of
+   step 3 builds *that* class —, a replay buffer class becomes the SB3 buffer it extends, with the
+   keyword arguments SB3's accepts (prioritized replay's ``alpha`` does not go). So plain SB3 opens the
+   zip without rlsurgery installed; ``rls.load`` reads rlsurgery's classes from its plain-data copy.
+
 A model that needs rlsurgery is saved in rlsurgery's form (as before), and its ``data`` holds
 :data:`~rlsurgery.core.model_zip.PLAIN_LOAD_GUARD_KEY`: an object that plain SB3 unpickles (rlsurgery
 never does) and that raises, before any network is built, one line naming the surgeries and saying
@@ -46,6 +53,7 @@ to load the model with ``rls.load``. Either way ``data`` holds :data:`RECORD_KEY
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import zipfile
 from collections import OrderedDict
@@ -86,6 +94,8 @@ class SavePlan:
     """the JSON record under :data:`RECORD_KEY`"""
     extras: dict[str, Any] = field(default_factory=dict)
     """``{"modules": {name: {"keys": [...], "tensors": {...}}}, "replaced": {name: state dict}}``"""
+    data: dict[str, Any] = field(default_factory=dict)
+    """``data`` entries written in SB3's classes instead of the model's (:func:`sb3_class_entries`)"""
 
     @property
     def guard(self) -> PlainLoadGuard | None:
@@ -108,7 +118,8 @@ def plan_save(model: BaseAlgorithm, full: dict[str, Any]) -> SavePlan:
     blockers = declared_blockers(model)
     if blockers:
         return _needs_rlsurgery(full, blockers, "")
-    reference = reference_policy(model)
+    data = sb3_class_entries(model)
+    reference = reference_policy(model, data.get("policy_class"))
     params: dict[str, Any] = {}
     extras: dict[str, Any] = {"modules": {}, "replaced": {}}
     for name, state in full.items():
@@ -136,7 +147,37 @@ def plan_save(model: BaseAlgorithm, full: dict[str, Any]) -> SavePlan:
     if reason:
         return _needs_rlsurgery(full, _network_keys(model), reason)
     record = {"loads_in_sb3": True, "needs_rlsurgery": [], "reason": None}
-    return SavePlan(params, record, extras if extras["modules"] or extras["replaced"] else {})
+    return SavePlan(params, record, extras if extras["modules"] or extras["replaced"] else {}, data)
+
+
+def from_rlsurgery(cls: type) -> bool:
+    """Whether ``cls`` is defined in rlsurgery (importing it needs rlsurgery installed)."""
+    return cls.__module__ == "rlsurgery" or cls.__module__.startswith("rlsurgery.")
+
+
+def sb3_parent(model: BaseAlgorithm) -> type[BaseAlgorithm]:
+    """The SB3 (or sb3-contrib) algorithm class of ``model``: the first of its classes not rlsurgery's."""
+    return next(c for c in type(model).__mro__ if not from_rlsurgery(c))  # type: ignore[return-value]
+
+
+def sb3_class_entries(model: BaseAlgorithm) -> dict[str, Any]:
+    """The ``data`` entries naming rlsurgery classes, written with SB3's classes instead: ``policy_class``
+    (SB3's policy of the same alias), ``replay_buffer_class`` (the SB3 buffer it extends) with the
+    ``replay_buffer_kwargs`` that buffer accepts. Empty for a model that names only SB3's classes."""
+    entries: dict[str, Any] = {}
+    parent = sb3_parent(model)
+    if from_rlsurgery(model.policy_class):
+        for alias, cls in type(model).policy_aliases.items():
+            if model.policy_class is cls and alias in parent.policy_aliases:
+                entries["policy_class"] = parent.policy_aliases[alias]
+    buffer = getattr(model, "replay_buffer_class", None)
+    if isinstance(buffer, type) and from_rlsurgery(buffer):
+        base = next(c for c in buffer.__mro__ if not from_rlsurgery(c))
+        accepted = inspect.signature(base.__init__).parameters
+        entries["replay_buffer_class"] = base
+        kwargs = getattr(model, "replay_buffer_kwargs", None) or {}
+        entries["replay_buffer_kwargs"] = {k: v for k, v in kwargs.items() if k in accepted}
+    return entries
 
 
 def _needs_rlsurgery(full: dict[str, Any], keys: list[str], reason: str) -> SavePlan:
@@ -197,13 +238,15 @@ def _same(a: Any, b: Any) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- the check
-def reference_policy(model: BaseAlgorithm) -> nn.Module:
-    """The policy plain SB3's ``load`` builds for ``model``'s saved data (its RNG left as it was)."""
+def reference_policy(model: BaseAlgorithm, policy_class: type | None = None) -> nn.Module:
+    """The policy plain SB3's ``load`` builds for ``model``'s saved data (its RNG left as it was):
+    ``policy_class`` (the class the zip names; default the model's) with the saved ``policy_kwargs``."""
     kwargs = {k: v for k, v in model.policy_kwargs.items() if k != "device"}
     if isinstance(model, OnPolicyAlgorithm):
         kwargs["use_sde"] = model.use_sde
+    cls = policy_class or model.policy_class
     with th.random.fork_rng(devices=[]):
-        policy = model.policy_class(model.observation_space, model.action_space, model.lr_schedule, **kwargs)
+        policy = cls(model.observation_space, model.action_space, model.lr_schedule, **kwargs)
     return policy.to(model.device)
 
 

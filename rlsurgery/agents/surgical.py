@@ -419,6 +419,8 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
         self.__dict__["_rls_params_to_save"] = plan.params
         added = [SAVED_ATTRIBUTE, sb3_zip.RECORD_KEY, PLAIN_DATA_KEY, PLAIN_LOAD_GUARD_KEY]
         added.append("_rls_params_to_save")
+        kept = {key: self.__dict__[key] for key in plan.data if key in self.__dict__}
+        self.__dict__.update(plan.data)  # SB3's classes in data, after the plain copy kept ours
         try:
             if plan.extras and not isinstance(path, (str, Path)):  # a file object: extras appended after
                 buffer = io.BytesIO()
@@ -431,6 +433,7 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
         finally:
             for key in added:
                 self.__dict__.pop(key, None)
+            self.__dict__.update(kept)
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """The state dicts of the model (see SB3's ``get_parameters``); while saving, the ones written."""

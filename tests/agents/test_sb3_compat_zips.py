@@ -138,6 +138,8 @@ def test_plain_sb3_loads_and_acts_the_same(case, tmp_path):
     assert record_of(tmp_path / "m.zip") == {"loads_in_sb3": True, "needs_rlsurgery": [], "reason": None}
     plain = ALGOS[algo][1].load(tmp_path / "m.zip")
     assert type(plain) is ALGOS[algo][1]
+    classes = [type(plain.policy), getattr(plain, "replay_buffer_class", None) or object]
+    assert not any(sb3_zip.from_rlsurgery(c) for c in classes), classes  # SB3's own, nothing of ours
     obs = observations(model)
     np.testing.assert_array_equal(greedy(plain, obs), greedy(model, obs))
     # the plain model's weights are SB3's: no mask, no parametrization, the effective values
@@ -146,6 +148,45 @@ def test_plain_sb3_loads_and_acts_the_same(case, tmp_path):
     for name, layer in masked_layers(model).items():
         effective = (layer.weight_orig * layer.weight_mask).detach()
         th.testing.assert_close(plain.policy.get_submodule(name).weight, effective, rtol=0, atol=0)
+
+
+#: plain SB3 in a process where importing rlsurgery fails: load, act, train on
+WITHOUT_RLSURGERY = """
+import sys
+class NoRlsurgery:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "rlsurgery":
+            raise ImportError(f"{name}: rlsurgery is not installed here")
+sys.meta_path.insert(0, NoRlsurgery())
+import numpy as np
+from stable_baselines3 import DQN
+import gymnasium as gym
+model = DQN.load(sys.argv[1], env=gym.make("CartPole-v1"))
+actions = model.predict(np.load(sys.argv[2]), deterministic=True)[0]
+np.save(sys.argv[3], actions)
+model.learn(64)
+print(type(model.policy).__name__, type(model.replay_buffer).__name__)
+"""
+
+
+def test_plain_sb3_without_rlsurgery_installed_opens_a_pruned_prioritized_dqn(tmp_path):
+    import subprocess
+    import sys
+
+    model = make("dqn", ["prioritized_replay"], "magnitude_pruning:amount=0.5")
+    model.save(tmp_path / "m.zip")
+    obs = observations(model)
+    np.save(tmp_path / "obs.npy", obs)
+    script = tmp_path / "plain.py"
+    script.write_text(WITHOUT_RLSURGERY)
+    args = [tmp_path / "m.zip", tmp_path / "obs.npy", tmp_path / "actions.npy"]
+    done = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["DQNPolicy", "ReplayBuffer"]  # SB3's classes, not rlsurgery's
+    np.testing.assert_array_equal(np.load(tmp_path / "actions.npy"), greedy(model, obs))
+    again = rls.load(tmp_path / "m.zip")  # rlsurgery still reads its own classes from the zip
+    assert type(again.policy) is type(model.policy) and again.replay_buffer_class is model.replay_buffer_class
+    assert again.replay_buffer_kwargs == model.replay_buffer_kwargs
 
 
 @pytest.mark.parametrize("case", REPRESENTABLE, ids=case_id)
