@@ -66,20 +66,10 @@ def name_list(text: str) -> list[str]:
 
 def model_file(path: str) -> str:
     """The model zip ``path`` names: a zip, an rlsurgery run folder (its ``model.zip``) or an rl-zoo3
-    run folder (its model); any other folder is refused by name."""
-    from rlsurgery.core.errors import ModelFileError
+    run folder (its model); any other folder is refused by name (``ModelFileError``)."""
     from rlsurgery.zoo import model_source
 
-    if not Path(path).is_dir():
-        return path
-    try:
-        return str(model_source(path)[0])
-    except ModelFileError as exc:
-        if "not an rl-zoo3" in str(exc) or "without its model" in str(exc) or "names no" in str(exc):
-            raise
-        raise IsADirectoryError(
-            f"{path} is a folder, not a model zip (nor an rlsurgery or rl-zoo3 run folder)"
-        ) from None
+    return str(model_source(path)[0]) if Path(path).is_dir() else path
 
 
 def _print_json(data: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 import rlsurgery.bench.suites
 from rlsurgery.cli import main
+from rlsurgery.core.errors import ModelFileError
 from tests.hardening.cli_cases import train_tiny_model, with_data
 from tests.hardening.files import assert_refused, run_cli
 
@@ -118,7 +119,7 @@ def test_a_run_folder_is_its_model(tmp_path, capsys):
 
 
 def test_debug_also_shows_a_users_mistake(tmp_path):
-    with pytest.raises(IsADirectoryError, match="is a folder, not a model zip"):
+    with pytest.raises(ModelFileError, match="is a folder, not a model zip"):
         main(["--debug", "inspect", str(tmp_path)])
 
 
