@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 def scaled_noise(size: int, device: th.device) -> th.Tensor:
     """f(ε) = sgn(ε) √|ε| with ε ~ N(0, I)."""
     eps = th.randn(size, device=device)
-    return eps.sign() * eps.abs().sqrt()
+    return eps.abs().sqrt_().copysign_(eps)
 
 
 class NoisyLinear(nn.Module):
@@ -85,26 +85,38 @@ class NoisyLinear(nn.Module):
     @th.no_grad()
     def reset_noise(self) -> None:
         """Draw new ε_in and ε_out."""
-        self.eps_in.copy_(scaled_noise(self.in_features, self.eps_in.device))
-        self.eps_out.copy_(scaled_noise(self.out_features, self.eps_out.device))
+        self.set_noise(scaled_noise(self.in_features + self.out_features, self.eps_in.device))
+
+    @th.no_grad()
+    def set_noise(self, noise: th.Tensor) -> None:
+        """ε_in, ε_out = the first ``in_features`` and the next ``out_features`` values of ``noise``
+        (already scaled by f)."""
+        self.eps_in.copy_(noise[: self.in_features])
+        self.eps_out.copy_(noise[self.in_features : self.in_features + self.out_features])
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         """y = (μ_w + σ_w ε_w) x + μ_b + σ_b ε_b (or the mean layer when noise is off)."""
         if not self.noise_enabled:
             return F.linear(x, self.weight_mu, self.bias_mu)
-        weight = self.weight_mu + self.weight_sigma * th.outer(self.eps_out, self.eps_in)
-        bias = None if self.bias_mu is None else self.bias_mu + self.bias_sigma * self.eps_out
+        weight = th.addcmul(self.weight_mu, self.weight_sigma, th.outer(self.eps_out, self.eps_in))
+        bias = None if self.bias_mu is None else th.addcmul(self.bias_mu, self.bias_sigma, self.eps_out)
         return F.linear(x, weight, bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, sigma0={self.sigma0}"
 
 
+@th.no_grad()
 def reset_noise(module: nn.Module) -> None:
-    """Resample the noise of every :class:`NoisyLinear` inside ``module``."""
-    for m in module.modules():
-        if isinstance(m, NoisyLinear):
-            m.reset_noise()
+    """Resample the noise of every :class:`NoisyLinear` inside ``module``: one draw for all of them."""
+    layers = [m for m in module.modules() if isinstance(m, NoisyLinear)]
+    if not layers:
+        return
+    noise = scaled_noise(sum(m.in_features + m.out_features for m in layers), layers[0].eps_in.device)
+    start = 0
+    for m in layers:
+        m.set_noise(noise[start:])
+        start += m.in_features + m.out_features
 
 
 @contextlib.contextmanager

@@ -65,17 +65,25 @@ def categorical_projection(
     ...                        th.tensor([0.0, 1.0, 2.0]))
     tensor([[0.0000, 0.5000, 0.5000]])
     """
-    v_min, v_max = support[0], support[-1]
-    delta_z = support[1] - support[0]
+    v_min, v_max, n_atoms = support[0], support[-1], support.shape[0]
+    delta_z = (v_max - v_min) / (n_atoms - 1)  # not support[1] - support[0]: less round-off
     rewards = rewards.reshape(-1, 1)
     not_done = 1 - dones.reshape(-1, 1)
     if isinstance(discounts, th.Tensor):
         discounts = discounts.reshape(-1, 1)
     shifted = (rewards + not_done * discounts * support.view(1, -1)).clamp(v_min, v_max)  # (B, K)
-    # weight of source atom j on target atom i: the triangle kernel [1 - |Tz_j - z_i| / Δz]_0^1
-    distance = (shifted.unsqueeze(1) - support.view(1, -1, 1)).abs()  # (B, K_target, K_source)
-    kernel = (1 - distance / delta_z).clamp(min=0)
-    return th.bmm(kernel, next_probs.unsqueeze(-1)).squeeze(-1)
+    # the triangle kernel [1 - |Tz_j - z_i| / Δz]_0^1 is non-zero on the two atoms around Tz_j only:
+    # position b_j = (Tz_j - v_min) / Δz in [0, K-1] gives 1 - frac to atom l_j and frac to l_j + 1
+    position = ((shifted - v_min) / delta_z).clamp_(0, n_atoms - 1)  # round-off kept inside
+    lower = position.floor().clamp_(max=n_atoms - 2)  # b_j = K-1 goes to l = K-2 with frac = 1
+    upper_share = position - lower
+    rows = th.arange(next_probs.shape[0], device=next_probs.device).view(-1, 1) * n_atoms
+    index = (lower.long() + rows).view(-1)
+    upper_mass = (next_probs * upper_share).view(-1)
+    projected = th.zeros(next_probs.numel(), dtype=next_probs.dtype, device=next_probs.device)
+    projected.index_add_(0, index, next_probs.reshape(-1) - upper_mass)
+    projected.index_add_(0, index + 1, upper_mass)
+    return projected.view_as(next_probs)
 
 
 def categorical_cross_entropy(logits: th.Tensor, target_probs: th.Tensor) -> th.Tensor:

@@ -2,8 +2,8 @@
 
 An independent implementation of the Rainbow network and update (dueling C51 head with
 factorised noisy layers; double-Q next action; n-step target through the batch's
-``discounts``; projection by floor/ceil index arithmetic rather than the triangle kernel
-the library uses; importance-weighted cross-entropy; priorities = per-sample loss). The
+``discounts``; projection by floor/ceil index arithmetic with its own
+handling of atoms hit exactly; importance-weighted cross-entropy; priorities = per-sample loss). The
 composed surgeries must match it numerically.
 """
 
@@ -24,10 +24,12 @@ class PlainNoisyLinear(nn.Module):
         self.eps_in = th.zeros(fan_in)
         self.eps_out = th.zeros(fan_out)
 
-    def resample(self) -> None:
-        for eps in (self.eps_in, self.eps_out):
-            x = th.randn(eps.shape[0])
-            eps.copy_(x.sign() * x.abs().sqrt())
+    def size(self) -> int:
+        return self.eps_in.shape[0] + self.eps_out.shape[0]
+
+    def take(self, noise: th.Tensor) -> None:
+        self.eps_in.copy_(noise[: self.eps_in.shape[0]])
+        self.eps_out.copy_(noise[self.eps_in.shape[0] : self.size()])
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         w = self.w_mu + self.w_sigma * self.eps_out[:, None] * self.eps_in[None, :]
@@ -45,6 +47,15 @@ class PlainRainbowNet(nn.Module):
         self.value_out = PlainNoisyLinear(hidden, n_atoms)
         self.adv_hidden = PlainNoisyLinear(hidden, hidden)
         self.adv_out = PlainNoisyLinear(hidden, n_actions * n_atoms)
+
+    def resample(self) -> None:
+        """New noise: one draw of N(0, 1) for the whole network, f(x) = sgn(x) √|x|, cut into each
+        layer's ε_in, ε_out in layer order (the library's convention: one draw per network)."""
+        x = th.randn(sum(layer.size() for layer in self.layers()))
+        noise = x.sign() * x.abs().sqrt()
+        for layer in self.layers():
+            layer.take(noise)
+            noise = noise[layer.size() :]
 
     def layers(self) -> list[PlainNoisyLinear]:
         """In the order the library defines its layers: trunk, value stream, advantage stream."""

@@ -64,14 +64,14 @@ def test_composed_surgeries_match_plain_rainbow_for_several_updates():
         model.policy.optimizer.step()
         th.manual_seed(100 + step)
         model._pipeline.run_all("after_update", model, batch)
-        # the plain update, with the same noise draws (online layers, then target layers)
+        # the plain update, with the same noise draws (the online network, then the target)
         optimizer.zero_grad()
         ref_loss.backward()
         th.nn.utils.clip_grad_norm_(online.parameters(), model.max_grad_norm)
         optimizer.step()
         th.manual_seed(100 + step)
-        for layer in online.layers() + target.layers():
-            layer.resample()
+        online.resample()
+        target.resample()
         # priorities written from the per-sample loss
         unique, counts = np.unique(batch.indices, return_counts=True)
         once = unique[counts == 1]

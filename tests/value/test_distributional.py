@@ -64,6 +64,34 @@ def test_projection_conserves_mass_and_handles_batches():
     th.testing.assert_close((projected * support).sum(1)[inside], expected_mean[inside], rtol=0, atol=1e-4)
 
 
+def dense_projection(next_probs, rewards, dones, discounts, support):
+    """The definition, m_i = Σ_j [1 - |Tz_j - z_i| / Δz]_0^1 p_j, as a dense (B, K, K) kernel."""
+    shifted = (rewards.view(-1, 1) + (1 - dones.view(-1, 1)) * discounts * support).clamp(
+        support[0], support[-1]
+    )
+    kernel = (1 - (shifted.unsqueeze(1) - support.view(1, -1, 1)).abs() / (support[1] - support[0])).clamp(
+        min=0
+    )
+    return th.bmm(kernel, next_probs.unsqueeze(-1)).squeeze(-1)
+
+
+@pytest.mark.parametrize("n_atoms", [2, 3, 51])
+def test_projection_is_the_triangle_kernel_of_the_definition(n_atoms):
+    gen = th.Generator().manual_seed(n_atoms)
+    support = th.linspace(-10, 10, n_atoms)
+    probs = th.softmax(th.randn(256, n_atoms, generator=gen), dim=1)
+    rewards = th.randn(256, 1, generator=gen) * 8
+    rewards[:32] = th.round(rewards[:32])  # shifted atoms that land exactly on an atom
+    rewards[32:40] = th.tensor([-30.0, 30.0]).repeat(4).view(-1, 1)  # the whole mass beyond an end
+    dones = (th.rand(256, 1, generator=gen) < 0.2).float()
+    discounts = th.full((256, 1), 0.99)
+    discounts[:32] = 1.0
+    projected = categorical_projection(probs, rewards, dones, discounts, support)
+    expected = dense_projection(probs, rewards, dones, discounts, support)
+    th.testing.assert_close(projected, expected, rtol=0, atol=1e-5)  # linspace's atoms: round-off
+    assert (projected >= 0).all()
+
+
 def test_cross_entropy_matches_definition():
     logits = th.randn(4, 5)
     target = th.softmax(th.randn(4, 5), dim=1)
