@@ -145,6 +145,24 @@ def test_a_run_in_the_zoo_layout_is_played_by_rl_zoo3_enjoy(tmp_path, capsys):
     )
     assert run_cli(capsys, *args).code == 0  # the next run gets the next number, as the zoo counts
     assert (logs / "dqn" / "CartPole-v1_2" / "CartPole-v1.zip").is_file()
+    # rl-zoo3's training plot reads the runs' monitor files: one curve per run
+    plotted = subprocess.run(
+        [sys.executable, "-c", PLOT_TRAIN, str(logs)], check=True, capture_output=True, text=True, timeout=120
+    )
+    assert plotted.stdout.split() == ["CartPole-v1_1", "CartPole-v1_2"]
+
+
+#: run rl-zoo3's plot_train on a log folder (headless) and print the labels of its curves
+PLOT_TRAIN = """
+import sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from rl_zoo3.plots.plot_train import plot_train
+sys.argv = ["plot_train", "-a", "dqn", "-e", "CartPole-v1", "-f", sys.argv[1], "-w", "2"]
+plot_train()
+print(" ".join(sorted(line.get_label() for line in plt.gca().lines)))
+"""
 
 
 def test_operate_writes_the_next_zoo_run_that_enjoy_plays(dqn_run, capsys):
