@@ -200,16 +200,19 @@ def study_tables(results: StudyResults, reps: int = 2000, seed: int = 0) -> dict
     :param results: the study's results
     :param reps: bootstrap replications of the aggregate and improvement CIs
     :param seed: seed of the bootstraps
-    :return: ``runs``, ``per_env``, ``aggregate``, ``improvement`` when the study has a baseline,
-        and ``metrics`` when it kept logger values
+    :return: ``runs``, ``per_env``, ``aggregate`` (final scores), ``aggregate_auc`` (areas under
+        the evaluation curves), ``improvement`` and ``improvement_auc`` when the study has a
+        baseline, and ``metrics`` when it kept logger values
     """
     tables = {
         "runs": results.runs,
         "per_env": stats.per_env_table(results),
         "aggregate": stats.aggregate_table(results, reps=reps, seed=seed),
+        "aggregate_auc": stats.aggregate_table(results, reps=reps, seed=seed, score="auc"),
     }
     if results.baseline is not None:
         tables["improvement"] = stats.improvement_table(results, reps=reps, seed=seed)
+        tables["improvement_auc"] = stats.improvement_table(results, reps=reps, seed=seed, score="auc")
     if not results.metrics.empty:
         tables["metrics"] = stats.metrics_table(results)
     return tables
@@ -247,7 +250,7 @@ def _write_plots(
 
 
 def _write_tables(tables: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
-    for optional in ("improvement", "metrics"):
+    for optional in ("improvement", "improvement_auc", "metrics"):
         (tables_dir / f"{optional}.csv").unlink(missing_ok=True)
     paths = {}
     for name, table in tables.items():
@@ -426,6 +429,21 @@ def report_html(
             _figures(plot_paths, "aggregate_intervals", "performance_profiles"),
         ),
     ]
+    sample_efficiency = [
+        '<p class="note">Area under the evaluation curve: per run, the mean of its normalized evaluation '
+        "scores over all its evaluations (higher: good sooner); seeds finished on every environment; 95% "
+        "stratified-bootstrap confidence intervals (rliable).</p>",
+        _html_table(_aggregate_display(tables["aggregate_auc"]), "aggregate-auc", no_aggregate),
+    ]
+    if "improvement_auc" in tables:
+        sample_efficiency.append(
+            _html_table(
+                _improvement_display(tables["improvement_auc"]),
+                "improvement-auc",
+                "Nothing to compare with the baseline yet.",
+            )
+        )
+    sections.append(_html_section("Sample efficiency", *sample_efficiency))
     if "improvement" in tables:
         sections.append(
             _html_section(
@@ -564,7 +582,9 @@ def summary_text(
     """A compact plain-text summary for a terminal (no colors, fine in a pipe).
 
     One row per variant; per environment the mean ± std of the final score over finished seeds
-    with ``(done/failed)`` run counts; then the IQM of normalized scores with its 95% CI.
+    with ``(done/failed)`` run counts; then the IQMs of normalized final scores and of normalized
+    areas under the evaluation curves (sample efficiency), with 95% CIs, and a line when the
+    variant that ends best is not the one that learns soonest (:func:`leaders_line`).
 
     :param results: the study's results
     :param reps: bootstrap replications of the IQM's CI
@@ -582,6 +602,11 @@ def summary_text(
     per_env = (tables["per_env"] if tables else stats.per_env_table(results)).set_index(["variant", "env_id"])
     aggregate = tables["aggregate"] if tables else stats.aggregate_table(results, reps=reps, seed=seed)
     aggregate = aggregate.set_index("variant")
+    if tables:
+        auc = tables["aggregate_auc"]
+    else:
+        auc = stats.aggregate_table(results, reps=reps, seed=seed, score="auc")
+    auc = auc.set_index("variant")
     env_ids = stats.study_env_ids(results)
     rows = []
     for variant in stats.study_variants(results):
@@ -593,14 +618,42 @@ def summary_text(
             cell = per_env.loc[(variant, env_id)]
             run_counts = f"({int(cell['n_done'])}/{int(cell['n_failed'])})"
             row.append(f"{format_mean_std(cell['mean'], cell['std'])} {run_counts}")
-        if variant in aggregate.index:
-            scores = aggregate.loc[variant]
-            row.append(format_interval(scores["iqm"], scores["iqm_low"], scores["iqm_high"]))
-        else:
-            row.append(MISSING)
+        for table in (aggregate, auc):
+            if variant in table.index:
+                scores = table.loc[variant]
+                row.append(format_interval(scores["iqm"], scores["iqm_low"], scores["iqm_high"]))
+            else:
+                row.append(MISSING)
         rows.append(row)
+    header = ["variant", *env_ids, "final IQM [95% CI]", "AUC IQM [95% CI]"]
     legend = (
         "cells: final score mean ± std over finished seeds (done/failed runs); "
-        "IQM: normalized, seeds finished on every env, 95% CI"
+        "IQMs: normalized, seeds finished on every env, 95% CI; final: last evaluation, "
+        "AUC: mean of all evaluations (sample efficiency)"
     )
-    return "\n".join([title, _text_table(["variant", *env_ids, "IQM [95% CI]"], rows), legend])
+    lines = [title, _text_table(header, rows), legend]
+    verdict = leaders_line(aggregate, auc)
+    return "\n".join([*lines, verdict] if verdict else lines)
+
+
+def leaders_line(final: pd.DataFrame, auc: pd.DataFrame) -> str:
+    """One line when the variant with the best final IQM is not the one with the best AUC IQM (each
+    table indexed by variant), so a reader sees that one learned sooner and the other ended higher;
+    "" when one variant leads both, or with fewer than two variants.
+
+    >>> final = pd.DataFrame({"iqm": [0.9, 0.8]}, index=["dqn", "per"])
+    >>> auc = pd.DataFrame({"iqm": [0.5, 0.7]}, index=["dqn", "per"])
+    >>> leaders_line(final, auc)
+    'per learns sooner (best AUC IQM 0.700 vs 0.500) while dqn ends higher (best final IQM 0.900 vs 0.800)'
+    """
+    final, auc = final["iqm"].dropna(), auc["iqm"].dropna()
+    if len(final) < 2 or len(auc) < 2:
+        return ""
+    best_final, best_auc = str(final.idxmax()), str(auc.idxmax())
+    if best_final == best_auc or best_final not in auc.index or best_auc not in final.index:
+        return ""
+    return (
+        f"{best_auc} learns sooner (best AUC IQM {format_number(auc[best_auc])} vs "
+        f"{format_number(auc[best_final])}) while {best_final} ends higher (best final IQM "
+        f"{format_number(final[best_final])} vs {format_number(final[best_auc])})"
+    )

@@ -9,6 +9,12 @@ Scores are normalized per environment: ``(score - random) / (reference - random)
 without a reference score takes the best per-variant mean final score of the study as its reference;
 one without a random score takes 0.
 
+Two scores of a run are aggregated: its **final** score (the last evaluation's mean greedy return)
+and its **sample efficiency**, the area under its evaluation curve: the mean of its normalized
+evaluation scores over all its evaluations (``auc``). Normalization is affine, so that is the
+normalized mean of its raw evaluation returns. Two variants with the same final score differ in
+``auc`` when one got there sooner.
+
 rliable's bootstrap draws from NumPy's global random generator: every bootstrap here runs with that
 generator seeded from ``seed`` (its previous state is restored afterwards), so results are
 deterministic given ``seed``.
@@ -63,6 +69,7 @@ PER_ENV_COLUMNS = [
     "iqm",
     "std",
     "normalized_mean",
+    "auc_mean",
     "mean_wall_s",
 ]
 CURVE_COLUMNS = ["variant", "env_id", "step", "mean", "low", "high", "n_seeds"]
@@ -194,9 +201,37 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+#: the scores of a run that are aggregated: name -> column of the finished runs' table
+SCORES = {"final": "final_score", "auc": "auc_score"}
+
+
+def run_auc(results: StudyResults) -> pd.Series:
+    """Each run's area under its evaluation curve in raw returns: the mean of its evaluations'
+    mean returns (NaN for a run without evaluations), indexed by ``run_id``.
+
+    :param results: the study's results
+    :return: the raw AUC per run
+    """
+    evals = results.evals
+    if evals is None or evals.empty:
+        return pd.Series(dtype=float)
+    returns = pd.to_numeric(evals["mean_return"], errors="coerce")
+    return returns.groupby(evals["run_id"]).mean()
+
+
 def _finished_runs(results: StudyResults) -> pd.DataFrame:
     done = results.done
-    return done.assign(final_score=pd.to_numeric(done["final_score"], errors="coerce"))
+    auc = run_auc(results)
+    return done.assign(
+        final_score=pd.to_numeric(done["final_score"], errors="coerce"),
+        auc_score=done["run_id"].map(auc).astype(float),
+    )
+
+
+def _check_score(score: str) -> str:
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {', '.join(SCORES)}, got {score!r}")
+    return SCORES[score]
 
 
 def _study_reference(results: StudyResults, env_id: str) -> tuple[float, str]:
@@ -237,8 +272,8 @@ def env_normalizations(results: StudyResults) -> dict[str, EnvNormalization]:
     return {env_id: env_normalization(results, env_id) for env_id in study_env_ids(results)}
 
 
-def complete_seed_scores(results: StudyResults, variant: str) -> pd.DataFrame:
-    """Final scores of the seeds of a variant that finished on every environment of the study.
+def complete_seed_scores(results: StudyResults, variant: str, score: str = "final") -> pd.DataFrame:
+    """Final scores (or AUCs) of the seeds of a variant that finished on every environment of the study.
 
     A seed with a failed, pending or missing run on any environment is left out entirely, so that
     every row of the aggregate matrices is one full run of the suite. Should a seed have several
@@ -246,30 +281,33 @@ def complete_seed_scores(results: StudyResults, variant: str) -> pd.DataFrame:
 
     :param results: the study's results
     :param variant: the variant
-    :return: raw final scores, one row per complete seed (sorted), one column per environment
+    :param score: ``"final"`` or ``"auc"`` (a run without evaluations has no AUC: its seed is left out)
+    :return: raw scores, one row per complete seed (sorted), one column per environment
     """
+    column = _check_score(score)
     env_ids = study_env_ids(results)
     done = _finished_runs(results)
     done = done[done["variant"] == variant]
-    scores = done.pivot_table(index="seed", columns="env_id", values="final_score", aggfunc="last")
+    scores = done.pivot_table(index="seed", columns="env_id", values=column, aggfunc="last")
     scores = scores.reindex(columns=env_ids).dropna(axis="index", how="any")
     return scores.sort_index()
 
 
-def normalized_scores(results: StudyResults) -> dict[str, np.ndarray]:
-    """Normalized final scores of each variant, the input of the aggregate statistics.
+def normalized_scores(results: StudyResults, score: str = "final") -> dict[str, np.ndarray]:
+    """Normalized final scores (or AUCs) of each variant, the input of the aggregate statistics.
 
     Only seeds that finished (status ``done``) on every environment count (see
     :func:`complete_seed_scores`); variants without any such seed are left out.
 
     :param results: the study's results
+    :param score: ``"final"`` or ``"auc"``
     :return: per variant (in study order) a (n_complete_seeds x n_envs) matrix, environments in
         :func:`study_env_ids` order
     """
     normalizations = env_normalizations(results)
     matrices = {}
     for variant in study_variants(results):
-        scores = complete_seed_scores(results, variant)
+        scores = complete_seed_scores(results, variant, score)
         if scores.empty:
             continue
         columns = [normalizations[env_id].normalize(scores[env_id]) for env_id in scores.columns]
@@ -293,18 +331,21 @@ def _aggregate_metrics(scores: np.ndarray) -> np.ndarray:
     )
 
 
-def aggregate_table(results: StudyResults, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def aggregate_table(
+    results: StudyResults, reps: int = 2000, seed: int = 0, score: str = "final"
+) -> pd.DataFrame:
     """IQM, median, mean and optimality gap of each variant's normalized scores, with 95% CIs.
 
     :param results: the study's results
     :param reps: bootstrap replications
     :param seed: seed of each variant's bootstrap (adding a variant leaves the others' CIs as they were)
+    :param score: ``"final"`` (final scores) or ``"auc"`` (areas under the evaluation curves)
     :return: one row per variant with complete seeds: ``variant, n_runs`` (complete seeds) and,
         for each metric (``iqm, median, mean, optimality_gap``), its value and ``_low`` / ``_high``
         bounds
     """
     rows = []
-    for variant, scores in normalized_scores(results).items():
+    for variant, scores in normalized_scores(results, score).items():
         point, interval = bootstrap_intervals(scores, _aggregate_metrics, reps, seed)
         row: dict[str, Any] = {"variant": variant, "n_runs": scores.shape[0]}
         for index, (name, _) in enumerate(AGGREGATE_METRICS):
@@ -314,7 +355,9 @@ def aggregate_table(results: StudyResults, reps: int = 2000, seed: int = 0) -> p
     return pd.DataFrame(rows, columns=AGGREGATE_COLUMNS)
 
 
-def improvement_table(results: StudyResults, reps: int = 2000, seed: int = 0) -> pd.DataFrame:
+def improvement_table(
+    results: StudyResults, reps: int = 2000, seed: int = 0, score: str = "final"
+) -> pd.DataFrame:
     """Probability of improvement of each variant over the study's baseline, with 95% CIs.
 
     ``P(X > Y)``: the probability that a run of variant X scores higher than a run of the baseline
@@ -323,11 +366,12 @@ def improvement_table(results: StudyResults, reps: int = 2000, seed: int = 0) ->
     :param results: the study's results
     :param reps: bootstrap replications
     :param seed: seed of the bootstrap
+    :param score: ``"final"`` or ``"auc"``
     :return: one row per variant other than the baseline: ``variant, baseline, probability,
         probability_low, probability_high, n_runs, n_runs_baseline``; empty without a baseline
         or when the baseline has no complete seed
     """
-    matrices = normalized_scores(results)
+    matrices = normalized_scores(results, score)
     baseline = results.baseline
     if baseline is None or baseline not in matrices:
         return pd.DataFrame(columns=IMPROVEMENT_COLUMNS)
@@ -407,10 +451,11 @@ def per_env_table(results: StudyResults) -> pd.DataFrame:
     :param results: the study's results
     :return: one row per (variant, environment) pair with at least one run: ``n_done, n_failed,
         n_unfinished`` (pending or running), ``mean, median, iqm`` (25% trimmed mean) and ``std``
-        (sample, undefined for one run) of the final score, ``normalized_mean`` and ``mean_wall_s``
-        of the finished runs
+        (sample, undefined for one run) of the final score, ``normalized_mean``, ``auc_mean`` (the
+        mean raw AUC, :func:`run_auc`) and ``mean_wall_s`` of the finished runs
     """
     normalizations = env_normalizations(results)
+    aucs = run_auc(results)
     rows = []
     for variant in study_variants(results):
         for env_id in study_env_ids(results):
@@ -419,6 +464,7 @@ def per_env_table(results: StudyResults) -> pd.DataFrame:
                 continue
             done = runs[runs["status"] == "done"]
             summary = _score_summary(done["final_score"].astype(float))
+            auc = done["run_id"].map(aucs).astype(float)
             rows.append(
                 {
                     "variant": variant,
@@ -428,6 +474,7 @@ def per_env_table(results: StudyResults) -> pd.DataFrame:
                     "n_unfinished": int(runs["status"].isin(["pending", "running"]).sum()),
                     **summary,
                     "normalized_mean": normalizations[env_id].normalize(summary["mean"]),
+                    "auc_mean": float(auc.mean()) if auc.notna().any() else math.nan,
                     "mean_wall_s": float(done["wall_s"].mean()) if not done.empty else math.nan,
                 }
             )
