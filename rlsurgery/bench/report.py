@@ -508,10 +508,10 @@ def write_report(
 ) -> dict[str, Any]:
     """Write a study's report into a folder.
 
-    Layout: ``plots/*.png``, ``tables/{runs,per_env,aggregate,improvement,metrics}.csv`` (improvement
-    only with a baseline, metrics only when the study kept logger values), ``summary.json``,
-    ``summary.txt`` and ``report.html`` (self-contained). Files of an earlier report in the folder
-    that this one does not produce are removed.
+    Layout: ``plots/*.png``, ``tables/{runs,per_env,aggregate,aggregate_auc,improvement,improvement_auc,
+    metrics}.csv`` (the improvement tables only with a baseline, metrics only when the study kept
+    logger values), ``summary.json``, ``summary.txt`` and ``report.html`` (self-contained). Files
+    of an earlier report in the folder that this one does not produce are removed.
 
     :param results: the study's results
     :param out_dir: the folder (created if needed)
@@ -650,8 +650,8 @@ def leaders_line(final: pd.DataFrame, auc: pd.DataFrame) -> str:
     if len(final) < 2 or len(auc) < 2:
         return ""
     best_final, best_auc = str(final.idxmax()), str(auc.idxmax())
-    if best_final == best_auc or best_final not in auc.index or best_auc not in final.index:
-        return ""
+    if best_auc not in final.index or best_final not in auc.index or final[best_auc] >= final.max():
+        return ""  # the soonest learner also ends (jointly) highest
     return (
         f"{best_auc} learns sooner (best AUC IQM {format_number(auc[best_auc])} vs "
         f"{format_number(auc[best_final])}) while {best_final} ends higher (best final IQM "
