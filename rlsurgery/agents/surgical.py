@@ -433,7 +433,11 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
         finally:
             for key in added:
                 self.__dict__.pop(key, None)
-            self.__dict__.update(kept)
+            for key in plan.data:  # the model's own entries back (none added)
+                if key in kept:
+                    self.__dict__[key] = kept[key]
+                else:
+                    self.__dict__.pop(key, None)
 
     def get_parameters(self) -> dict[str, dict[str, Any]]:
         """The state dicts of the model (see SB3's ``get_parameters``); while saving, the ones written."""
@@ -483,7 +487,6 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
         """``Cls(model, env=None, surgeries=None)``: ``model`` converted (:meth:`from_model`), on ``env``
         if given, then each surgery applied to it as ``rls.operate`` applies it."""
         given = [f"argument {i + 3}" for i in range(len(others))] + sorted(named)
-        given = [name for name in given if name != "policy"]
         if given:
             raise ParameterError(
                 f"{cls.__name__}(model, ...): the model brings its own settings; only env and surgeries "
