@@ -7,6 +7,8 @@ function, usable on its own:
 * :func:`parameter_counts`: parameters of the online networks, and how many are non-zero with
   pruning masks applied;
 * :func:`zip_bytes`: the size of the zip ``model.save`` writes;
+* :func:`memory_bytes`: the bytes of the tensors and arrays the model holds (networks, optimizer
+  states, replay or rollout buffer, what its surgeries keep);
 * :func:`predict_latency_ms`: median wall time of one ``model.predict`` on a batch of
   observations sampled from the observation space;
 * the greedy return comes from :func:`rlsurgery.training.evaluate_model` (the evaluation of
@@ -70,6 +72,46 @@ def zip_bytes(model: BaseAlgorithm) -> int:
         path = Path(folder) / "model.zip"
         model.save(path)
         return path.stat().st_size
+
+
+#: attributes that hold the model's environments or logging, not its own state
+_NOT_HELD = frozenset({"env", "_vec_normalize_env", "eval_env", "_logger", "_custom_logger"})
+#: the packages whose objects :func:`memory_bytes` looks inside (besides Python's containers)
+_HOLDERS = ("rlsurgery", "stable_baselines3", "sb3_contrib", "torch")
+
+
+def memory_bytes(model: BaseAlgorithm) -> int:
+    """Bytes of the torch tensors and NumPy arrays reachable from ``model``, each storage once.
+
+    This counts the networks, their gradients and optimizer states, the replay or rollout buffer
+    (as allocated: SB3 allocates the whole buffer up front), and what surgeries keep (priorities,
+    snapshots, teachers, intrinsic-reward models). Environments and loggers are not counted.
+    """
+    seen: set[int] = set()
+    storages: dict[int, int] = {}
+    stack: list[Any] = [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, th.Tensor):
+            storage = obj.untyped_storage()
+            storages[storage.data_ptr() or id(obj)] = storage.nbytes()
+            if obj.is_leaf and obj.grad is not None:
+                stack.append(obj.grad)
+        elif isinstance(obj, np.ndarray):
+            root = obj
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            storages[id(root)] = root.nbytes
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)) or type(obj).__name__ == "deque":
+            stack.extend(obj)
+        elif type(obj).__module__.startswith(_HOLDERS) and hasattr(obj, "__dict__"):
+            stack.extend(v for k, v in vars(obj).items() if k not in _NOT_HELD)
+    return sum(storages.values())
 
 
 def observation_batch(space: spaces.Space, n: int, seed: int = 0) -> Any:

@@ -26,6 +26,7 @@ from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, Pol
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
 from rlsurgery.nets.layout import ACTOR_CRITIC_LAYOUT, NetworkLayout
+from rlsurgery.nets.modules import parameters_of
 
 
 class SurgicalA2C(PolicyLossMixin, A2C):
@@ -102,7 +103,7 @@ class SurgicalA2C(PolicyLossMixin, A2C):
         for rollout_data in self.rollout_buffer.get(batch_size=None):  # one batch: the whole rollout
             batch = PolicyBatch.from_rollout(rollout_data)
             loss = self.compute_loss(batch)
-            clip = (self.policy.parameters(), self.max_grad_norm)
+            clip = (parameters_of(self.policy), self.max_grad_norm)
             self._optimizer_step("policy", self.policy.optimizer, batch, loss, clip=clip)
             self._pipeline.run_all("after_update", self, batch)
 

@@ -46,6 +46,7 @@ from rlsurgery.agents.off_policy import OffPolicySurgicalMixin
 from rlsurgery.core.batch import Batch
 from rlsurgery.core.pipeline import AUX_LOSS, BEFORE_STEP, Stage
 from rlsurgery.nets.layout import DQN_LAYOUT, NetworkLayout
+from rlsurgery.nets.modules import parameters_of
 
 SelfSurgicalDQN = TypeVar("SelfSurgicalDQN", bound="SurgicalDQN")
 
@@ -181,7 +182,7 @@ class SurgicalDQN(OffPolicySurgicalMixin, DQN):
                 self.policy.optimizer,
                 batch,
                 loss,
-                clip=(self.policy.parameters(), self.max_grad_norm),
+                clip=(parameters_of(self.policy), self.max_grad_norm),
             )
             self._n_updates += 1
             self._pipeline.run_all("after_update", self, batch)

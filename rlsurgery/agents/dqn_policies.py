@@ -21,6 +21,8 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from rlsurgery.nets.modules import modules_of_type
+
 
 class ScalarReadout(nn.Module):
     """Q(s, a) is the single output per action: (B, A, 1) -> (B, A)."""
@@ -66,6 +68,12 @@ class SurgicalQNetwork(QNetwork):
 
 class SurgicalDQNPolicy(DQNPolicy):
     """SB3's ``DQNPolicy`` building :class:`SurgicalQNetwork` (MLP features by default)."""
+
+    def set_training_mode(self, mode: bool) -> None:
+        """SB3's: every module in training (True) or evaluation mode; ``predict`` calls it at every
+        env step, so the modules are only walked when one of them is in the other mode."""
+        if any(m.training != mode for m in modules_of_type(self, nn.Module)):
+            super().set_training_mode(mode)
 
     def make_q_net(self) -> SurgicalQNetwork:
         """Build an online or target network (separate features extractor each)."""

@@ -37,6 +37,7 @@ from rlsurgery.agents.on_policy import ON_POLICY_STAGES, POLICY_LOSS_STAGES, Pol
 from rlsurgery.core.batch import PolicyBatch
 from rlsurgery.core.pipeline import Stage
 from rlsurgery.nets.layout import ACTOR_CRITIC_LAYOUT, NetworkLayout
+from rlsurgery.nets.modules import parameters_of
 
 SelfSurgicalPPO = TypeVar("SelfSurgicalPPO", bound="SurgicalPPO")
 
@@ -159,7 +160,7 @@ class SurgicalPPO(PolicyLossMixin, PPO):
                     self.policy.optimizer,
                     batch,
                     loss,
-                    clip=(self.policy.parameters(), self.max_grad_norm),
+                    clip=(parameters_of(self.policy), self.max_grad_norm),
                 )
                 self._pipeline.run_all("after_update", self, batch)
 

@@ -8,7 +8,10 @@ from collections.abc import Callable
 from typing import Literal, TypeVar
 
 from torch import nn
-from torch.nn.modules.module import register_module_module_registration_hook
+from torch.nn.modules.module import (
+    register_module_module_registration_hook,
+    register_module_parameter_registration_hook,
+)
 
 #: activation modules by the names surgeries use
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -25,8 +28,8 @@ ActivationName = Literal["relu", "tanh", "elu", "gelu", "silu", "leaky_relu", "s
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-#: bumped whenever any module anywhere registers a submodule (torch's global registration hook):
-#: a cached walk of a network is valid while this count is unchanged
+#: bumped whenever any module anywhere registers a submodule or a parameter (torch's global
+#: registration hooks): a cached walk of a network is valid while this count is unchanged
 _registrations = 0
 #: root module -> {module type: (registration count at the walk, the submodules of that type)}
 _walks: weakref.WeakKeyDictionary[nn.Module, dict[type, tuple[int, tuple[nn.Module, ...]]]] = (
@@ -34,12 +37,13 @@ _walks: weakref.WeakKeyDictionary[nn.Module, dict[type, tuple[int, tuple[nn.Modu
 )
 
 
-def _count_registration(_module: nn.Module, _name: str, _submodule: nn.Module | None) -> None:
+def _count_registration(_module: nn.Module, _name: str, _value: object) -> None:
     global _registrations
     _registrations += 1
 
 
 register_module_module_registration_hook(_count_registration)
+register_module_parameter_registration_hook(_count_registration)
 
 
 def modules_of_type(root: nn.Module, kind: type[ModuleT]) -> tuple[ModuleT, ...]:
@@ -61,6 +65,17 @@ def modules_of_type(root: nn.Module, kind: type[ModuleT]) -> tuple[ModuleT, ...]
         return cached[1]  # type: ignore[return-value]
     found = tuple(m for m in root.modules() if isinstance(m, kind))
     _walks[root][kind] = (_registrations, found)
+    return found
+
+
+def parameters_of(root: nn.Module) -> tuple[nn.Parameter, ...]:
+    """``tuple(root.parameters())``, cached like :func:`modules_of_type` (a parameter registered
+    anywhere, e.g. ``layer.weight = nn.Parameter(...)``, redoes the walk)."""
+    cached = _walks.setdefault(root, {}).get(nn.Parameter)
+    if cached is not None and cached[0] == _registrations:
+        return cached[1]  # type: ignore[return-value]
+    found = tuple(root.parameters())
+    _walks[root][nn.Parameter] = (_registrations, found)
     return found
 
 

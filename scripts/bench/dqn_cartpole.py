@@ -7,6 +7,9 @@ Variants (all at the rl-baselines3-zoo CartPole-v1 DQN settings, 50k steps):
 * ``surgical_dqn``    rlsurgery.SurgicalDQN with no surgeries
 * ``surgical_per``    SurgicalDQN + prioritized_replay (for the PER/uniform wall-time ratio)
 * ``rainbow``         the ``rainbow`` recipe (its own CartPole-v1 entry)
+* ``sb3_dqn_fused``, ``rainbow_fused``: the same with PyTorch's fused Adam kernel
+  (``policy_kwargs={"optimizer_kwargs": {"fused": True}}``, which any SB3 user can pass; the same
+  Adam update, rounded differently, so not the default)
 
 Each (variant, seed) run trains, then evaluates 20 greedy episodes on a separate env
 (seed 10_000 + seed). Results go to a JSON-lines file, one line per run; a rerun skips
@@ -44,15 +47,25 @@ ZOO = dict(
     exploration_fraction=0.16,
     exploration_final_eps=0.04,
 )
-VARIANTS = ("sb3_dqn", "sb3_qrdqn", "surgical_dqn", "surgical_per", "rainbow")
+VARIANTS = (
+    "sb3_dqn",
+    "sb3_qrdqn",
+    "surgical_dqn",
+    "surgical_per",
+    "rainbow",
+    "sb3_dqn_fused",
+    "rainbow_fused",
+)
+FUSED = dict(optimizer_kwargs=dict(fused=True))
 THRESHOLD = 475.0
 
 
 def build(variant: str, seed: int, recipe: str):
-    if variant == "sb3_dqn":
+    if variant in ("sb3_dqn", "sb3_dqn_fused"):
         from stable_baselines3 import DQN
 
-        return DQN("MlpPolicy", "CartPole-v1", seed=seed, policy_kwargs=dict(net_arch=[256, 256]), **ZOO)
+        policy_kwargs = dict(net_arch=[256, 256], **(FUSED if variant.endswith("_fused") else {}))
+        return DQN("MlpPolicy", "CartPole-v1", seed=seed, policy_kwargs=policy_kwargs, **ZOO)
     if variant == "sb3_qrdqn":
         from sb3_contrib import QRDQN
 
@@ -80,6 +93,8 @@ def build(variant: str, seed: int, recipe: str):
         )
     if variant == "rainbow":
         return make(recipe, "CartPole-v1", seed=seed)
+    if variant == "rainbow_fused":
+        return make(recipe, "CartPole-v1", seed=seed, policy_kwargs=dict(net_arch=[256, 256], **FUSED))
     raise ValueError(variant)
 
 
@@ -147,6 +162,11 @@ def report(path: Path) -> str:
     lines.append(
         f"- wall-time ratio surgical_per / surgical_dqn: {paired_ratio('surgical_per', 'surgical_dqn')}"
     )
+    lines.append(f"- wall-time ratio rainbow / sb3_dqn: {paired_ratio('rainbow', 'sb3_dqn')}")
+    lines.append(
+        f"- wall-time ratio rainbow_fused / sb3_dqn_fused: {paired_ratio('rainbow_fused', 'sb3_dqn_fused')}"
+    )
+    lines.append(f"- wall-time ratio rainbow_fused / sb3_dqn: {paired_ratio('rainbow_fused', 'sb3_dqn')}")
     for variant in VARIANTS:
         runs = by_variant.get(variant, {})
         if runs:

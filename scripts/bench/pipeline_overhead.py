@@ -17,6 +17,7 @@ Agents (rl-baselines3-zoo settings for the env, smaller networks for SAC so that
 
 * ``dqn``  CartPole-v1, the zoo's DQN settings (batch 64, train_freq 256, gradient_steps 128)
 * ``sac``  Pendulum-v1, the zoo's SAC settings (lr 1e-3), net_arch [64, 64], batch 256
+* ``ppo``  CartPole-v1, SB3's defaults (n_steps 2048, batch 64, 10 epochs), 8 rollouts (no ``--micro``)
 
 One JSON line per (agent, seed) in ``--out`` (a rerun skips what is done); ``--report`` prints the
 medians and ranges of the ratios. Goal of the issue: surgical / SB3 ≤ 1.05.
@@ -38,9 +39,9 @@ from typing import Any
 import torch as th
 from dqn_cartpole import ZOO
 from results_log import ResultsLog
-from stable_baselines3 import DQN, SAC
+from stable_baselines3 import DQN, PPO, SAC
 
-from rlsurgery import SurgicalDQN, SurgicalSAC
+from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
 
 AGENTS: dict[str, dict[str, Any]] = {
     "dqn": dict(
@@ -57,6 +58,7 @@ AGENTS: dict[str, dict[str, Any]] = {
             learning_rate=1e-3, learning_starts=500, batch_size=256, policy_kwargs=dict(net_arch=[64, 64])
         ),
     ),
+    "ppo": dict(classes=(PPO, SurgicalPPO), env="CartPole-v1", steps=16_384, kwargs=dict(batch_size=64)),
 }
 
 
