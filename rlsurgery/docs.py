@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 from rlsurgery import catalog
+
+#: per-key wall-time ratios and extra memory, written by ``scripts/bench/surgery_costs.py --summary``
+COSTS_FILE = Path(__file__).parent / "data" / "surgery_costs.json"
 
 HEADER = """# Surgeries
 
@@ -13,6 +18,11 @@ do not edit by hand (a test checks that this file is current).
 
 Status `implemented`: the surgery can be applied and the *proof* test shows its effect.
 Status `planned`: the key is reserved; applying it is refused with a clear message.
+
+*cost*: the wall time of a short standard run (build and train) with the surgery, over the same run
+of the agent without surgeries, measured in one process, interleaved (median and range over runs),
+and the memory it adds (tensors and arrays the model holds: networks, optimizer states, buffers,
+surgery state). Command, machine and date: `docs/benchmarks.md`, "The cost of every surgery".
 
 """
 
@@ -38,9 +48,36 @@ def range_text(bounds: dict[str, float]) -> str:
     return "—"
 
 
+def load_costs(path: Path = COSTS_FILE) -> dict[str, dict[str, Any]]:
+    """The per-key cost summary (empty when it has not been measured)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def cost_text(cost: dict[str, Any] | None) -> str:
+    """A key's cost line.
+
+    >>> cost_text({"ratio": 1.234, "ratio_min": 1.2, "ratio_max": 1.3, "runs": 2, "extra_mb": 2.1,
+    ...            "run": "DQN, CartPole-v1, 5k steps"})
+    '1.23× the plain agent (1.20–1.30 over 2 runs; DQN, CartPole-v1, 5k steps), +2.1 MB'
+    >>> cost_text({"skipped": "no standard run for its agents ('sac',)"})
+    "not measured: no standard run for its agents ('sac',)"
+    """
+    if not cost:
+        return "not measured yet"
+    if "ratio" not in cost:
+        return f"not measured: {cost.get('skipped') or cost.get('error')}"
+    companions = f", with {', '.join(cost['with'])}" if cost.get("with") else ""
+    memory = f", {cost['extra_mb']:+.1f} MB" if abs(cost["extra_mb"]) >= 0.05 else ""
+    return (
+        f"{cost['ratio']:.2f}× the plain agent ({cost['ratio_min']:.2f}–{cost['ratio_max']:.2f} over "
+        f"{cost['runs']} runs; {cost['run']}{companions}){memory}"
+    )
+
+
 def surgeries_markdown() -> str:
     """The whole ``docs/surgeries.md`` text."""
     entries = catalog.entries()
+    costs = load_costs()
     implemented = [e for e in entries if e.status == "implemented"]
     lines = [HEADER.rstrip("\n"), ""]
     lines.append(f"{len(implemented)} of {len(entries)} keys implemented.")
@@ -60,6 +97,7 @@ def surgeries_markdown() -> str:
             lines.append(f"- on {family}: {_cell(note)}")
         lines.append(f"- class: `{data['class']}`")
         lines.append(f"- proof: `{entry.proof}`")
+        lines.append(f"- cost: {_cell(cost_text(costs.get(entry.key)))}")
         lines.append("")
         if data["params"]:
             lines.append("| parameter | type | default | range | meaning |")

@@ -74,6 +74,8 @@ class Config:
     env: str
     steps: int
     kwargs: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    """the run in words, for docs/surgeries.md"""
 
 
 DQN_KWARGS = dict(ZOO, policy_kwargs=dict(net_arch=[256, 256]))
@@ -81,7 +83,15 @@ SMALL_CNN = dict(features_extractor_kwargs=dict(features_dim=64), net_arch=[64])
 CONFIGS = {
     c.name: c
     for c in (
-        Config("dqn-cartpole", "dqn", "MlpPolicy", "CartPole-v1", 5000, DQN_KWARGS),
+        Config(
+            "dqn-cartpole",
+            "dqn",
+            "MlpPolicy",
+            "CartPole-v1",
+            5000,
+            DQN_KWARGS,
+            "DQN, CartPole-v1, 5k steps at the zoo settings",
+        ),
         Config(
             "dqn-image",
             "dqn",
@@ -89,10 +99,35 @@ CONFIGS = {
             IMAGE_ENV,
             3000,
             dict(ZOO, buffer_size=10_000, policy_kwargs=SMALL_CNN),
+            "DQN (CnnPolicy), a 36x36 image env, 3k steps",
         ),
-        Config("dqn-bitflip", "dqn", "MultiInputPolicy", "rlsurgery/BitFlip-v0", 3000, DQN_KWARGS),
-        Config("dqn-chain", "dqn", "MlpPolicy", "rlsurgery/Chain-v0", 3000, DQN_KWARGS),
-        Config("ppo-cartpole", "ppo", "MlpPolicy", "CartPole-v1", 2560, dict(n_steps=512, batch_size=64)),
+        Config(
+            "dqn-bitflip",
+            "dqn",
+            "MultiInputPolicy",
+            "rlsurgery/BitFlip-v0",
+            3000,
+            DQN_KWARGS,
+            "DQN, BitFlip (goal observations), 3k steps",
+        ),
+        Config(
+            "dqn-chain",
+            "dqn",
+            "MlpPolicy",
+            "rlsurgery/Chain-v0",
+            3000,
+            DQN_KWARGS,
+            "DQN, Chain MDP, 3k steps",
+        ),
+        Config(
+            "ppo-cartpole",
+            "ppo",
+            "MlpPolicy",
+            "CartPole-v1",
+            2560,
+            dict(n_steps=512, batch_size=64),
+            "PPO, CartPole-v1, 5 rollouts of 512 steps",
+        ),
     )
 }
 #: where a surgery goes when CartPole refuses it, by family
@@ -277,6 +312,8 @@ def summarize(log: ResultsLog) -> dict[str, dict[str, Any]]:
         item: dict[str, Any] = {
             k: entry[k] for k in ("config", "skipped", "error", "commit", "date") if k in entry
         }
+        if "config" in entry and entry["config"] in CONFIGS:
+            item["run"] = CONFIGS[entry["config"]].label
         if entry["ratios"]:
             ratios = entry["ratios"]
             item.update(
