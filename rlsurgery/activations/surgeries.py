@@ -218,7 +218,10 @@ class AdaptiveActivation(nn.Module):
 
     def forward(self, x: th.Tensor) -> th.Tensor:
         weights = self.weights()
-        return sum(w * f(x) for w, f in zip(weights, self.functions))
+        out = weights[0] * self.functions[0](x)
+        for w, f in zip(weights[1:], self.functions[1:]):
+            out = th.addcmul(out, w, f(x))  # one fused multiply-add per further candidate
+        return out
 
     @property
     def choice(self) -> str:

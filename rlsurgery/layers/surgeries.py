@@ -162,6 +162,12 @@ class SkipParams:
         "also wrap layers whose input and output widths differ (a learnt projection shortcut, "
         "initialised to the rectangular identity)",
     )
+    correction: Literal["full", "diagonal"] = param(
+        "full",
+        "C, which cancels the shortcut at insertion: a learnt width×width matrix (full: one more "
+        "matrix product per block and sample, about 2× a block's multiply-adds), or one learnt scale "
+        "per unit (diagonal: O(width))",
+    )
 
 
 @register(proof="tests/layers/test_layers.py::test_function_preserving_morphisms_keep_outputs")
@@ -173,6 +179,10 @@ class SkipConnectionAddition(StructuralSurgery):
     the rectangular identity [I 0] (the shared coordinates pass, the rest is cut or zero-padded).
     The learnt correction C starts equal to S, so y = g(x) at insertion; a dropped branch
     (``stochastic_depth``) gives y = S x. See :class:`~rlsurgery.nets.blocks.Residual`.
+
+    Cost: the default full C is a second width×width product per wrapped block (forward and
+    backward), about 2× the multiply-adds of a [256, 256] DQN update; ``correction=diagonal``
+    keeps the function at insertion for O(width) (one scale per unit).
     """
 
     key = "skip_connection_addition"
@@ -190,7 +200,9 @@ class SkipConnectionAddition(StructuralSurgery):
                     replace_hidden_block(
                         stack,
                         i,
-                        lambda block, a=layer: Residual(nn.Sequential(*block), a.in_features, a.out_features),
+                        lambda block, a=layer: Residual(
+                            nn.Sequential(*block), a.in_features, a.out_features, self.params.correction
+                        ),
                     )
                     wrapped.append(stack.name)
 

@@ -39,6 +39,7 @@ def n_params(model):
         "layer_addition:activation=none",
         "skip_connection_addition",
         "skip_connection_addition:projection=true",
+        "skip_connection_addition:projection=true,correction=diagonal",
         "dense_connection",
         "width_scaling:factor=2.5",
     ],
@@ -129,6 +130,33 @@ def test_residual_blocks_add_their_input_and_pass_it_when_the_branch_is_dropped(
             block.drop = ZeroBranch()
             expected = th.cat([x, th.zeros(16, 2)], 1) if n_out > n_in else x[:, :n_out]
             th.testing.assert_close(block(x), expected, rtol=0, atol=0)
+
+
+def test_a_diagonal_correction_cancels_the_shortcut_with_one_scale_per_unit():
+    # C = diag(c) [I 0], c = 1 at insertion: y = g(x); once c moves, y = S x + g(x) − c ⊙ [I 0] x
+    model = SurgicalDQN(
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=0,
+        surgeries=["skip_connection_addition:correction=diagonal"],
+        **DQN_KW,
+    )
+    (block,) = [m for m in model.q_net.q_net if isinstance(m, Residual)]
+    assert [p.numel() for p in block.correction.parameters()] == [32]  # O(width), not 32 × 32
+    x = th.randn(64, 32)
+    with th.no_grad():
+        g = block.body(x)
+        th.testing.assert_close(block(x), g)
+        scale = th.linspace(0.0, 2.0, 32)
+        block.correction.weight.copy_(scale)
+        th.testing.assert_close(block(x), x + g - scale * x)
+    for n_in, n_out in ((4, 6), (6, 4)):
+        block = Residual(nn.Sequential(nn.Linear(n_in, n_out), nn.Tanh()), n_in, n_out, "diagonal")
+        x = th.randn(16, n_in)
+        with th.no_grad():
+            th.testing.assert_close(block(x), block.body(x))  # unchanged at insertion
+            block.correction.weight.mul_(0.0)  # C = 0: the classic y = S x + g(x)
+            th.testing.assert_close(block(x), block.shortcut(x) + block.body(x))
 
 
 def test_layer_removal_folds_the_layer_into_its_readers():
