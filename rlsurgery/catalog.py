@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import difflib
 import importlib
+import inspect
 import sys
 import types
 from collections.abc import Callable
@@ -97,6 +98,7 @@ class CatalogEntry:
             "stages": self.surgery.all_stages() if self.surgery else [],
             "class": f"{self.surgery.__module__}.{self.surgery.__qualname__}" if self.surgery else None,
             "proof": self.proof,
+            "cost_note": self.surgery.cost_note if self.surgery else "",
             "params": describe_params(self.surgery.Params) if self.surgery else [],
         }
 
@@ -172,9 +174,17 @@ def register(
             titles = tuple(_section_title(s) for s in sections)
             entry = CatalogEntry(key, name, sections, titles, translation, description, False, cls, proof)
         _ENTRIES[key] = entry
+        _document_cost(cls)
         return cls
 
     return decorate
+
+
+def _document_cost(cls: type[Surgery]) -> None:
+    """Append the surgery's ``cost_note`` (its own or inherited) to its docstring, once."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    if cls.cost_note and "\nCost: " not in doc:
+        cls.__doc__ = f"{doc}\n\nCost: {cls.cost_note}\n"
 
 
 def _section_title(section: int) -> str:

@@ -97,7 +97,8 @@ def surgeries_markdown() -> str:
             lines.append(f"- on {family}: {_cell(note)}")
         lines.append(f"- class: `{data['class']}`")
         lines.append(f"- proof: `{entry.proof}`")
-        lines.append(f"- cost: {_cell(cost_text(costs.get(entry.key)))}")
+        why = f" — why: {entry.surgery.cost_note}" if entry.surgery and entry.surgery.cost_note else ""
+        lines.append(f"- cost: {_cell(cost_text(costs.get(entry.key)) + why)}")
         lines.append("")
         if data["params"]:
             lines.append("| parameter | type | default | range | meaning |")

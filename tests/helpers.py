@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 import gymnasium as gym
@@ -43,18 +42,3 @@ class TinyImageEnv(gym.Env):
         self._t += 1
         obs = self.np_random.integers(0, 256, (36, 36, 1), dtype=np.uint8)
         return obs, float(action == 1), False, self._t >= 20, {}
-
-
-def save_cartpole_expert(folder: Path) -> Path:
-    """A CartPole PPO expert for the imitation surgeries, saved as ``folder/expert.zip``: no hidden
-    layer, logits [0, 100·θ + 50·θ̇] (push towards the falling pole)."""
-    import torch as th
-
-    import rlsurgery as rls
-
-    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
-    path = Path(folder) / "expert.zip"
-    model.save(path)
-    return path

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rlsurgery.docs import surgeries_markdown
+from rlsurgery import catalog
+from rlsurgery.docs import load_costs, surgeries_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,6 +19,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_surgeries_doc_is_current():
     current = (ROOT / "docs" / "surgeries.md").read_text(encoding="utf-8")
     assert current == surgeries_markdown(), "regenerate: rlsurgery catalog --markdown -o docs/surgeries.md"
+
+
+#: above this ratio to the plain agent a surgery must say where its time goes (issue 21)
+COSTLY = 1.5
+
+
+def test_every_costly_surgery_says_why_in_its_docstring():
+    costs = load_costs()
+    costly = {k: c["ratio"] for k, c in costs.items() if c.get("ratio", 0) > COSTLY}
+    assert costly, "the cost summary has no key above 1.5×: is rlsurgery/data/surgery_costs.json there?"
+    silent = [k for k in costly if not catalog.get(k).surgery.cost_note]
+    assert not silent, f"measured above {COSTLY}× the plain agent with no cost_note: {silent}"
+    for key in costly:
+        assert f"Cost: {catalog.get(key).surgery.cost_note}" in catalog.get(key).surgery.__doc__
 
 
 def _ruff() -> list[str]:

@@ -13,9 +13,9 @@ import torch as th
 
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, catalog
+from rlsurgery.examples import example_specs, save_cartpole_expert
 from rlsurgery.exploration.noisy_nets import noise_disabled
 from rlsurgery.nets.surgery import NetworkSurgery
-from tests.helpers import save_cartpole_expert
 
 IMPLEMENTED = [e.key for e in catalog.entries(status="implemented") if "dqn" in e.surgery.families]
 RAINBOW = [
@@ -32,15 +32,15 @@ CASES = [[key] for key in IMPLEMENTED] + [
 ]
 
 
-#: parameters a surgery cannot go without ({expert}: a CartPole expert zip, see the fixture)
-REQUIRED = {
-    "behavior_cloning": "behavior_cloning:expert={expert},episodes=1,epochs=1",
-    "dagger": "dagger:expert={expert},iterations=2,episodes=1,epochs=1",
-    "pre_training_initialization": "pre_training_initialization:source={checkpoint}",
-    "layer_sequential_initialization": "layer_sequential_initialization:samples=64",
-    "curriculum_learning": "curriculum_learning:stages=[{length: 0.4}, {length: 0.5}],every=100",
+#: short budgets for the keys that train or roll out when they are built (their required parameters,
+#: an expert or a teacher, come from :mod:`rlsurgery.examples`)
+BUDGET = {
+    "behavior_cloning": "episodes=1,epochs=1",
+    "dagger": "iterations=2,episodes=1,epochs=1",
+    "layer_sequential_initialization": "samples=64",
+    "curriculum_learning": "every=100",
     **{
-        key: f"{key}:teacher={{expert}},steps=200,rounds=1,epochs=1"
+        key: "steps=200,rounds=1,epochs=1"
         for key in (
             "policy_distillation",
             "teacher_student_distillation",
@@ -49,11 +49,7 @@ REQUIRED = {
             "online_distillation",
         )
     },
-    # the teacher is a checkpoint of the same agent (same network), made by ``build``
-    **{
-        key: f"{key}:teacher={{checkpoint}},steps=100,rounds=1,epochs=1"
-        for key in ("self_distillation", "attention_transfer")
-    },
+    **{key: "steps=100,rounds=1,epochs=1" for key in ("self_distillation", "attention_transfer")},
 }
 
 
@@ -63,17 +59,14 @@ def expert(tmp_path_factory):
     return save_cartpole_expert(tmp_path_factory.mktemp("expert"))
 
 
-#: surgeries that work on what another surgery builds (stochastic depth drops residual blocks)
-COMPANIONS = {"stochastic_depth": ["skip_connection_addition"]}
-
-
 def with_required(specs, expert_path):
     """Each spec, with the parameters it requires filled in (``{checkpoint}`` is left for ``build``) and
     the surgeries it needs before it."""
     out = []
     for s in specs:
-        out += [c for c in COMPANIONS.get(s, []) if c not in specs]
-        out.append(REQUIRED.get(s, s).replace("{expert}", str(expert_path)))
+        *companions, spec = example_specs(s, expert=expert_path, extra=BUDGET.get(s, ""))
+        out += [c for c in companions if c not in specs]
+        out.append(spec)
     return out
 
 
@@ -131,7 +124,7 @@ def build(cls, surgeries, **kwargs):
     if any("{checkpoint}" in s for s in surgeries):
         path = Path(tempfile.mkdtemp()) / "checkpoint.zip"
         cls(policy, env, seed=1, **kwargs).save(path)
-        surgeries = [s.format(checkpoint=path) for s in surgeries]
+        surgeries = [s.replace("{checkpoint}", str(path)) for s in surgeries]
     return cls(policy, env, seed=0, surgeries=surgeries, **kwargs)
 
 

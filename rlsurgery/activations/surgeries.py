@@ -254,6 +254,10 @@ class AdaptiveActivationSurgery(ActivationSurgery):
     """
 
     key = "adaptive_activation"
+    cost_note = (
+        "every activation evaluates all K candidate functions (3 by default) and mixes them by a "
+        "softmax, forward and backward: K element-wise functions where the plain network has one"
+    )
     Params = AdaptiveParams
     params: AdaptiveParams
 
@@ -282,6 +286,10 @@ class GatingAddition(ActivationSurgery):
     """A multiplicative gate 2σ(W h + b) ⊙ h after every hidden activation (starts at exactly 1)."""
 
     key = "gating_addition"
+    cost_note = (
+        "each gate is a width×width layer of its own (2σ(W h + b)): one more matrix product per "
+        "hidden layer, forward and backward"
+    )
     build_order = 45  # after the activation swaps, so the gates follow the final activations
 
     def __init__(self, **params: Any) -> None:
@@ -314,6 +322,10 @@ class AttentionMechanism(NetworkSurgery):
     """
 
     key = "attention_mechanism"
+    cost_note = (
+        "a self-attention block (query, key, value and output projections, a softmax over the "
+        "tokens) after the last hidden layer of every MLP"
+    )
     sb3_representable = False  # an attention block inside the MLP
     Params = AttentionParams
     params: AttentionParams

@@ -50,6 +50,10 @@ class HardExampleMining(Surgery):
     """Train each update on the B highest-loss transitions of m·B sampled ones."""
 
     key = "hard_example_mining"
+    cost_note = (
+        "every update runs forward and backward on m·B sampled transitions (4× the batch by "
+        "default) to rank their losses"
+    )
     attaches_to = (Attachment.LOSS,)
     families = ("dqn", "sac", "td3")
     family_notes: ClassVar[dict[str, str]] = {

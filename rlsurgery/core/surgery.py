@@ -131,6 +131,10 @@ class Surgery:
     #: train/act stages this surgery fills (see ``rlsurgery.core.pipeline``); a mapping
     #: family -> stages when they differ between agent families
     stages: ClassVar[tuple[str, ...] | dict[str, tuple[str, ...]]] = ()
+    #: where a surgery's extra wall time goes and why its method needs that work (e.g. SAM: a second
+    #: gradient per update). Required of every key measured above 1.5× the plain agent; shown on its
+    #: ``cost`` line in ``docs/surgeries.md`` and appended to its class docstring as "Cost: ..."
+    cost_note: ClassVar[str] = ""
     #: whether the surgery decides how actions are chosen while collecting experience
     #: (ε-greedy, Boltzmann, UCB, noisy networks): an agent takes one such surgery at most
     selects_actions: ClassVar[bool] = False

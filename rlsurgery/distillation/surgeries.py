@@ -74,6 +74,13 @@ def distillation_report(student: BaseAlgorithm) -> dict[str, Any] | None:
 class DistillationSurgery(Surgery):
     """Shared plumbing: the teacher, the spaces check, the loop, the report, ``transform``."""
 
+    cost_note = (
+        "a one-off distillation phase when the student is built: `steps` env steps (10k by default)"
+        " of student rollouts labelled by the teacher, then `epochs` passes per round over all "
+        "collected states; it does not grow with the RL run, so the ratio measured on a 5k-step run"
+        " overstates it for longer ones"
+    )
+
     State: ClassVar[type | None] = ResultState
 
     attaches_to = (Attachment.POST_TRAINING,)
@@ -337,6 +344,10 @@ class OnlineDistillation(DistillationSurgery):
     """
 
     key = "online_distillation"
+    cost_note = (
+        "the one-off distillation phase at build (see policy_distillation), with k peer students "
+        "trained beside the agent and a mutual KL between every pair"
+    )
     Params = OnlineDistillationParams
     needs_discrete = True
     families = DISCRETE_FAMILIES
@@ -429,6 +440,10 @@ class AttentionTransfer(DistillationSurgery):
     """
 
     key = "attention_transfer"
+    cost_note = (
+        "the one-off distillation phase at build (see policy_distillation), on a CnnPolicy, with "
+        "the teacher's conv features and both attention maps computed on every minibatch"
+    )
     Params = AttentionTransferParams
     needs_discrete = True
     families = DISCRETE_FAMILIES

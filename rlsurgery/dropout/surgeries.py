@@ -307,6 +307,10 @@ class DropBlock(DropoutSurgery):
     """Drop contiguous squares of conv feature maps (needs a CnnPolicy)."""
 
     key = "dropblock"
+    cost_note = (
+        "a Bernoulli seed map and a max-pool to grow the seeds into b×b squares on every conv "
+        "feature map, at every training forward pass"
+    )
     sb3_representable = False  # DropBlock modules between SB3's conv layers
     Params = DropBlockParams
     params: DropBlockParams
@@ -336,6 +340,11 @@ class VariationalDropout(DropoutSurgery):
     """
 
     key = "variational_dropout"
+    cost_note = (
+        "the local reparameterisation: two matrix products per layer (the mean and the variance of "
+        "the pre-activations) and a noise sample, forward and backward, plus the KL term over every"
+        " weight at each training forward pass"
+    )
     Params = VariationalParams
     params: VariationalParams
     conflicts: ClassVar[tuple[str, ...]] = (

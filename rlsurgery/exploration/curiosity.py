@@ -19,10 +19,6 @@ the :class:`~rlsurgery.exploration.intrinsic.IntrinsicRewardVecEnv`: transitions
 collected, and every ``update_every`` environment steps the predictor takes ``epochs``
 passes over them in minibatches. The bonus of a transition is computed before the model
 learns from it, so often-seen states lose their bonus and novel ones keep it.
-
-Cost: the bonus model's forward pass at every env step and its training (``epochs`` passes every
-``update_every`` steps), which the method needs; measured 1.60× the plain DQN's standard run
-(``docs/surgeries.md``, ``cost``).
 """
 
 from __future__ import annotations
@@ -284,6 +280,10 @@ class CuriosityParams(ScheduleFields):
 class CuriosityDriven(Surgery):
     """An RND or ICM novelty bonus added to the reward by an env wrapper (any agent)."""
 
+    cost_note = (
+        "the bonus model (ICM: an encoder, inverse and forward models) runs on every transition, "
+        "and trains for `epochs` passes every `update_every` env steps: the bonus is its error"
+    )
     key = "curiosity_driven"
     attaches_to = (Attachment.EXPLORATION,)
     Params = CuriosityParams

@@ -165,6 +165,10 @@ class NoisyNets(Surgery):
     """Replace linear layers by factorised-Gaussian noisy layers; act greedily on the noise."""
 
     key = "noisy_nets"
+    cost_note = (
+        "a fresh factorised noise sample and the noisy weight μ + σ ⊙ ε_out ε_inᵀ per forward pass,"
+        " and twice the parameters of the noisy layers (σ) for the optimizer"
+    )
     sb3_representable = False  # noisy layers instead of SB3's Linear layers
     attaches_to = (Attachment.NETWORK, Attachment.EXPLORATION)
     Params = NoisyNetsParams

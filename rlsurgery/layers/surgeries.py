@@ -179,13 +179,14 @@ class SkipConnectionAddition(StructuralSurgery):
     the rectangular identity [I 0] (the shared coordinates pass, the rest is cut or zero-padded).
     The learnt correction C starts equal to S, so y = g(x) at insertion; a dropped branch
     (``stochastic_depth``) gives y = S x. See :class:`~rlsurgery.nets.blocks.Residual`.
-
-    Cost: the default full C is a second width×width product per wrapped block (forward and
-    backward), about 2× the multiply-adds of a [256, 256] DQN update; ``correction=diagonal``
-    keeps the function at insertion for O(width) (one scale per unit).
     """
 
     key = "skip_connection_addition"
+    cost_note = (
+        "the default full correction C is one more width×width matrix product per wrapped block, "
+        "forward and backward; correction=diagonal keeps outputs unchanged at insertion for "
+        "O(width)"
+    )
     Params = SkipParams
     params: SkipParams
     build_order = 25  # after the layer and width edits: wrapped blocks are opaque to them
@@ -265,6 +266,10 @@ class WidthScaling(StructuralSurgery):
     active units (neuron pruning by mean |activation| on the agent's own states)."""
 
     key = "width_scaling"
+    cost_note = (
+        "a wider network: factor² (4× by default) the multiply-adds and parameters of every hidden-"
+        "to-hidden layer"
+    )
     Params = WidthParams
     params: WidthParams
     repeatable = True

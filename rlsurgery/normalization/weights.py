@@ -71,6 +71,10 @@ class SpectralNormalization(ReparametrizationSurgery):
     """Divide each weight matrix by its largest singular value (power iteration)."""
 
     key = "spectral_normalization"
+    cost_note = (
+        "every training forward pass takes a power-iteration step (two matrix-vector products) and "
+        "W/σ for every layer; eval forward passes recompute W/σ"
+    )
     Params = SpectralParams
     params: SpectralParams
 

@@ -11,9 +11,6 @@ agent's ``step_loss``, every loss surgery and auxiliary term included), the para
 On SAC and TD3 both the critics' and the actor's steps are sharpness-aware (SAC's actor loss is
 re-evaluated with a fresh reparameterised sample); on TRPO only the critic's, as its actor moves
 by a line search, not an optimizer.
-
-Cost: a second forward and backward pass per update, which the method needs (the gradient at
-θ + ε); measured 1.81× the plain DQN's standard run (``docs/surgeries.md``, ``cost``).
 """
 
 from __future__ import annotations
@@ -65,6 +62,9 @@ class SAMParams:
 class SharpnessAwareMinimization(OptimizerSurgery):
     """Each update uses the gradient at the worst nearby point θ + ρ·g/‖g‖ (two loss evaluations)."""
 
+    cost_note = (
+        "a second forward and backward pass per update: the gradient at θ + ε, which the method steps with"
+    )
     key = "sam"
     Params = SAMParams
     params: SAMParams

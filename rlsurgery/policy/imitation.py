@@ -217,6 +217,10 @@ class BehaviorCloning(ImitationSurgery):
     """Fit the policy to expert pairs (a .npz, or rollouts of a saved model) before RL."""
 
     key = "behavior_cloning"
+    cost_note = (
+        "a one-off phase at build: `episodes` expert episodes rolled out and `epochs` passes of "
+        "supervised fitting over them; it does not grow with the RL run"
+    )
     Params = BehaviorCloningParams
     params: BehaviorCloningParams
 
@@ -281,6 +285,11 @@ class Dagger(ImitationSurgery):
     """DAgger: roll out the learner, label with the expert, aggregate, refit."""
 
     key = "dagger"
+    cost_note = (
+        "a one-off phase at build: `iterations` rounds of rollouts with the expert labelling every "
+        "visited state, each followed by `epochs` passes over all the data gathered so far; it does"
+        " not grow with the RL run"
+    )
     Params = DaggerParams
     params: DaggerParams
     State = DaggerState

@@ -63,6 +63,10 @@ class NMSparsity(MaskSurgery):
     """N:M semi-structured sparsity along the input dimension (e.g. 2:4)."""
 
     key = "n_m_sparsity"
+    cost_note = (
+        "the mask product W ⊙ M before every forward pass (torch's pruning reparametrisation); "
+        "dense kernels do the same work on the zeros"
+    )
     Params = NMSparsityParams
     params: NMSparsityParams
 

@@ -254,6 +254,11 @@ class CheckpointRollback(BadUpdateRepair):
     position) and is skipped."""
 
     key = "checkpoint_rollback"
+    cost_note = (
+        "a copy of the parameters, optimizer state and replay position every `every` env steps, and"
+        " after a bad update the rest of that training phase is skipped and the copy restored (what"
+        " it costs depends on how many spikes the run has)"
+    )
     Params = RollbackParams
     params: RollbackParams
     State: ClassVar[type] = RollbackState

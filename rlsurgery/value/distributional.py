@@ -163,6 +163,11 @@ class DistributionalRL(Surgery):
     """Learn the return distribution: C51 (categorical) or QR-DQN (quantiles)."""
 
     key = "distributional_rl"
+    cost_note = (
+        "the head outputs K atoms (51) or N quantiles (200) per action instead of one value, and "
+        "the loss needs the target distribution projected onto the support (C51) or the pairwise "
+        "quantile Huber loss (QR)"
+    )
     sb3_representable = False  # atoms per action and a readout instead of SB3's Q head
     attaches_to = (Attachment.NETWORK, Attachment.LOSS)
     Params = DistributionalParams

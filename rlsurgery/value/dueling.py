@@ -100,6 +100,11 @@ class DuelingArchitecture(Surgery):
     """Q = V + (A − mean A): split the Q head into value and advantage streams."""
 
     key = "dueling_architecture"
+    cost_note = (
+        "each stream has its own copy of the last `stream_layers` hidden layers (1 by default, as "
+        "Wang et al.): at [256, 256] that is about 2× the multiply-adds of the Q network, whose "
+        "last hidden layer is its largest; stream_layers=0 gives linear streams on a shared trunk"
+    )
     sb3_representable = False  # a value and an advantage stream instead of SB3's Q head
     attaches_to = (Attachment.NETWORK,)
     Params = DuelingParams

@@ -13,7 +13,7 @@ Standard runs (``CONFIGS``): DQN on CartPole-v1 at the rl-baselines3-zoo setting
 1k before learning: 2,000 updates of batch 64 on [256, 256]); PPO on CartPole-v1 (n_steps 512, 5
 rollouts). A surgery that CartPole's spaces refuse is run on the first of a tiny image env (CnnPolicy,
 for image-only surgeries), BitFlip (goal observations, HER) and the Chain MDP (tabular) that builds.
-Surgeries that need an expert, a teacher or a checkpoint get one made here (``SPECS``).
+Surgeries that need an expert, a teacher or a checkpoint get one made here (see ``rlsurgery.examples``).
 
     python scripts/bench/surgery_costs.py --rounds 2 --out docs/bench-data/surgery_costs.jsonl
     python scripts/bench/surgery_costs.py --report docs/bench-data/surgery_costs.jsonl \
@@ -132,28 +132,6 @@ CONFIGS = {
 }
 #: where a surgery goes when CartPole refuses it, by family
 FALLBACKS = {"dqn": ("dqn-image", "dqn-bitflip", "dqn-chain")}
-#: specs of the surgeries that need more than their key ({expert}: a CartPole PPO expert zip;
-#: {checkpoint}: a saved copy of the same agent without surgeries)
-TEACHER = "teacher={expert}"
-SPECS = {
-    "behavior_cloning": "behavior_cloning:expert={expert}",
-    "dagger": "dagger:expert={expert}",
-    "pre_training_initialization": "pre_training_initialization:source={checkpoint}",
-    "curriculum_learning": "curriculum_learning:stages=[{length: 0.4}, {length: 0.5}]",
-    **{
-        key: f"{key}:{TEACHER}"
-        for key in (
-            "policy_distillation",
-            "teacher_student_distillation",
-            "soft_target_training",
-            "feature_matching",
-            "online_distillation",
-        )
-    },
-    **{key: f"{key}:teacher={{checkpoint}}" for key in ("self_distillation", "attention_transfer")},
-}
-#: surgeries that work on what another surgery builds (timed with it)
-COMPANIONS = {"stochastic_depth": ["skip_connection_addition"]}
 
 
 def make_agent(config: Config, surgeries: list[str] | None, seed: int) -> Any:
@@ -163,32 +141,19 @@ def make_agent(config: Config, surgeries: list[str] | None, seed: int) -> Any:
     return cls(config.policy, config.env, seed=seed, surgeries=surgeries, **config.kwargs)
 
 
-def save_expert(folder: Path) -> Path:
-    """A CartPole PPO expert: no hidden layer, logits [0, 100·θ + 50·θ̇] (push towards the falling pole)."""
-    import rlsurgery as rls
-
-    model = rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
-    with th.no_grad():
-        model.policy.action_net.weight.copy_(th.tensor([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 100.0, 50.0]]))
-    path = folder / "expert.zip"
-    model.save(path)
-    return path
-
-
 def specs_for(key: str, config: Config, folder: Path) -> list[str]:
-    """The surgery specs of ``key``'s run on ``config`` (companions first, paths filled in)."""
-    specs = [*COMPANIONS.get(key, []), SPECS.get(key, key)]
-    filled = []
-    for spec in specs:
-        if "{expert}" in spec:
-            spec = spec.replace("{expert}", str(save_expert(folder)))
-        if "{checkpoint}" in spec:
-            path = folder / f"{config.name}-checkpoint.zip"
-            if not path.exists():
-                make_agent(config, None, seed=1).save(path)
-            spec = spec.replace("{checkpoint}", str(path))
-        filled.append(spec)
-    return filled
+    """The surgery specs of ``key``'s run on ``config`` (companions first, paths filled in: see
+    :mod:`rlsurgery.examples`)."""
+    from rlsurgery.examples import REQUIRED_PARAMS, example_specs, save_cartpole_expert
+
+    required = REQUIRED_PARAMS.get(key, "")
+    expert = save_cartpole_expert(folder) if "{expert}" in required else None
+    checkpoint = None
+    if "{checkpoint}" in required:
+        checkpoint = folder / f"{config.name}-checkpoint.zip"
+        if not checkpoint.exists():
+            make_agent(config, None, seed=1).save(checkpoint)
+    return example_specs(key, expert=expert, checkpoint=checkpoint)
 
 
 def config_for(key: str, folder: Path) -> tuple[Config, list[str]] | str:
@@ -359,7 +324,11 @@ def main() -> None:
     parser.add_argument("--plain-every", type=int, default=6, help="keys between two plain runs")
     parser.add_argument("--out", default="bench-results/surgery_costs.jsonl")
     parser.add_argument("--scale", type=float, default=1.0, help="steps x this (quick checks only)")
-    parser.add_argument("--report", help="only print the table of an existing results file")
+    parser.add_argument(
+        "--report",
+        help="only print the table of existing results files (comma-separated; a later file's keys "
+        "replace an earlier one's)",
+    )
     parser.add_argument("--summary", help="with --report: write the per-key summary JSON here")
     args = parser.parse_args()
     th.set_num_threads(1)
@@ -371,7 +340,9 @@ def main() -> None:
     for config in CONFIGS.values():
         ensure_registered(config.env)
     if args.report:
-        summary = summarize(ResultsLog(args.report, key=("key", "config", "round")))
+        summary: dict[str, dict[str, Any]] = {}
+        for path in args.report.split(","):  # a later file's keys replace an earlier file's (re-measured)
+            summary.update(summarize(ResultsLog(path, key=("key", "config", "round"))))
         print(report(summary))
         if args.summary:
             Path(args.summary).write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

@@ -23,9 +23,9 @@ import rlsurgery as rls
 from rlsurgery import catalog
 from rlsurgery.agents import sb3_zip
 from rlsurgery.core.model_zip import NeedsRlsurgeryError
+from rlsurgery.examples import save_cartpole_expert
 from rlsurgery.nets.masks import is_masked
 from tests.hardening.files import run_cli
-from tests.helpers import save_cartpole_expert
 
 #: small settings per algorithm: (surgical class, plain SB3 class, env, keyword arguments)
 ALGOS = {
