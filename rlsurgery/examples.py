@@ -18,24 +18,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: distillation keys whose teacher can be any CartPole model (the expert)
+EXPERT_TEACHER_KEYS = (
+    "policy_distillation",
+    "teacher_student_distillation",
+    "soft_target_training",
+    "feature_matching",
+    "online_distillation",
+)
+#: distillation keys whose teacher must have the student's network (self-distillation, conv attention maps)
+CHECKPOINT_TEACHER_KEYS = ("self_distillation", "attention_transfer")
+
 #: key -> the parameters it cannot run without (spec text, with placeholders)
 REQUIRED_PARAMS: dict[str, str] = {
     "behavior_cloning": "expert={expert}",
     "dagger": "expert={expert}",
     "pre_training_initialization": "source={checkpoint}",
     "curriculum_learning": "stages=[{length: 0.4}, {length: 0.5}]",
-    **{
-        key: "teacher={expert}"
-        for key in (
-            "policy_distillation",
-            "teacher_student_distillation",
-            "soft_target_training",
-            "feature_matching",
-            "online_distillation",
-        )
-    },
-    # the teacher must have the student's network (self-distillation, conv attention maps)
-    **{key: "teacher={checkpoint}" for key in ("self_distillation", "attention_transfer")},
+    **{key: "teacher={expert}" for key in EXPERT_TEACHER_KEYS},
+    **{key: "teacher={checkpoint}" for key in CHECKPOINT_TEACHER_KEYS},
 }
 
 #: key -> the surgeries that must come before it (stochastic depth drops residual blocks)

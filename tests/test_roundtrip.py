@@ -13,7 +13,12 @@ import torch as th
 
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, catalog
-from rlsurgery.examples import example_specs, save_cartpole_expert
+from rlsurgery.examples import (
+    CHECKPOINT_TEACHER_KEYS,
+    EXPERT_TEACHER_KEYS,
+    example_specs,
+    save_cartpole_expert,
+)
 from rlsurgery.exploration.noisy_nets import noise_disabled
 from rlsurgery.nets.surgery import NetworkSurgery
 
@@ -39,17 +44,8 @@ BUDGET = {
     "dagger": "iterations=2,episodes=1,epochs=1",
     "layer_sequential_initialization": "samples=64",
     "curriculum_learning": "every=100",
-    **{
-        key: "steps=200,rounds=1,epochs=1"
-        for key in (
-            "policy_distillation",
-            "teacher_student_distillation",
-            "soft_target_training",
-            "feature_matching",
-            "online_distillation",
-        )
-    },
-    **{key: "steps=100,rounds=1,epochs=1" for key in ("self_distillation", "attention_transfer")},
+    **{key: "steps=200,rounds=1,epochs=1" for key in EXPERT_TEACHER_KEYS},
+    **{key: "steps=100,rounds=1,epochs=1" for key in CHECKPOINT_TEACHER_KEYS},
 }
 
 
