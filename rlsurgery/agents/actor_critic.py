@@ -115,13 +115,14 @@ class ActorCriticSurgicalMixin(OffPolicySurgicalMixin):
 
     @staticmethod
     def _default_critic_loss(agent: Any, batch: Batch) -> None:
-        # (Q_i − y)² per sample, one column per critic; |y − Q_i| averaged over the critics is the TD error
+        # (Q_i − y)² per sample, one column per critic (SB3's mse_loss per critic, so the gradients
+        # keep SB3's layout); the TD error mean_i |Q_i − y| is read back as √((Q_i − y)²): two ops
+        # in place of five, equal to |Q_i − y| to the last bit or within one ulp
         target = batch.target
         losses = [F.mse_loss(q, target, reduction="none") for q in batch.current]
         batch.elementwise_loss = th.cat(losses, dim=1)
         with th.no_grad():
-            errors = th.cat([(target - q).abs() for q in batch.current], dim=1)
-            batch.td_error = errors.mean(dim=1)
+            batch.td_error = batch.elementwise_loss.sqrt().mean(dim=1)
 
     @staticmethod
     def _default_target(agent: Any, batch: Batch) -> None:
