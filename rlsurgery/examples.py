@@ -39,6 +39,10 @@ REQUIRED_PARAMS: dict[str, str] = {
     **{key: "teacher={checkpoint}" for key in CHECKPOINT_TEACHER_KEYS},
 }
 
+#: key -> parameters without which the key does nothing to a freshly initialised network (spec text):
+#: an energy-chosen SVD rank keeps a random matrix whole; rank 1 factorises even the tests' 16-unit layers
+ACTING_PARAMS: dict[str, str] = {"svd_decomposition": "rank=1"}
+
 #: key -> the surgeries that must come before it (stochastic depth drops residual blocks)
 COMPANIONS: dict[str, list[str]] = {"stochastic_depth": ["skip_connection_addition"]}
 
@@ -46,9 +50,10 @@ COMPANIONS: dict[str, list[str]] = {"stochastic_depth": ["skip_connection_additi
 def example_specs(
     key: str, expert: str | Path | None = None, checkpoint: str | Path | None = None, extra: str = ""
 ) -> list[str]:
-    """The specs that apply ``key`` to a standard agent: its companions, then ``key`` with its required
-    parameters and ``extra`` (e.g. a short budget), placeholders filled where a path is given."""
-    params = ",".join(p for p in (REQUIRED_PARAMS.get(key, ""), extra) if p)
+    """The specs that apply ``key`` to a standard agent: its companions, then ``key`` with its
+    required parameters, those it needs to act on a fresh network and ``extra`` (e.g. a short
+    budget), placeholders filled where a path is given."""
+    params = ",".join(p for p in (REQUIRED_PARAMS.get(key, ""), ACTING_PARAMS.get(key, ""), extra) if p)
     spec = f"{key}:{params}" if params else key
     if expert is not None:
         spec = spec.replace("{expert}", str(expert))

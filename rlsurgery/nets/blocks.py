@@ -135,3 +135,21 @@ class FeatureAttention(nn.Module):
         mixed, weights = self.attention(tokens, tokens, tokens, need_weights=True)
         self.last_attention = weights.detach()
         return x + self.out(mixed.reshape(*x.shape))
+
+
+class LowRankLinear(nn.Module):
+    """y = up(down(x)): a Linear of rank ≤ k stored as two factors, down (k × in, no bias) and
+    up (out × k, the original bias); ``in_features``, ``out_features`` and ``rank`` as attributes."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.rank = in_features, out_features, rank
+        self.down = nn.Linear(in_features, rank, bias=False)
+        self.up = nn.Linear(rank, out_features, bias=bias)
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.up(self.down(x))
+
+    def weight(self) -> th.Tensor:
+        """The (out × in) matrix the two factors make."""
+        return self.up.weight @ self.down.weight

@@ -40,6 +40,15 @@ class NetworkSurgery(Surgery):
         """Edit the agent's networks. ``replay``: rebuilding a saved model's architecture on ``load``."""
         raise NotImplementedError(f"{type(self).__name__} must define apply()")
 
+    def record_choice(self, agent: BaseAlgorithm, field: str, value: Any) -> None:
+        """Keep a data- or weight-dependent choice (removed layers, ranks) in the surgery's parameter
+        ``field``, so that ``load`` rebuilds the same shapes; a build-time provenance record, written
+        before the surgery ran, gets it too."""
+        setattr(self.params, field, value)
+        for record in getattr(agent, "surgery_log", []):
+            if record["key"] == self.key and record["applied"] == "build":
+                record["params"][field] = list(value) if isinstance(value, (list, tuple)) else value
+
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         self.apply(agent, replay=not getattr(agent, "_rls_fresh", False))
 

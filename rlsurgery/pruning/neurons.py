@@ -232,10 +232,7 @@ class StructuredPruning(ShrinkingSurgery):
             chosen = []
             for stack, x in zip(stacks, inputs):
                 chosen += _least_useful_layers(stack, x, n)
-            self.params.chosen = chosen
-            for record in getattr(agent, "surgery_log", []):  # a build-time record was written before
-                if record["key"] == self.key and record["applied"] == "build":
-                    record["params"]["chosen"] = list(chosen)
+            self.record_choice(agent, "chosen", chosen)
         # the plan is keyed by stack name, the same in an online network and in its target
         plan = {s.name: self.params.chosen[k * n : (k + 1) * n] for k, s in enumerate(stacks)}
 
