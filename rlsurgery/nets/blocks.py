@@ -153,3 +153,29 @@ class LowRankLinear(nn.Module):
     def weight(self) -> th.Tensor:
         """The (out × in) matrix the two factors make."""
         return self.up.weight @ self.down.weight
+
+
+class LoRALinear(nn.Module):
+    """y = W₀x + b + (α/r)·B(Ax): a frozen Linear ``base`` plus a trainable rank-r update, A (r × in,
+    Kaiming-uniform as a Linear's weight) and B (out × r, zero: outputs unchanged at insertion)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.base, self.rank, self.scale = base, rank, alpha / rank
+        self.in_features, self.out_features = base.in_features, base.out_features
+        self.lora_a = nn.Parameter(th.empty(rank, base.in_features, device=base.weight.device))
+        nn.init.kaiming_uniform_(self.lora_a, a=5**0.5)
+        self.lora_b = nn.Parameter(th.zeros(base.out_features, rank, device=base.weight.device))
+
+    def forward(self, x: th.Tensor) -> th.Tensor:
+        return self.base(x) + self.scale * F.linear(F.linear(x, self.lora_a), self.lora_b)
+
+    def merged(self) -> nn.Linear:
+        """A plain Linear with W = W₀ + (α/r)·B·A and the base's bias (for export)."""
+        linear = nn.Linear(self.in_features, self.out_features, bias=self.base.bias is not None)
+        linear.to(self.base.weight.device, self.base.weight.dtype)
+        with th.no_grad():
+            linear.weight.copy_(self.base.weight + self.scale * self.lora_b @ self.lora_a)
+            if self.base.bias is not None:
+                linear.bias.copy_(self.base.bias)
+        return linear
