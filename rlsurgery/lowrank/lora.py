@@ -24,14 +24,11 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import MAX_WIDTH, param
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import LoRALinear
-from rlsurgery.nets.groups import select_parameters
+from rlsurgery.nets.groups import train_only
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.modules import replace_modules
 from rlsurgery.nets.surgery import NetworkSurgery
 from rlsurgery.pruning.neurons import parameter_count
-
-#: the names of a LoRALinear's trainable factors
-TRAINABLE = ("lora_a", "lora_b")
 
 
 @dataclass
@@ -68,11 +65,15 @@ class LowRankAdaptation(NetworkSurgery):
             )
 
         transform_networks(agent, adapt, copy_targets=True)
-        for name, parameter in select_parameters(agent):
-            parameter.requires_grad_(name.rpartition(".")[2] in TRAINABLE)
-            parameter.grad = None
+        factors = [
+            p
+            for net in nets
+            for m in net.modules()
+            if isinstance(m, LoRALinear)
+            for p in (m.lora_a, m.lora_b)
+        ]
         self.state(agent).result.update(
             parameters_before=before,
             parameters_after=parameter_count(agent),
-            trainable_parameters=sum(p.numel() for _, p in select_parameters(agent) if p.requires_grad),
+            trainable_parameters=train_only(agent, factors),
         )

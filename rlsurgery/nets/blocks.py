@@ -179,3 +179,18 @@ class LoRALinear(nn.Module):
             if self.base.bias is not None:
                 linear.bias.copy_(self.base.bias)
         return linear
+
+
+class BottleneckAdapter(nn.Module):
+    """h ↦ h + up(φ(down(h))): down (width → bottleneck), φ = ReLU, up (bottleneck → width) with zero
+    weight and bias, so the adapter is the identity at insertion."""
+
+    def __init__(self, width: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(width, bottleneck)
+        self.up = nn.Linear(bottleneck, width)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, h: th.Tensor) -> th.Tensor:
+        return h + self.up(F.relu(self.down(h)))

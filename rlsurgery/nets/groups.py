@@ -5,6 +5,7 @@ Parameters are selected by network *role* (``q``, ``policy``, ``actor``, ``criti
 ``"q_net.0.*"`` or ``"*action_net*"``)::
 
     freeze(model, role="q", layers=["q_net.0.*"])      requires_grad = False: no gradient, no step
+    train_only(model, adapter_parameters)              everything else frozen
     regroup(model, "policy", [(params_a, 0.1), ...])   one optimizer group per set, lr × its scale
 
 A group's learning-rate scale is kept in the group (``lr_scale``) and applied by the agent's
@@ -71,6 +72,20 @@ def unfreeze(model: BaseAlgorithm, role: str | None = None, layers: Sequence[str
     for _, parameter in selected:
         parameter.requires_grad_(True)
     return len(selected)
+
+
+def train_only(model: BaseAlgorithm, parameters: Sequence[th.nn.Parameter]) -> int:
+    """Freeze every parameter of the online networks except ``parameters`` (which train); return
+    how many numbers are left to train (parameter-efficient fine-tuning: LoRA, adapters)."""
+    keep = {id(p) for p in parameters}
+    trainable = 0
+    for _, parameter in select_parameters(model):
+        parameter.requires_grad_(id(parameter) in keep)
+        if id(parameter) in keep:
+            trainable += parameter.numel()
+        else:
+            parameter.grad = None
+    return trainable
 
 
 def group_scale(_agent: BaseAlgorithm, _role: str, _index: int, group: dict) -> float:

@@ -222,9 +222,14 @@ def insert_identity_layer(stack: MLPStack, i: int, activation: nn.Module | None)
     with th.no_grad():
         new.weight.copy_(th.eye(width))
         new.bias.zero_()
-    modules = list(stack.seq)
+    insert_after_block(stack, i, [new] if activation is None else [new, activation])
+
+
+def insert_after_block(stack: MLPStack, i: int, modules: list[nn.Module]) -> None:
+    """Put ``modules`` right after hidden layer ``i``'s block (its Linear and activation)."""
+    current = list(stack.seq)
     at = stack.hidden[i] + len(stack.block(i))
-    refill(stack.seq, modules[:at] + ([new] if activation is None else [new, activation]) + modules[at:])
+    refill(stack.seq, current[:at] + modules + current[at:])
 
 
 def remove_hidden_layer(net: nn.Module, stack: MLPStack, i: int) -> None:

@@ -77,9 +77,10 @@ def test_the_lora_proof_fails_when_b_starts_random(tmp_path):
 def test_the_lora_proof_fails_when_the_base_trains(tmp_path):
     import rlsurgery.lowrank.lora as lora
 
-    assert_proof_fails_when(
-        replaced(lora, "TRAINABLE", ("lora_a", "lora_b", "weight", "bias")), check_lora, tmp_path
-    )
+    def everything_trains(agent, parameters):  # reports the factors, freezes nothing
+        return sum(p.numel() for p in parameters)
+
+    assert_proof_fails_when(replaced(lora, "train_only", everything_trains), check_lora, tmp_path)
 
 
 def test_lora_on_ppo_freezes_log_std_and_keeps_outputs():
