@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch as th
 
 import rlsurgery as rls
@@ -10,6 +9,7 @@ from rlsurgery import SurgicalDQN, SurgicalSAC
 from rlsurgery.lowrank import adapters
 from rlsurgery.nets.blocks import BottleneckAdapter
 from tests.breakage import assert_proof_fails_when, replaced
+from tests.lowrank import assert_reload_acts_alike, freezes_nothing
 
 DQN_KW = dict(learning_starts=32, batch_size=16, buffer_size=500, policy_kwargs=dict(net_arch=[32, 32]))
 
@@ -37,17 +37,11 @@ def check_adapters(tmp_path) -> None:
     originals = [p for p in model.q_net.parameters() if not p.requires_grad]
     assert len(originals) == len(weights) and all(th.equal(a, b) for a, b in zip(originals, weights))
     assert any(m.up.weight.abs().sum() > 0 for m in inserted)  # the adapters did train
-    path = tmp_path / "adapters.zip"
-    model.save(path)
-    loaded = SurgicalDQN.load(path)
+    loaded = assert_reload_acts_alike(model, tmp_path / "adapters.zip", observations)
     assert sum(isinstance(m, BottleneckAdapter) for m in loaded.q_net.modules()) == 2
     assert [p.requires_grad for p in loaded.q_net.parameters()] == [
         p.requires_grad for p in model.q_net.parameters()
     ]
-    obs = observations.numpy()
-    np.testing.assert_array_equal(
-        loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
-    )
 
 
 def test_adapters_start_as_identities_and_alone_train(tmp_path):
@@ -65,10 +59,7 @@ def test_the_adapter_proof_fails_when_adapters_start_random(tmp_path):
 
 
 def test_the_adapter_proof_fails_when_nothing_is_frozen(tmp_path):
-    def everything_trains(agent, parameters):
-        return sum(p.numel() for p in parameters)
-
-    assert_proof_fails_when(replaced(adapters, "train_only", everything_trains), check_adapters, tmp_path)
+    assert_proof_fails_when(replaced(adapters, "train_only", freezes_nothing), check_adapters, tmp_path)
 
 
 def test_adapters_go_into_sac_actor_and_critics():

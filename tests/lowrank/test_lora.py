@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch as th
 
 import rlsurgery as rls
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.nets.blocks import LoRALinear
 from tests.breakage import assert_proof_fails_when, replaced
+from tests.lowrank import assert_reload_acts_alike, freezes_nothing
 
 DQN_KW = dict(learning_starts=32, batch_size=16, buffer_size=500, policy_kwargs=dict(net_arch=[32, 32]))
 
@@ -44,18 +44,12 @@ def check_lora(tmp_path) -> None:
         for module in model.q_net.q_net:
             x = module.merged()(x) if isinstance(module, LoRALinear) else module(x)
         th.testing.assert_close(x, after, rtol=1e-5, atol=1e-5)
-    path = tmp_path / "lora.zip"
-    model.save(path)
-    loaded = SurgicalDQN.load(path)
+    loaded = assert_reload_acts_alike(model, tmp_path / "lora.zip", observations)
 
     def trainable_of(m):
         return [n for n, p in m.q_net.named_parameters() if p.requires_grad]
 
     assert trainable_of(loaded) == trainable_of(model)  # load replays the freezing
-    obs = observations.numpy()
-    np.testing.assert_array_equal(
-        loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
-    )
 
 
 def test_lora_starts_as_the_model_and_trains_only_its_factors(tmp_path):
@@ -77,10 +71,7 @@ def test_the_lora_proof_fails_when_b_starts_random(tmp_path):
 def test_the_lora_proof_fails_when_the_base_trains(tmp_path):
     import rlsurgery.lowrank.lora as lora
 
-    def everything_trains(agent, parameters):  # reports the factors, freezes nothing
-        return sum(p.numel() for p in parameters)
-
-    assert_proof_fails_when(replaced(lora, "train_only", everything_trains), check_lora, tmp_path)
+    assert_proof_fails_when(replaced(lora, "train_only", freezes_nothing), check_lora, tmp_path)
 
 
 def test_lora_on_ppo_freezes_log_std_and_keeps_outputs():

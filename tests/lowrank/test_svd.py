@@ -10,6 +10,7 @@ from rlsurgery import SurgicalDQN, SurgicalSAC
 from rlsurgery.lowrank import svd
 from rlsurgery.nets.blocks import LowRankLinear
 from tests.breakage import assert_proof_fails_when, replaced
+from tests.lowrank import assert_reload_acts_alike
 
 DQN_KW = dict(learning_starts=32, batch_size=16, buffer_size=500, policy_kwargs=dict(net_arch=[32, 32]))
 
@@ -70,14 +71,8 @@ def check_svd_decomposition(tmp_path) -> None:
         th.testing.assert_close(model.q_net(observations), expected, rtol=1e-4, atol=1e-5)
         th.testing.assert_close(model.q_net_target(observations), model.q_net(observations))
     model.learn(100)  # training goes on in the factorised form
-    path = tmp_path / "svd.zip"
-    model.save(path)
-    loaded = SurgicalDQN.load(path)
+    loaded = assert_reload_acts_alike(model, tmp_path / "svd.zip", observations)
     assert isinstance(loaded.q_net.q_net[2], LowRankLinear)
-    obs = observations.numpy()
-    np.testing.assert_array_equal(
-        loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0]
-    )
 
 
 def test_svd_decomposition_factorises_every_layer_it_shrinks(tmp_path):
