@@ -41,7 +41,11 @@ REQUIRED_PARAMS: dict[str, str] = {
 
 #: key -> parameters without which the key does nothing to a freshly initialised network (spec text):
 #: an energy-chosen SVD rank keeps a random matrix whole; rank 1 factorises even the tests' 16-unit layers
-ACTING_PARAMS: dict[str, str] = {"svd_decomposition": "rank=1"}
+ACTING_PARAMS: dict[str, str] = {
+    "svd_decomposition": "rank=1",
+    "binary_networks": "keep_ends=False",  # one-hidden-layer test nets: every layer is a first or last
+    "ternary_networks": "keep_ends=False",
+}
 
 #: key -> the surgeries that must come before it (stochastic depth drops residual blocks)
 COMPANIONS: dict[str, list[str]] = {"stochastic_depth": ["skip_connection_addition"]}

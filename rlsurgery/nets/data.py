@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -61,8 +63,26 @@ def recent_observations(agent: BaseAlgorithm, n: int, key: str) -> th.Tensor:
 def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor) -> list[th.Tensor]:
     """The outputs of ``layers`` when the model's networks process ``obs`` (one forward pass each, in
     eval mode: no dropout, BatchNorm on its running statistics)."""
-    outputs: dict[int, th.Tensor] = {}
-    hooks = [m.register_forward_hook(lambda mod, _i, out: outputs.__setitem__(id(mod), out)) for m in layers]
+    return _captured(model, layers, obs, lambda inputs, output: output)
+
+
+def layer_inputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor) -> list[th.Tensor]:
+    """The (first) inputs of ``layers`` when the model's networks process ``obs``, as
+    :func:`layer_outputs` sees their outputs."""
+    return _captured(model, layers, obs, lambda inputs, output: inputs[0])
+
+
+def _captured(
+    model: BaseAlgorithm,
+    layers: list[nn.Module],
+    obs: th.Tensor,
+    pick: Callable[[tuple, th.Tensor], th.Tensor],
+) -> list[th.Tensor]:
+    seen: dict[int, th.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), pick(inputs, out)))
+        for m in layers
+    ]
     modes = {m: m.training for m in model.policy.modules()}
     model.policy.train(False)
     try:
@@ -73,4 +93,49 @@ def layer_outputs(model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor)
             hook.remove()
         for module, mode in modes.items():
             module.training = mode
-    return [outputs[id(m)] for m in layers if id(m) in outputs]
+    return [seen[id(m)] for m in layers if id(m) in seen]
+
+
+def layer_feeds(model: BaseAlgorithm, layers: list[nn.Module]) -> list[set[int]]:
+    """For each of ``layers``, the indices of the others whose input depends on its output, found
+    through autograd on one forward pass of every network on two observations sampled from the
+    observation space (only the data flow matters, not the values).
+
+    >>> from stable_baselines3 import PPO
+    >>> model = PPO("MlpPolicy", "CartPole-v1", policy_kwargs=dict(net_arch=[8]))
+    >>> p, extractor = model.policy, model.policy.mlp_extractor
+    >>> layer_feeds(model, [extractor.policy_net[0], extractor.value_net[0], p.action_net, p.value_net])
+    [{2}, {3}, set(), set()]
+    """
+    space = model.observation_space
+    obs = model.policy.obs_to_tensor(np.stack([space.sample() for _ in range(2)]))[0]
+    seen: dict[int, tuple[th.Tensor, th.Tensor]] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), (inputs[0], out)))
+        for m in layers
+    ]
+    modes = {m: m.training for m in model.policy.modules()}
+    model.policy.train(False)
+    try:
+        with th.enable_grad():
+            if obs.is_floating_point():
+                obs.requires_grad_(True)  # so that frozen layers' outputs are in the graph too
+            layout_of(model).forward(model.policy, obs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    feeds: list[set[int]] = [set() for _ in layers]
+    for i, source in enumerate(layers):
+        output = seen.get(id(source), (None, None))[1]
+        if output is None or not output.requires_grad:
+            continue
+        for j, sink in enumerate(layers):
+            x = seen.get(id(sink), (None, None))[0]
+            if j == i or x is None or not x.requires_grad:
+                continue
+            (grad,) = th.autograd.grad(x, output, th.ones_like(x), retain_graph=True, allow_unused=True)
+            if grad is not None:
+                feeds[i].add(j)
+    return feeds

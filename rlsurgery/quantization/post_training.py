@@ -1,0 +1,52 @@
+"""Post-training quantization: int8 weights and int8 activations, their ranges calibrated on the agent's
+own states (Jacob et al. 2018, https://arxiv.org/abs/1712.05877; for RL policies, QuaRL: Krishnan et
+al. 2019, https://arxiv.org/abs/1910.01055)::
+
+    W ≈ s_r · q_w,   s_r = max_j |w_rj| / 127           (per output row, symmetric)
+    x ≈ s (q_x − z), [lo, hi] observed on calibration   (per layer, affine)
+    y = s s_r · (q_x − z)·q_wᵀ + b                       (int32 accumulation)
+
+The range of every layer's input is observed on ``states`` states (min/max or percentiles) of the
+float model; a layer the model trained with ``quantization_aware_training`` keeps the range
+learnt in training. Linear layers then run on PyTorch's int8 GEMM; see
+:mod:`rlsurgery.quantization` for Conv2d.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stable_baselines3.common.base_class import BaseAlgorithm
+from torch import nn
+
+from rlsurgery.catalog import register
+from rlsurgery.quantization.base import LayerReplacement, Place, float_layer, input_ranges, is_weight_layer
+from rlsurgery.quantization.calibration import CalibrationParams
+from rlsurgery.quantization.layers import FakeQuantized, int8_layer
+
+
+@register(proof="tests/quantization/test_int8.py::test_post_training_quantization_stores_int8_and_calibrates")
+class PostTrainingQuantization(LayerReplacement):
+    """int8 weights and activations, the activation ranges calibrated on the agent's own states."""
+
+    key = "post_training_quantization"
+    Params = CalibrationParams
+    params: CalibrationParams
+
+    def replaceable(self, module: nn.Module) -> bool:
+        return is_weight_layer(module) or (isinstance(module, FakeQuantized) and module.code == "int8")
+
+    def prepare(self, agent: BaseAlgorithm, layers: dict[Place, nn.Module], replay: bool) -> Any:
+        if replay:
+            return {}
+        plain = {p: m for p, m in layers.items() if not isinstance(m, FakeQuantized)}
+        p = self.params
+        return input_ranges(agent, plain, p.states, self.key, p.observer, p.percentile) if plain else {}
+
+    def replacement(self, module: nn.Module, place: Place, prepared: Any) -> nn.Module:
+        layer = int8_layer(float_layer(module), static=True)
+        if isinstance(module, FakeQuantized):
+            layer.input_range.load_state_dict(module.input_range.state_dict())
+        elif place in prepared:
+            layer.input_range.set(*prepared[place])
+        return layer

@@ -1,0 +1,175 @@
+"""post_training_quantization and dynamic_quantization: int8 codes, int8 arithmetic, ranges from calibration."""
+
+from __future__ import annotations
+
+import pytest
+import torch as th
+import torch.nn.functional as F
+
+import rlsurgery as rls
+from rlsurgery import SurgicalSAC
+from rlsurgery.nets.data import recent_observations
+from rlsurgery.nets.size import weight_bytes
+from rlsurgery.quantization import dynamic, post_training, quantizers
+from rlsurgery.quantization.layers import Int8Linear, int8_layer
+from tests.breakage import assert_proof_fails_when, replaced
+from tests.lowrank import assert_reload_acts_alike
+from tests.quantization import keeps_every_layer, observations, trained_dqn
+
+
+def test_weight_codes_are_symmetric_per_row():
+    weight = th.tensor([[0.5, -1.0, 0.25], [0.01, 0.03, -0.04]])
+    codes, scales = quantizers.quantize_weight(weight)
+    th.testing.assert_close(scales, th.tensor([1.0, 0.04]) / 127)
+    assert codes.dtype == th.int8 and codes.abs().max() == 127
+    assert codes.tolist() == [[64, -127, 32], [32, 95, -127]]  # round(63.5) = 64, round(31.75) = 32
+    error = (quantizers.dequantize_weight(codes, scales) - weight).abs()
+    assert bool((error <= scales[:, None] / 2 + 1e-9).all())  # at most half a step off
+
+
+def test_the_affine_code_holds_zero_and_the_ends_of_the_range():
+    scale, zero = quantizers.affine_parameters(th.tensor(0.5), th.tensor(3.0))  # widened to [0, 3]
+    x = th.tensor([0.0, 3.0, 1.5])
+    q = quantizers.quantize_affine(x, scale, zero)
+    assert q[0] == -128 and q[1] == 127
+    th.testing.assert_close(
+        (q - zero) * scale, th.tensor([0.0, 3.0, 1.5]), atol=float(scale) / 2 + 1e-6, rtol=0
+    )
+
+
+def check_post_training_quantization(tmp_path) -> None:
+    model = trained_dqn()
+    net = model.q_net.q_net
+    calibration = recent_observations(model, 512, "post_training_quantization")
+    obs = observations()
+    with th.no_grad():
+        hidden = net[1](net[0](calibration))  # the float model's inputs of the second layer
+        weight, bias = net[2].weight.clone(), net[2].bias.clone()
+        first = net[1](net[0](obs))
+    before = weight_bytes(model)
+
+    rls.operate(model, "post_training_quantization")
+
+    layers = [m for m in model.q_net.modules() if isinstance(m, Int8Linear)]
+    assert len(layers) == 3 and all(m.static for m in layers)
+    layer = model.q_net.q_net[2]
+    assert layer.weight_codes.dtype == th.int8
+    codes, scales = quantizers.quantize_weight(weight)
+    assert th.equal(layer.weight_codes, codes)
+    # the input ranges are the min and max of each layer's input over the agent's own states
+    assert (float(model.q_net.q_net[0].input_range.low), float(model.q_net.q_net[0].input_range.high)) == (
+        pytest.approx(float(calibration.min())),
+        pytest.approx(float(calibration.max())),
+    )
+    assert float(layer.input_range.high) == pytest.approx(float(hidden.max()))
+    # the output is s_x s_r (q_x − z)·q_wᵀ + b: the fake-quantized input times the dequantized weight
+    with th.no_grad():
+        scale, zero = quantizers.affine_parameters(hidden.min().clamp(max=0), hidden.max())
+        expected = F.linear(
+            quantizers.fake_quantize_affine(first, scale, zero), codes.float() * scales[:, None], bias
+        )
+        th.testing.assert_close(layer(first), expected, rtol=1e-5, atol=1e-5)
+    result = model.surgery_state["post_training_quantization"].result
+    assert result["weight_bytes_before"] == before and result["weight_bytes_after"] == weight_bytes(model)
+    assert before / weight_bytes(model) > 2.2  # tiny [32, 32] layers: scales, biases and ranges weigh
+    model.learn(100)  # training goes on (the fp32 biases train)
+    loaded = assert_reload_acts_alike(model, tmp_path / "ptq.zip", obs)
+    with th.no_grad():
+        th.testing.assert_close(loaded.q_net(obs), model.q_net(obs))
+
+
+def test_post_training_quantization_stores_int8_and_calibrates(tmp_path):
+    check_post_training_quantization(tmp_path)
+
+
+def test_the_ptq_proof_fails_when_no_layer_is_replaced(tmp_path):
+    breakage = replaced(post_training.PostTrainingQuantization, "replacement", keeps_every_layer)
+    assert_proof_fails_when(breakage, check_post_training_quantization, tmp_path)
+
+
+def test_the_ptq_proof_fails_without_calibration(tmp_path):
+    breakage = replaced(post_training, "input_ranges", lambda *args, **kwargs: {})
+    assert_proof_fails_when(breakage, check_post_training_quantization, tmp_path)
+
+
+def test_int8_linear_multiplies_integers_exactly():
+    linear = th.nn.Linear(16, 8)
+    layer = Int8Linear(linear, static=True)
+    layer.input_range.set(-2.0, 3.0)
+    x = th.rand(5, 16) * 5 - 2
+    scale, zero = layer.input_range.code()
+    q = quantizers.quantize_affine(x, scale, zero).long()
+    exact = (q - zero.long()) @ layer.weight_codes.long().t()  # the int64 reference of the int32 GEMM
+    with th.no_grad():
+        y = layer(x)
+    th.testing.assert_close(y, exact.float() * scale * layer.weight_scale + linear.bias, rtol=1e-6, atol=1e-6)
+
+
+def check_dynamic_quantization(tmp_path) -> None:
+    model = trained_dqn()
+    obs = observations()
+    obs[0] *= 50.0  # one large input: a per-sample scale keeps the others' precision
+    net = model.q_net.q_net
+    with th.no_grad():
+        weight, bias = net[0].weight.clone(), net[0].bias.clone()
+        fp32 = net[0](obs)
+
+    rls.operate(model, "dynamic_quantization")
+
+    layer = model.q_net.q_net[0]
+    assert isinstance(layer, Int8Linear) and not layer.static and layer.input_range is None
+    codes, scales = quantizers.quantize_weight(weight)
+    s_x = obs.abs().amax(1, keepdim=True) / 127
+    q_x = th.round(obs / s_x)
+    with th.no_grad():
+        y = layer(obs)
+    th.testing.assert_close(y, (q_x @ codes.float().t()) * s_x * scales + bias, rtol=1e-5, atol=1e-5)
+    # each sample is as close to fp32 as its own scale allows
+    error = (y - fp32).abs().amax(1)
+    assert float(error[1:].max()) < float(error[0]) / 10
+    model.learn(100)
+    assert_reload_acts_alike(model, tmp_path / "dynamic.zip", obs)
+
+
+def test_dynamic_quantization_scales_each_input(tmp_path):
+    check_dynamic_quantization(tmp_path)
+
+
+def test_the_dynamic_proof_fails_with_one_static_range(tmp_path):
+    breakage = replaced(dynamic, "int8_layer", lambda layer, static: int8_layer(layer, static=True))
+    assert_proof_fails_when(breakage, check_dynamic_quantization, tmp_path)
+
+
+def test_the_dynamic_proof_fails_when_no_layer_is_replaced(tmp_path):
+    breakage = replaced(dynamic.DynamicQuantization, "replacement", keeps_every_layer)
+    assert_proof_fails_when(breakage, check_dynamic_quantization, tmp_path)
+
+
+def test_ptq_quantizes_sac_actor_critic_and_target(tmp_path):
+    model = SurgicalSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        learning_starts=16,
+        batch_size=16,
+        buffer_size=200,
+        policy_kwargs=dict(net_arch=[32, 32]),
+    ).learn(40)
+    rls.operate(model, "post_training_quantization:observer=percentile,percentile=99")
+    for net in (model.actor, model.critic, model.critic_target):
+        assert not any(type(m) is th.nn.Linear for m in net.modules())
+    online = [m for m in model.critic.modules() if isinstance(m, Int8Linear)]
+    target = [m for m in model.critic_target.modules() if isinstance(m, Int8Linear)]
+    assert all(th.equal(a.weight_codes, b.weight_codes) for a, b in zip(online, target))
+    model.learn(20)
+    obs = th.randn(8, 3, generator=th.Generator().manual_seed(0))
+    assert_reload_acts_alike(model, tmp_path / "sac.zip", obs)
+
+
+def test_a_layer_is_not_quantized_twice():
+    model = trained_dqn(100)
+    rls.operate(model, "dynamic_quantization")
+    with pytest.raises(
+        rls.IncompatibleSurgeryError, match=r"post_training_quantization: .*no Linear or Conv2d"
+    ):
+        rls.operate(model, "post_training_quantization")
