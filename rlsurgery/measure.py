@@ -40,6 +40,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from rlsurgery.core.report import ModelCost
 from rlsurgery.envs import ensure_registered
 from rlsurgery.nets.layout import online_networks
+from rlsurgery.nets.size import weight_bytes
 from rlsurgery.training import evaluate_model
 
 
@@ -181,6 +182,7 @@ class ReportMeter:
             return ModelCost(
                 params=params,
                 nonzero_params=nonzero,
+                weight_bytes=weight_bytes(model),
                 bytes=zip_bytes(model),
                 latency_ms_b1=predict_latency_ms(model, 1, self.latency_repeats, seed=self.eval_seed),
                 latency_ms_b256=predict_latency_ms(model, 256, self.latency_repeats, seed=self.eval_seed),

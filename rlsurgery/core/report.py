@@ -8,6 +8,9 @@ provenance record of that operation as plain data (``record["report"]``), so it 
 ==================  ==========================================================================
 ``params``          parameters of the online networks (targets not counted), after the surgery
 ``nonzero_params``  of those, how many are non-zero, masks applied (a pruned weight counts 0)
+``weight_bytes``    bytes the online networks' weights take as deployed: parameters and buffers
+                    at their dtype, quantized layers at their own size (int8 codes and scales,
+                    binary / ternary weights packed at 1 / 2 bits; see ``rlsurgery.nets.size``)
 ``bytes``           size of the model's zip as ``model.save`` writes it (the report itself not
                     in it)
 ``latency_ms_b1``   median wall time of one ``model.predict(obs, deterministic=True)`` on a
@@ -16,8 +19,8 @@ provenance record of that operation as plain data (``record["report"]``), so it 
 ``return_before``   ``{"mean", "std"}`` of the greedy return over ``episodes`` episodes of
                     ``env_id`` (evaluation env seeded with ``eval_seed``), before the surgery
 ``return_after``    the same, on the operated model (same env, episodes and seed)
-``before``          ``params``, ``nonzero_params``, ``bytes``, ``latency_ms_b1`` and
-                    ``latency_ms_b256`` of the model before the surgery
+``before``          ``params``, ``nonzero_params``, ``weight_bytes``, ``bytes``,
+                    ``latency_ms_b1`` and ``latency_ms_b256`` of the model before the surgery
 ==================  ==========================================================================
 
 plus where they were measured: ``key`` (the surgery), ``env_id``, ``episodes``, ``eval_seed`` and
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
 #: the measures taken on both models, in the order the table shows them
-SIZE_AND_LATENCY = ("params", "nonzero_params", "bytes", "latency_ms_b1", "latency_ms_b256")
+SIZE_AND_LATENCY = ("params", "nonzero_params", "weight_bytes", "bytes", "latency_ms_b1", "latency_ms_b256")
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class ModelCost:
     latency_ms_b256: float
     return_mean: float
     return_std: float
+    weight_bytes: int = 0
 
 
 class Meter(Protocol):
@@ -93,6 +97,8 @@ class OperationReport:
     return_before: dict[str, float]
     #: greedy return of the operated model: ``{"mean": ..., "std": ...}``
     return_after: dict[str, float]
+    #: bytes of the online networks' weights as deployed, after the surgery (0: not measured)
+    weight_bytes: int = 0
     #: the size and latency measures of the model before the surgery (same names as above)
     before: dict[str, float] = field(default_factory=dict)
     #: Gymnasium id the returns were measured on

@@ -15,9 +15,10 @@ layer               stores                                        computes (CPU)
 ==================  ===========================================  ======================================
 
 Each has :meth:`weight_bytes`, the bytes its weights take as deployed (packed bits for binary and
-ternary weights), which :func:`rlsurgery.measure.weight_bytes` sums. In the int8 and low-precision
-layers the weights are fixed and the fp32 bias still trains (bias correction after quantization);
-to train the weights, use ``quantization_aware_training``. Gradients reach the layer's input through
+ternary weights), which :func:`rlsurgery.nets.size.weight_bytes` sums (the ``weight_bytes`` of an
+operation report). In the int8 and low-precision layers the weights are fixed and the fp32 bias
+still trains (bias correction after quantization); to train the weights, use
+``quantization_aware_training``. Gradients reach the layer's input through
 the dequantized weight (straight-through), so the biases of earlier layers train too.
 """
 
