@@ -25,6 +25,7 @@ from rlsurgery.core.errors import (
 from rlsurgery.core.model_zip import trusted_zips
 from rlsurgery.core.spec import SurgerySpec, parse_spec
 from rlsurgery.core.surgery import Attachment, Surgery
+from rlsurgery.export import export
 from rlsurgery.io import load
 from rlsurgery.operate import last_report, operate
 from rlsurgery.recipes import load_recipe, make
@@ -51,6 +52,7 @@ __all__ = [
     "__version__",
     "catalog",
     "envs",
+    "export",
     "last_report",
     "load",
     "load_recipe",

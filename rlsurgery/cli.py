@@ -357,6 +357,8 @@ def cmd_operate(args: argparse.Namespace) -> int:
 
     if args.episodes is not None and not args.report:
         raise ParameterError("--episodes sets the episodes of the report; add --report")
+    if args.onnx and not args.report:
+        raise ParameterError("--onnx adds ONNX Runtime latency to the report; add --report")
     model_file(args.model)
     output = args.output if args.zoo_layout else check_output(args.output, args.force)  # -o NAME: NAME.zip
     with trusted_zips(args.trust):  # the model, and zips the surgery reads (a teacher)
@@ -370,6 +372,7 @@ def cmd_operate(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             eval_seed=args.eval_seed,
             zoo_layout=args.zoo_layout,
+            onnx=args.onnx,
         )
     output = getattr(result, "rls_saved_path", output)
     report = last_report(result) if args.report else None
@@ -390,6 +393,29 @@ def cmd_operate(args: argparse.Namespace) -> int:
                 print(f"  {key:20s} {value}")
         if report is not None:
             print(report.table(indent="  "))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlsurgery.export import export, parity
+    from rlsurgery.io import load
+
+    output = Path(args.output)
+    if output.is_dir():
+        raise FileExistsError(f"{output} is a folder; give the ONNX file a name (-o FILE.onnx)")
+    if output.exists() and not args.force:
+        raise FileExistsError(f"{output} exists; pass --force to overwrite it")
+    model = load(model_file(args.model), device="cpu", trust=args.trust)
+    export(model, output, opset=args.opset)
+    summary: dict[str, Any] = {"model": args.model, "output": str(output), "bytes": output.stat().st_size}
+    if args.check:
+        summary["parity"] = parity(model, output, n=args.check, seed=args.seed)
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"{args.model} -> {output} ({summary['bytes']} bytes, {type(model).__name__})")
+        for key, value in summary.get("parity", {}).items():
+            print(f"  {key:20s} {value}")
     return 0
 
 
@@ -755,8 +781,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --report: greedy episodes of each return measurement (default 10)",
     )
     p.add_argument("--eval-seed", type=seed_int, default=0, help="with --report: seed of the evaluation env")
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="with --report: also time the policy exported to ONNX in ONNX Runtime (batch 1 and 256)",
+    )
     p.add_argument("--json", action="store_true", help='print JSON (the report under "report")')
     p.set_defaults(func=cmd_operate)
+
+    p = sub.add_parser(
+        "export",
+        help="write a saved model's greedy policy as ONNX (obs -> action, and Q-values / logits / mean "
+        "action)",
+    )
+    p.add_argument("model", help="model zip, or a run folder")
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--trust", action="store_true", help=TRUST_HELP)
+    p.add_argument("--opset", type=positive_int, default=18, help="ONNX opset (default 18)")
+    p.add_argument(
+        "--check",
+        type=int,
+        default=100,
+        metavar="N",
+        help="compare the file, run by ONNX Runtime, with model.predict on N sampled observations "
+        "(default 100; 0: no check)",
+    )
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the observations of --check")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "inspect", help="show a model's algorithm, settings and surgery provenance (with the stored reports)"

@@ -22,11 +22,11 @@ an operation with a report gives the same model as one without.
 from __future__ import annotations
 
 import contextlib
-import copy
 import random
 import statistics
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.report import ModelCost
 from rlsurgery.envs import ensure_registered
+from rlsurgery.nets.data import space_samples as observation_batch
 from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.size import weight_bytes
 from rlsurgery.training import evaluate_model
@@ -115,17 +115,6 @@ def memory_bytes(model: BaseAlgorithm) -> int:
     return sum(storages.values())
 
 
-def observation_batch(space: spaces.Space, n: int, seed: int = 0) -> Any:
-    """``n`` observations sampled from ``space`` (a copy of it, seeded), stacked as one batch
-    (a dict of batches for ``Dict`` spaces)."""
-    space = copy.deepcopy(space)
-    space.seed(seed)
-    samples = [space.sample() for _ in range(n)]
-    if isinstance(space, spaces.Dict):
-        return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
-    return np.stack(samples)
-
-
 def predict_latency_ms(
     model: BaseAlgorithm, batch_size: int, repeats: int = 20, warmup: int = 3, seed: int = 0
 ) -> float:
@@ -140,6 +129,38 @@ def predict_latency_ms(
         model.predict(obs, deterministic=True)
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
+
+
+def onnx_latency_ms(
+    model: BaseAlgorithm,
+    batch_sizes: tuple[int, ...] = (1, 256),
+    repeats: int = 20,
+    warmup: int = 3,
+    seed: int = 0,
+) -> dict[int, float] | None:
+    """Median wall time, in milliseconds, of one ONNX Runtime run (one thread) of the model's exported
+    greedy policy (:func:`rlsurgery.export.export`) on each batch size of observations sampled from
+    the observation space; ``None`` where the model cannot be exported (said in a warning)."""
+    from rlsurgery.export import OnnxPolicy, export
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            policy = OnnxPolicy(export(model, Path(folder) / "policy.onnx"))
+        except Exception as exc:  # a layer the exporter cannot trace: no ONNX latency, the rest stands
+            warnings.warn(f"ONNX Runtime latency not measured: {type(exc).__name__}: {exc}", stacklevel=2)
+            return None
+        latencies = {}
+        for batch_size in batch_sizes:
+            obs = observation_batch(model.observation_space, batch_size, seed)
+            for _ in range(warmup):
+                policy.run(obs)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                policy.run(obs)
+                times.append(time.perf_counter() - start)
+            latencies[batch_size] = 1000.0 * statistics.median(times)
+    return latencies
 
 
 @contextlib.contextmanager
@@ -163,6 +184,7 @@ class ReportMeter:
     :param eval_seed: seed of the evaluation env (and of the observations timed)
     :param env_kwargs: the env's constructor arguments (as in training)
     :param latency_repeats: timed ``predict`` calls per batch size (the median is kept)
+    :param onnx: also time the exported policy in ONNX Runtime (``ort_latency_ms_b1`` / ``_b256``)
     """
 
     env_id: str
@@ -170,6 +192,7 @@ class ReportMeter:
     eval_seed: int = 0
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     latency_repeats: int = 20
+    onnx: bool = False
 
     def measure(self, model: BaseAlgorithm) -> ModelCost:
         """Return first (before ``predict`` is timed), then size and latency."""
@@ -179,6 +202,11 @@ class ReportMeter:
                 model, self.env_id, episodes=self.episodes, seed=self.eval_seed, env_kwargs=self.env_kwargs
             )
             params, nonzero = parameter_counts(model)
+            ort = (
+                onnx_latency_ms(model, (1, 256), self.latency_repeats, seed=self.eval_seed)
+                if self.onnx
+                else None
+            )
             return ModelCost(
                 params=params,
                 nonzero_params=nonzero,
@@ -188,4 +216,6 @@ class ReportMeter:
                 latency_ms_b256=predict_latency_ms(model, 256, self.latency_repeats, seed=self.eval_seed),
                 return_mean=returns["mean_return"],
                 return_std=returns["std_return"],
+                ort_latency_ms_b1=None if ort is None else ort[1],
+                ort_latency_ms_b256=None if ort is None else ort[256],
             )

@@ -50,6 +50,7 @@ def operate(
     report: bool = False,
     episodes: int | None = None,
     eval_seed: int = 0,
+    onnx: bool = False,
     **params: Any,
 ) -> BaseAlgorithm:
     """Apply ``surgery`` to ``model`` and return the result.
@@ -64,6 +65,8 @@ def operate(
     :param episodes: greedy episodes of each return measurement (default 10; only with ``report``;
         a surgery parameter named ``episodes`` goes in the spec)
     :param eval_seed: seed of the report's evaluation env
+    :param onnx: the report also times the policy exported to ONNX, in ONNX Runtime
+        (``ort_latency_ms_b1`` / ``_b256``; each export takes a second or two)
     :param params: surgery parameters (added to those of the spec)
     :return: the operated model
 
@@ -86,12 +89,19 @@ def operate(
         )
     if instance.needs_surgical_agent:  # a plain SB3 model in memory: as its surgical agent first
         model = surgical(model)
-    meter = report_meter(model, spec.key, env_id, episodes, eval_seed) if report else None
+    if onnx and not report:
+        raise ParameterError(f"{spec.key}: 'onnx' adds ONNX Runtime latency to the report; pass report=True")
+    meter = report_meter(model, spec.key, env_id, episodes, eval_seed, onnx) if report else None
     return instance.operate(model, env_id=env_id, meter=meter)
 
 
 def report_meter(
-    model: BaseAlgorithm, key: str, env_id: str | None, episodes: int | None, eval_seed: int = 0
+    model: BaseAlgorithm,
+    key: str,
+    env_id: str | None,
+    episodes: int | None,
+    eval_seed: int = 0,
+    onnx: bool = False,
 ) -> ReportMeter:
     """The meter of a report on ``model``: its recorded env (or ``env_id``), with its env arguments."""
     recorded = getattr(model, "rls_env_id", None)
@@ -106,7 +116,9 @@ def report_meter(
         raise ParameterError(f"{key}: the report's 'episodes' must be an integer >= 1 (got {episodes!r})")
     eval_seed = check_int(eval_seed, f"{key}: the report's eval_seed", 0, MAX_SEED, ParameterError)
     env_kwargs = getattr(model, "rls_env_kwargs", None) if env == recorded else None
-    return ReportMeter(env, episodes=episodes, eval_seed=eval_seed, env_kwargs=dict(env_kwargs or {}))
+    return ReportMeter(
+        env, episodes=episodes, eval_seed=eval_seed, env_kwargs=dict(env_kwargs or {}), onnx=onnx
+    )
 
 
 def last_report(model: BaseAlgorithm) -> OperationReport | None:
@@ -168,6 +180,7 @@ def operate_file(
     episodes: int | None = None,
     eval_seed: int = 0,
     zoo_layout: bool = False,
+    onnx: bool = False,
 ) -> BaseAlgorithm:
     """Load ``path``, operate, save to ``out`` (an existing file is kept unless ``force``).
 
@@ -178,14 +191,20 @@ def operate_file(
     ``out`` without a suffix is saved as ``out.zip`` (as SB3 saves), and that is the file checked:
     :func:`saved_path` says which it is. A plain SB3 zip is loaded as its surgical agent class
     (same weights, on the CPU), so that what the surgery does is recorded in the provenance log
-    and restored on load. ``report``, ``episodes`` and ``eval_seed`` are those of :func:`operate`;
+    and restored on load. ``report``, ``episodes``, ``eval_seed`` and ``onnx`` are those of :func:`operate`;
     the report is saved in ``out``.
 
     :raises FileExistsError: the file to write exists (without ``force``) or is a folder
     """
     target = None if zoo_layout else check_output(out, force)
     result = operate(
-        load_surgical(path), surgery, env_id=env_id, report=report, episodes=episodes, eval_seed=eval_seed
+        load_surgical(path),
+        surgery,
+        env_id=env_id,
+        report=report,
+        episodes=episodes,
+        eval_seed=eval_seed,
+        onnx=onnx,
     )
     if zoo_layout:
         result.rls_saved_path = str(write_zoo_copy(result, path, out))

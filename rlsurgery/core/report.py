@@ -16,6 +16,9 @@ provenance record of that operation as plain data (``record["report"]``), so it 
 ``latency_ms_b1``   median wall time of one ``model.predict(obs, deterministic=True)`` on a
                     batch of 1 observation, in milliseconds, after a warm-up
 ``latency_ms_b256`` the same on a batch of 256 observations
+``ort_latency_ms_b1``, ``ort_latency_ms_b256``
+                    the same for the greedy policy exported to ONNX and run by ONNX Runtime on one
+                    thread (``rlsurgery.export``); ``None`` where it was not measured
 ``return_before``   ``{"mean", "std"}`` of the greedy return over ``episodes`` episodes of
                     ``env_id`` (evaluation env seeded with ``eval_seed``), before the surgery
 ``return_after``    the same, on the operated model (same env, episodes and seed)
@@ -48,7 +51,16 @@ if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
 #: the measures taken on both models, in the order the table shows them
-SIZE_AND_LATENCY = ("params", "nonzero_params", "weight_bytes", "bytes", "latency_ms_b1", "latency_ms_b256")
+SIZE_AND_LATENCY = (
+    "params",
+    "nonzero_params",
+    "weight_bytes",
+    "bytes",
+    "latency_ms_b1",
+    "latency_ms_b256",
+    "ort_latency_ms_b1",
+    "ort_latency_ms_b256",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,8 @@ class ModelCost:
     return_mean: float
     return_std: float
     weight_bytes: int = 0
+    ort_latency_ms_b1: float | None = None
+    ort_latency_ms_b256: float | None = None
 
 
 class Meter(Protocol):
@@ -99,6 +113,10 @@ class OperationReport:
     return_after: dict[str, float]
     #: bytes of the online networks' weights as deployed, after the surgery (0: not measured)
     weight_bytes: int = 0
+    #: median milliseconds of one ONNX Runtime run of the exported policy, 1 and 256 observations
+    #: (``None``: not measured)
+    ort_latency_ms_b1: float | None = None
+    ort_latency_ms_b256: float | None = None
     #: the size and latency measures of the model before the surgery (same names as above)
     before: dict[str, float] = field(default_factory=dict)
     #: Gymnasium id the returns were measured on

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.nets.layout import layout_of
 from rlsurgery.runtime.models import evaluation_env
+
+
+def space_samples(space: spaces.Space, n: int, seed: int = 0) -> Any:
+    """``n`` observations sampled from ``space`` (a copy of it, seeded: the model's own space and its
+    random state are left as they were), stacked as one batch (a dict of batches for ``Dict`` spaces)."""
+    space = copy.deepcopy(space)
+    space.seed(seed)
+    samples = [space.sample() for _ in range(n)]
+    if isinstance(space, spaces.Dict):
+        return {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    return np.stack(samples)
 
 
 def sample_observations(
@@ -107,8 +121,7 @@ def layer_feeds(model: BaseAlgorithm, layers: list[nn.Module]) -> list[set[int]]
     >>> layer_feeds(model, [extractor.policy_net[0], extractor.value_net[0], p.action_net, p.value_net])
     [{2}, {3}, set(), set()]
     """
-    space = model.observation_space
-    obs = model.policy.obs_to_tensor(np.stack([space.sample() for _ in range(2)]))[0]
+    obs = model.policy.obs_to_tensor(space_samples(model.observation_space, 2))[0]
     seen: dict[int, tuple[th.Tensor, th.Tensor]] = {}
     hooks = [
         m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), (inputs[0], out)))
