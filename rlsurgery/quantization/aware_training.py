@@ -19,7 +19,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.catalog import register
-from rlsurgery.quantization.base import Place, input_ranges
+from rlsurgery.nets.replacement import Place
+from rlsurgery.quantization.base import input_ranges
 from rlsurgery.quantization.calibration import CalibrationParams
 from rlsurgery.quantization.fake import FakeQuantization
 from rlsurgery.quantization.layers import FakeQuantized

@@ -16,7 +16,8 @@ from typing import Any
 from torch import nn
 
 from rlsurgery.catalog import register
-from rlsurgery.quantization.base import LayerReplacement, Place, float_layer, is_weight_layer
+from rlsurgery.nets.replacement import LayerReplacement, Place, is_weight_layer
+from rlsurgery.quantization.base import float_layer
 from rlsurgery.quantization.layers import FakeQuantized, int8_layer
 
 

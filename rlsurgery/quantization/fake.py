@@ -13,7 +13,7 @@ from torch import nn
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_feeds
-from rlsurgery.quantization.base import LayerReplacement, Place
+from rlsurgery.nets.replacement import LayerReplacement, Place
 from rlsurgery.quantization.layers import FakeQuantized, WeightCode
 
 

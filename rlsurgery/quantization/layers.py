@@ -187,6 +187,9 @@ class FakeQuantized(nn.Module):
     ternary) and, for int8, on 8-bit inputs whose range an :class:`InputRange` follows in training
     mode; gradients are straight-through, so the latent fp32 weights train."""
 
+    #: the layer inside is this one's, not another replacement's (see :mod:`rlsurgery.nets.replacement`)
+    wraps_layer = True
+
     def __init__(self, layer: WeightLayer, code: WeightCode) -> None:
         super().__init__()
         self.layer, self.code = layer, code
@@ -238,7 +241,3 @@ class LowPrecision(nn.Module):
 
     def weight_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (*self.buffers(), *self.parameters()))
-
-
-#: the layers of this module (a layer that holds a weight of its own, for the measures)
-QUANTIZED_LAYERS = (Int8Linear, Int8Conv2d, FakeQuantized, LowPrecision)

@@ -28,7 +28,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_inputs, recent_observations
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.quantization.base import LayerReplacement, Place
+from rlsurgery.nets.replacement import LayerReplacement, Place
 from rlsurgery.quantization.layers import LowPrecision
 
 DTYPES = {"float16": th.float16, "bfloat16": th.bfloat16}

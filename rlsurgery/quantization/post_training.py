@@ -20,7 +20,8 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.catalog import register
-from rlsurgery.quantization.base import LayerReplacement, Place, float_layer, input_ranges, is_weight_layer
+from rlsurgery.nets.replacement import LayerReplacement, Place, is_weight_layer
+from rlsurgery.quantization.base import float_layer, input_ranges
 from rlsurgery.quantization.calibration import CalibrationParams
 from rlsurgery.quantization.layers import FakeQuantized, int8_layer
 
