@@ -18,8 +18,9 @@ trainable), ``--seeds`` seeds each; the goal is LoRA's gain ≥ 90% of full fine
 
 One JSON line per (policy, variant, seed) in ``--out``; a rerun skips the lines already there.
 Fine-tuning keeps the source's hyperparameters, except: off-policy agents start with an empty
-replay and ``learning_starts = FT_LEARNING_STARTS`` (5000); DQN's exploration is held at its final ε; the learning rate is
-``FT_LR_FACTOR`` (0.1) times the source's.
+replay and ``learning_starts = FT_LEARNING_STARTS`` (5000); DQN's exploration is held at its final
+ε; the learning rate is ``FT_LR_FACTOR[policy]`` times the source's (0.01 for the DQNs, whose zoo
+learning rates are high and which forget on a fresh replay; 0.1 for PPO and SAC).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ VARIANTS: dict[str, tuple[list[str], list[str], bool]] = {
 KEY = ("policy", "variant", "seed")
 EVAL_SEED = 10_001
 #: fine-tuning's learning rate, as a share of the source's (a trained policy, a short budget)
-FT_LR_FACTOR = float(__import__("os").environ.get("FT_LR", 0.1))
+FT_LR_FACTOR = {"cartpole-dqn": 0.01, "lunarlander-dqn": 0.01, "lunarlander-ppo": 0.1, "pendulum-sac": 0.1}
 #: off-policy fine-tuning first fills the empty replay with this many steps of the (surgically changed) policy
 FT_LEARNING_STARTS = 5000
 
@@ -102,7 +103,9 @@ def svd_rank(policy: str, share: float = 0.30) -> int:
     return low
 
 
-def fine_tune(model: Any, env_id: str, steps: int, seed: int, env_kwargs: dict | None = None) -> None:
+def fine_tune(
+    model: Any, env_id: str, steps: int, seed: int, lr_factor: float, env_kwargs: dict | None = None
+) -> None:
     """Train ``model`` on for ``steps`` env steps on fresh envs of ``env_id`` (see the module docstring)."""
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -117,7 +120,7 @@ def fine_tune(model: Any, env_id: str, steps: int, seed: int, env_kwargs: dict |
         eps = model.exploration_final_eps
         model.exploration_schedule = lambda _progress: eps
         model.exploration_rate = eps
-    lr = FT_LR_FACTOR * model.lr_schedule(1.0)
+    lr = lr_factor * model.lr_schedule(1.0)
     model.lr_schedule = lambda _progress: lr
     model.learn(steps, reset_num_timesteps=True, progress_bar=False)
 
@@ -129,7 +132,7 @@ def measure(model: Any, env_id: str, episodes: int, env_kwargs: dict | None = No
     from rlsurgery.training import evaluate_model
 
     returns = evaluate_model(model, env_id, episodes=episodes, seed=EVAL_SEED, env_kwargs=env_kwargs)
-    params, nonzero = parameter_counts(model)
+    params, _ = parameter_counts(model)
     with tempfile.TemporaryDirectory() as folder:
         onnx_bytes = export(model, Path(folder) / "policy.onnx").stat().st_size
     ort = onnx_latency_ms(model, (1, 256), repeats=50) or {}
@@ -161,7 +164,7 @@ def run_variant(task: tuple) -> dict[str, Any]:
     for spec in before:
         model = rls.operate(model, spec.format(svd_rank=rank))
     if tuned:
-        fine_tune(model, env_id, ft_steps, seed)
+        fine_tune(model, env_id, ft_steps, seed, FT_LR_FACTOR[policy])
     for spec in after:
         model = rls.operate(model, spec)
     record = {
@@ -193,7 +196,7 @@ def run_lora(task: tuple) -> dict[str, Any]:
     for spec in specs or []:
         model = rls.operate(model, spec)
     if specs is not None:
-        fine_tune(model, "LunarLander-v3", steps, seed, env_kwargs=WIND)
+        fine_tune(model, "LunarLander-v3", steps, seed, FT_LR_FACTOR["lunarlander-dqn"], env_kwargs=WIND)
     record = {"policy": "lunarlander-dqn-wind", "variant": variant, "seed": seed, "env_kwargs": WIND}
     record.update(ft_steps=0 if specs is None else steps, **measure(model, "LunarLander-v3", episodes, WIND))
     record["seconds"] = round(time.perf_counter() - start, 1)
