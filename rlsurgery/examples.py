@@ -45,6 +45,7 @@ ACTING_PARAMS: dict[str, str] = {
     "svd_decomposition": "rank=1",
     "binary_networks": "keep_ends=False",  # one-hidden-layer test nets: every layer is a first or last
     "ternary_networks": "keep_ends=False",
+    "tensor_train": "rank=1",  # the tests' 4 → 16 → 2 layers shrink only at TT-rank 1
 }
 
 #: key -> the surgeries that must come before it (stochastic depth drops residual blocks)

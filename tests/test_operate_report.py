@@ -58,6 +58,7 @@ OPERATE_SPECS = {
     "learning_rate_finder": "learning_rate_finder:steps=5,batch_size=16",
     "loss_landscape_visualization": "loss_landscape_visualization:resolution=3,batch_size=16",
     "batch_norm_re_calibration": "batch_norm_re_calibration:batches=2,batch_size=16",
+    "tensor_train": "tensor_train:rank=1",  # the tiny 4 → 16 → 2 layers shrink only at TT-rank 1
     **{key: f"{key}:steps=100,rounds=1,epochs=1" for key in DISTILLATION},
 }
 #: surgeries that work on what another surgery built: the model is built with it

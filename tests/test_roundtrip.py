@@ -78,6 +78,8 @@ IMAGE_KEYS = (
     "dropblock",
     "cutmix",
     "autoaugment",
+    "tucker_decomposition",
+    "cp_decomposition",
 )
 #: surgeries that need ReLU networks (PPO's default is Tanh) or two hidden layers (PPO's test net has one)
 RELU_KEYS = ("learnable_activation", "smooth_approximation", "layer_addition")
