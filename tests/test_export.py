@@ -162,3 +162,38 @@ def test_the_report_times_onnx_runtime_when_asked(tmp_path):
     assert report.before["ort_latency_ms_b256"] > 0
     assert report.weight_bytes < report.before["weight_bytes"] / 2.2
     assert "ort_latency_ms_b256" in report.table()
+
+
+@pytest.mark.parametrize(
+    "spec", [None, "tucker_decomposition", "cp_decomposition:rank=4", "post_training_quantization"]
+)
+def test_an_image_policy_exports_with_its_preprocessing(spec, tmp_path):
+    import gymnasium as gym
+
+    from tests.helpers import TinyImageEnv
+
+    if "rlsurgery-test/TinyImage-export-v0" not in gym.registry:
+        gym.register("rlsurgery-test/TinyImage-export-v0", entry_point=TinyImageEnv)
+    kwargs = dict(features_extractor_kwargs=dict(features_dim=16), net_arch=[16])
+    model = SurgicalDQN(
+        "CnnPolicy",
+        "rlsurgery-test/TinyImage-export-v0",
+        seed=0,
+        learning_starts=16,
+        batch_size=8,
+        buffer_size=200,
+        policy_kwargs=kwargs,
+    ).learn(40)
+    if spec:
+        rls.operate(model, spec)
+    path = export(model, tmp_path / "cnn.onnx")
+    assert (
+        onnx.load(path).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    )  # raw frames in
+    assert_parity(model, path, n=32)
+
+
+def test_a_tensor_train_model_exports(tmp_path):
+    model = SurgicalPPO("MlpPolicy", "CartPole-v1", seed=0, **on_policy()).learn(64)
+    rls.operate(model, "tensor_train:rank=2")
+    assert_parity(model, export(model, tmp_path / "tt.onnx"))
