@@ -92,7 +92,17 @@ def _captured(
     obs: th.Tensor,
     pick: Callable[[tuple, th.Tensor], th.Tensor],
 ) -> list[th.Tensor]:
-    seen: dict[int, th.Tensor] = {}
+    with th.no_grad():
+        seen = _forward_seen(model, layers, obs, pick)
+    return [seen[id(m)] for m in layers if id(m) in seen]
+
+
+def _forward_seen(
+    model: BaseAlgorithm, layers: list[nn.Module], obs: th.Tensor, pick: Callable[[tuple, th.Tensor], Any]
+) -> dict[int, Any]:
+    """One forward pass of every network on ``obs`` in eval mode; ``pick(inputs, output)`` of each
+    of ``layers`` that ran, by the layer's id (the training modes are restored after)."""
+    seen: dict[int, Any] = {}
     hooks = [
         m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), pick(inputs, out)))
         for m in layers
@@ -100,14 +110,13 @@ def _captured(
     modes = {m: m.training for m in model.policy.modules()}
     model.policy.train(False)
     try:
-        with th.no_grad():
-            layout_of(model).forward(model.policy, obs)
+        layout_of(model).forward(model.policy, obs)
     finally:
         for hook in hooks:
             hook.remove()
         for module, mode in modes.items():
             module.training = mode
-    return [seen[id(m)] for m in layers if id(m) in seen]
+    return seen
 
 
 def layer_feeds(model: BaseAlgorithm, layers: list[nn.Module]) -> list[set[int]]:
@@ -122,23 +131,10 @@ def layer_feeds(model: BaseAlgorithm, layers: list[nn.Module]) -> list[set[int]]
     [{2}, {3}, set(), set()]
     """
     obs = model.policy.obs_to_tensor(space_samples(model.observation_space, 2))[0]
-    seen: dict[int, tuple[th.Tensor, th.Tensor]] = {}
-    hooks = [
-        m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), (inputs[0], out)))
-        for m in layers
-    ]
-    modes = {m: m.training for m in model.policy.modules()}
-    model.policy.train(False)
-    try:
-        with th.enable_grad():
-            if obs.is_floating_point():
-                obs.requires_grad_(True)  # so that frozen layers' outputs are in the graph too
-            layout_of(model).forward(model.policy, obs)
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, mode in modes.items():
-            module.training = mode
+    with th.enable_grad():
+        if obs.is_floating_point():
+            obs.requires_grad_(True)  # so that frozen layers' outputs are in the graph too
+        seen = _forward_seen(model, layers, obs, lambda inputs, output: (inputs[0], output))
     feeds: list[set[int]] = [set() for _ in layers]
     for i, source in enumerate(layers):
         output = seen.get(id(source), (None, None))[1]
