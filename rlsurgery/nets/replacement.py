@@ -15,6 +15,7 @@ from torch import nn
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets import transform_networks
+from rlsurgery.nets.data import layer_feeds
 from rlsurgery.nets.layout import online_networks, target_pairs
 from rlsurgery.nets.modules import replace_modules
 from rlsurgery.nets.size import weight_bytes
@@ -27,6 +28,21 @@ Place = tuple[int, str]
 def is_weight_layer(module: nn.Module) -> bool:
     """A plain ``nn.Linear`` or ``nn.Conv2d`` (not a subclass with its own forward)."""
     return type(module) in (nn.Linear, nn.Conv2d)
+
+
+def network_ends(agent: BaseAlgorithm, layers: dict[Place, nn.Module]) -> tuple[set[Place], set[Place]]:
+    """(first, last) of ``layers`` in each network: those no other layer of their network feeds (the
+    input layers), and those that feed no other (the heads: Q-values, logits, means, values),
+    found from the data flow of one forward pass (:func:`~rlsurgery.nets.data.layer_feeds`)."""
+    firsts: set[Place] = set()
+    lasts: set[Place] = set()
+    for i in {i for i, _ in layers}:
+        places = [p for p in layers if p[0] == i]
+        feeds = layer_feeds(agent, [layers[p] for p in places])
+        fed = set().union(*feeds)
+        firsts.update(p for k, p in enumerate(places) if k not in fed)
+        lasts.update(p for k, p in enumerate(places) if not feeds[k])
+    return firsts, lasts
 
 
 class LayerReplacement(NetworkSurgery):

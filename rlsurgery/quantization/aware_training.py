@@ -8,7 +8,8 @@ https://arxiv.org/abs/1910.01055, finds it often beats post-training quantizatio
 Each layer's input range starts from a calibration on the agent's own states and then follows an
 exponential moving average (momentum 0.01) of the batches trained on. Apply it to a trained model
 (``rls.operate``, or ``at_step`` during training), train on with ``learn``, then convert with
-``post_training_quantization`` (the learnt ranges are kept) for the int8 model.
+``post_training_quantization`` (the learnt ranges are kept) for the int8 model. The output layers
+stay fp32 unless ``keep_heads=False`` (see ``post_training_quantization``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 
 from rlsurgery.catalog import register
 from rlsurgery.nets.replacement import Place
-from rlsurgery.quantization.base import input_ranges
+from rlsurgery.quantization.base import HeadKeeping, input_ranges
 from rlsurgery.quantization.calibration import CalibrationParams
 from rlsurgery.quantization.fake import FakeQuantization
 from rlsurgery.quantization.layers import FakeQuantized
@@ -29,7 +30,7 @@ from rlsurgery.quantization.layers import FakeQuantized
 @register(
     proof="tests/quantization/test_fake.py::test_quantization_aware_training_trains_latent_weights_on_int8"
 )
-class QuantizationAwareTraining(FakeQuantization):
+class QuantizationAwareTraining(HeadKeeping, FakeQuantization):
     """Train on with int8 fake-quantized weights and inputs (straight-through), ready for int8."""
 
     key = "quantization_aware_training"

@@ -1,5 +1,6 @@
 """What the quantization surgeries share beyond :mod:`rlsurgery.nets.replacement`: the fp32 layer behind
-a fake-quantized one, and the input ranges calibrated on the agent's own states."""
+a fake-quantized one, the input ranges calibrated on the agent's own states, and the output layers
+left in fp32."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets.data import layer_inputs, recent_observations
-from rlsurgery.nets.replacement import Place
+from rlsurgery.nets.replacement import LayerReplacement, Place, network_ends
 from rlsurgery.quantization.layers import FakeQuantized
 
 Observer = Literal["minmax", "percentile"]
@@ -49,3 +50,22 @@ def input_ranges(
             low, high = values.min().item(), values.max().item()
         ranges[place] = (low, high)
     return ranges
+
+
+class HeadKeeping(LayerReplacement):
+    """With ``keep_heads`` (a parameter), the output layers of every network (those that feed no other
+    layer: Q-values, logits, action means, values) are left in fp32. Layers already trained for int8
+    (``quantization_aware_training``'s) are converted whatever the parameter says."""
+
+    def candidates(self, agent: BaseAlgorithm) -> dict[Place, nn.Module]:
+        layers = super().candidates(agent)
+        if not getattr(self.params, "keep_heads", False) or not layers:
+            return layers
+        _, heads = network_ends(agent, layers)
+        kept = {p: m for p, m in layers.items() if p not in heads or isinstance(m, FakeQuantized)}
+        if not kept:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: every weight layer of {type(agent).__name__}'s networks is an output layer; "
+                "pass keep_heads=False to quantize them too"
+            )
+        return kept

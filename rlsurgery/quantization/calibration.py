@@ -1,4 +1,5 @@
-"""Parameters of the calibration on the agent's own states, shared by the surgeries that calibrate."""
+"""Parameters shared by the int8 surgeries: which layers stay fp32, and the calibration on the agent's
+own states."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ from rlsurgery.core.params import param
 
 
 @dataclass
-class CalibrationParams:
+class HeadParams:
+    keep_heads: bool = param(
+        True,
+        "the output layers (Q-values, logits, action means, values) stay fp32: their rounding errors "
+        "move each output on its own and reorder close actions, and they hold few of the weights",
+    )
+
+
+@dataclass
+class CalibrationParams(HeadParams):
     states: int = param(512, "states to calibrate on: the newest replay / rollout data, else a rollout", ge=1)
     observer: Literal["minmax", "percentile"] = param(
         "minmax", "input range of each layer: min and max, or the percentiles below"

@@ -6,7 +6,8 @@
 No calibration: the input's scale is measured on each input as it comes (Krishnan et al. 2019,
 QuaRL, https://arxiv.org/abs/1910.01055, compare it with post-training and quantization-aware
 training on RL policies). A layer trained with ``quantization_aware_training`` is quantized from its
-latent weights.
+latent weights. The output layers stay fp32 unless ``keep_heads=False`` (see
+``post_training_quantization``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ from typing import Any
 from torch import nn
 
 from rlsurgery.catalog import register
-from rlsurgery.nets.replacement import LayerReplacement, Place, is_weight_layer
-from rlsurgery.quantization.base import float_layer
+from rlsurgery.nets.replacement import Place, is_weight_layer
+from rlsurgery.quantization.base import HeadKeeping, float_layer
+from rlsurgery.quantization.calibration import HeadParams
 from rlsurgery.quantization.layers import FakeQuantized, int8_layer
 
 
 @register(proof="tests/quantization/test_int8.py::test_dynamic_quantization_scales_each_input")
-class DynamicQuantization(LayerReplacement):
+class DynamicQuantization(HeadKeeping):
     """int8 weights; each input quantized to int8 with its own scale when the layer runs."""
 
     key = "dynamic_quantization"
+    Params = HeadParams
+    params: HeadParams
 
     def replaceable(self, module: nn.Module) -> bool:
         return is_weight_layer(module) or (isinstance(module, FakeQuantized) and module.code == "int8")

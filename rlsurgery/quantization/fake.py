@@ -12,8 +12,7 @@ from torch import nn
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
-from rlsurgery.nets.data import layer_feeds
-from rlsurgery.nets.replacement import LayerReplacement, Place
+from rlsurgery.nets.replacement import LayerReplacement, Place, network_ends
 from rlsurgery.quantization.layers import FakeQuantized, WeightCode
 
 
@@ -35,13 +34,8 @@ class FakeQuantization(LayerReplacement):
     def candidates(self, agent: BaseAlgorithm) -> dict[Place, nn.Module]:
         layers = super().candidates(agent)
         if getattr(self.params, "keep_ends", False):
-            ends = set()
-            for i in {i for i, _ in layers}:
-                places = [p for p in layers if p[0] == i]
-                feeds = layer_feeds(agent, [layers[p] for p in places])
-                fed = set().union(*feeds)
-                ends.update(p for k, p in enumerate(places) if not feeds[k] or k not in fed)
-            kept = {p: m for p, m in layers.items() if p not in ends}
+            firsts, lasts = network_ends(agent, layers)
+            kept = {p: m for p, m in layers.items() if p not in firsts | lasts}
             if layers and not kept:
                 raise IncompatibleSurgeryError(
                     f"{self.key}: every weight layer of {type(agent).__name__}'s networks is a first or last "

@@ -27,7 +27,7 @@ def latent_weights(model) -> list[th.Tensor]:
 
 def check_quantization_aware_training(tmp_path) -> None:
     model = trained_dqn()
-    rls.operate(model, "quantization_aware_training")
+    rls.operate(model, "quantization_aware_training:keep_heads=False")
     layers = [m for m in model.q_net.modules() if isinstance(m, FakeQuantized)]
     assert len(layers) == 3 and all(m.code == "int8" for m in layers)
     obs = observations()

@@ -7,10 +7,10 @@ import torch as th
 import torch.nn.functional as F
 
 import rlsurgery as rls
-from rlsurgery import SurgicalSAC
+from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
 from rlsurgery.nets.data import recent_observations
 from rlsurgery.nets.size import weight_bytes
-from rlsurgery.quantization import dynamic, post_training, quantizers
+from rlsurgery.quantization import base, dynamic, post_training, quantizers
 from rlsurgery.quantization.layers import Int8Linear, int8_layer
 from tests.breakage import assert_proof_fails_when, replaced
 from tests.lowrank import assert_reload_acts_alike
@@ -48,7 +48,7 @@ def check_post_training_quantization(tmp_path) -> None:
         first = net[1](net[0](obs))
     before = weight_bytes(model)
 
-    rls.operate(model, "post_training_quantization")
+    rls.operate(model, "post_training_quantization:keep_heads=False")
 
     layers = [m for m in model.q_net.modules() if isinstance(m, Int8Linear)]
     assert len(layers) == 3 and all(m.static for m in layers)
@@ -155,7 +155,7 @@ def test_ptq_quantizes_sac_actor_critic_and_target(tmp_path):
         buffer_size=200,
         policy_kwargs=dict(net_arch=[32, 32]),
     ).learn(40)
-    rls.operate(model, "post_training_quantization:observer=percentile,percentile=99")
+    rls.operate(model, "post_training_quantization:observer=percentile,percentile=99,keep_heads=False")
     for net in (model.actor, model.critic, model.critic_target):
         assert not any(type(m) is th.nn.Linear for m in net.modules())
     online = [m for m in model.critic.modules() if isinstance(m, Int8Linear)]
@@ -168,8 +168,39 @@ def test_ptq_quantizes_sac_actor_critic_and_target(tmp_path):
 
 def test_a_layer_is_not_quantized_twice():
     model = trained_dqn(100)
-    rls.operate(model, "dynamic_quantization")
+    rls.operate(model, "dynamic_quantization:keep_heads=False")
     with pytest.raises(
         rls.IncompatibleSurgeryError, match=r"post_training_quantization: .*no Linear or Conv2d"
     ):
+        rls.operate(model, "post_training_quantization")
+
+
+def check_heads_kept() -> None:
+    model = trained_dqn(100)
+    rls.operate(model, "post_training_quantization")
+    net = model.q_net.q_net
+    assert isinstance(net[0], Int8Linear) and isinstance(net[2], Int8Linear)
+    assert type(net[4]) is th.nn.Linear  # the Q-value head
+    ppo = SurgicalPPO(
+        "MlpPolicy", "CartPole-v1", seed=0, n_steps=64, batch_size=32, policy_kwargs=dict(net_arch=[8])
+    )
+    rls.operate(ppo, "dynamic_quantization")
+    policy = ppo.policy
+    assert type(policy.action_net) is th.nn.Linear and type(policy.value_net) is th.nn.Linear
+    assert isinstance(policy.mlp_extractor.policy_net[0], Int8Linear)
+    assert isinstance(policy.mlp_extractor.value_net[0], Int8Linear)
+
+
+def test_the_output_layers_stay_fp32_unless_told():
+    check_heads_kept()
+
+
+def test_the_heads_proof_fails_when_every_layer_is_quantized():
+    breakage = replaced(base, "network_ends", lambda agent, layers: (set(), set()))
+    assert_proof_fails_when(breakage, check_heads_kept)
+
+
+def test_a_policy_of_heads_only_asks_for_keep_heads_false():
+    model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
+    with pytest.raises(rls.IncompatibleSurgeryError, match=r"post_training_quantization: .*keep_heads=False"):
         rls.operate(model, "post_training_quantization")
