@@ -229,12 +229,16 @@ class LowPrecision(nn.Module):
         return out
 
     def forward(self, x: th.Tensor) -> th.Tensor:
-        low = x.to(self.dtype)
+        low, weight = x.to(self.dtype), self.weight
+        if self.dtype == th.bfloat16 and th.compiler.is_exporting():
+            # ONNX Runtime's CPU kernels have no bf16 GEMM: in the exported graph the bf16 values are
+            # multiplied in fp32 (the file keeps the bf16 weights) and the result rounded to bf16
+            low, weight = low.float(), weight.float()
         if self.layer_settings is None:
-            y = F.linear(low, self.weight)
+            y = F.linear(low, weight)
         else:
-            y = F.conv2d(low, self.weight, None, **self.layer_settings)
-        y = y.to(x.dtype)
+            y = F.conv2d(low, weight, None, **self.layer_settings)
+        y = y.to(self.dtype).to(x.dtype)
         if self.bias is not None:
             y = y + (self.bias if self.layer_settings is None else self.bias.reshape(-1, 1, 1))
         return y
