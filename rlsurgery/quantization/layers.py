@@ -68,14 +68,28 @@ def apply_layer(layer: WeightLayer, x: th.Tensor, weight: th.Tensor, bias: th.Te
 
 class InputRange(nn.Module):
     """The range [low, high] of a layer's input: set by calibration, or followed during training by
-    an exponential moving average of each batch's min and max (``momentum``; the first batch sets it)."""
+    an exponential moving average of each batch's min and max (``momentum``; the first batch sets it).
+
+    The buffers are named ``running_low`` / ``running_high``, as BatchNorm's statistics are, so that
+    SB3's target updates copy them into the target network with the weights (its
+    ``batch_norm_stats``): a target that kept its first range would clip what the online one has
+    learnt to see.
+    """
 
     def __init__(self, momentum: float = 0.01) -> None:
         super().__init__()
         self.momentum = momentum
-        self.register_buffer("low", th.zeros(()))
-        self.register_buffer("high", th.zeros(()))
+        self.register_buffer("running_low", th.zeros(()))
+        self.register_buffer("running_high", th.zeros(()))
         self.register_buffer("seen", th.zeros((), dtype=th.bool))
+
+    @property
+    def low(self) -> th.Tensor:
+        return self.running_low
+
+    @property
+    def high(self) -> th.Tensor:
+        return self.running_high
 
     def set(self, low: float | th.Tensor, high: float | th.Tensor) -> None:
         self.low.fill_(float(low))

@@ -56,7 +56,7 @@ def check_quantization_aware_training(tmp_path) -> None:
 
     int8 = [m for m in model.q_net.modules() if isinstance(m, Int8Linear)]
     assert len(int8) == 3 and all(
-        th.equal(m.input_range.high, r["high"]) and th.equal(m.input_range.low, r["low"])
+        th.equal(m.input_range.high, r["running_high"]) and th.equal(m.input_range.low, r["running_low"])
         for m, r in zip(int8, learnt)
     )
     with th.no_grad():
@@ -169,3 +169,18 @@ def test_binary_networks_from_a_recipe_step():
     model.learn(100, reset_num_timesteps=False)
     assert isinstance(model.q_net.q_net[2], FakeQuantized)
     assert isinstance(model.q_net_target.q_net[2], FakeQuantized)
+
+
+def test_dqn_target_updates_copy_the_learnt_input_ranges():
+    from stable_baselines3.common.utils import polyak_update
+
+    model = trained_dqn(100)
+    rls.operate(model, "quantization_aware_training:keep_heads=False")
+    model.learn(200, reset_num_timesteps=False)  # the online ranges follow the batches
+    online = [m.input_range for m in model.q_net.modules() if isinstance(m, FakeQuantized)]
+    target = [m.input_range for m in model.q_net_target.modules() if isinstance(m, FakeQuantized)]
+    assert any(not th.equal(a.high, b.high) for a, b in zip(online, target))
+    synced = {t.data_ptr() for t in model.batch_norm_stats}  # what SB3's target update copies (views)
+    assert all(r.running_low.data_ptr() in synced and r.running_high.data_ptr() in synced for r in online)
+    polyak_update(model.batch_norm_stats, model.batch_norm_stats_target, 1.0)  # as DQN._on_step does
+    assert all(th.equal(a.high, b.high) and th.equal(a.low, b.low) for a, b in zip(online, target))
