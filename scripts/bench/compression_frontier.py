@@ -186,7 +186,14 @@ def run_variant(task: tuple) -> dict[str, Any]:
 WIND = {"enable_wind": True, "wind_power": 15.0}
 #: the adaptation study trains at the source's own learning rate (a new task, not a touch-up)
 LORA_LR_FACTOR = 1.0
-LORA_VARIANTS = {"source": None, "full-ft": [], "lora-r4-ft": ["low_rank_adaptation:rank=4"]}
+#: variant -> (surgeries before fine-tuning, None: no fine-tuning; learning rate, a share of the source's)
+LORA_VARIANTS: dict[str, tuple[list[str] | None, float]] = {
+    "source": (None, 0.0),
+    "full-ft": ([], LORA_LR_FACTOR),
+    "lora-r4-ft": (["low_rank_adaptation:rank=4"], LORA_LR_FACTOR),
+    "full-ft-lr0.1": ([], 0.1),
+    "lora-r4-ft-lr0.1": (["low_rank_adaptation:rank=4"], 0.1),
+}
 
 
 def run_lora(task: tuple) -> dict[str, Any]:
@@ -198,11 +205,11 @@ def run_lora(task: tuple) -> dict[str, Any]:
     th.set_num_threads(1)
     start = time.perf_counter()
     model = load("lunarlander-dqn")
-    specs = LORA_VARIANTS[variant]
+    specs, lr_factor = LORA_VARIANTS[variant]
     for spec in specs or []:
         model = rls.operate(model, spec)
     if specs is not None:
-        fine_tune(model, "LunarLander-v3", steps, seed, LORA_LR_FACTOR, env_kwargs=WIND)
+        fine_tune(model, "LunarLander-v3", steps, seed, lr_factor, env_kwargs=WIND)
     record = {"policy": "lunarlander-dqn-wind", "variant": variant, "seed": seed, "env_kwargs": WIND}
     record.update(ft_steps=0 if specs is None else steps, **measure(model, "LunarLander-v3", episodes, WIND))
     record["seconds"] = round(time.perf_counter() - start, 1)
@@ -214,7 +221,7 @@ def tasks(args: argparse.Namespace, done: set) -> tuple[list, Any]:
         out = [
             (v, s, args.episodes, args.lora_steps)
             for v in LORA_VARIANTS
-            for s in (range(args.seeds) if LORA_VARIANTS[v] is not None else [0])
+            for s in (range(args.seeds) if LORA_VARIANTS[v][0] is not None else [0])
             if ("lunarlander-dqn-wind", v, s) not in done
         ]
         return out, run_lora
