@@ -250,7 +250,7 @@ def report(path: str, plots: str | None) -> None:
         base_bytes = base[0]["weight_bytes"] if base else float("nan")
         print(f"\n{policy} (fp32 greedy return {base_return:.1f})")
         print(
-            "| variant | seeds | return (median, min–max) | vs fp32 | params | weight bytes | ÷ bytes | "
+            "| variant | seeds | return (median, min–max) | vs fp32 (÷, or − where negative) | params | weight bytes | ÷ bytes | "
             "ONNX bytes | PyTorch ms b1 / b256 | ORT ms b1 / b256 |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
@@ -268,13 +268,18 @@ def report(path: str, plots: str | None) -> None:
             )
             print(
                 f"| {variant} | {len(group)} | {med:.1f} ({min(returns):.1f}–{max(returns):.1f}) | "
-                f"{med / base_return:.3f} | {first['params']} | {first['weight_bytes']} | "
+                f"{vs_base(med, base_return)} | {first['params']} | {first['weight_bytes']} | "
                 f"{base_bytes / first['weight_bytes']:.2f} | {first['onnx_bytes']} | "
                 f"{np.median([r['latency_ms_b1'] for r in group]):.3f} / "
                 f"{np.median([r['latency_ms_b256'] for r in group]):.3f} | {ort} |"
             )
         if plots:
             plot(policy, {v: g for (p, v), g in by.items() if p == policy}, Path(plots))
+
+
+def vs_base(value: float, base: float) -> str:
+    """``value`` against the fp32 return: their ratio, or their difference where the return is negative."""
+    return f"{value / base:.3f}" if base > 0 else f"{value - base:+.1f}"
 
 
 def plot(policy: str, groups: dict[str, list[dict]], folder: Path) -> None:
