@@ -250,8 +250,8 @@ def report(path: str, plots: str | None) -> None:
         base_bytes = base[0]["weight_bytes"] if base else float("nan")
         print(f"\n{policy} (fp32 greedy return {base_return:.1f})")
         print(
-            "| variant | seeds | return (median, min–max) | vs fp32 (÷, or − where negative) | params | weight bytes | ÷ bytes | "
-            "ONNX bytes | PyTorch ms b1 / b256 | ORT ms b1 / b256 |"
+            "| variant | seeds | return (median, min–max) | vs fp32 (÷, or − if negative) | params | "
+            "weight bytes | ÷ bytes | ONNX bytes | PyTorch ms b1 / b256 | ORT ms b1 / b256 |"
         )
         print("|---|---|---|---|---|---|---|---|---|---|")
         for (p, variant), group in by.items():
