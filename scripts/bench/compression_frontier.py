@@ -176,7 +176,7 @@ def run_variant(task: tuple) -> dict[str, Any]:
         "variant": variant,
         "seed": seed,
         "env_id": env_id,
-        "surgeries": before + after,
+        "surgeries": [spec.format(svd_rank=rank) for spec in before + after],
     }
     record.update(ft_steps=ft_steps if tuned else 0, **measure(model, env_id, episodes))
     record["seconds"] = round(time.perf_counter() - start, 1)
