@@ -131,6 +131,7 @@ def fine_tune(
 def measure(model: Any, env_id: str, episodes: int, env_kwargs: dict | None = None) -> dict[str, Any]:
     from rlsurgery.export import export
     from rlsurgery.measure import onnx_latency_ms, parameter_counts, predict_latency_ms
+    from rlsurgery.nets.layout import online_networks
     from rlsurgery.nets.size import weight_bytes
     from rlsurgery.training import evaluate_model
 
@@ -143,7 +144,9 @@ def measure(model: Any, env_id: str, episodes: int, env_kwargs: dict | None = No
         "mean_return": returns["mean_return"],
         "std_return": returns["std_return"],
         "params": params,
-        "trainable_params": sum(p.numel() for p in model.policy.parameters() if p.requires_grad),
+        "trainable_params": sum(
+            p.numel() for net in online_networks(model).values() for p in net.parameters() if p.requires_grad
+        ),
         "weight_bytes": weight_bytes(model),
         "onnx_bytes": onnx_bytes,
         "latency_ms_b1": predict_latency_ms(model, 1, repeats=50),
