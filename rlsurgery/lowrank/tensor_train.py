@@ -62,6 +62,10 @@ class TensorTrain(LayerFactorization):
     """Replace each Linear by a TT-matrix layer of at most ``rank`` TT-rank (where that is smaller)."""
 
     key = "tensor_train"
+    cost_note = (
+        "each layer contracts the input with its cores one einsum at a time (reshapes between), "
+        "several small kernels where a Linear is one GEMM"
+    )
     Params = TensorTrainParams
     params: TensorTrainParams
     layer_type = nn.Linear

@@ -49,6 +49,10 @@ class TuckerDecomposition(LayerFactorization):
     """Replace each Conv2d by the three convolutions of its Tucker-2 decomposition (channel ranks)."""
 
     key = "tucker_decomposition"
+    cost_note = (
+        "three convolutions where there was one (small ones: on small images their launch cost, not "
+        "their arithmetic, dominates), and tensorly's HOOI at insertion"
+    )
     Params = TuckerParams
     params: TuckerParams
     layer_type = nn.Conv2d

@@ -30,6 +30,11 @@ class FakeQuantization(LayerReplacement):
 
     code: ClassVar[WeightCode] = "int8"
     repeatable = False
+    cost_note = (
+        "every forward pass quantizes the latent weights anew (row scales, rounding, the "
+        "straight-through term; QAT also each input's range and code) and then runs the fp32 "
+        "product: simulated low precision, with no low-bit kernel to make it cheaper"
+    )
 
     def candidates(self, agent: BaseAlgorithm) -> dict[Place, nn.Module]:
         layers = super().candidates(agent)
