@@ -30,10 +30,13 @@ def input_ranges(
     key: str,
     observer: Observer = "minmax",
     percentile: float = 99.99,
-) -> dict[Place, tuple[float, float]]:
+    equalize: set[Place] | frozenset[Place] = frozenset(),
+) -> dict[Place, tuple]:
     """(low, high) of every layer's input over ``states`` of the agent's own states (the newest replay
     or rollout data, else a rollout of its policy): the min and max, or the ``percentile`` and
-    100 − ``percentile`` percentiles (which ignore rare outliers)."""
+    100 − ``percentile`` percentiles (which ignore rare outliers). For the places in ``equalize``, the
+    range is of x / s, s_j = max |x_j| over the states (one scale per input feature of a Linear
+    layer, 1 for a feature that is always 0), and the entry is (low, high, s)."""
     observations = recent_observations(agent, states, key)
     places = list(layers)
     inputs = layer_inputs(agent, [layers[p] for p in places], observations)
@@ -41,14 +44,20 @@ def input_ranges(
         raise IncompatibleSurgeryError(f"{key}: some layers were not reached by a forward pass of the policy")
     ranges = {}
     for place, x in zip(places, inputs):
-        values = x.detach().float().flatten()
+        x = x.detach().float()
+        scale = None
+        if place in equalize and x.dim() == 2:  # a Linear's input: (batch, features)
+            scale = x.abs().amax(0)
+            scale = th.where(scale > 0, scale, th.ones_like(scale))
+            x = x / scale
+        values = x.flatten()
         if observer == "percentile":
             q = th.tensor([100.0 - percentile, percentile], dtype=values.dtype) / 100.0
             sample = values if values.numel() <= 2**24 else values[th.randperm(values.numel())[: 2**24]]
             low, high = th.quantile(sample, q).tolist()
         else:
             low, high = values.min().item(), values.max().item()
-        ranges[place] = (low, high)
+        ranges[place] = (low, high) if scale is None else (low, high, scale)
     return ranges
 
 

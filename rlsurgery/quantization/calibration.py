@@ -27,3 +27,9 @@ class CalibrationParams(HeadParams):
     percentile: float = param(
         99.99, "with observer=percentile: the range is [100 − p, p] percentiles", gt=50.0, le=100.0
     )
+    equalize: bool = param(
+        True,
+        "post-training, in each network's input layers: per-feature scales e_j = max |x_j| folded into "
+        "the weight's columns (x / e and W·diag e), so that observation features of different scales "
+        "share the 8-bit range",
+    )

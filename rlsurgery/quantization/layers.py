@@ -113,9 +113,9 @@ class Int8Weights(nn.Module):
     """Shared by the int8 layers: weight codes and row scales (buffers), fp32 bias (trainable) and,
     with ``static``, the calibrated input range (otherwise the input is quantized per sample)."""
 
-    def __init__(self, layer: WeightLayer, static: bool) -> None:
+    def __init__(self, layer: WeightLayer, static: bool, weight: th.Tensor | None = None) -> None:
         super().__init__()
-        codes, scales = quantize_weight(layer.weight)
+        codes, scales = quantize_weight(layer.weight if weight is None else weight)
         self.register_buffer("weight_codes", codes)
         self.register_buffer("weight_scale", scales)
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
@@ -123,7 +123,7 @@ class Int8Weights(nn.Module):
         self.input_range = InputRange() if static else None
 
     def weight(self) -> th.Tensor:
-        """The dequantized weight s_r · q."""
+        """The dequantized weight s_r · q (of W·diag(e) in an equalized Int8Linear)."""
         return dequantize_weight(self.weight_codes, self.weight_scale)
 
     def weight_bytes(self) -> int:
@@ -134,11 +134,15 @@ class Int8Linear(Int8Weights):
     """y = s_x s_r (q_x − z)·q_wᵀ + b with int8 codes and an int32 accumulator (``torch._int_mm``).
 
     Static: s_x, z from the calibrated input range (one per layer). Dynamic: symmetric, one s_x per
-    sample, max |x| / 127, measured on the input at run time.
+    sample, max |x| / 127, measured on the input at run time. With per-feature ``input_scale`` e
+    (static only), the layer quantizes x / e and W·diag(e) instead: the same product, with inputs
+    of different scales sharing the 8-bit range fairly (the weights' per-row scales absorb e).
     """
 
-    def __init__(self, layer: nn.Linear, static: bool) -> None:
-        super().__init__(layer, static)
+    def __init__(self, layer: nn.Linear, static: bool, input_scale: th.Tensor | None = None) -> None:
+        scale = None if input_scale is None else input_scale.detach().float().to(layer.weight.device)
+        super().__init__(layer, static, weight=layer.weight.detach() * (1.0 if scale is None else scale))
+        self.register_buffer("input_scale", scale)  # None: not in the state
         self.in_features, self.out_features = layer.in_features, layer.out_features
         self.register_buffer("code_sums", self.weight_codes.int().sum(1), persistent=False)
 
@@ -158,6 +162,8 @@ class Int8Linear(Int8Weights):
     def forward(self, x: th.Tensor) -> th.Tensor:
         flat = x.reshape(-1, self.in_features).float()
         if self.static:
+            if self.input_scale is not None:
+                flat = flat / self.input_scale
             scale, zero = self.input_range.code()
             codes = quantize_affine(flat, scale, zero).to(th.int8)
             total = th._int_mm(codes, self.weight_codes.t()) - zero.int() * self.code_sums
@@ -191,9 +197,14 @@ class Int8Conv2d(Int8Weights):
         return F.conv2d(fake_quantize_affine(x, scale, zero), self.weight(), self.bias, **self.layer_settings)
 
 
-def int8_layer(layer: WeightLayer, static: bool) -> Int8Linear | Int8Conv2d:
-    """The int8 layer of ``layer`` (its weights quantized now)."""
-    return Int8Conv2d(layer, static) if isinstance(layer, nn.Conv2d) else Int8Linear(layer, static)
+def int8_layer(
+    layer: WeightLayer, static: bool, input_scale: th.Tensor | None = None
+) -> Int8Linear | Int8Conv2d:
+    """The int8 layer of ``layer`` (its weights quantized now; ``input_scale``: a Linear's per-feature
+    input scales, see :class:`Int8Linear`)."""
+    if isinstance(layer, nn.Conv2d):
+        return Int8Conv2d(layer, static)
+    return Int8Linear(layer, static, input_scale)
 
 
 class FakeQuantized(nn.Module):

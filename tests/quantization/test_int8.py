@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 import torch as th
 import torch.nn.functional as F
@@ -48,7 +51,7 @@ def check_post_training_quantization(tmp_path) -> None:
         first = net[1](net[0](obs))
     before = weight_bytes(model)
 
-    rls.operate(model, "post_training_quantization:keep_heads=False")
+    rls.operate(model, "post_training_quantization:keep_heads=False,equalize=False")
 
     layers = [m for m in model.q_net.modules() if isinstance(m, Int8Linear)]
     assert len(layers) == 3 and all(m.static for m in layers)
@@ -204,3 +207,54 @@ def test_a_policy_of_heads_only_asks_for_keep_heads_false():
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, policy_kwargs=dict(net_arch=[]))
     with pytest.raises(rls.IncompatibleSurgeryError, match=r"post_training_quantization: .*keep_heads=False"):
         rls.operate(model, "post_training_quantization")
+
+
+def test_feature_scales_keep_small_features_precise():
+    features = th.tensor([0.05, 1.0, 8.0])  # observation features of different scales (cos θ, θ̇ …)
+    weight = th.randn(6, 3, generator=th.Generator().manual_seed(3)) / features  # each feature counts
+    linear = th.nn.Linear(3, 6)
+    with th.no_grad():
+        linear.weight.copy_(weight)
+    x = th.randn(256, 3, generator=th.Generator().manual_seed(4)) * features
+    plain, equalized = Int8Linear(linear, static=True), Int8Linear(linear, True, x.abs().amax(0))
+    plain.input_range.set(x.min(), x.max())
+    scaled = x / x.abs().amax(0)
+    equalized.input_range.set(scaled.min(), scaled.max())
+    with th.no_grad():  # a shared range rounds the small feature to a few steps
+        error_plain = float((plain(x) - linear(x)).abs().max())
+        error_equalized = float((equalized(x) - linear(x)).abs().max())
+    assert error_equalized < error_plain / 10, (error_plain, error_equalized)
+
+
+def check_equalization() -> None:
+    model = SurgicalSAC(
+        "MlpPolicy",
+        "Pendulum-v1",
+        seed=0,
+        learning_starts=16,
+        batch_size=16,
+        buffer_size=300,
+        policy_kwargs=dict(net_arch=[32, 32]),
+    ).learn(200)
+    calibration = recent_observations(model, 512, "post_training_quantization")
+    weight = model.actor.latent_pi[0].weight.detach().clone()
+    rls.operate(model, "post_training_quantization")
+    layer = model.actor.latent_pi[0]
+    scale = calibration.abs().amax(0)
+    th.testing.assert_close(layer.input_scale, scale)  # the input layer: one scale per observation feature
+    codes, _ = quantizers.quantize_weight(weight * scale)
+    assert th.equal(layer.weight_codes, codes)  # folded into the weight's columns
+    assert float(layer.input_range.high) <= 1.0 + 1e-6  # the range is of x / e
+    assert model.actor.latent_pi[2].input_scale is None  # hidden layers: one range, no scales
+    model.learn(20)
+    assert_reload_acts_alike(model, Path(tempfile.mkdtemp()) / "sac.zip", calibration[:16])
+
+
+def test_equalization_folds_feature_scales_into_the_weights():
+    check_equalization()
+
+
+def test_the_equalization_proof_fails_without_the_feature_scales():
+    real = base.input_ranges
+    breakage = replaced(post_training, "input_ranges", lambda *args: real(*args[:-1], set()))
+    assert_proof_fails_when(breakage, check_equalization)
