@@ -46,7 +46,7 @@ from torch import nn
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.nets.data import space_samples
 from rlsurgery.nets.layout import layout_of
-from rlsurgery.nets.modules import replace_modules
+from rlsurgery.nets.modules import modes_kept, replace_modules
 
 #: the output after ``action``, by what the acting network computes
 VALUE_NAMES = {"q": "q_values", "distribution": "logits", "actor": "mean_action"}
@@ -139,13 +139,11 @@ def export(
     partial = path.with_name(f".{path.name}.partial")  # an existing file is replaced only once all went well
     graph = GreedyPolicy(model, merged_policy(model) if merge else None)
     example = th.as_tensor(space_samples(model.observation_space, 2), device=model.device)
-    modes = {m: m.training for m in graph.policy.modules()}
-    graph.policy.set_training_mode(False)
     quiet = contextlib.nullcontext() if verbose else _quiet()
     validating = th.distributions.Distribution._validate_args
     th.distributions.Distribution.set_default_validate_args(False)  # its checks are data-dependent
     try:
-        with quiet, th.no_grad():
+        with quiet, th.no_grad(), modes_kept(graph.policy):
             th.onnx.export(
                 graph,
                 (example,),
@@ -163,8 +161,6 @@ def export(
         partial.replace(path)
     finally:
         th.distributions.Distribution.set_default_validate_args(validating)
-        for module, mode in modes.items():
-            module.training = mode
         partial.unlink(missing_ok=True)
     return path
 
@@ -180,14 +176,8 @@ def parity(model: BaseAlgorithm, path: str | Path, n: int = 100, seed: int = 0) 
     action, values = OnnxPolicy(path).run(obs)
     expected = model.predict(obs, deterministic=True)[0]
     graph = GreedyPolicy(model)
-    modes = {m: m.training for m in model.policy.modules()}
-    model.policy.set_training_mode(False)
-    try:
-        with th.no_grad():
-            reference = graph(model.policy.obs_to_tensor(obs)[0])[1].cpu().numpy()
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    with th.no_grad(), modes_kept(model.policy):
+        reference = graph(model.policy.obs_to_tensor(obs)[0])[1].cpu().numpy()
     out: dict[str, float] = {"observations": n}
     if isinstance(model.action_space, spaces.Discrete):
         out["action_agreement"] = float(np.mean(action.reshape(-1) == np.asarray(expected).reshape(-1)))

@@ -13,6 +13,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.modules import modes_kept
 from rlsurgery.runtime.models import evaluation_env
 
 
@@ -107,15 +108,12 @@ def _forward_seen(
         m.register_forward_hook(lambda mod, inputs, out: seen.__setitem__(id(mod), pick(inputs, out)))
         for m in layers
     ]
-    modes = {m: m.training for m in model.policy.modules()}
-    model.policy.train(False)
     try:
-        layout_of(model).forward(model.policy, obs)
+        with modes_kept(model.policy):
+            layout_of(model).forward(model.policy, obs)
     finally:
         for hook in hooks:
             hook.remove()
-        for module, mode in modes.items():
-            module.training = mode
     return seen
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
 from torch import nn
@@ -82,6 +83,27 @@ def set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, module)
+
+
+@contextlib.contextmanager
+def modes_kept(root: nn.Module, training: bool = False) -> Iterator[nn.Module]:
+    """``root`` (and every submodule) in training mode ``training`` inside the block, each module's own
+    mode restored afterwards, whatever happens (eval mode: no dropout, BatchNorm on its statistics).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout())
+    >>> with modes_kept(net):
+    ...     net[1].training
+    False
+    >>> net[1].training
+    True
+    """
+    modes = {m: m.training for m in root.modules()}
+    root.train(training)
+    try:
+        yield root
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
 
 
 def replace_modules(

@@ -28,6 +28,7 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.data import layer_inputs, recent_observations
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.modules import modes_kept
 from rlsurgery.nets.replacement import LayerReplacement, Place
 from rlsurgery.quantization.layers import LowPrecision
 
@@ -81,25 +82,19 @@ class MixedPrecision(LayerReplacement):
         inputs = layer_inputs(agent, [layers[p] for p in places], observations)
         layout, policy = layout_of(agent), agent.policy
         discrete = isinstance(agent.action_space, spaces.Discrete)
-        modes = {m: m.training for m in policy.modules()}
-        policy.train(False)
         measured = {}
-        try:
-            with th.no_grad():
-                reference = layout.outputs(policy, observations, discrete)
-                for place, x in zip(places, inputs):
-                    layer = layers[place]
-                    lowered = LowPrecision(layer, dtype)
-                    error = relative_change(layer(x), lowered(x))
-                    hook = layer.register_forward_hook(lambda _m, args, _out, low=lowered: low(args[0]))
-                    try:
-                        change = relative_change(reference, layout.outputs(policy, observations, discrete))
-                    finally:
-                        hook.remove()
-                    measured[place] = {"layer_error": error, "output_change": change}
-        finally:
-            for module, mode in modes.items():
-                module.training = mode
+        with th.no_grad(), modes_kept(policy):
+            reference = layout.outputs(policy, observations, discrete)
+            for place, x in zip(places, inputs):
+                layer = layers[place]
+                lowered = LowPrecision(layer, dtype)
+                error = relative_change(layer(x), lowered(x))
+                hook = layer.register_forward_hook(lambda _m, args, _out, low=lowered: low(args[0]))
+                try:
+                    change = relative_change(reference, layout.outputs(policy, observations, discrete))
+                finally:
+                    hook.remove()
+                measured[place] = {"layer_error": error, "output_change": change}
         return measured
 
     def prepare(self, agent: BaseAlgorithm, layers: dict[Place, nn.Module], replay: bool) -> Any:

@@ -10,14 +10,14 @@ import torch as th
 import torch.nn.functional as F
 
 import rlsurgery as rls
-from rlsurgery import SurgicalDQN, SurgicalPPO, SurgicalSAC
+from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.nets.data import recent_observations
 from rlsurgery.nets.size import weight_bytes
 from rlsurgery.quantization import base, dynamic, post_training, quantizers
 from rlsurgery.quantization.layers import Int8Linear, int8_layer
 from tests.breakage import assert_proof_fails_when, replaced
 from tests.lowrank import assert_reload_acts_alike
-from tests.quantization import keeps_every_layer, observations, trained_dqn
+from tests.quantization import keeps_every_layer, observations, trained_dqn, trained_sac
 
 
 def test_weight_codes_are_symmetric_per_row():
@@ -149,15 +149,7 @@ def test_the_dynamic_proof_fails_when_no_layer_is_replaced(tmp_path):
 
 
 def test_ptq_quantizes_sac_actor_critic_and_target(tmp_path):
-    model = SurgicalSAC(
-        "MlpPolicy",
-        "Pendulum-v1",
-        seed=0,
-        learning_starts=16,
-        batch_size=16,
-        buffer_size=200,
-        policy_kwargs=dict(net_arch=[32, 32]),
-    ).learn(40)
+    model = trained_sac(40, buffer_size=200)
     rls.operate(model, "post_training_quantization:observer=percentile,percentile=99,keep_heads=False")
     for net in (model.actor, model.critic, model.critic_target):
         assert not any(type(m) is th.nn.Linear for m in net.modules())
@@ -227,15 +219,7 @@ def test_feature_scales_keep_small_features_precise():
 
 
 def check_equalization() -> None:
-    model = SurgicalSAC(
-        "MlpPolicy",
-        "Pendulum-v1",
-        seed=0,
-        learning_starts=16,
-        batch_size=16,
-        buffer_size=300,
-        policy_kwargs=dict(net_arch=[32, 32]),
-    ).learn(200)
+    model = trained_sac(200, buffer_size=300)
     calibration = recent_observations(model, 512, "post_training_quantization")
     weight = model.actor.latent_pi[0].weight.detach().clone()
     rls.operate(model, "post_training_quantization")
