@@ -69,7 +69,10 @@ def initializer_bytes(path, dtype=None) -> int:
     return sum(len(t.raw_data) for t in tensors if dtype is None or t.data_type == dtype)
 
 
-@pytest.mark.parametrize("key", ["post_training_quantization", "dynamic_quantization"])
+@pytest.mark.parametrize(
+    "key",
+    ["post_training_quantization", "dynamic_quantization", "post_training_quantization:weight_scales=tensor"],
+)
 def test_a_quantized_model_exports_its_int8_weights(key, tmp_path):
     model = SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, **off_policy()).learn(300)
     fp32 = export(model, tmp_path / "fp32.onnx")

@@ -16,6 +16,11 @@ class HeadParams:
         "the output layers (Q-values, logits, action means, values) stay fp32: their rounding errors "
         "move each output on its own and reorder close actions, and they hold few of the weights",
     )
+    weight_scales: Literal["row", "tensor"] = param(
+        "row",
+        "one int8 scale per output row of each weight (finer), or one per layer (4 bytes a row fewer: "
+        "on small networks the row scales weigh a tenth of the int8 model)",
+    )
 
 
 @dataclass

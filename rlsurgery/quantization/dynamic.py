@@ -35,4 +35,4 @@ class DynamicQuantization(HeadKeeping):
         return is_weight_layer(module) or (isinstance(module, FakeQuantized) and module.code == "int8")
 
     def replacement(self, module: nn.Module, place: Place, prepared: Any) -> nn.Module:
-        return int8_layer(float_layer(module), static=False)
+        return int8_layer(float_layer(module), static=False, per_tensor=self.params.weight_scales == "tensor")

@@ -3,8 +3,9 @@
 ==================  ===========================================  ======================================
 layer               stores                                        computes (CPU)
 ==================  ===========================================  ======================================
-``Int8Linear``      int8 weight codes, a scale per output row,   int8 × int8 → int32 on PyTorch's
-                    fp32 bias, the input's range (static)         integer GEMM (``torch._int_mm``)
+``Int8Linear``      int8 weight codes, a scale per output row     int8 × int8 → int32 on PyTorch's
+                    (or one per layer), fp32 bias, the input's    integer GEMM (``torch._int_mm``)
+                    range (static)
 ``Int8Conv2d``      the same                                      the convolution in fp32 on the
                                                                   dequantized weight and fake-quantized
                                                                   input (no int8 conv kernel: simulated)
@@ -14,12 +15,13 @@ layer               stores                                        computes (CPU)
 ``LowPrecision``    fp16 / bf16 weight, fp32 bias                 the layer in fp16 / bf16
 ==================  ===========================================  ======================================
 
-Each has :meth:`weight_bytes`, the bytes its weights take as deployed (packed bits for binary and
-ternary weights), which :func:`rlsurgery.nets.size.weight_bytes` sums (the ``weight_bytes`` of an
-operation report). In the int8 and low-precision layers the weights are fixed and the fp32 bias
-still trains (bias correction after quantization); to train the weights, use
-``quantization_aware_training``. Gradients reach the layer's input through
-the dequantized weight (straight-through), so the biases of earlier layers train too.
+:func:`rlsurgery.nets.size.weight_bytes` counts the bytes their weights take as deployed (the
+``weight_bytes`` of an operation report): the stored tensors of the int8 and low-precision layers
+(caches left out), and packed bits for the binary and ternary weights (``FakeQuantized.weight_bytes``).
+In the int8 and low-precision layers the weights are fixed and the fp32 bias still trains (bias
+correction after quantization); to train the weights, use ``quantization_aware_training``.
+Gradients reach the layer's input through the dequantized weight (straight-through), so the biases
+of earlier layers train too.
 """
 
 from __future__ import annotations
@@ -110,12 +112,15 @@ class InputRange(nn.Module):
 
 
 class Int8Weights(nn.Module):
-    """Shared by the int8 layers: weight codes and row scales (buffers), fp32 bias (trainable) and,
-    with ``static``, the calibrated input range (otherwise the input is quantized per sample)."""
+    """Shared by the int8 layers: weight codes and row scales (one scale with ``per_tensor``;
+    buffers), fp32 bias (trainable) and, with ``static``, the calibrated input range (otherwise the
+    input is quantized per sample). Their deployed size is their stored tensors (the caches left out)."""
 
-    def __init__(self, layer: WeightLayer, static: bool, weight: th.Tensor | None = None) -> None:
+    def __init__(
+        self, layer: WeightLayer, static: bool, weight: th.Tensor | None = None, per_tensor: bool = False
+    ) -> None:
         super().__init__()
-        codes, scales = quantize_weight(layer.weight if weight is None else weight)
+        codes, scales = quantize_weight(layer.weight if weight is None else weight, per_tensor=per_tensor)
         self.register_buffer("weight_codes", codes)
         self.register_buffer("weight_scale", scales)
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone())
@@ -125,9 +130,6 @@ class Int8Weights(nn.Module):
     def weight(self) -> th.Tensor:
         """The dequantized weight s_r · q (of W·diag(e) in an equalized Int8Linear)."""
         return dequantize_weight(self.weight_codes, self.weight_scale)
-
-    def weight_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.buffers(), *self.parameters()))
 
 
 class Int8Linear(Int8Weights):
@@ -139,9 +141,12 @@ class Int8Linear(Int8Weights):
     of different scales sharing the 8-bit range fairly (the weights' per-row scales absorb e).
     """
 
-    def __init__(self, layer: nn.Linear, static: bool, input_scale: th.Tensor | None = None) -> None:
+    def __init__(
+        self, layer: nn.Linear, static: bool, input_scale: th.Tensor | None = None, per_tensor: bool = False
+    ) -> None:
         scale = None if input_scale is None else input_scale.detach().float().to(layer.weight.device)
-        super().__init__(layer, static, weight=layer.weight.detach() * (1.0 if scale is None else scale))
+        weight = layer.weight.detach() * (1.0 if scale is None else scale)
+        super().__init__(layer, static, weight=weight, per_tensor=per_tensor)
         self.register_buffer("input_scale", scale)  # None: not in the state
         self.in_features, self.out_features = layer.in_features, layer.out_features
         self.register_buffer("code_sums", self.weight_codes.int().sum(1), persistent=False)
@@ -183,8 +188,8 @@ class Int8Conv2d(Int8Weights):
     """The convolution on int8 weights and 8-bit inputs (static range, or per sample), computed in
     fp32 on their dequantized values: the size is int8's, the latency is simulated."""
 
-    def __init__(self, layer: nn.Conv2d, static: bool) -> None:
-        super().__init__(layer, static)
+    def __init__(self, layer: nn.Conv2d, static: bool, per_tensor: bool = False) -> None:
+        super().__init__(layer, static, per_tensor=per_tensor)
         self.layer_settings = _conv_settings(layer)
 
     def forward(self, x: th.Tensor) -> th.Tensor:
@@ -198,13 +203,14 @@ class Int8Conv2d(Int8Weights):
 
 
 def int8_layer(
-    layer: WeightLayer, static: bool, input_scale: th.Tensor | None = None
+    layer: WeightLayer, static: bool, input_scale: th.Tensor | None = None, per_tensor: bool = False
 ) -> Int8Linear | Int8Conv2d:
-    """The int8 layer of ``layer`` (its weights quantized now; ``input_scale``: a Linear's per-feature
-    input scales, see :class:`Int8Linear`)."""
+    """The int8 layer of ``layer`` (its weights quantized now, one scale per row or, with
+    ``per_tensor``, per layer; ``input_scale``: a Linear's per-feature input scales, see
+    :class:`Int8Linear`)."""
     if isinstance(layer, nn.Conv2d):
-        return Int8Conv2d(layer, static)
-    return Int8Linear(layer, static, input_scale)
+        return Int8Conv2d(layer, static, per_tensor)
+    return Int8Linear(layer, static, input_scale, per_tensor)
 
 
 class FakeQuantized(nn.Module):
@@ -267,6 +273,3 @@ class LowPrecision(nn.Module):
         if self.bias is not None:
             y = y + (self.bias if self.layer_settings is None else self.bias.reshape(-1, 1, 1))
         return y
-
-    def weight_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.buffers(), *self.parameters()))

@@ -2,7 +2,8 @@
 own states (Jacob et al. 2018, https://arxiv.org/abs/1712.05877; for RL policies, QuaRL: Krishnan et
 al. 2019, https://arxiv.org/abs/1910.01055)::
 
-    W ≈ s_r · q_w,   s_r = max_j |w_rj| / 127           (per output row, symmetric)
+    W ≈ s_r · q_w,   s_r = max_j |w_rj| / 127           (per output row, symmetric; or one
+                                                         s = max |w| / 127 with weight_scales=tensor)
     x ≈ s (q_x − z), [lo, hi] observed on calibration   (per layer, affine)
     y = s s_r · (q_x − z)·q_wᵀ + b                       (int32 accumulation)
 
@@ -59,7 +60,12 @@ class PostTrainingQuantization(HeadKeeping):
     def replacement(self, module: nn.Module, place: Place, prepared: Any) -> nn.Module:
         measured = prepared.get(place) if not isinstance(module, FakeQuantized) else None
         scale = measured[2] if measured is not None and len(measured) == 3 else None
-        layer = int8_layer(float_layer(module), static=True, input_scale=scale)
+        layer = int8_layer(
+            float_layer(module),
+            static=True,
+            input_scale=scale,
+            per_tensor=self.params.weight_scales == "tensor",
+        )
         if isinstance(module, FakeQuantized):
             layer.input_range.load_state_dict(module.input_range.state_dict())
         elif measured is not None:

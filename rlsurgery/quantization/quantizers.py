@@ -5,6 +5,7 @@ https://arxiv.org/abs/1712.05877), and the 1- and 2-bit weights of BinaryConnect
 TWN::
 
     weights, b bits:      s_r = max_j |w_rj| / (2^{b−1} − 1),  q = clamp(round(w / s_r), −q_max, q_max)
+                          (or one s = max |w| / (2^{b−1} − 1) per tensor)
     activations, 8 bits:  s = (hi − lo) / 255,  z = −128 − round(lo / s),
                           q = clamp(round(x / s) + z, −128, 127)
     binary:               w_b = α_r · sign(w),  α_r = mean_j |w_rj|
@@ -32,9 +33,12 @@ def signed_range(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def row_scales(weight: th.Tensor, bits: int = 8) -> th.Tensor:
-    """s_r = max_j |w_rj| / (2^{b−1} − 1): one scale per output row (dim 0) of ``weight``."""
+def row_scales(weight: th.Tensor, bits: int = 8, per_tensor: bool = False) -> th.Tensor:
+    """s_r = max_j |w_rj| / (2^{b−1} − 1): one scale per output row (dim 0) of ``weight``; with
+    ``per_tensor``, one scale s = max |w| / (2^{b−1} − 1) for the whole tensor (shape (1,))."""
     peak = weight.detach().abs().reshape(weight.shape[0], -1).amax(1)
+    if per_tensor:
+        peak = peak.amax().reshape(1)
     return (peak / signed_range(bits)[1]).clamp_min(MIN_SCALE)
 
 
@@ -43,10 +47,12 @@ def per_row(values: th.Tensor, like: th.Tensor) -> th.Tensor:
     return values.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def quantize_weight(weight: th.Tensor, bits: int = 8) -> tuple[th.Tensor, th.Tensor]:
+def quantize_weight(
+    weight: th.Tensor, bits: int = 8, per_tensor: bool = False
+) -> tuple[th.Tensor, th.Tensor]:
     """(codes, scales): symmetric per-row codes q = clamp(round(w / s_r), −q_max, q_max) as int8
-    (for ``bits`` ≤ 8), and the row scales s_r; w ≈ s_r · q."""
-    scales = row_scales(weight, bits)
+    (for ``bits`` ≤ 8), and the row scales s_r (one scale, shape (1,), with ``per_tensor``); w ≈ s_r · q."""
+    scales = row_scales(weight, bits, per_tensor)
     limit = signed_range(bits)[1]
     codes = th.clamp(th.round(weight.detach() / per_row(scales, weight)), -limit, limit)
     return codes.to(th.int8), scales

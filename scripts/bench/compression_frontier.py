@@ -12,10 +12,15 @@ batch 1 and 256 in PyTorch and of one ONNX Runtime run of the exported policy (o
     python scripts/bench/compression_frontier.py --report docs/bench-data/compression_frontier.jsonl \\
         --plots docs/img
 
-The LoRA study (``--lora``) adapts the LunarLander-v3 DQN to a windy LunarLander (``enable_wind=True``,
-``wind_power=15``): no fine-tune, full fine-tuning and LoRA (rank 4: under 10% of the parameters
-trainable), ``--seeds`` seeds each, ``--lora-steps`` steps at the source's learning rate; the goal
-is LoRA's gain ≥ 90% of full fine-tuning's gain.
+The LoRA study (``--lora``) adapts the LunarLander-v3 DQN to a changed LunarLander (``--lora-target``:
+``wind``, ``enable_wind=True, wind_power=15``; ``gravity2``, ``gravity=-2``): no fine-tune, full
+fine-tuning and LoRA (rank 4: under 10% of the parameters trainable), ``--seeds`` seeds each,
+``--lora-steps`` steps at the source's learning rate or a share of it (the variant's name), after
+``--lora-learning-starts`` steps of replay refill; the goal is LoRA's gain ≥ 90% of full
+fine-tuning's gain, the gain measured from the source's return on the changed env.
+
+    python scripts/bench/compression_frontier.py --lora --lora-target gravity2 --lora-steps 30000 \
+        --lora-learning-starts 10000 --out docs/bench-data/compression_lora_gravity.jsonl
 
 One JSON line per (policy, variant, seed) in ``--out``; a rerun skips the lines already there.
 Fine-tuning keeps the source's hyperparameters, except: off-policy agents start with an empty
@@ -107,7 +112,13 @@ def svd_rank(policy: str, share: float = 0.30) -> int:
 
 
 def fine_tune(
-    model: Any, env_id: str, steps: int, seed: int, lr_factor: float, env_kwargs: dict | None = None
+    model: Any,
+    env_id: str,
+    steps: int,
+    seed: int,
+    lr_factor: float,
+    env_kwargs: dict | None = None,
+    learning_starts: int = FT_LEARNING_STARTS,
 ) -> None:
     """Train ``model`` on for ``steps`` env steps on fresh envs of ``env_id`` (see the module docstring)."""
     from stable_baselines3.common.env_util import make_vec_env
@@ -118,7 +129,7 @@ def fine_tune(
     model.set_random_seed(seed)
     model.set_env(make_vec_env(env_id, n_envs=getattr(model, "n_envs", 1), seed=seed, env_kwargs=env_kwargs))
     if hasattr(model, "replay_buffer"):
-        model.learning_starts = FT_LEARNING_STARTS
+        model.learning_starts = learning_starts
     if hasattr(model, "exploration_final_eps"):
         eps = model.exploration_final_eps
         model.exploration_schedule = lambda _progress: eps
@@ -186,21 +197,24 @@ def run_variant(task: tuple) -> dict[str, Any]:
     return record
 
 
-WIND = {"enable_wind": True, "wind_power": 15.0}
-#: the adaptation study trains at the source's own learning rate (a new task, not a touch-up)
-LORA_LR_FACTOR = 1.0
+#: the changed envs of the LoRA study (``--lora-target``): LunarLander-v3 constructor arguments
+LORA_TARGETS = {
+    "wind": {"enable_wind": True, "wind_power": 15.0},
+    "gravity2": {"gravity": -2.0},
+}
 #: variant -> (surgeries before fine-tuning, None: no fine-tuning; learning rate, a share of the source's)
 LORA_VARIANTS: dict[str, tuple[list[str] | None, float]] = {
     "source": (None, 0.0),
-    "full-ft": ([], LORA_LR_FACTOR),
-    "lora-r4-ft": (["low_rank_adaptation:rank=4"], LORA_LR_FACTOR),
+    "full-ft": ([], 1.0),
+    "lora-r4-ft": (["low_rank_adaptation:rank=4"], 1.0),
     "full-ft-lr0.1": ([], 0.1),
     "lora-r4-ft-lr0.1": (["low_rank_adaptation:rank=4"], 0.1),
+    "lora-r4-ft-lr0.3": (["low_rank_adaptation:rank=4"], 0.3),
 }
 
 
 def run_lora(task: tuple) -> dict[str, Any]:
-    variant, seed, episodes, steps = task
+    variant, seed, episodes, steps, target, learning_starts = task
     import torch as th
 
     import rlsurgery as rls
@@ -209,23 +223,34 @@ def run_lora(task: tuple) -> dict[str, Any]:
     start = time.perf_counter()
     model = load("lunarlander-dqn")
     specs, lr_factor = LORA_VARIANTS[variant]
+    env_kwargs = LORA_TARGETS[target]
     for spec in specs or []:
         model = rls.operate(model, spec)
     if specs is not None:
-        fine_tune(model, "LunarLander-v3", steps, seed, lr_factor, env_kwargs=WIND)
-    record = {"policy": "lunarlander-dqn-wind", "variant": variant, "seed": seed, "env_kwargs": WIND}
-    record.update(ft_steps=0 if specs is None else steps, **measure(model, "LunarLander-v3", episodes, WIND))
+        fine_tune(model, "LunarLander-v3", steps, seed, lr_factor, env_kwargs, learning_starts)
+    record = {
+        "policy": f"lunarlander-dqn-{target}",
+        "variant": variant,
+        "seed": seed,
+        "env_kwargs": env_kwargs,
+    }
+    record.update(
+        ft_steps=0 if specs is None else steps,
+        learning_starts=learning_starts,
+        **measure(model, "LunarLander-v3", episodes, env_kwargs),
+    )
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
 
 def tasks(args: argparse.Namespace, done: set) -> tuple[list, Any]:
     if args.lora:
+        variants = args.variants.split(",") if args.variants else list(LORA_VARIANTS)
         out = [
-            (v, s, args.episodes, args.lora_steps)
-            for v in LORA_VARIANTS
+            (v, s, args.episodes, args.lora_steps, args.lora_target, args.lora_learning_starts)
+            for v in variants
             for s in (range(args.seeds) if LORA_VARIANTS[v][0] is not None else [0])
-            if ("lunarlander-dqn-wind", v, s) not in done
+            if (f"lunarlander-dqn-{args.lora_target}", v, s) not in done
         ]
         return out, run_lora
     out = []
@@ -329,6 +354,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--lora", action="store_true", help="the LoRA adaptation study instead")
     parser.add_argument("--lora-steps", type=int, default=20_000)
+    parser.add_argument("--lora-target", choices=sorted(LORA_TARGETS), default="wind")
+    parser.add_argument(
+        "--lora-learning-starts", type=int, default=FT_LEARNING_STARTS, help="replay refill before training"
+    )
     parser.add_argument("--report", metavar="JSONL", help="print the tables of a results file")
     parser.add_argument("--plots", metavar="DIR", help="with --report: write one frontier plot per policy")
     args = parser.parse_args()

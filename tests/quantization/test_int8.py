@@ -139,7 +139,7 @@ def test_dynamic_quantization_scales_each_input(tmp_path):
 
 
 def test_the_dynamic_proof_fails_with_one_static_range(tmp_path):
-    breakage = replaced(dynamic, "int8_layer", lambda layer, static: int8_layer(layer, static=True))
+    breakage = replaced(dynamic, "int8_layer", lambda layer, static, **kwargs: int8_layer(layer, static=True))
     assert_proof_fails_when(breakage, check_dynamic_quantization, tmp_path)
 
 
@@ -242,3 +242,48 @@ def test_the_equalization_proof_fails_without_the_feature_scales():
     real = base.input_ranges
     breakage = replaced(post_training, "input_ranges", lambda *args: real(*args[:-1], set()))
     assert_proof_fails_when(breakage, check_equalization)
+
+
+def check_one_scale_per_layer() -> None:
+    weight = th.tensor([[0.5, -1.0, 0.25], [0.01, 0.03, -0.04]])
+    codes, scales = quantizers.quantize_weight(weight, per_tensor=True)
+    th.testing.assert_close(scales, th.tensor([1.0]) / 127)  # max |w| over the whole tensor
+    assert codes.tolist() == [[64, -127, 32], [1, 4, -5]]  # the small row shares the large one's step
+    model = trained_dqn()
+    rls.operate(model, "dynamic_quantization:weight_scales=tensor,keep_heads=False")
+    layers = [m for m in model.q_net.modules() if isinstance(m, Int8Linear)]
+    assert len(layers) == 3 and all(m.weight_scale.shape == (1,) for m in layers)
+
+
+def test_weight_scales_tensor_keeps_one_scale_per_layer(tmp_path):
+    check_one_scale_per_layer()
+    model = trained_dqn()
+    rls.operate(model, "post_training_quantization:weight_scales=tensor")
+    obs = observations()
+    with th.no_grad():
+        layer = model.q_net.q_net[0]
+        th.testing.assert_close(
+            layer.weight(), quantizers.dequantize_weight(layer.weight_codes, layer.weight_scale)
+        )
+    assert_reload_acts_alike(model, tmp_path / "tensor.zip", obs)
+
+
+def test_the_tensor_scale_proof_fails_with_row_scales():
+    rows_only = quantizers.row_scales
+
+    def ignore_per_tensor(weight: th.Tensor, bits: int = 8, per_tensor: bool = False) -> th.Tensor:
+        return rows_only(weight, bits)
+
+    assert_proof_fails_when(replaced(quantizers, "row_scales", ignore_per_tensor), check_one_scale_per_layer)
+
+
+def test_int8_bytes_are_the_codes_scales_and_bias():
+    """The deployed size counts the stored tensors only: not the zero-point cache Σ_j q_rj."""
+    model = trained_dqn()
+    rls.operate(model, "dynamic_quantization:keep_heads=False")
+    expected = 0
+    for layer in model.q_net.modules():
+        if isinstance(layer, Int8Linear):
+            rows, columns = layer.weight_codes.shape
+            expected += rows * columns + 4 * rows + 4 * rows  # int8 codes, fp32 row scales, fp32 bias
+    assert weight_bytes(model) == expected
