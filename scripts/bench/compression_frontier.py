@@ -12,9 +12,10 @@ batch 1 and 256 in PyTorch and of one ONNX Runtime run of the exported policy (o
     python scripts/bench/compression_frontier.py --report docs/bench-data/compression_frontier.jsonl \\
         --plots docs/img
 
-The LoRA study (``--lora``) adapts the LunarLander-v3 DQN to a changed LunarLander (``--lora-target``:
-``wind``, ``enable_wind=True, wind_power=15``; ``gravity2``, ``gravity=-2``): no fine-tune, full
-fine-tuning and LoRA (rank 4: under 10% of the parameters trainable), ``--seeds`` seeds each,
+The LoRA study (``--lora``) adapts the LunarLander-v3 DQN (or, ``--lora-policy``, the PPO policy) to a
+changed LunarLander (``--lora-target``: ``wind``, ``enable_wind=True, wind_power=15``; ``wind20``, the
+same at 20; ``gravity2``, ``gravity=-2``): no fine-tune, full fine-tuning and LoRA (rank 4 on the DQN,
+1 on PPO's small networks: under 10% of the parameters trainable), ``--seeds`` seeds each,
 ``--lora-steps`` steps at the source's learning rate or a share of it (the variant's name), after
 ``--lora-learning-starts`` steps of replay refill; the goal is LoRA's gain ≥ 90% of full
 fine-tuning's gain, the gain measured from the source's return on the changed env.
@@ -26,7 +27,10 @@ One JSON line per (policy, variant, seed) in ``--out``; a rerun skips the lines 
 Fine-tuning keeps the source's hyperparameters, except: off-policy agents start with an empty
 replay and ``learning_starts = FT_LEARNING_STARTS`` (5000); DQN's exploration is held at its final
 ε; the learning rate is ``FT_LR_FACTOR[policy]`` times the source's (0.01 for the DQNs, whose zoo
-learning rates are high and which forget on a fresh replay; 0.1 for PPO and SAC).
+learning rates are high and which forget on a fresh replay; 0.1 for PPO and SAC). The ``-distill``
+variants fine-tune instead by regressing the uncompressed source's outputs (Q-values, logits or
+actions; MSE) on ``DISTILL_STATES`` states of the compressed policy's own rollouts, in 5 rounds
+(``rlsurgery.distillation.core.distill``), with no reward used.
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ FT_STEPS = {
     "lunarlander-ppo": 32_768,
     "pendulum-sac": 8_000,
 }
-#: variant -> (surgery specs applied before the fine-tune, specs after it, fine-tuned?)
-VARIANTS: dict[str, tuple[list[str], list[str], bool]] = {
+#: variant -> (surgery specs applied before the fine-tune, specs after it, the fine-tune: False (none),
+#: True (RL on the env, see fine_tune) or "distill" (see distill_from_source))
+VARIANTS: dict[str, tuple[list[str], list[str], bool | str]] = {
     "fp32": ([], [], False),
     "ptq-int8": (["post_training_quantization"], [], False),
     "ptq-int8-pct": (["post_training_quantization:observer=percentile,percentile=99.9"], [], False),
@@ -75,6 +80,13 @@ VARIANTS: dict[str, tuple[list[str], list[str], bool]] = {
     "binary-ft": (["binary_networks"], [], True),
     # SVD's factors start far from a good policy on LunarLander: fine-tuned at 10x the rate above
     "svd-30-ft-lr10": (["svd_decomposition:rank={svd_rank}"], [], True),
+    # "distill": fine-tuned by regressing the uncompressed policy's outputs on the compressed one's states
+    "svd-30-distill": (["svd_decomposition:rank={svd_rank}"], [], "distill"),
+    "ternary-distill": (["ternary_networks"], [], "distill"),
+    # one int8 scale per layer (4 bytes a row fewer), with and without the fp32 heads
+    "ptq-int8-tensor": (["post_training_quantization:weight_scales=tensor"], [], False),
+    "ptq-int8-tensor-all": (["post_training_quantization:weight_scales=tensor,keep_heads=False"], [], False),
+    "dynamic-int8-tensor-all": (["dynamic_quantization:weight_scales=tensor,keep_heads=False"], [], False),
 }
 KEY = ("policy", "variant", "seed")
 EVAL_SEED = 10_001
@@ -82,6 +94,8 @@ EVAL_SEED = 10_001
 FT_LR_FACTOR = {"cartpole-dqn": 0.01, "lunarlander-dqn": 0.01, "lunarlander-ppo": 0.1, "pendulum-sac": 0.1}
 #: off-policy fine-tuning first fills the empty replay with this many steps of the (surgically changed) policy
 FT_LEARNING_STARTS = 5000
+#: distillation fine-tuning: states of the compressed policy's rollouts, labelled by the source policy
+DISTILL_STATES = 20_000
 
 
 def load(policy: str):
@@ -139,6 +153,22 @@ def fine_tune(
     model.learn(steps, reset_num_timesteps=True, progress_bar=False)
 
 
+def distill_from_source(model: Any, policy: str, seed: int) -> None:
+    """Fine-tune the compressed ``model`` to regress the uncompressed source policy's outputs (Q-values,
+    logits or actions) on ``DISTILL_STATES`` states of its own rollouts (5 rounds, DAgger-style)."""
+    import gymnasium as gym
+    import torch.nn.functional as F
+
+    from rlsurgery.distillation.core import DistillationFields, distill
+    from rlsurgery.envs import ensure_registered
+
+    env_id = POLICIES[policy][1]
+    ensure_registered(env_id)
+    fields = DistillationFields(steps=DISTILL_STATES, rounds=5, epochs=5, learning_rate=1e-3, seed=seed)
+    with gym.make(env_id) as env:
+        distill(model, load(policy), env, lambda _obs, teacher, student: F.mse_loss(student, teacher), fields)
+
+
 def measure(model: Any, env_id: str, episodes: int, env_kwargs: dict | None = None) -> dict[str, Any]:
     from rlsurgery.export import export
     from rlsurgery.measure import onnx_latency_ms, parameter_counts, predict_latency_ms
@@ -180,7 +210,9 @@ def run_variant(task: tuple) -> dict[str, Any]:
     model = load(policy)
     for spec in before:
         model = rls.operate(model, spec.format(svd_rank=rank))
-    if tuned:
+    if tuned == "distill":
+        distill_from_source(model, policy, seed)
+    elif tuned:
         factor = FT_LR_FACTOR[policy] * (10.0 if variant.endswith("-lr10") else 1.0)
         fine_tune(model, env_id, ft_steps, seed, factor)
     for spec in after:
@@ -192,7 +224,9 @@ def run_variant(task: tuple) -> dict[str, Any]:
         "env_id": env_id,
         "surgeries": [spec.format(svd_rank=rank) for spec in before + after],
     }
-    record.update(ft_steps=ft_steps if tuned else 0, **measure(model, env_id, episodes))
+    steps = DISTILL_STATES if tuned == "distill" else ft_steps if tuned else 0
+    record.update(ft_steps=steps, fine_tune="distill" if tuned == "distill" else "rl" if tuned else None)
+    record.update(measure(model, env_id, episodes))
     record["seconds"] = round(time.perf_counter() - start, 1)
     return record
 
@@ -201,6 +235,7 @@ def run_variant(task: tuple) -> dict[str, Any]:
 LORA_TARGETS = {
     "wind": {"enable_wind": True, "wind_power": 15.0},
     "gravity2": {"gravity": -2.0},
+    "wind20": {"enable_wind": True, "wind_power": 20.0},
 }
 #: variant -> (surgeries before fine-tuning, None: no fine-tuning; learning rate, a share of the source's)
 LORA_VARIANTS: dict[str, tuple[list[str] | None, float]] = {
@@ -210,18 +245,21 @@ LORA_VARIANTS: dict[str, tuple[list[str] | None, float]] = {
     "full-ft-lr0.1": ([], 0.1),
     "lora-r4-ft-lr0.1": (["low_rank_adaptation:rank=4"], 0.1),
     "lora-r4-ft-lr0.3": (["low_rank_adaptation:rank=4"], 0.3),
+    # PPO's [64, 64] networks: rank 1 keeps the trainable share under 10% (rank 2: 10.9%)
+    "lora-r1-ft": (["low_rank_adaptation:rank=1"], 1.0),
+    "lora-r1-ft-lr3": (["low_rank_adaptation:rank=1"], 3.0),
 }
 
 
 def run_lora(task: tuple) -> dict[str, Any]:
-    variant, seed, episodes, steps, target, learning_starts = task
+    policy, variant, seed, episodes, steps, target, learning_starts = task
     import torch as th
 
     import rlsurgery as rls
 
     th.set_num_threads(1)
     start = time.perf_counter()
-    model = load("lunarlander-dqn")
+    model = load(policy)
     specs, lr_factor = LORA_VARIANTS[variant]
     env_kwargs = LORA_TARGETS[target]
     for spec in specs or []:
@@ -229,7 +267,7 @@ def run_lora(task: tuple) -> dict[str, Any]:
     if specs is not None:
         fine_tune(model, "LunarLander-v3", steps, seed, lr_factor, env_kwargs, learning_starts)
     record = {
-        "policy": f"lunarlander-dqn-{target}",
+        "policy": f"{policy}-{target}",
         "variant": variant,
         "seed": seed,
         "env_kwargs": env_kwargs,
@@ -247,10 +285,18 @@ def tasks(args: argparse.Namespace, done: set) -> tuple[list, Any]:
     if args.lora:
         variants = args.variants.split(",") if args.variants else list(LORA_VARIANTS)
         out = [
-            (v, s, args.episodes, args.lora_steps, args.lora_target, args.lora_learning_starts)
+            (
+                args.lora_policy,
+                v,
+                s,
+                args.episodes,
+                args.lora_steps,
+                args.lora_target,
+                args.lora_learning_starts,
+            )
             for v in variants
             for s in (range(args.seeds) if LORA_VARIANTS[v][0] is not None else [0])
-            if (f"lunarlander-dqn-{args.lora_target}", v, s) not in done
+            if (f"{args.lora_policy}-{args.lora_target}", v, s) not in done
         ]
         return out, run_lora
     out = []
@@ -355,6 +401,9 @@ def main() -> None:
     parser.add_argument("--lora", action="store_true", help="the LoRA adaptation study instead")
     parser.add_argument("--lora-steps", type=int, default=20_000)
     parser.add_argument("--lora-target", choices=sorted(LORA_TARGETS), default="wind")
+    parser.add_argument(
+        "--lora-policy", choices=["lunarlander-dqn", "lunarlander-ppo"], default="lunarlander-dqn"
+    )
     parser.add_argument(
         "--lora-learning-starts", type=int, default=FT_LEARNING_STARTS, help="replay refill before training"
     )

@@ -1,0 +1,273 @@
+"""The search space of ``rlsurgery tune``: a recipe's hyperparameters, surgery parameters, and which
+surgeries are switched on, read from YAML and checked before any trial runs.
+
+A space file::
+
+    hyperparams:
+      learning_rate: {low: 1.0e-5, high: 1.0e-2, log: true}   # float range (log-uniform)
+      batch_size: {choices: [32, 64, 128]}                    # categorical
+      target_update_interval: {low: 100, high: 1000, step: 100}  # int range (int ends)
+      gamma: 0.99                                             # a fixed value
+    surgeries:                                                # added to the recipe's surgeries
+      prioritized_replay:
+        alpha: {low: 0.2, high: 1.0}
+        beta: 0.4
+      double_q_learning: {}
+    switch: [prioritized_replay, double_q_learning]           # each subset of these is a choice
+
+A dimension is a mapping with ``low`` and ``high`` (floats, or ints for an integer range; ``log``,
+``step``) or with ``choices``; anything else is a fixed value. ``switch`` names surgeries of
+``surgeries`` (or keys without parameters) that the search turns on and off: one categorical over
+the 2^n subsets, ``"none"`` or the keys joined with ``+``; the surgeries not in ``switch`` are always
+on. Every end of every range and every choice is validated against the recipe's algorithm and the
+surgeries' parameter dataclasses, so a bad space fails with the file and line before any training.
+
+Optuna's parameter names: ``hp.NAME`` for hyperparameters, ``KEY.PARAM`` for surgery parameters,
+``switch`` for the subset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlsurgery import catalog
+from rlsurgery.core.errors import StudyError, SurgeryError
+from rlsurgery.core.spec import SurgerySpec
+from rlsurgery.core.yamlfile import check_keys, read_yaml
+from rlsurgery.hyperparams import hyperparam_problem
+from rlsurgery.recipes import load_recipe
+
+SPACE_KEYS = ("hyperparams", "surgeries", "switch")
+RANGE_KEYS = ("low", "high", "log", "step")
+#: the name of the subset choice among Optuna's parameters
+SWITCH = "switch"
+#: how an empty subset is written
+NO_SURGERY = "none"
+
+
+class TuneError(StudyError):
+    """A search space or tuning setting that cannot be used (raised before any trial)."""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched value: a float or int range (``low``, ``high``, ``log``, ``step``) or ``choices``."""
+
+    name: str
+    low: float | int | None = None
+    high: float | int | None = None
+    log: bool = False
+    step: float | int | None = None
+    choices: tuple[Any, ...] = ()
+
+    @property
+    def is_int(self) -> bool:
+        return not self.choices and isinstance(self.low, int) and isinstance(self.high, int)
+
+    def ends(self) -> list[Any]:
+        """The values validation tries: both ends of a range, every choice."""
+        return list(self.choices) if self.choices else [self.low, self.high]
+
+    def suggest(self, trial: Any) -> Any:
+        """This dimension's value for an Optuna ``trial``."""
+        if self.choices:
+            return decode_choice(
+                trial.suggest_categorical(self.name, [encode_choice(c) for c in self.choices])
+            )
+        if self.is_int:
+            return trial.suggest_int(self.name, self.low, self.high, step=int(self.step or 1), log=self.log)
+        return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
+
+    def grid(self) -> list[Any]:
+        """Every value of the dimension, for grid search (a float range needs a ``step``)."""
+        if self.choices:
+            return [encode_choice(c) for c in self.choices]
+        if self.is_int:
+            return list(range(self.low, self.high + 1, int(self.step or 1)))
+        if self.step is None:
+            raise TuneError(f"{self.name}: grid search needs 'choices' or a 'step' for a float range")
+        count = round((self.high - self.low) / self.step) + 1
+        return [
+            float(v) for v in np.round(self.low + self.step * np.arange(count), 12) if v <= self.high + 1e-12
+        ]
+
+
+def encode_choice(value: Any) -> Any:
+    """A choice as Optuna stores it: None, bool, int, float and str as they are, lists and mappings
+    (``net_arch: [64, 64]``) as their JSON text."""
+    return (
+        value if value is None or isinstance(value, bool | int | float | str) else "json:" + json.dumps(value)
+    )
+
+
+def decode_choice(value: Any) -> Any:
+    """The value :func:`encode_choice` encoded."""
+    return json.loads(value[5:]) if isinstance(value, str) and value.startswith("json:") else value
+
+
+@dataclass
+class Config:
+    """One point of the space: the hyperparameters and the surgeries (specs) of a trial."""
+
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    surgeries: list[SurgerySpec] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "hyperparams": dict(self.hyperparams),
+            "surgeries": [{"key": s.key, **s.params} for s in self.surgeries],
+        }
+
+
+@dataclass
+class SearchSpace:
+    """Fixed values and dimensions of the hyperparameters and surgery parameters, and the switch."""
+
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    surgeries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    switch: list[str] = field(default_factory=list)
+
+    def dimensions(self) -> list[Dimension]:
+        found = [v for v in self.hyperparams.values() if isinstance(v, Dimension)]
+        for params in self.surgeries.values():
+            found += [v for v in params.values() if isinstance(v, Dimension)]
+        return found
+
+    def subsets(self) -> list[str]:
+        """The switch's choices: every subset of ``switch``, as ``a+b`` (``none`` for the empty one)."""
+        names = []
+        for size in range(len(self.switch) + 1):
+            names += ["+".join(c) or NO_SURGERY for c in itertools.combinations(self.switch, size)]
+        return names
+
+    def suggest(self, trial: Any) -> Config:
+        """The trial's configuration: each dimension suggested, switched-off surgeries left out."""
+        on = set(self.switch)
+        if self.switch:
+            chosen = trial.suggest_categorical(SWITCH, self.subsets())
+            on = set() if chosen == NO_SURGERY else set(chosen.split("+"))
+        hyperparams = {
+            k: v.suggest(trial) if isinstance(v, Dimension) else v for k, v in self.hyperparams.items()
+        }
+        specs = []
+        for key, params in self.surgeries.items():
+            if key in self.switch and key not in on:
+                continue  # its parameters are not suggested: Optuna's samplers handle the conditional space
+            specs.append(
+                SurgerySpec(
+                    key, {p: v.suggest(trial) if isinstance(v, Dimension) else v for p, v in params.items()}
+                )
+            )
+        return Config(hyperparams, specs)
+
+    def grid(self) -> dict[str, list[Any]]:
+        """Optuna's ``GridSampler`` search space: every dimension's values, and the switch's subsets."""
+        space = {d.name: d.grid() for d in self.dimensions()}
+        if self.switch:
+            space[SWITCH] = self.subsets()
+        return space
+
+    def grid_size(self) -> int:
+        return int(np.prod([len(v) for v in self.grid().values()])) if self.grid() else 1
+
+
+def _dimension(name: str, raw: Any, fail: Any, *where: Any) -> Any:
+    """A :class:`Dimension` for a range or choices mapping, else the fixed value itself."""
+    if not isinstance(raw, dict) or not ({"choices", "low", "high"} & set(raw)):
+        return raw
+    if "choices" in raw:
+        check_keys(raw, ("choices",), fail, "dimension", *where)
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            raise fail(f"{name}: 'choices' must be a non-empty list", *where, "choices")
+        return Dimension(name, choices=tuple(choices))
+    check_keys(raw, RANGE_KEYS, fail, "range", *where)
+    low, high = raw.get("low"), raw.get("high")
+    for end, value in (("low", low), ("high", high)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(
+                f"{name}: '{end}' must be a number (got {value!r})", *where, *([end] if end in raw else [])
+            )
+    if not low < high:
+        raise fail(f"{name}: 'low' must be below 'high' (got {low} and {high})", *where)
+    log, step = bool(raw.get("log", False)), raw.get("step")
+    if log and low <= 0:
+        raise fail(f"{name}: a log range needs low > 0 (got {low})", *where, "low")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int | float) or step <= 0):
+        raise fail(f"{name}: 'step' must be a positive number (got {step!r})", *where, "step")
+    if log and step is not None:
+        raise fail(f"{name}: a log range takes no 'step'", *where, "step")
+    integer = isinstance(low, int) and isinstance(high, int) and (step is None or isinstance(step, int))
+    if not integer:
+        low, high = float(low), float(high)
+    return Dimension(name, low, high, log, step)
+
+
+def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
+    """Read ``path`` and check it against ``recipe``'s algorithm and the surgeries' parameters; every
+    problem names the file and line (:class:`TuneError`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneError(f"search space file not found: {path}")
+    data, fail = read_yaml(path, TuneError)
+    if not isinstance(data, dict) or not data:
+        raise fail("a search space must be a mapping with 'hyperparams' and/or 'surgeries' (and 'switch')")
+    check_keys(data, SPACE_KEYS, fail, "search space")
+    algorithm = load_recipe(recipe).algorithm
+    raw_hyper = data.get("hyperparams") or {}
+    if not isinstance(raw_hyper, dict):
+        raise fail("'hyperparams' must map hyperparameter names to values or ranges", "hyperparams")
+    hyperparams = {}
+    for name, raw in raw_hyper.items():
+        value = _dimension(f"hp.{name}", raw, fail, "hyperparams", name)
+        for sample in value.ends() if isinstance(value, Dimension) else [value]:
+            problem = hyperparam_problem(algorithm, {name: sample})
+            if problem is not None:
+                raise fail(f"hyperparams: {problem.message}", "hyperparams", name)
+        hyperparams[str(name)] = value
+    raw_surgeries = data.get("surgeries") or {}
+    if not isinstance(raw_surgeries, dict):
+        raise fail("'surgeries' must map surgery keys to their parameters", "surgeries")
+    surgeries: dict[str, dict[str, Any]] = {}
+    for key, raw in raw_surgeries.items():
+        raw = raw or {}
+        if not isinstance(raw, dict):
+            raise fail(f"{key}: the parameters must be a mapping", "surgeries", key)
+        params = {p: _dimension(f"{key}.{p}", v, fail, "surgeries", key, p) for p, v in raw.items()}
+        _check_surgery(str(key), params, fail)
+        surgeries[str(key)] = params
+    switch = data.get("switch") or []
+    if not isinstance(switch, list) or not all(isinstance(k, str) for k in switch):
+        raise fail("'switch' must be a list of surgery keys", "switch")
+    for i, key in enumerate(switch):
+        if switch.index(key) != i:
+            raise fail(f"switch: {key} is listed twice", "switch", i)
+        if key not in surgeries:
+            try:
+                catalog.create(SurgerySpec(key))
+            except SurgeryError as exc:
+                raise fail(f"switch: {exc}", "switch", i) from None
+            surgeries[key] = {}
+    space = SearchSpace(hyperparams, surgeries, list(switch))
+    if not space.dimensions() and not space.switch:
+        raise fail("the space searches nothing: give at least one range, 'choices' list or 'switch'")
+    return space
+
+
+def _check_surgery(key: str, params: dict[str, Any], fail: Any) -> None:
+    """Every range end and choice of the surgery's parameters, one at a time, through its dataclass."""
+    fixed = {p: v for p, v in params.items() if not isinstance(v, Dimension)}
+    tries = [(None, fixed)] + [
+        (p, {**fixed, p: value}) for p, v in params.items() if isinstance(v, Dimension) for value in v.ends()
+    ]
+    for param, values in tries:
+        try:
+            catalog.create(SurgerySpec(key, values))
+        except SurgeryError as exc:
+            raise fail(str(exc), "surgeries", key, *([param] if param else [])) from None

@@ -1,0 +1,337 @@
+"""``rlsurgery tune``: hyperparameter and surgery search on Optuna, ending in a check on fresh seeds.
+
+Everything that searches is Optuna's: its samplers (grid, random, TPE, GP), its pruners (median,
+successive halving, Hyperband) fed by each trial's intermediate evaluations
+(:mod:`rlsurgery.tune.objective`), its RDB storage (SQLite in the output folder by default, a server
+database URL for many machines; ``optuna-dashboard sqlite:///OUT/tune.db`` shows it). A tune is
+resumed by running the same command again: the finished trials stay, and the trials that were
+running when a tune was killed are marked failed and their configurations queued again.
+
+The output folder::
+
+    tune.db          Optuna's storage (unless --storage names another)
+    trials.csv       one row per trial: number, state, value, parameters, wall time
+    best.yaml        the best configuration as a recipe ``rlsurgery train best.yaml ENV_ID`` takes
+    final/           the final check: a study (rlsurgery compare) of the recipe's defaults against
+                     the best configuration, on fresh seeds (never the tuning seeds)
+    tune.json        the summary (also what ``--json`` prints)
+
+Tuning seeds are ``TUNE_SEEDS_FROM`` + 0 … K − 1, the same for every trial (common random numbers:
+trials differ by their configuration, not by their luck); the final check uses seeds 0 … N − 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import multiprocessing
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlsurgery.core.checks import check_int
+from rlsurgery.core.spec import parse_spec
+from rlsurgery.recipes import find_recipe, load_recipe
+from rlsurgery.tune.objective import METRICS, TrialBudget, trial_objective
+from rlsurgery.tune.space import Config, SearchSpace, TuneError, load_space
+
+SAMPLERS = ("grid", "random", "tpe", "gp")
+PRUNERS = ("none", "median", "successive-halving", "hyperband")
+#: the tuning seeds start here; the final check's seeds start at 0
+TUNE_SEEDS_FROM = 1000
+STORAGE_FILE = "tune.db"
+STUDY_NAME = "tune"
+
+
+@dataclass
+class TuneSettings:
+    """What ``tune`` searches, how, and where it keeps the results (see :func:`tune`)."""
+
+    recipe: str
+    env_id: str
+    space: str
+    out: str
+    sampler: str = "tpe"
+    pruner: str = "none"
+    trials: int = 20
+    seeds_per_trial: int = 1
+    steps: int | None = None
+    eval_freq: int | None = None
+    n_eval_episodes: int = 5
+    metric: str = "final"
+    workers: int = 1
+    storage: str | None = None
+    seed: int = 0
+    final_seeds: int = 5
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise TuneError(f"sampler must be one of {', '.join(SAMPLERS)} (got {self.sampler!r})")
+        if self.pruner not in PRUNERS:
+            raise TuneError(f"pruner must be one of {', '.join(PRUNERS)} (got {self.pruner!r})")
+        if self.metric not in METRICS:
+            raise TuneError(f"metric must be one of {', '.join(METRICS)} (got {self.metric!r})")
+        for name in ("trials", "seeds_per_trial", "n_eval_episodes", "workers"):
+            check_int(getattr(self, name), name, 1, error=TuneError)
+        check_int(self.final_seeds, "final_seeds", 0, error=TuneError)
+        for name in ("steps", "eval_freq"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, 1, error=TuneError)
+        if self.seeds_per_trial > TUNE_SEEDS_FROM or self.final_seeds > TUNE_SEEDS_FROM:
+            raise TuneError(f"at most {TUNE_SEEDS_FROM} seeds per trial and in the final check")
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{(Path(self.out) / STORAGE_FILE).resolve()}"
+
+    def budget(self) -> TrialBudget:
+        steps = self.steps or load_recipe(self.recipe).resolve(self.env_id).n_timesteps
+        eval_freq = min(self.eval_freq or max(steps // 10, 1), steps)
+        return TrialBudget(steps, eval_freq, self.n_eval_episodes, self.metric, self.device)  # type: ignore[arg-type]
+
+    def tuning_seeds(self) -> list[int]:
+        return [TUNE_SEEDS_FROM + k for k in range(self.seeds_per_trial)]
+
+
+def make_sampler(name: str, space: SearchSpace, seed: int) -> Any:
+    """Optuna's sampler of ``name`` (grid search over :meth:`SearchSpace.grid`)."""
+    import optuna
+
+    if name == "grid":
+        return optuna.samplers.GridSampler(space.grid(), seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_pruner(name: str, budget: TrialBudget) -> Any:
+    """Optuna's pruner of ``name``; the resource is environment steps, one report per evaluation."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=budget.eval_freq)
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=budget.eval_freq, reduction_factor=3)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=budget.eval_freq, max_resource=budget.steps, reduction_factor=3
+        )
+    return optuna.pruners.NopPruner()
+
+
+def prepare(settings: TuneSettings) -> SearchSpace:
+    """Check the settings and the space (before any trial); a grid search also checks its grid."""
+    settings.check()
+    find_recipe(settings.recipe)
+    space = load_space(settings.space, settings.recipe)
+    if settings.sampler == "grid":
+        space.grid()  # a float range without a step fails here
+    load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
+    settings.budget()
+    return space
+
+
+@contextlib.contextmanager
+def _only_tune_in(folder: Path) -> Iterator[None]:
+    """Hold ``folder/tune.lock`` while tuning: a second ``tune`` on the same folder fails at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "tune.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TuneError(f"{folder}: another rlsurgery tune is running on this folder") from None
+        yield
+
+
+def _requeue_lost_trials(study: Any) -> int:
+    """Trials left RUNNING by a killed tune (this folder's lock proves none is running): marked
+    failed, their parameters queued again. Returns how many."""
+    import optuna
+
+    lost = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    for trial in lost:
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+    return len(lost)
+
+
+def _finished(study: Any) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def _work(task: tuple[dict[str, Any], int]) -> None:
+    """Worker ``index``: trials until the study has ``trials`` finished ones (or the grid is done).
+
+    Each worker's sampler is seeded with ``seed + 7919 · index +`` the trials already stored, so
+    workers do not suggest the same points, and a resumed tune does not repeat its first ones."""
+    import optuna
+
+    payload, index = task
+    settings = TuneSettings(**payload)
+    space = load_space(settings.space, settings.recipe)
+    budget = settings.budget()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stored = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
+    sampler_seed = settings.seed + 7919 * index + len(stored.get_trials(deepcopy=False))
+    study = optuna.load_study(
+        study_name=STUDY_NAME,
+        storage=settings.storage_url,
+        sampler=make_sampler(settings.sampler, space, sampler_seed),
+        pruner=make_pruner(settings.pruner, budget),
+    )
+    objective = trial_objective(settings.recipe, settings.env_id, space, settings.tuning_seeds(), budget)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    stop = optuna.study.MaxTrialsCallback(settings.trials, states=states)
+    if _finished(study) < settings.trials:
+        study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+
+
+def best_config(study: Any) -> tuple[Config, Any]:
+    """The best finished trial's configuration (as the objective recorded it) and the trial."""
+    from rlsurgery.core.spec import SurgerySpec
+
+    best = study.best_trial
+    saved = best.user_attrs["config"]
+    specs = [SurgerySpec(s["key"], {k: v for k, v in s.items() if k != "key"}) for s in saved["surgeries"]]
+    return Config(dict(saved["hyperparams"]), specs), best
+
+
+def tuned_recipe(settings: TuneSettings, config: Config, note: str) -> dict[str, Any]:
+    """A recipe (as YAML data) of ``settings.recipe`` with ``config`` for ``settings.env_id``."""
+    recipe = load_recipe(settings.recipe)
+    data = yaml.safe_load(recipe.path.read_text(encoding="utf-8"))
+    surgeries = [{"key": spec.key, **spec.params} for spec in map(parse_spec, data.get("surgeries") or [])]
+    for spec in config.surgeries:
+        same = next((s for s in surgeries if s["key"] == spec.key), None)
+        if same is None:
+            surgeries.append({"key": spec.key, **spec.params})
+        else:
+            same.update(spec.params)
+    env_block = dict((data.get("hyperparams") or {}).get(settings.env_id) or {})
+    env_block.update(config.hyperparams)
+    if settings.steps:
+        env_block["n_timesteps"] = settings.steps
+    out = {
+        "algo": data["algo"],
+        "description": f"{recipe.name} tuned on {settings.env_id} by rlsurgery tune: {note}",
+        "surgeries": surgeries,
+        "defaults": data.get("defaults") or {},
+        "hyperparams": {settings.env_id: env_block},
+    }
+    if data.get("exploration"):
+        out["exploration"] = data["exploration"]
+    return out
+
+
+def final_check(settings: TuneSettings, best_recipe: Path, workers: int) -> dict[str, Any]:
+    """The recipe's defaults against the best configuration on seeds 0 … N − 1, through the study
+    harness (rliable statistics; its folder is ``OUT/final``)."""
+    from rlsurgery.bench.runner import run_study
+    from rlsurgery.bench.study import StudySpec, Variant, select_envs
+
+    budget = settings.budget()
+    spec = StudySpec(
+        name="tune-final-check",
+        description=f"{settings.recipe} defaults vs the configuration tune found, on fresh seeds",
+        variants=[Variant("defaults", settings.recipe), Variant("tuned", str(best_recipe.resolve()))],
+        envs=select_envs(
+            None,
+            [settings.env_id],
+            steps=budget.steps,
+            eval_freq=budget.eval_freq,
+            n_eval_episodes=max(settings.n_eval_episodes, 10),
+        ),
+        seeds=list(range(settings.final_seeds)),
+        baseline="defaults",
+        device=settings.device,
+        command_line=True,
+    )
+    folder = run_study(spec, Path(settings.out) / "final", workers=workers, progress=False)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    return {"folder": str(folder), "seeds": spec.seeds, "tables": summary.get("tables", {})}
+
+
+def tune(settings: TuneSettings, progress: bool = False) -> dict[str, Any]:
+    """Run (or resume) the search of ``settings``; return the summary written to ``OUT/tune.json``.
+
+    :raises TuneError: a bad setting or space, before any trial
+    """
+    import optuna
+
+    prepare(settings)
+    out = Path(settings.out)
+    start = time.perf_counter()
+    with _only_tune_in(out):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            study_name=STUDY_NAME, storage=settings.storage_url, direction="maximize", load_if_exists=True
+        )
+        _check_same_search(study, settings)
+        requeued = _requeue_lost_trials(study)
+        payload = asdict(settings)
+        if settings.workers == 1:
+            _work((payload, 0))
+        else:
+            with multiprocessing.get_context("spawn").Pool(settings.workers) as pool:
+                pool.map(_work, [(payload, i) for i in range(settings.workers)])
+        study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
+        study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+        if _finished(study) == 0 or not any(t.value is not None for t in study.trials):
+            raise TuneError(f"{out}: no trial finished; see {out / 'trials.csv'} for the failures")
+        config, best = best_config(study)
+        best_path = out / "best.yaml"
+        note = (
+            f"trial {best.number}, {settings.metric} {best.value:.4g} over {settings.seeds_per_trial} seed(s)"
+        )
+        best_path.write_text(
+            "# written by rlsurgery tune\n"
+            + yaml.safe_dump(tuned_recipe(settings, config, note), sort_keys=False),
+            encoding="utf-8",
+        )
+        counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+        for trial in study.trials:
+            counts[trial.state.name.lower()] += 1
+        summary = {
+            "settings": {k: v for k, v in payload.items() if k != "extra"},
+            "storage": settings.storage_url,
+            "trials": counts,
+            "requeued": requeued,
+            "best": {"trial": best.number, "value": best.value, "config": config.as_dict()},
+            "best_recipe": str(best_path),
+            "tuning_seeds": settings.tuning_seeds(),
+            "wall_s": round(time.perf_counter() - start, 1),
+        }
+        if settings.final_seeds:
+            summary["final_check"] = final_check(settings, best_path, settings.workers)
+        (out / "tune.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    return summary
+
+
+def _check_same_search(study: Any, settings: TuneSettings) -> None:
+    """A resumed tune must search what the stored one did (a changed space would mix two searches)."""
+    key = {
+        k: getattr(settings, k) for k in ("recipe", "env_id", "sampler", "metric", "seeds_per_trial", "steps")
+    }
+    key["space"] = Path(settings.space).read_text(encoding="utf-8")
+    stored = study.user_attrs.get("search")
+    if stored is None:
+        study.set_user_attr("search", key)
+    elif stored != key:
+        changed = sorted(k for k in key if stored.get(k) != key[k])
+        raise TuneError(
+            f"{settings.out}: this folder holds a tune of another search ({', '.join(changed)} differ); "
+            "use another --out, or the same settings to resume"
+        )
