@@ -579,6 +579,50 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return _run_and_print(spec, args)
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from rlsurgery.tune import TuneSettings, tune
+
+    settings = TuneSettings(
+        recipe=args.recipe,
+        env_id=args.env_id,
+        space=args.space,
+        out=args.out or f"tunes/{Path(str(args.recipe)).stem}-{args.env_id.replace('/', '_')}",
+        sampler=args.sampler,
+        pruner=args.pruner,
+        trials=args.trials,
+        seeds_per_trial=args.seeds_per_trial,
+        steps=args.steps,
+        eval_freq=args.eval_freq,
+        n_eval_episodes=args.n_eval_episodes,
+        metric=args.metric,
+        workers=args.workers,
+        storage=args.storage,
+        seed=args.seed,
+        final_seeds=args.final_seeds,
+        device=args.device,
+    )
+    summary = tune(settings)
+    if args.json:
+        _print_json(summary)
+        return 0
+    best = summary["best"]
+    print(f"trials: {', '.join(f'{n} {k}' for k, n in summary['trials'].items() if n)}")
+    print(f"best: trial {best['trial']}, {settings.metric} {best['value']:.4g}: {best['config']}")
+    print(
+        f"best recipe: {summary['best_recipe']}  (rlsurgery train {summary['best_recipe']} {settings.env_id})"
+    )
+    final = summary.get("final_check")
+    if final:
+        for row in final["tables"].get("per_env", []):
+            print(f"final check, {row['variant']}: mean {row['mean']:.4g} over {row['n_done']} fresh seeds")
+        for row in final["tables"].get("improvement", []):
+            print(
+                f"P({row['variant']} > {row['baseline']}) = {row['probability']:.2f} "
+                f"[{row['probability_low']:.2f}, {row['probability_high']:.2f}]  ({final['folder']})"
+            )
+    return 0
+
+
 def _keep_variants(spec: Any, names: list[str]) -> None:
     """Run only the study's variants ``names`` (the others' stored runs stay in the folder and
     its report; a baseline left out is kept from the stored study)."""
@@ -847,6 +891,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--add-one", action="store_true", help="also the base algorithm plus each surgery alone")
     _study_options(p)
     p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser(
+        "tune",
+        help="search a recipe's hyperparameters and surgeries (Optuna), then check the best on fresh seeds",
+        description="Search SPACE.yaml (see rlsurgery.tune.space) for RECIPE on ENV_ID with Optuna: each "
+        "trial trains --seeds-per-trial seeds and scores their mean; pruners stop weak trials from their "
+        "intermediate evaluations. The trials are kept in Optuna's storage (OUT/tune.db unless --storage): "
+        "rerunning the same command resumes. Writes OUT/best.yaml (a recipe), OUT/trials.csv, and a final "
+        "study of the defaults against the best configuration on fresh seeds (OUT/final).",
+    )
+    p.add_argument("recipe", help="recipe name or YAML path")
+    p.add_argument("env_id", help="Gymnasium environment id")
+    p.add_argument("--space", required=True, help="the search space YAML")
+    p.add_argument("--sampler", choices=["grid", "random", "tpe", "gp"], default="tpe", help="(default tpe)")
+    p.add_argument(
+        "--pruner",
+        choices=["none", "median", "successive-halving", "hyperband"],
+        default="none",
+        help="(default none)",
+    )
+    p.add_argument("--trials", type=positive_int, default=20, help="finished trials to reach (default 20)")
+    p.add_argument("--seeds-per-trial", type=positive_int, default=1, help="seeds a trial trains (default 1)")
+    p.add_argument("--steps", type=positive_int, help="steps per seed (default: the recipe's n_timesteps)")
+    p.add_argument("--eval-freq", type=positive_int, help="steps between evaluations (default steps / 10)")
+    p.add_argument(
+        "--n-eval-episodes", type=positive_int, default=5, help="episodes per evaluation (default 5)"
+    )
+    p.add_argument(
+        "--metric", choices=["final", "auc"], default="final", help="the last evaluation or the curve's mean"
+    )
+    p.add_argument("--workers", type=positive_int, default=1, help="trials run in parallel (default 1)")
+    p.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/tune.db)")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampler (default 0)")
+    p.add_argument(
+        "--final-seeds", type=int, default=5, help="fresh seeds of the final check (default 5; 0: none)"
+    )
+    p.add_argument("--device", default="cpu", help="torch device of the trials (default cpu)")
+    p.add_argument("--out", help="output folder (default tunes/RECIPE-ENV)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="rebuild a study's tables, plots and report from its store")
     p.add_argument("study_dir", help="study folder (holds study.db)")

@@ -134,7 +134,10 @@ def prepare(settings: TuneSettings) -> SearchSpace:
     find_recipe(settings.recipe)
     space = load_space(settings.space, settings.recipe)
     if settings.sampler == "grid":
-        space.grid()  # a float range without a step fails here
+        try:
+            space.grid()  # a float range without a step fails here
+        except TuneError as exc:
+            raise TuneError(f"{settings.space}: {exc}") from None
     load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
     settings.budget()
     return space

@@ -1,0 +1,283 @@
+"""rlsurgery tune: the space is checked before any trial, trials train on every seed, Optuna prunes
+and resumes, the best configuration becomes a recipe, and the final check uses fresh seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import optuna
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from rlsurgery import SurgicalDQN
+from rlsurgery.cli import main
+from rlsurgery.recipes import load_recipe
+from rlsurgery.tune import TuneError, TuneSettings, load_space, tune
+from rlsurgery.tune import objective as objective_module
+from rlsurgery.tune.objective import TrialBudget, WholeBudget, trial_objective
+from rlsurgery.tune.space import SearchSpace
+from rlsurgery.tune.tuner import STUDY_NAME, TUNE_SEEDS_FROM
+from tests.breakage import assert_proof_fails_when, replaced
+
+GRID = """\
+hyperparams:
+  learning_rate: {choices: [1.0e-3, 3.0e-3]}
+switch: [double_q_learning]
+"""
+TINY = dict(steps=400, eval_freq=200, n_eval_episodes=1, final_seeds=0)
+
+
+def write(folder: Path, text: str, name: str = "space.yaml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("hyperparams:\n  learning_rat: {low: 0.1, high: 0.2}\n", 2, "learning_rat"),
+        ("hyperparams:\n  batch_size: {low: 64, high: 32}\n", 2, "'low' must be below 'high'"),
+        ("hyperparams:\n  learning_rate: {low: 0.0, high: 0.1, log: true}\n", 2, "log range needs low > 0"),
+        ("surgeries:\n  prioritized_replay:\n    alpha: {low: 0.2, high: 3.0}\n", 3, "alpha"),
+        ("surgeries:\n  prioritized_replayy: {}\n", 2, "prioritized_replay"),
+        ("switch: [double_q_learning, double_q_learning]\n", 1, "listed twice"),
+        ("hyperparams:\n  gamma: 0.99\n", 1, "searches nothing"),
+        ("hyperparam:\n  gamma: {low: 0.9, high: 0.99}\n", 2, "did you mean 'hyperparams'"),
+    ],
+)
+def test_a_bad_space_fails_with_its_line_before_any_trial(tmp_path, text, line, message):
+    space = write(tmp_path, text)
+    out = tmp_path / "out"
+    with pytest.raises(TuneError, match=message) as caught:
+        tune(TuneSettings("dqn", "CartPole-v1", str(space), str(out), **TINY))
+    assert f"space.yaml:{line}" in str(caught.value)
+    assert not out.exists()  # nothing was created: no storage, no trial
+
+
+def test_a_float_range_needs_a_step_for_grid_search(tmp_path):
+    space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 0.001, high: 0.01}\n")
+    with pytest.raises(TuneError, match="needs 'choices' or a 'step'"):
+        tune(TuneSettings("dqn", "CartPole-v1", str(space), str(tmp_path / "out"), sampler="grid", **TINY))
+    stepped = load_space(
+        write(tmp_path, "hyperparams:\n  gamma: {low: 0.9, high: 0.99, step: 0.03}\n"), "dqn"
+    )
+    assert stepped.grid() == {"hp.gamma": [0.9, 0.93, 0.96, 0.99]}
+
+
+def test_the_switch_is_a_categorical_over_subsets(tmp_path):
+    space = load_space(write(tmp_path, "switch: [double_q_learning, dueling_architecture]\n"), "dqn")
+    assert space.subsets() == [
+        "none",
+        "double_q_learning",
+        "dueling_architecture",
+        "double_q_learning+dueling_architecture",
+    ]
+    fixed = optuna.trial.FixedTrial({"switch": "dueling_architecture"})
+    assert [s.key for s in space.suggest(fixed).surgeries] == ["dueling_architecture"]
+
+
+def test_grid_search_trains_every_point_once(tmp_path):
+    space = write(tmp_path, GRID)
+    summary = tune(
+        TuneSettings(
+            "dqn", "CartPole-v1", str(space), str(tmp_path / "out"), sampler="grid", trials=50, **TINY
+        )
+    )
+    assert summary["trials"]["complete"] == 4  # 2 rates x 2 subsets, then the grid is done
+    study = optuna.load_study(study_name=STUDY_NAME, storage=summary["storage"])
+    points = {(t.params["hp.learning_rate"], t.params["switch"]) for t in study.trials}
+    assert points == {(r, s) for r in (1e-3, 3e-3) for s in ("none", "double_q_learning")}
+
+
+def check_chunks_follow_the_whole_schedule() -> None:
+    env = DummyVecEnv([lambda: gym.make("CartPole-v1")])
+    agent = SurgicalDQN("MlpPolicy", env, learning_starts=10_000, exploration_fraction=1.0, seed=0)
+    rates = []
+    for i in range(2):  # 400 steps in two chunks: ε falls linearly from 1 to 0.05 over all 400
+        agent.learn(200, callback=objective_module.WholeBudget(400), reset_num_timesteps=i == 0)
+        rates.append(agent.exploration_rate)
+    assert rates == pytest.approx([1 - 0.95 * 200 / 400, 0.05])  # ε after t steps: 1 − 0.95 · t / 400
+
+
+def test_a_budget_trained_in_chunks_follows_the_whole_schedule():
+    check_chunks_follow_the_whole_schedule()
+
+
+def test_the_schedule_proof_fails_when_each_chunk_is_its_own_budget():
+    breakage = replaced(WholeBudget, "_on_training_start", lambda self: None)
+    assert_proof_fails_when(breakage, check_chunks_follow_the_whole_schedule)
+
+
+def test_a_trial_reports_the_mean_over_its_seeds_and_is_pruned(tmp_path, monkeypatch):
+    space = load_space(write(tmp_path, GRID), "dqn")
+    curves = {}
+    original = objective_module.train_config
+
+    def per_seed(recipe, env_id, config, seeds, budget, report=None):
+        curves.update({s: original(recipe, env_id, config, [s], budget) for s in seeds})
+        return original(recipe, env_id, config, seeds, budget, report)
+
+    monkeypatch.setattr(objective_module, "train_config", per_seed)
+    budget = TrialBudget(steps=400, eval_freq=200, n_eval_episodes=1)
+    study = optuna.create_study(direction="maximize")
+    study.optimize(trial_objective("dqn", "CartPole-v1", space, [3, 4], budget), n_trials=1)
+    trial = study.trials[0]
+    assert trial.value == pytest.approx((curves[3][-1] + curves[4][-1]) / 2)  # the mean of both seeds
+    assert sorted(trial.intermediate_values) == [200, 400]
+    pruning = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1e9))
+    pruning.optimize(trial_objective("dqn", "CartPole-v1", space, [3], budget), n_trials=1)
+    assert pruning.trials[0].state == optuna.trial.TrialState.PRUNED
+    assert list(pruning.trials[0].intermediate_values) == [200]  # stopped at its first evaluation
+
+
+def finished_values(db: Path) -> dict[int, float]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT t.number, v.value FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
+            "WHERE t.state = 'COMPLETE'"
+        ).fetchall()
+    return dict(rows)
+
+
+def test_a_killed_tune_resumes_without_losing_a_finished_trial(tmp_path):
+    space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    out = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "rlsurgery",
+        "tune",
+        "dqn",
+        "CartPole-v1",
+        "--space",
+        str(space),
+        "--sampler",
+        "random",
+        "--trials",
+        "5",
+        "--steps",
+        "1500",
+        "--eval-freq",
+        "500",
+        "--n-eval-episodes",
+        "1",
+        "--final-seeds",
+        "0",
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out / "tune.db"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if db.exists() and len(finished_values(db)) >= 2:
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the tune ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = finished_values(db)
+    assert len(before) >= 2
+    assert main([*command[3:], "--json"]) == 0
+    after = finished_values(db)
+    assert {n: after[n] for n in before} == before  # every finished trial kept, value unchanged
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{db}")
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 5
+    lost = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
+    assert [t.number for t in lost] == [t.user_attrs["requeued_from"] for t in requeued]
+    assert all(r.params == study.trials[r.user_attrs["requeued_from"]].params for r in requeued)
+
+
+def test_a_resumed_tune_must_search_the_same_space(tmp_path):
+    space = write(tmp_path, GRID)
+    settings = TuneSettings(
+        "dqn", "CartPole-v1", str(space), str(tmp_path / "out"), sampler="grid", trials=1, **TINY
+    )
+    tune(settings)
+    write(tmp_path, GRID.replace("3.0e-3", "5.0e-3"))
+    with pytest.raises(TuneError, match="another search"):
+        tune(settings)
+
+
+def test_tune_ends_with_a_recipe_and_a_check_on_fresh_seeds(tmp_path, capsys):
+    space = write(tmp_path, GRID)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "tune",
+            "dqn",
+            "CartPole-v1",
+            "--space",
+            str(space),
+            "--sampler",
+            "grid",
+            "--trials",
+            "2",
+            "--seeds-per-trial",
+            "2",
+            "--steps",
+            "400",
+            "--eval-freq",
+            "200",
+            "--n-eval-episodes",
+            "1",
+            "--final-seeds",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tuning_seeds"] == [TUNE_SEEDS_FROM, TUNE_SEEDS_FROM + 1]
+    final = summary["final_check"]
+    assert final["seeds"] == [0, 1] and not set(final["seeds"]) & set(summary["tuning_seeds"])
+    with sqlite3.connect(Path(final["folder"]) / "study.db") as con:
+        seeds = {row[0] for row in con.execute("SELECT seed FROM runs")}
+    assert seeds == {0, 1}
+    improvement = final["tables"]["improvement"][0]
+    assert (improvement["variant"], improvement["baseline"]) == ("tuned", "defaults")
+    best = summary["best"]["config"]
+    resolved = load_recipe(summary["best_recipe"]).resolve("CartPole-v1")
+    assert resolved.kwargs["learning_rate"] == best["hyperparams"]["learning_rate"]
+    assert [s.key for s in resolved.surgeries] == [s["key"] for s in best["surgeries"]]
+    assert resolved.n_timesteps == 400
+
+
+def test_an_empty_space_object_cannot_grid():
+    assert SearchSpace().grid() == {} and SearchSpace().grid_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("sampler", "pruner"), [("random", "successive-halving"), ("tpe", "hyperband"), ("gp", "median")]
+)
+def test_each_optuna_sampler_and_pruner_runs_a_tune(tmp_path, sampler, pruner):
+    space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    settings = TuneSettings(
+        "dqn",
+        "CartPole-v1",
+        str(space),
+        str(tmp_path / "out"),
+        sampler=sampler,
+        pruner=pruner,
+        trials=3,
+        **TINY,
+    )
+    summary = tune(settings)
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 3
+    study = optuna.load_study(study_name=STUDY_NAME, storage=summary["storage"])
+    rates = {t.params["hp.learning_rate"] for t in study.trials}
+    assert len(rates) == 3 and all(1e-4 <= r <= 1e-2 for r in rates)
