@@ -904,12 +904,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe name or YAML path")
     p.add_argument("env_id", help="Gymnasium environment id")
     p.add_argument("--space", required=True, help="the search space YAML")
-    p.add_argument("--sampler", choices=["grid", "random", "tpe", "gp"], default="tpe", help="(default tpe)")
+    p.add_argument(
+        "--sampler",
+        default="tpe",
+        help="grid, random, tpe or gp (default tpe), or a catalog spec: grid_search, random_search, "
+        "bayesian_optimization[:model=gp,n_startup_trials=N,...]",
+    )
     p.add_argument(
         "--pruner",
-        choices=["none", "median", "successive-halving", "hyperband"],
         default="none",
-        help="(default none)",
+        help="none (default), median, successive-halving or hyperband, or a catalog spec: "
+        "successive_halving[:reduction_factor=N,min_resource=N], hyperband[:...]",
     )
     p.add_argument("--trials", type=positive_int, default=20, help="finished trials to reach (default 20)")
     p.add_argument("--seeds-per-trial", type=positive_int, default=1, help="seeds a trial trains (default 1)")

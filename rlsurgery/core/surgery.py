@@ -91,6 +91,8 @@ class Attachment(str, enum.Enum):
     EXPLORATION = "exploration"
     SCHEDULE = "schedule"
     POST_TRAINING = "post-training"
+    #: not a change to an agent: a way of searching over agents (``rlsurgery tune``'s samplers and pruners)
+    SEARCH = "search"
 
 
 def require_discrete_actions(key: str, action_space: spaces.Space) -> None:

@@ -40,8 +40,6 @@ from rlsurgery.recipes import find_recipe, load_recipe
 from rlsurgery.tune.objective import METRICS, TrialBudget, trial_objective
 from rlsurgery.tune.space import Config, SearchSpace, TuneError, load_space
 
-SAMPLERS = ("grid", "random", "tpe", "gp")
-PRUNERS = ("none", "median", "successive-halving", "hyperband")
 #: the tuning seeds start here; the final check's seeds start at 0
 TUNE_SEEDS_FROM = 1000
 STORAGE_FILE = "tune.db"
@@ -72,10 +70,9 @@ class TuneSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise TuneError(f"sampler must be one of {', '.join(SAMPLERS)} (got {self.sampler!r})")
-        if self.pruner not in PRUNERS:
-            raise TuneError(f"pruner must be one of {', '.join(PRUNERS)} (got {self.pruner!r})")
+        search_method(self.sampler, "sampler")
+        if self.pruner not in ("none", "median"):
+            search_method(self.pruner, "pruner")
         if self.metric not in METRICS:
             raise TuneError(f"metric must be one of {', '.join(METRICS)} (got {self.metric!r})")
         for name in ("trials", "seeds_per_trial", "n_eval_episodes", "workers"):
@@ -100,32 +97,49 @@ class TuneSettings:
         return [TUNE_SEEDS_FROM + k for k in range(self.seeds_per_trial)]
 
 
-def make_sampler(name: str, space: SearchSpace, seed: int) -> Any:
-    """Optuna's sampler of ``name`` (grid search over :meth:`SearchSpace.grid`)."""
+#: ``--sampler`` / ``--pruner`` short names -> catalog specs (section 15)
+SAMPLER_KEYS = {
+    "grid": "grid_search",
+    "random": "random_search",
+    "tpe": "bayesian_optimization",
+    "gp": "bayesian_optimization:model=gp",
+}
+PRUNER_KEYS = {"successive-halving": "successive_halving", "hyperband": "hyperband"}
+
+
+def search_method(spec: str, role: str) -> Any:
+    """The :class:`~rlsurgery.tune.methods.base.SearchMethod` of a ``--sampler`` / ``--pruner`` value:
+    a short name (``tpe``) or a catalog spec (``bayesian_optimization:n_startup_trials=5``)."""
+    from rlsurgery import catalog
+    from rlsurgery.core.errors import SurgeryError
+    from rlsurgery.tune.methods.base import SearchMethod
+
+    names = SAMPLER_KEYS if role == "sampler" else PRUNER_KEYS
+    try:
+        method = catalog.create(names.get(spec, spec))
+    except SurgeryError as exc:
+        raise TuneError(f"--{role}: {exc}") from None
+    if not isinstance(method, SearchMethod) or method.role != role:
+        known = ", ".join([*names, *sorted({k.split(":")[0] for k in names.values()})])
+        raise TuneError(f"--{role}: {spec!r} is not a {role} of rlsurgery tune (known: {known})")
+    return method
+
+
+def make_sampler(spec: str, space: SearchSpace, budget: TrialBudget, seed: int) -> Any:
+    """Optuna's sampler of ``spec`` (see :func:`search_method`)."""
+    return search_method(spec, "sampler").build(space, budget, seed)
+
+
+def make_pruner(spec: str, space: SearchSpace, budget: TrialBudget) -> Any:
+    """Optuna's pruner of ``spec``; the resource is environment steps, one report per evaluation.
+    ``none`` and ``median`` (Optuna's median-stopping rule) are Optuna's own, without a catalog key."""
     import optuna
 
-    if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
-
-
-def make_pruner(name: str, budget: TrialBudget) -> Any:
-    """Optuna's pruner of ``name``; the resource is environment steps, one report per evaluation."""
-    import optuna
-
-    if name == "median":
+    if spec == "none":
+        return optuna.pruners.NopPruner()
+    if spec == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=budget.eval_freq)
-    if name == "successive-halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=budget.eval_freq, reduction_factor=3)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=budget.eval_freq, max_resource=budget.steps, reduction_factor=3
-        )
-    return optuna.pruners.NopPruner()
+    return search_method(spec, "pruner").build(space, budget, 0)
 
 
 def prepare(settings: TuneSettings) -> SearchSpace:
@@ -133,7 +147,7 @@ def prepare(settings: TuneSettings) -> SearchSpace:
     settings.check()
     find_recipe(settings.recipe)
     space = load_space(settings.space, settings.recipe)
-    if settings.sampler == "grid":
+    if search_method(settings.sampler, "sampler").key == "grid_search":
         try:
             space.grid()  # a float range without a step fails here
         except TuneError as exc:
@@ -192,8 +206,8 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
     study = optuna.load_study(
         study_name=STUDY_NAME,
         storage=settings.storage_url,
-        sampler=make_sampler(settings.sampler, space, sampler_seed),
-        pruner=make_pruner(settings.pruner, budget),
+        sampler=make_sampler(settings.sampler, space, budget, sampler_seed),
+        pruner=make_pruner(settings.pruner, space, budget),
     )
     objective = trial_objective(settings.recipe, settings.env_id, space, settings.tuning_seeds(), budget)
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
