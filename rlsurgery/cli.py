@@ -600,14 +600,22 @@ def cmd_tune(args: argparse.Namespace) -> int:
         seed=args.seed,
         final_seeds=args.final_seeds,
         device=args.device,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
     summary = tune(settings)
     if args.json:
         _print_json(summary)
         return 0
     best = summary["best"]
-    print(f"trials: {', '.join(f'{n} {k}' for k, n in summary['trials'].items() if n)}")
-    print(f"best: trial {best['trial']}, {settings.metric} {best['value']:.4g}: {best['config']}")
+    if "trials" in summary:
+        print(f"trials: {', '.join(f'{n} {k}' for k, n in summary['trials'].items() if n)}")
+        print(f"best: trial {best['trial']}, {settings.metric} {best['value']:.4g}: {best['config']}")
+    else:
+        print(
+            f"population of {len(summary['population'])}: best member {best['member']}, {best['value']:.4g}"
+        )
+        print(f"best model: {summary['best_model']}; its final configuration: {best['config']}")
     print(
         f"best recipe: {summary['best_recipe']}  (rlsurgery train {summary['best_recipe']} {settings.env_id})"
     )
@@ -933,6 +941,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--final-seeds", type=int, default=5, help="fresh seeds of the final check (default 5; 0: none)"
     )
     p.add_argument("--device", default="cpu", help="torch device of the trials (default cpu)")
+    p.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where population_based_training's members and the final check run (default local)",
+    )
+    p.add_argument("--ray-address", help="an existing Ray cluster (with --backend ray)")
     p.add_argument("--out", help="output folder (default tunes/RECIPE-ENV)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_tune)

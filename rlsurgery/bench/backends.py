@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -76,8 +76,11 @@ class LocalBackend:
             max_workers=self.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
         )
 
-    def execute(self, runs: list[dict[str, Any]]) -> Iterator[Event]:
-        """Run ``runs`` and yield their events (at most ``workers`` in flight)."""
+    def execute(
+        self, runs: list[dict[str, Any]], task: Callable[[dict[str, Any]], Any] = execute_run
+    ) -> Iterator[Event]:
+        """Run ``runs`` (``task(run)`` each: a study's run by default) and yield their events (at most
+        ``workers`` in flight)."""
         queue = deque(runs)
         deaths: dict[str, int] = {}
         in_flight: dict[Future, dict[str, Any]] = {}
@@ -86,7 +89,7 @@ class LocalBackend:
             while queue or in_flight:
                 while queue and len(in_flight) < self.workers:
                     run = queue.popleft()
-                    in_flight[self._pool.submit(execute_run, run)] = run
+                    in_flight[self._pool.submit(task, run)] = run
                     yield "started", run["run_id"]
                 finished, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
                 broken = False
@@ -158,10 +161,13 @@ class RayBackend:
         kwargs["runtime_env"] = {"env_vars": {"OMP_NUM_THREADS": "1"}}
         self.ray.init(**kwargs)
 
-    def execute(self, runs: list[dict[str, Any]]) -> Iterator[Event]:
-        """Submit ``runs`` as tasks, as many at a time as the cluster has CPUs; yield events."""
+    def execute(
+        self, runs: list[dict[str, Any]], task: Callable[[dict[str, Any]], Any] = execute_run
+    ) -> Iterator[Event]:
+        """Submit ``runs`` (``task(run)`` each) as tasks, as many at a time as the cluster has CPUs;
+        yield events."""
         self._init()
-        remote = self.ray.remote(num_cpus=1, max_retries=MAX_WORKER_DEATHS - 1)(execute_run)
+        remote = self.ray.remote(num_cpus=1, max_retries=MAX_WORKER_DEATHS - 1)(task)
         capacity = max(1, int(self.ray.cluster_resources().get("CPU", 1)))
         queue = deque(runs)
         pending: dict[Any, dict[str, Any]] = {}

@@ -29,6 +29,8 @@ from rlsurgery.bench.worker import EVAL_SEED_OFFSET
 from rlsurgery.recipes import load_recipe
 from rlsurgery.tune.space import Config
 
+#: the tuning seeds (a trial's, a population's members') start here; the final check's start at 0
+TUNE_SEEDS_FROM = 1000
 Metric = Literal["final", "auc"]
 METRICS = ("final", "auc")
 

@@ -37,11 +37,9 @@ import yaml
 from rlsurgery.core.checks import check_int
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.recipes import find_recipe, load_recipe
-from rlsurgery.tune.objective import METRICS, TrialBudget, trial_objective
+from rlsurgery.tune.objective import METRICS, TUNE_SEEDS_FROM, TrialBudget, trial_objective
 from rlsurgery.tune.space import Config, SearchSpace, TuneError, load_space
 
-#: the tuning seeds start here; the final check's seeds start at 0
-TUNE_SEEDS_FROM = 1000
 STORAGE_FILE = "tune.db"
 STUDY_NAME = "tune"
 
@@ -67,10 +65,14 @@ class TuneSettings:
     seed: int = 0
     final_seeds: int = 5
     device: str = "cpu"
+    backend: str = "local"
+    ray_address: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         search_method(self.sampler, "sampler")
+        if self.backend not in ("local", "ray"):
+            raise TuneError(f"backend must be local or ray (got {self.backend!r})")
         if self.pruner not in ("none", "median"):
             search_method(self.pruner, "pruner")
         if self.metric not in METRICS:
@@ -152,6 +154,10 @@ def prepare(settings: TuneSettings) -> SearchSpace:
             space.grid()  # a float range without a step fails here
         except TuneError as exc:
             raise TuneError(f"{settings.space}: {exc}") from None
+    if search_method(settings.sampler, "sampler").key == "population_based_training":
+        from rlsurgery.tune.pbt import check_space
+
+        check_space(space)
     load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
     settings.budget()
     return space
@@ -286,63 +292,108 @@ def tune(settings: TuneSettings, progress: bool = False) -> dict[str, Any]:
 
     :raises TuneError: a bad setting or space, before any trial
     """
-    import optuna
-
-    prepare(settings)
+    space = prepare(settings)
     out = Path(settings.out)
     start = time.perf_counter()
     with _only_tune_in(out):
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            study_name=STUDY_NAME, storage=settings.storage_url, direction="maximize", load_if_exists=True
-        )
-        _check_same_search(study, settings)
-        requeued = _requeue_lost_trials(study)
-        payload = asdict(settings)
-        if settings.workers == 1:
-            _work((payload, 0))
+        method = search_method(settings.sampler, "sampler")
+        if method.key == "population_based_training":
+            summary = _population(settings, space, method)
         else:
-            with multiprocessing.get_context("spawn").Pool(settings.workers) as pool:
-                pool.map(_work, [(payload, i) for i in range(settings.workers)])
-        study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
-        study.trials_dataframe().to_csv(out / "trials.csv", index=False)
-        if _finished(study) == 0 or not any(t.value is not None for t in study.trials):
-            raise TuneError(f"{out}: no trial finished; see {out / 'trials.csv'} for the failures")
-        config, best = best_config(study)
+            summary = _trials(settings)
         best_path = out / "best.yaml"
-        note = (
-            f"trial {best.number}, {settings.metric} {best.value:.4g} over {settings.seeds_per_trial} seed(s)"
-        )
+        config = summary.pop("config")
         best_path.write_text(
             "# written by rlsurgery tune\n"
-            + yaml.safe_dump(tuned_recipe(settings, config, note), sort_keys=False),
+            + yaml.safe_dump(tuned_recipe(settings, config, summary.pop("note")), sort_keys=False),
             encoding="utf-8",
         )
-        counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
-        for trial in study.trials:
-            counts[trial.state.name.lower()] += 1
-        summary = {
-            "settings": {k: v for k, v in payload.items() if k != "extra"},
-            "storage": settings.storage_url,
-            "trials": counts,
-            "requeued": requeued,
-            "best": {"trial": best.number, "value": best.value, "config": config.as_dict()},
-            "best_recipe": str(best_path),
-            "tuning_seeds": settings.tuning_seeds(),
-            "wall_s": round(time.perf_counter() - start, 1),
-        }
+        summary.update(
+            settings={k: v for k, v in asdict(settings).items() if k != "extra"},
+            best_recipe=str(best_path),
+            wall_s=round(time.perf_counter() - start, 1),
+        )
         if settings.final_seeds:
             summary["final_check"] = final_check(settings, best_path, settings.workers)
         (out / "tune.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return summary
 
 
-def _check_same_search(study: Any, settings: TuneSettings) -> None:
-    """A resumed tune must search what the stored one did (a changed space would mix two searches)."""
+def _trials(settings: TuneSettings) -> dict[str, Any]:
+    """The Optuna search: workers run trials until ``trials`` are finished; the best trial."""
+    import optuna
+
+    out = Path(settings.out)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=STUDY_NAME, storage=settings.storage_url, direction="maximize", load_if_exists=True
+    )
+    _check_same_search(study, settings)
+    requeued = _requeue_lost_trials(study)
+    payload = asdict(settings)
+    if settings.workers == 1:
+        _work((payload, 0))
+    else:
+        with multiprocessing.get_context("spawn").Pool(settings.workers) as pool:
+            pool.map(_work, [(payload, i) for i in range(settings.workers)])
+    study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
+    study.trials_dataframe().to_csv(out / "trials.csv", index=False)
+    if _finished(study) == 0 or not any(t.value is not None for t in study.trials):
+        raise TuneError(f"{out}: no trial finished; see {out / 'trials.csv'} for the failures")
+    config, best = best_config(study)
+    counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
+    for trial in study.trials:
+        counts[trial.state.name.lower()] += 1
+    return {
+        "storage": settings.storage_url,
+        "trials": counts,
+        "requeued": requeued,
+        "best": {"trial": best.number, "value": best.value, "config": config.as_dict()},
+        "tuning_seeds": settings.tuning_seeds(),
+        "config": config,
+        "note": f"trial {best.number}, {settings.metric} {best.value:.4g} "
+        f"over {settings.seeds_per_trial} seed(s)",
+    }
+
+
+def _population(settings: TuneSettings, space: SearchSpace, method: Any) -> dict[str, Any]:
+    """Population-based training (:mod:`rlsurgery.tune.pbt`); the best member, its model kept as
+    ``OUT/best_model.zip``."""
+    import shutil
+
+    from rlsurgery.tune.pbt import best_member, run_pbt
+
+    state = run_pbt(settings, space, method, search_key(settings))
+    best, config = best_member(state)
+    shutil.copyfile(best["model"], Path(settings.out) / "best_model.zip")
+    return {
+        "population": [
+            {"id": m["id"], "seed": m["seed"], "scores": m["scores"], "copies": m["history"]}
+            for m in state["members"]
+        ],
+        "best": {"member": best["id"], "value": best["scores"][-1], "config": config.as_dict()},
+        "best_model": str(Path(settings.out) / "best_model.zip"),
+        "tuning_seeds": [m["seed"] for m in state["members"]],
+        "config": config,
+        "note": (
+            f"member {best['id']} of a population of {len(state['members'])} (its final hyperparameters; "
+            f"PBT found them as a schedule), last evaluation {best['scores'][-1]:.4g}"
+        ),
+    }
+
+
+def search_key(settings: TuneSettings) -> dict[str, Any]:
+    """What a resumed tune must share with the stored one."""
     key = {
         k: getattr(settings, k) for k in ("recipe", "env_id", "sampler", "metric", "seeds_per_trial", "steps")
     }
     key["space"] = Path(settings.space).read_text(encoding="utf-8")
+    return key
+
+
+def _check_same_search(study: Any, settings: TuneSettings) -> None:
+    """A resumed tune must search what the stored one did (a changed space would mix two searches)."""
+    key = search_key(settings)
     stored = study.user_attrs.get("search")
     if stored is None:
         study.set_user_attr("search", key)
