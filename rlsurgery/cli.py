@@ -580,29 +580,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from rlsurgery.tune import TuneSettings, tune
+    from rlsurgery.tune import TuneError, TuneSettings, tune
+    from rlsurgery.tune.tuner import load_tune_file
 
-    settings = TuneSettings(
-        recipe=args.recipe,
-        env_id=args.env_id,
-        space=args.space,
-        out=args.out or f"tunes/{Path(str(args.recipe)).stem}-{args.env_id.replace('/', '_')}",
-        sampler=args.sampler,
-        pruner=args.pruner,
-        trials=args.trials,
-        seeds_per_trial=args.seeds_per_trial,
-        steps=args.steps,
-        eval_freq=args.eval_freq,
-        n_eval_episodes=args.n_eval_episodes,
-        metric=args.metric,
-        workers=args.workers,
-        storage=args.storage,
-        seed=args.seed,
-        final_seeds=args.final_seeds,
-        device=args.device,
-        backend=args.backend,
-        ray_address=args.ray_address,
-    )
+    options = {
+        "sampler": args.sampler,
+        "pruner": args.pruner,
+        "trials": args.trials,
+        "seeds_per_trial": args.seeds_per_trial,
+        "steps": args.steps,
+        "eval_freq": args.eval_freq,
+        "n_eval_episodes": args.n_eval_episodes,
+        "metric": args.metric,
+        "workers": args.workers,
+        "storage": args.storage,
+        "seed": args.seed,
+        "final_seeds": args.final_seeds,
+        "device": args.device,
+        "backend": args.backend,
+        "ray_address": args.ray_address,
+        "out": args.out,
+    }
+    if args.env_id is None:  # RECIPE is a tune file: its settings, with the options given on top
+        if args.space:
+            raise TuneError(
+                "a tune file holds its space: give TUNE.yaml alone, or RECIPE ENV_ID --space SPACE.yaml"
+            )
+        settings = load_tune_file(args.recipe, **options)
+    else:
+        if not args.space:
+            raise TuneError("--space SPACE.yaml is needed with RECIPE ENV_ID")
+        given = {k: v for k, v in options.items() if v is not None}
+        out = given.pop("out", None) or f"tunes/{Path(str(args.recipe)).stem}-{args.env_id.replace('/', '_')}"
+        settings = TuneSettings(args.recipe, args.env_id, args.space, out, **given)
     summary = tune(settings)
     if args.json:
         _print_json(summary)
@@ -909,42 +919,35 @@ def build_parser() -> argparse.ArgumentParser:
         "rerunning the same command resumes. Writes OUT/best.yaml (a recipe), OUT/trials.csv, and a final "
         "study of the defaults against the best configuration on fresh seeds (OUT/final).",
     )
-    p.add_argument("recipe", help="recipe name or YAML path")
-    p.add_argument("env_id", help="Gymnasium environment id")
-    p.add_argument("--space", required=True, help="the search space YAML")
+    p.add_argument("recipe", help="recipe name or YAML path; or a tune file (recipe, env, space, settings)")
+    p.add_argument("env_id", nargs="?", help="Gymnasium environment id (not with a tune file)")
+    p.add_argument("--space", help="the search space YAML (with RECIPE ENV_ID)")
     p.add_argument(
         "--sampler",
-        default="tpe",
         help="grid, random, tpe or gp (default tpe), or a catalog spec: grid_search, random_search, "
         "bayesian_optimization[:model=gp,n_startup_trials=N,...]",
     )
     p.add_argument(
         "--pruner",
-        default="none",
         help="none (default), median, successive-halving or hyperband, or a catalog spec: "
         "successive_halving[:reduction_factor=N,min_resource=N], hyperband[:...]",
     )
-    p.add_argument("--trials", type=positive_int, default=20, help="finished trials to reach (default 20)")
-    p.add_argument("--seeds-per-trial", type=positive_int, default=1, help="seeds a trial trains (default 1)")
+    p.add_argument("--trials", type=positive_int, help="finished trials to reach (default 20)")
+    p.add_argument("--seeds-per-trial", type=positive_int, help="seeds a trial trains (default 1)")
     p.add_argument("--steps", type=positive_int, help="steps per seed (default: the recipe's n_timesteps)")
     p.add_argument("--eval-freq", type=positive_int, help="steps between evaluations (default steps / 10)")
+    p.add_argument("--n-eval-episodes", type=positive_int, help="episodes per evaluation (default 5)")
     p.add_argument(
-        "--n-eval-episodes", type=positive_int, default=5, help="episodes per evaluation (default 5)"
+        "--metric", choices=["final", "auc"], help="the last evaluation (default) or the curve's mean"
     )
-    p.add_argument(
-        "--metric", choices=["final", "auc"], default="final", help="the last evaluation or the curve's mean"
-    )
-    p.add_argument("--workers", type=positive_int, default=1, help="trials run in parallel (default 1)")
+    p.add_argument("--workers", type=positive_int, help="trials run in parallel (default 1)")
     p.add_argument("--storage", help="an Optuna storage URL (default sqlite:///OUT/tune.db)")
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of the sampler (default 0)")
-    p.add_argument(
-        "--final-seeds", type=int, default=5, help="fresh seeds of the final check (default 5; 0: none)"
-    )
-    p.add_argument("--device", default="cpu", help="torch device of the trials (default cpu)")
+    p.add_argument("--seed", type=seed_int, help="seed of the sampler (default 0)")
+    p.add_argument("--final-seeds", type=int, help="fresh seeds of the final check (default 5; 0: none)")
+    p.add_argument("--device", help="torch device of the trials (default cpu)")
     p.add_argument(
         "--backend",
         choices=["local", "ray"],
-        default="local",
         help="where population_based_training's members and the final check run (default local)",
     )
     p.add_argument("--ray-address", help="an existing Ray cluster (with --backend ray)")

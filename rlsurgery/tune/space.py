@@ -23,7 +23,8 @@ on. Every end of every range and every choice is validated against the recipe's 
 surgeries' parameter dataclasses, so a bad space fails with the file and line before any training.
 
 Optuna's parameter names: ``hp.NAME`` for hyperparameters, ``KEY.PARAM`` for surgery parameters,
-``switch`` for the subset.
+``switch`` for the subset. A tune file (``rlsurgery tune TUNE.yaml``) is a space file that also gives
+the tune's settings (``recipe``, ``env``, ``sampler`` …: :data:`rlsurgery.tune.tuner.TUNE_FILE_KEYS`).
 """
 
 from __future__ import annotations
@@ -218,7 +219,9 @@ def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
     data, fail = read_yaml(path, TuneError)
     if not isinstance(data, dict) or not data:
         raise fail("a search space must be a mapping with 'hyperparams' and/or 'surgeries' (and 'switch')")
-    check_keys(data, SPACE_KEYS, fail, "search space")
+    from rlsurgery.tune.tuner import TUNE_FILE_KEYS  # a tune file holds its settings beside the space
+
+    check_keys(data, SPACE_KEYS + TUNE_FILE_KEYS, fail, "search space")
     algorithm = load_recipe(recipe).algorithm
     raw_hyper = data.get("hyperparams") or {}
     if not isinstance(raw_hyper, dict):

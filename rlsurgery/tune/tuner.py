@@ -127,6 +127,56 @@ def search_method(spec: str, role: str) -> Any:
     return method
 
 
+#: what a tune file gives besides the space: TuneSettings' fields (``env`` for ``env_id``)
+TUNE_FILE_KEYS = (
+    "recipe",
+    "env",
+    "sampler",
+    "pruner",
+    "trials",
+    "seeds_per_trial",
+    "steps",
+    "eval_freq",
+    "n_eval_episodes",
+    "metric",
+    "workers",
+    "storage",
+    "seed",
+    "final_seeds",
+    "device",
+    "backend",
+    "ray_address",
+    "out",
+)
+
+
+def load_tune_file(path: str | Path, **overrides: Any) -> TuneSettings:
+    """The settings of a tune file: a search space with the tune's settings beside it (``recipe`` and
+    ``env`` required); ``overrides`` (not None) win. Problems name the file and line."""
+    from rlsurgery.core.yamlfile import read_yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise TuneError(f"tune file not found: {path}")
+    data, fail = read_yaml(path, TuneError)
+    if not isinstance(data, dict):
+        raise fail("a tune file must be a mapping: recipe, env, the space and the tune's settings")
+    for key in ("recipe", "env"):
+        if key not in data and overrides.get("recipe" if key == "recipe" else "env_id") is None:
+            raise fail(f"a tune file needs '{key}'")
+    values = {k: data[k] for k in TUNE_FILE_KEYS if k in data}
+    values["env_id"] = values.pop("env", None)
+    recipe = values.get("recipe")
+    if isinstance(recipe, str) and recipe.endswith((".yaml", ".yml")) and not Path(recipe).is_absolute():
+        values["recipe"] = str(path.parent / recipe)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.setdefault("out", f"tunes/{path.stem}")
+    try:
+        return TuneSettings(space=str(path), **values)
+    except TypeError as exc:
+        raise fail(str(exc)) from None
+
+
 def make_sampler(spec: str, space: SearchSpace, budget: TrialBudget, seed: int) -> Any:
     """Optuna's sampler of ``spec`` (see :func:`search_method`)."""
     return search_method(spec, "sampler").build(space, budget, seed)

@@ -281,3 +281,24 @@ def test_each_optuna_sampler_and_pruner_runs_a_tune(tmp_path, sampler, pruner):
     study = optuna.load_study(study_name=STUDY_NAME, storage=summary["storage"])
     rates = {t.params["hp.learning_rate"] for t in study.trials}
     assert len(rates) == 3 and all(1e-4 <= r <= 1e-2 for r in rates)
+
+
+def test_a_tune_file_holds_the_settings_beside_the_space(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "recipe: dqn\nenv: CartPole-v1\nsampler: grid\ntrials: 1\nsteps: 400\neval_freq: 200\n"
+        "n_eval_episodes: 1\nfinal_seeds: 0\n" + GRID,
+        "tune.yaml",
+    )
+    out = tmp_path / "out"
+    assert main(["tune", str(path), "--trials", "2", "--out", str(out), "--json"]) == 0  # options win
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["settings"]["sampler"] == "grid" and summary["settings"]["steps"] == 400
+    assert summary["trials"]["complete"] == 2
+    write(tmp_path, "recipe: dqn\nenv: CartPole-v1\ntrails: 5\n" + GRID, "typo.yaml")
+    with pytest.raises(
+        TuneError, match=r"typo.yaml:3: unknown search space entry 'trails'; did you mean 'trials'"
+    ):
+        load_space(tmp_path / "typo.yaml", "dqn")
+    assert main(["tune", str(tmp_path / "typo.yaml"), "--out", str(tmp_path / "out2")]) == 2
+    assert not (tmp_path / "out2").exists()
