@@ -9,6 +9,7 @@ resumes where it stopped: rerun the same command.
 
     python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo
     python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo --report
+    python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo --final    # 10 fresh seeds per tuner
 
 The report gives, per tuner run, the best value and the compute it took (environment steps
 trained, summed over trials and seeds: a pruned trial counts the steps it reached), and per tuner
@@ -115,6 +116,42 @@ def report(args: argparse.Namespace) -> None:
         print(f"{tuner}: compute to reach it, share of random's: {json.dumps([round(s, 2) for s in shares])}")
 
 
+def final(args: argparse.Namespace) -> None:
+    """Per tuner, its best configuration over the repetitions against the recipe's defaults on
+    ``--final-seeds`` fresh seeds (seeds 0 …; the tuning seeds are 1000 +), through the study harness;
+    prints rliable's probability of improvement. Folders ``OUT/final-TUNER``."""
+    from rlsurgery.tune import TuneSettings
+    from rlsurgery.tune.tuner import final_check
+
+    for tuner in TUNERS:
+        runs = [json.loads(f.read_text()) for f in sorted(Path(args.out).glob(f"{tuner}-rep*/tune.json"))]
+        if not runs:
+            continue
+        best = max(runs, key=lambda r: r["best"]["value"])
+        settings = TuneSettings(
+            recipe="ppo",
+            env_id="CartPole-v1",
+            space=str(HERE / "hpo_space.yaml"),
+            out=str(Path(args.out) / f"final-{tuner}"),
+            steps=args.steps,
+            eval_freq=args.steps // 5,
+            n_eval_episodes=10,
+            final_seeds=args.final_seeds,
+            workers=args.workers,
+        )
+        check = final_check(settings, Path(best["best_recipe"]), args.workers)
+        rows = {r["variant"]: r for r in check["tables"]["per_env"]}
+        improvement = check["tables"]["improvement"][0]
+        print(
+            f"{tuner}: best {best['best']['config']['hyperparams']} "
+            f"(tuning value {best['best']['value']:.1f}); "
+            f"fresh seeds: tuned {rows['tuned']['mean']:.1f} vs defaults {rows['defaults']['mean']:.1f}, "
+            f"P(tuned > defaults) = {improvement['probability']:.2f} "
+            f"[{improvement['probability_low']:.2f}, {improvement['probability_high']:.2f}]",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,9 +162,18 @@ def main() -> None:
     parser.add_argument("--seeds-per-trial", type=int, default=2)
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--final-seeds", type=int, default=10)
+    parser.add_argument("--report", action="store_true", help="the tuner runs' best values and compute")
+    parser.add_argument(
+        "--final", action="store_true", help="each tuner's best against the defaults, fresh seeds"
+    )
     args = parser.parse_args()
-    report(args) if args.report else run(args)
+    if args.report:
+        report(args)
+    elif args.final:
+        final(args)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
