@@ -77,8 +77,8 @@ def curves(out: Path, seeds: int) -> dict[str, list[tuple[int, float]]]:
 
     found = {}
     for folder in sorted(out.glob("*-rep*")):
-        if not (folder / "tune.db").exists():
-            continue
+        if not (folder / "tune.json").exists():
+            continue  # a tuner run still going (or killed): counted once it has finished
         study = optuna.load_study(study_name="tune", storage=f"sqlite:///{folder / 'tune.db'}")
         compute, best, points = 0, float("-inf"), []
         for trial in sorted(study.trials, key=lambda t: t.datetime_start or 0):
