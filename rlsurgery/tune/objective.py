@@ -36,16 +36,32 @@ METRICS = ("final", "auc")
 
 
 class WholeBudget(BaseCallback):
-    """Sets the agent's horizon to ``total`` steps when a ``learn`` call starts, so that a budget
-    trained in chunks (``learn(chunk, reset_num_timesteps=False)``) follows the schedules of one
-    ``learn(total)`` (SB3 computes the progress from ``_total_timesteps``)."""
+    """While a ``learn`` call runs, the agent's progress (what its schedules read: learning rate,
+    clip range, exploration) is measured against ``total`` steps, not against the call's own
+    budget, so that a budget trained in chunks (``learn(chunk, reset_num_timesteps=False)``) follows
+    the schedules of one ``learn(total)``.
+
+    SB3 computes the progress in ``_update_current_progress_remaining(num_timesteps, total)``, with
+    the call's ``total_timesteps`` (on-policy) or ``_total_timesteps`` (off-policy); the callback
+    puts a version that uses ``total`` on the agent for the call and takes it away at its end."""
 
     def __init__(self, total: int) -> None:
         super().__init__()
         self.total = int(total)
 
     def _on_training_start(self) -> None:
-        self.model._total_timesteps = self.total
+        model, total = self.model, self.total
+        model._total_timesteps = total
+        whole = type(model)._update_current_progress_remaining
+
+        def on_the_whole_budget(num_timesteps: int, _call_total: int) -> None:
+            whole(model, num_timesteps, total)
+
+        model._update_current_progress_remaining = on_the_whole_budget  # this call only
+        model._update_current_progress_remaining(model.num_timesteps, total)
+
+    def _on_training_end(self) -> None:
+        self.model.__dict__.pop("_update_current_progress_remaining", None)
 
     def _on_step(self) -> bool:
         return True
@@ -107,15 +123,20 @@ def train_config(
         curve: list[float] = []
         done = 0
         while done < budget.steps:
-            chunk = min(budget.eval_freq, budget.steps - done)
+            target = min(done + budget.eval_freq, budget.steps)
             means = []
             for agent, eval_env in agents:
-                agent.learn(chunk, callback=WholeBudget(budget.steps), reset_num_timesteps=done == 0)
+                # the steps trained, not asked for: on-policy agents finish whole rollouts
+                agent.learn(
+                    max(target - agent.num_timesteps, 1),
+                    callback=WholeBudget(budget.steps),
+                    reset_num_timesteps=done == 0,
+                )
                 mean_return, _ = evaluate_policy(
                     agent, eval_env, n_eval_episodes=budget.n_eval_episodes, deterministic=True
                 )
                 means.append(float(mean_return))
-            done += chunk
+            done = min(int(agent.num_timesteps) for agent, _ in agents)
             curve.append(float(np.mean(means)))
             if report is not None:
                 report(done, score(curve, budget.metric))
@@ -141,7 +162,13 @@ def trial_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at step {step} (value {value:.3f})")
 
-        curve = train_config(recipe, env_id, config, seeds, budget, report)
+        try:
+            curve = train_config(recipe, env_id, config, seeds, budget, report)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # kept with the trial: the tune's error names it if none finishes
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            raise
         trial.set_user_attr("curve", curve)
         return score(curve, budget.metric)
 

@@ -100,8 +100,11 @@ def _train_member(run: dict[str, Any], start: float) -> dict[str, Any]:
             if replay.exists():
                 model.load_replay_buffer(replay)
             apply_hyperparams(model, config["hyperparams"])
+        target = min((run["round"] + 1) * run["interval"], run["total"])  # the steps trained, not asked for
         model.learn(
-            run["interval"], callback=WholeBudget(run["total"]), reset_num_timesteps=run["source"] is None
+            max(target - model.num_timesteps, 1),
+            callback=WholeBudget(run["total"]),
+            reset_num_timesteps=run["source"] is None,
         )
         score, _ = evaluate_policy(
             model, eval_env, n_eval_episodes=run["n_eval_episodes"], deterministic=True
@@ -177,7 +180,6 @@ def run_pbt(settings: Any, space: SearchSpace, method: Any, search_key: dict[str
     try:
         while state["rounds_done"] < rounds:
             r = state["rounds_done"]
-            interval = min(p.interval, budget.steps - r * p.interval)
             tasks = [
                 {
                     "run_id": f"round{r}-member{m['id']}",
@@ -188,7 +190,7 @@ def run_pbt(settings: Any, space: SearchSpace, method: Any, search_key: dict[str
                     "seed": m["seed"],
                     "source": m["model"],
                     "target": str((out / "pbt" / f"member_{m['id']}" / f"round_{r}.zip").resolve()),
-                    "interval": interval,
+                    "interval": p.interval,  # round r trains up to min((r + 1) · interval, total) steps
                     "total": budget.steps,
                     "n_eval_episodes": budget.n_eval_episodes,
                     "device": settings.device,

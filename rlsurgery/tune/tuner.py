@@ -232,6 +232,7 @@ def _requeue_lost_trials(study: Any) -> int:
 
     lost = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for trial in lost:
+        study._storage.set_trial_user_attr(trial._trial_id, "lost", True)  # not a failure of its own
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         if trial.params:
             study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
@@ -269,7 +270,26 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     stop = optuna.study.MaxTrialsCallback(settings.trials, states=states)
     if _finished(study) < settings.trials:
-        study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+        study.optimize(
+            objective, callbacks=[stop, _stop_on_failures], catch=(Exception,), gc_after_trial=True
+        )
+
+
+#: a tune stops after this many trials failed (crashed) with none finished: a configuration that
+#: cannot train would otherwise be retried for ever
+MAX_FAILURES = 3
+
+
+def _stop_on_failures(study: Any, trial: Any) -> None:
+    """Optuna callback: stop when ``MAX_FAILURES`` trials failed and none finished (lost trials of a
+    killed tune do not count)."""
+    import optuna
+
+    if _finished(study):
+        return
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    if sum(not t.user_attrs.get("lost") for t in failed) >= MAX_FAILURES:
+        study.stop()
 
 
 def best_config(study: Any) -> tuple[Config, Any]:
@@ -332,7 +352,14 @@ def final_check(settings: TuneSettings, best_recipe: Path, workers: int) -> dict
         device=settings.device,
         command_line=True,
     )
-    folder = run_study(spec, Path(settings.out) / "final", workers=workers, progress=False)
+    folder = run_study(
+        spec,
+        Path(settings.out) / "final",
+        backend=settings.backend,
+        workers=workers,
+        ray_address=settings.ray_address,
+        progress=False,
+    )
     summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
     return {"folder": str(folder), "seeds": spec.seeds, "tables": summary.get("tables", {})}
 
@@ -389,7 +416,11 @@ def _trials(settings: TuneSettings) -> dict[str, Any]:
     study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
     study.trials_dataframe().to_csv(out / "trials.csv", index=False)
     if _finished(study) == 0 or not any(t.value is not None for t in study.trials):
-        raise TuneError(f"{out}: no trial finished; see {out / 'trials.csv'} for the failures")
+        reasons = [t.user_attrs.get("error", "") for t in study.trials if t.state.name == "FAIL"]
+        reason = next((r for r in reasons if r), "")
+        raise TuneError(
+            f"{out}: no trial finished ({len(reasons)} failed); the first failure: {reason.strip()[-500:]}"
+        )
     config, best = best_config(study)
     counts = {s.name.lower(): 0 for s in optuna.trial.TrialState}
     for trial in study.trials:

@@ -43,6 +43,7 @@ def check_exploit_and_explore(tmp_path) -> None:
     rng = np.random.default_rng(0)
     pairs = exploit_pairs([1.0, 5.0, 3.0, 9.0, 2.0, 7.0, 4.0, 8.0], 0.25, rng)
     assert set(pairs) == {0, 4} and set(pairs.values()) <= {3, 7}  # the 2 lowest copy the 2 highest
+    assert exploit_pairs([1.0, 2.0, 3.0], 0.5, rng) == {0: 2}  # the groups never overlap
     dims = {"learning_rate": Dimension("hp.learning_rate", 1e-4, 1e-2, log=True)}
     params = PopulationParams(resample_probability=0.0)
     moved = {perturb({"learning_rate": 1e-3}, dims, params, rng)["learning_rate"] for _ in range(20)}

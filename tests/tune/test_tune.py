@@ -17,7 +17,7 @@ import optuna
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from rlsurgery import SurgicalDQN
+from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.cli import main
 from rlsurgery.recipes import load_recipe
 from rlsurgery.tune import TuneError, TuneSettings, load_space, tune
@@ -106,6 +106,20 @@ def check_chunks_follow_the_whole_schedule() -> None:
         agent.learn(200, callback=objective_module.WholeBudget(400), reset_num_timesteps=i == 0)
         rates.append(agent.exploration_rate)
     assert rates == pytest.approx([1 - 0.95 * 200 / 400, 0.05])  # ε after t steps: 1 − 0.95 · t / 400
+    # on-policy: PPO's learning rate (a schedule of the progress) after 128 of 256 steps
+    ppo = SurgicalPPO(
+        "MlpPolicy",
+        DummyVecEnv([lambda: gym.make("CartPole-v1")]),
+        n_steps=64,
+        batch_size=64,
+        n_epochs=1,
+        learning_rate=lambda progress: 1e-3 * progress,
+        seed=0,
+    )
+    ppo.learn(128, callback=objective_module.WholeBudget(256))
+    assert ppo._current_progress_remaining == pytest.approx(0.5)
+    assert ppo.policy.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # the last update's rate
+    assert "_update_current_progress_remaining" not in ppo.__dict__  # taken away: the model saves as before
 
 
 def test_a_budget_trained_in_chunks_follows_the_whole_schedule():
@@ -132,11 +146,12 @@ def test_a_trial_reports_the_mean_over_its_seeds_and_is_pruned(tmp_path, monkeyp
     study.optimize(trial_objective("dqn", "CartPole-v1", space, [3, 4], budget), n_trials=1)
     trial = study.trials[0]
     assert trial.value == pytest.approx((curves[3][-1] + curves[4][-1]) / 2)  # the mean of both seeds
-    assert sorted(trial.intermediate_values) == [200, 400]
+    # reported at the steps trained: the recipe's DQN collects 256 steps at a time (train_freq)
+    assert sorted(trial.intermediate_values) == [256, 512]
     pruning = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=1e9))
     pruning.optimize(trial_objective("dqn", "CartPole-v1", space, [3], budget), n_trials=1)
     assert pruning.trials[0].state == optuna.trial.TrialState.PRUNED
-    assert list(pruning.trials[0].intermediate_values) == [200]  # stopped at its first evaluation
+    assert list(pruning.trials[0].intermediate_values) == [256]  # stopped at its first evaluation
 
 
 def finished_values(db: Path) -> dict[int, float]:
@@ -302,3 +317,11 @@ def test_a_tune_file_holds_the_settings_beside_the_space(tmp_path, capsys):
         load_space(tmp_path / "typo.yaml", "dqn")
     assert main(["tune", str(tmp_path / "typo.yaml"), "--out", str(tmp_path / "out2")]) == 2
     assert not (tmp_path / "out2").exists()
+
+
+def test_a_configuration_that_cannot_train_stops_the_tune(tmp_path):
+    space = write(
+        tmp_path, "hyperparams:\n  gamma: {choices: [0.9, 0.99]}\nsurgeries:\n  prioritized_replay: {}\n"
+    )
+    with pytest.raises(TuneError, match=r"no trial finished \(3 failed\).*prioritized_replay"):
+        tune(TuneSettings("ppo", "CartPole-v1", str(space), str(tmp_path / "out"), trials=10, **TINY))

@@ -61,7 +61,7 @@ def exploit_pairs(scores: list[float], quantile: float, rng: np.random.Generator
     """{bottom member: the top member it copies}: the ⌈q·n⌉ lowest scores each copy one of the
     ⌈q·n⌉ highest, drawn uniformly (ties broken by member index)."""
     n = len(scores)
-    count = max(1, math.ceil(quantile * n))
+    count = max(1, min(math.ceil(quantile * n), n // 2))  # the two groups never overlap
     order = sorted(range(n), key=lambda i: (scores[i], i))
     bottom, top = order[:count], order[-count:]
     return {i: int(rng.choice(top)) for i in bottom}
