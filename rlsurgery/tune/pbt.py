@@ -41,12 +41,17 @@ def check_space(space: SearchSpace) -> None:
 
 def apply_hyperparams(model: Any, hyperparams: dict[str, Any]) -> None:
     """Set ``hyperparams`` on a running agent (the schedules they feed rebuilt)."""
+    import torch as th
     from stable_baselines3.common.utils import LinearSchedule
 
     for name, value in hyperparams.items():
         if not hasattr(model, name):
             continue  # a fixed setting of another algorithm's: nothing to change
         setattr(model, name, value)
+        if name in ("gamma", "gae_lambda") and getattr(model, "rollout_buffer", None) is not None:
+            setattr(model.rollout_buffer, name, value)  # PPO / A2C compute returns there
+        if name == "ent_coef" and getattr(model, "ent_coef_optimizer", True) is None:
+            model.ent_coef_tensor = th.tensor(float(value), device=model.device)  # SAC's fixed coefficient
         if name == "learning_rate":
             model._setup_lr_schedule()
         elif name == "exploration_final_eps":

@@ -12,8 +12,8 @@ The output folder::
     tune.db          Optuna's storage (unless --storage names another)
     trials.csv       one row per trial: number, state, value, parameters, wall time
     best.yaml        the best configuration as a recipe ``rlsurgery train best.yaml ENV_ID`` takes
-    final/           the final check: a study (rlsurgery compare) of the recipe's defaults against
-                     the best configuration, on fresh seeds (never the tuning seeds)
+    final-HASH/      the final check: a study (rlsurgery compare) of the recipe's defaults against
+                     the best configuration (HASH: of best.yaml), on fresh seeds (never the tuning seeds)
     tune.json        the summary (also what ``--json`` prints)
 
 Tuning seeds are ``TUNE_SEEDS_FROM`` + 0 … K − 1, the same for every trial (common random numbers:
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import multiprocessing
 import time
@@ -352,9 +353,10 @@ def final_check(settings: TuneSettings, best_recipe: Path, workers: int) -> dict
         device=settings.device,
         command_line=True,
     )
+    digest = hashlib.sha256(best_recipe.read_bytes()).hexdigest()[:8]  # a new best gets a new check
     folder = run_study(
         spec,
-        Path(settings.out) / "final",
+        Path(settings.out) / f"final-{digest}",
         backend=settings.backend,
         workers=workers,
         ray_address=settings.ray_address,
@@ -411,7 +413,11 @@ def _trials(settings: TuneSettings) -> dict[str, Any]:
     if settings.workers == 1:
         _work((payload, 0))
     else:
-        with multiprocessing.get_context("spawn").Pool(settings.workers) as pool:
+        # the study workers' set-up: one torch thread, and they die with the driver (a killed tune
+        # leaves no orphan trial running, so a rerun may requeue every RUNNING one)
+        from rlsurgery.bench.backends import _init_worker
+
+        with multiprocessing.get_context("spawn").Pool(settings.workers, initializer=_init_worker) as pool:
             pool.map(_work, [(payload, i) for i in range(settings.workers)])
     study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
     study.trials_dataframe().to_csv(out / "trials.csv", index=False)
@@ -468,7 +474,10 @@ def search_key(settings: TuneSettings) -> dict[str, Any]:
     key = {
         k: getattr(settings, k) for k in ("recipe", "env_id", "sampler", "metric", "seeds_per_trial", "steps")
     }
-    key["space"] = Path(settings.space).read_text(encoding="utf-8")
+    data = yaml.safe_load(Path(settings.space).read_text(encoding="utf-8")) or {}
+    key["space"] = {
+        k: data.get(k) for k in ("hyperparams", "surgeries", "switch")
+    }  # a tune file's settings may change
     return key
 
 

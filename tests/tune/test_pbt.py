@@ -107,3 +107,12 @@ def test_population_params_are_checked():
         catalog.create("population_based_training:quantile=0.9")
     with pytest.raises(ValueError, match="factors"):
         catalog.create("population_based_training:factors=[0.0]")
+
+
+def test_a_perturbed_integer_stays_on_its_grid_and_moves():
+    rng = np.random.default_rng(1)
+    dims = {"batch_size": Dimension("hp.batch_size", 32, 256, step=32)}
+    params = PopulationParams(resample_probability=0.0, factors=[0.9, 1.1])
+    for _ in range(20):
+        value = perturb({"batch_size": 64}, dims, params, rng)["batch_size"]
+        assert value in (32, 96)  # 64 · 0.9 or 64 · 1.1 rounds back to 64: one step down or up instead

@@ -310,6 +310,10 @@ def test_a_tune_file_holds_the_settings_beside_the_space(tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["settings"]["sampler"] == "grid" and summary["settings"]["steps"] == 400
     assert summary["trials"]["complete"] == 2
+    # resuming with other settings of the file (not its space) goes on
+    path.write_text(path.read_text().replace("trials: 1", "trials: 3"), encoding="utf-8")
+    assert main(["tune", str(path), "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["trials"]["complete"] == 3
     write(tmp_path, "recipe: dqn\nenv: CartPole-v1\ntrails: 5\n" + GRID, "typo.yaml")
     with pytest.raises(
         TuneError, match=r"typo.yaml:3: unknown search space entry 'trails'; did you mean 'trials'"

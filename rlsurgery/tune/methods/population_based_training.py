@@ -88,8 +88,14 @@ def perturb(
                 value = rng.uniform(dim.low, dim.high)
         else:
             value = values[name] * float(rng.choice(params.factors))
+        if dim.step:  # onto the dimension's grid: low + k · step
+            value = dim.low + round((value - dim.low) / dim.step) * dim.step
+        if dim.is_int:
+            value = round(value)
+            if value == values[name]:  # a small int would never move: one step up or down
+                value += int(dim.step or 1) * (1 if rng.random() < 0.5 else -1)
         value = min(max(value, dim.low), dim.high)
-        out[name] = round(value) if dim.is_int else float(value)
+        out[name] = value if dim.is_int else float(value)
     return out
 
 
