@@ -109,6 +109,7 @@ def train_config(
             resolved = resolved_recipe.resolve(
                 env_id,
                 surgeries=[{"key": s.key, **s.params} for s in config.surgeries],
+                remove=config.remove,
                 seed=seed,
                 device=budget.device,
                 verbose=0,

@@ -87,6 +87,7 @@ def _train_member(run: dict[str, Any], start: float) -> dict[str, Any]:
     resolved = load_recipe(run["recipe"]).resolve(
         run["env_id"],
         surgeries=config["surgeries"],
+        remove=config.get("remove", []),
         seed=seed,
         device=run["device"],
         verbose=0,
@@ -219,7 +220,7 @@ def run_pbt(settings: Any, space: SearchSpace, method: Any, search_key: dict[str
                 for low, high in exploit_pairs(scores, p.quantile, rng).items():
                     loser, winner = state["members"][low], state["members"][high]
                     hyper = perturb(winner["config"]["hyperparams"], dimensions, p, rng)
-                    loser["config"] = {"hyperparams": hyper, "surgeries": winner["config"]["surgeries"]}
+                    loser["config"] = {**winner["config"], "hyperparams": hyper}
                     loser["model"] = winner["model"]
                     loser["history"].append(
                         {
@@ -242,4 +243,4 @@ def best_member(state: dict[str, Any]) -> tuple[dict[str, Any], Config]:
     specs = [
         SurgerySpec(s["key"], {k: v for k, v in s.items() if k != "key"}) for s in best["config"]["surgeries"]
     ]
-    return best, Config(dict(best["config"]["hyperparams"]), specs)
+    return best, Config(dict(best["config"]["hyperparams"]), specs, list(best["config"].get("remove", [])))

@@ -118,11 +118,14 @@ class Config:
 
     hyperparams: dict[str, Any] = field(default_factory=dict)
     surgeries: list[SurgerySpec] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+    """recipe surgeries the switch turned off"""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "hyperparams": dict(self.hyperparams),
             "surgeries": [{"key": s.key, **s.params} for s in self.surgeries],
+            "remove": list(self.remove),
         }
 
 
@@ -133,6 +136,8 @@ class SearchSpace:
     hyperparams: dict[str, Any] = field(default_factory=dict)
     surgeries: dict[str, dict[str, Any]] = field(default_factory=dict)
     switch: list[str] = field(default_factory=list)
+    recipe_keys: set[str] = field(default_factory=set)
+    """the recipe's own surgeries: one in ``switch`` that is off is removed from the recipe"""
 
     def dimensions(self) -> list[Dimension]:
         found = [v for v in self.hyperparams.values() if isinstance(v, Dimension)]
@@ -165,7 +170,8 @@ class SearchSpace:
                     key, {p: v.suggest(trial) if isinstance(v, Dimension) else v for p, v in params.items()}
                 )
             )
-        return Config(hyperparams, specs)
+        off = [k for k in self.switch if k not in on and k in self.recipe_keys]  # the recipe's own, removed
+        return Config(hyperparams, specs, off)
 
     def grid(self) -> dict[str, list[Any]]:
         """Optuna's ``GridSampler`` search space: every dimension's values, and the switch's subsets."""
@@ -257,7 +263,8 @@ def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
             except SurgeryError as exc:
                 raise fail(f"switch: {exc}", "switch", i) from None
             surgeries[key] = {}
-    space = SearchSpace(hyperparams, surgeries, list(switch))
+    recipe_keys = {spec.key for spec in load_recipe(recipe).base_specs()}
+    space = SearchSpace(hyperparams, surgeries, list(switch), recipe_keys)
     if not space.dimensions() and not space.switch:
         raise fail("the space searches nothing: give at least one range, 'choices' list or 'switch'")
     return space

@@ -300,14 +300,18 @@ def best_config(study: Any) -> tuple[Config, Any]:
     best = study.best_trial
     saved = best.user_attrs["config"]
     specs = [SurgerySpec(s["key"], {k: v for k, v in s.items() if k != "key"}) for s in saved["surgeries"]]
-    return Config(dict(saved["hyperparams"]), specs), best
+    return Config(dict(saved["hyperparams"]), specs, list(saved.get("remove", []))), best
 
 
 def tuned_recipe(settings: TuneSettings, config: Config, note: str) -> dict[str, Any]:
     """A recipe (as YAML data) of ``settings.recipe`` with ``config`` for ``settings.env_id``."""
     recipe = load_recipe(settings.recipe)
     data = yaml.safe_load(recipe.path.read_text(encoding="utf-8"))
-    surgeries = [{"key": spec.key, **spec.params} for spec in map(parse_spec, data.get("surgeries") or [])]
+    surgeries = [
+        {"key": spec.key, **spec.params}
+        for spec in map(parse_spec, data.get("surgeries") or [])
+        if spec.key not in config.remove
+    ]
     for spec in config.surgeries:
         same = next((s for s in surgeries if s["key"] == spec.key), None)
         if same is None:
@@ -325,8 +329,9 @@ def tuned_recipe(settings: TuneSettings, config: Config, note: str) -> dict[str,
         "defaults": data.get("defaults") or {},
         "hyperparams": {settings.env_id: env_block},
     }
-    if data.get("exploration"):
-        out["exploration"] = data["exploration"]
+    exploration = [e for e in data.get("exploration") or [] if parse_spec(e).key not in config.remove]
+    if exploration:
+        out["exploration"] = exploration
     return out
 
 

@@ -24,7 +24,7 @@ from rlsurgery.tune import TuneError, TuneSettings, load_space, tune
 from rlsurgery.tune import objective as objective_module
 from rlsurgery.tune.objective import TrialBudget, WholeBudget, trial_objective
 from rlsurgery.tune.space import SearchSpace
-from rlsurgery.tune.tuner import STUDY_NAME, TUNE_SEEDS_FROM
+from rlsurgery.tune.tuner import STUDY_NAME, TUNE_SEEDS_FROM, tuned_recipe
 from tests.breakage import assert_proof_fails_when, replaced
 
 GRID = """\
@@ -329,3 +329,16 @@ def test_a_configuration_that_cannot_train_stops_the_tune(tmp_path):
     )
     with pytest.raises(TuneError, match=r"no trial finished \(3 failed\).*prioritized_replay"):
         tune(TuneSettings("ppo", "CartPole-v1", str(space), str(tmp_path / "out"), trials=10, **TINY))
+
+
+def test_switching_off_a_recipe_surgery_removes_it(tmp_path):
+    space = load_space(write(tmp_path, "switch: [prioritized_replay]\n"), "rainbow")
+    off = space.suggest(optuna.trial.FixedTrial({"switch": "none"}))
+    on = space.suggest(optuna.trial.FixedTrial({"switch": "prioritized_replay"}))
+    assert off.remove == ["prioritized_replay"] and on.remove == []
+    resolved = load_recipe("rainbow").resolve("CartPole-v1", remove=off.remove)
+    assert "prioritized_replay" not in [s.key for s in resolved.surgeries]
+    settings = TuneSettings("rainbow", "CartPole-v1", str(tmp_path / "space.yaml"), str(tmp_path / "out"))
+    recipe = tuned_recipe(settings, off, "a note")
+    assert "prioritized_replay" not in [s["key"] for s in recipe["surgeries"]]
+    assert "double_q_learning" in [s["key"] for s in recipe["surgeries"]]
