@@ -155,11 +155,15 @@ def test_a_trial_reports_the_mean_over_its_seeds_and_is_pruned(tmp_path, monkeyp
 
 
 def finished_values(db: Path) -> dict[int, float]:
-    with sqlite3.connect(db) as con:
-        rows = con.execute(
-            "SELECT t.number, v.value FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
-            "WHERE t.state = 'COMPLETE'"
-        ).fetchall()
+    """Finished trials' values; none while Optuna is still creating its tables."""
+    try:
+        with sqlite3.connect(db) as con:
+            rows = con.execute(
+                "SELECT t.number, v.value FROM trials t JOIN trial_values v ON v.trial_id = t.trial_id "
+                "WHERE t.state = 'COMPLETE'"
+            ).fetchall()
+    except sqlite3.OperationalError:  # the file exists before its tables do
+        return {}
     return dict(rows)
 
 
