@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from rlsurgery.agents.surgical import SurgicalMixin
 from rlsurgery.core.batch import Batch
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.replay.indices import sample_with_indices
 
 
 class OffPolicySurgicalMixin(SurgicalMixin):
@@ -37,9 +38,10 @@ class OffPolicySurgicalMixin(SurgicalMixin):
     def sample_batch(self, batch_size: int) -> Batch:
         """Sample stage: a :class:`Batch` from the replay buffer.
 
-        Buffers that return ``weights`` and ``indices`` (prioritized replay) fill those fields.
+        Buffers that return ``weights`` (prioritized replay) fill that field; ``indices`` holds the
+        flat indices ``pos * n_envs + env`` of the samples (see :mod:`rlsurgery.replay.indices`).
         """
-        data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)  # type: ignore[attr-defined]
+        data, indices = sample_with_indices(self.replay_buffer, batch_size, self._vec_normalize_env)  # type: ignore[attr-defined]
         discounts = getattr(data, "discounts", None)
         return Batch(
             observations=data.observations,
@@ -49,7 +51,7 @@ class OffPolicySurgicalMixin(SurgicalMixin):
             dones=data.dones,
             discounts=discounts if discounts is not None else self.gamma,  # type: ignore[attr-defined]
             weights=getattr(data, "weights", None),
-            indices=getattr(data, "indices", None),
+            indices=indices,
         )
 
     def training_batches(self, batch_size: int, key: str) -> Iterator[Batch]:
