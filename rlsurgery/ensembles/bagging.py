@@ -72,12 +72,17 @@ def bootstrap_masks(indices: np.ndarray, n_members: int, probability: float, sal
     return (uniform < probability).astype(np.float32)
 
 
-def member_values(net: SurgicalQNetwork, obs: Any) -> th.Tensor:
-    """Every head's Q-values, (B, K, A)."""
+def ensemble_head(net: SurgicalQNetwork) -> EnsembleHead:
+    """The Q network's ensemble head."""
     head = net.q_net
     if not isinstance(head, EnsembleHead):
         raise IncompatibleSurgeryError("bagging: the Q head is no longer an ensemble (was it replaced?)")
-    return head.member_outputs(net.extract_features(obs, net.features_extractor))
+    return head
+
+
+def member_values(net: SurgicalQNetwork, obs: Any) -> th.Tensor:
+    """Every head's Q-values, (B, K, A)."""
+    return ensemble_head(net).member_outputs(net.extract_features(obs, net.features_extractor))
 
 
 def masked_ensemble_loss(
@@ -179,12 +184,15 @@ class Bagging(Surgery):
         agent.policy.set_training_mode(False)
         obs, vectorized = agent.policy.obs_to_tensor(observation)
         with th.no_grad():
-            values = member_values(agent.q_net, obs)  # (B, K, A)
-        if deterministic:
-            actions = vote(values)
-        else:
-            heads = th.as_tensor(self._active(agent, values.shape[0]), device=values.device)
-            actions = values[th.arange(values.shape[0], device=values.device), heads].argmax(dim=1)
+            if deterministic:
+                return env_actions(vote(member_values(agent.q_net, obs)), vectorized), state
+            net = agent.q_net
+            features = net.extract_features(obs, net.features_extractor)
+            heads = np.asarray(self._active(agent, features.shape[0]))
+            actions = th.empty(features.shape[0], dtype=th.long, device=features.device)
+            for k in np.unique(heads):  # only the acting heads run
+                rows = th.as_tensor(np.flatnonzero(heads == k), device=features.device)
+                actions[rows] = ensemble_head(net).member_output(features[rows], int(k)).argmax(dim=1)
         return env_actions(actions, vectorized), state
 
     def on_step(self, agent: SurgicalDQN) -> None:

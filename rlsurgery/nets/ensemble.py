@@ -12,6 +12,11 @@ Cassirer 2018, https://arxiv.org/abs/1806.03335)::
 Member 0 is the head that was there; the others are fresh copies of it (new initial weights),
 and each prior is a fresh copy of trunk + head with ``requires_grad`` off. The surgeries that use
 an ensemble (bagging, boosting, stacking, snapshots) decide how the members are trained and read.
+
+Speed: while the members (and the priors) are plain MLPs of one shape — ``nn.Linear`` layers and
+element-wise activations — they run as one batched matrix product per layer over weights stacked
+on the fly (:func:`stacked_mlp`), the same function of the same parameters, so gradients reach
+every member's own ``nn.Linear``. Any other member (a surgery replaced a layer) runs one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +24,59 @@ from __future__ import annotations
 import torch as th
 from torch import nn
 
-from rlsurgery.nets.modules import fresh_copy, modules_of_type, split_mlp
+from rlsurgery.nets.modules import cached_walk, fresh_copy, modules_of_type, split_mlp
+
+#: modules that act element by element, identically on any batch shape (safe on stacked inputs)
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.ELU, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Softplus, nn.Sigmoid, nn.Identity)
+
+
+def plain_layers(module: nn.Module) -> tuple[nn.Module, ...] | None:
+    """``module``'s layers in order when it is a plain MLP (nested ``nn.Sequential`` of exact
+    ``nn.Linear`` and :data:`ELEMENTWISE` modules), else None."""
+    if type(module) is nn.Linear or type(module) in ELEMENTWISE:
+        return (module,)
+    if type(module) is not nn.Sequential:
+        return None
+    layers: list[nn.Module] = []
+    for child in module:
+        inner = plain_layers(child)
+        if inner is None:
+            return None
+        layers.extend(inner)
+    return tuple(layers)
+
+
+def stack_plan(nets: nn.ModuleList) -> tuple | None:
+    """The layer lists of ``nets`` when all are plain MLPs of the same shape (cached), else None."""
+
+    def walk() -> tuple:
+        plans = [plain_layers(net) for net in nets]
+        if not plans or any(p is None for p in plans):
+            return ()
+        signature = [
+            [(type(m), getattr(m, "weight", None) is not None and m.weight.shape) for m in p] for p in plans
+        ]
+        if any(s != signature[0] for s in signature) or any(
+            type(m) is nn.Linear and m.bias is None for m in plans[0]
+        ):
+            return ()
+        return tuple(plans)
+
+    plan = cached_walk(nets, stack_plan, walk)
+    return plan or None
+
+
+def stacked_mlp(plans: tuple, x: th.Tensor) -> th.Tensor:
+    """Run K plain MLPs of one shape as batched products: ``x`` (B, in) or (K, B, in) -> (B, K, out)."""
+    hidden = x.expand(len(plans), *x.shape) if x.dim() == 2 else x
+    for j, layer in enumerate(plans[0]):
+        if type(layer) is nn.Linear:
+            weight = th.stack([p[j].weight for p in plans]).transpose(1, 2)  # (K, in, out)
+            bias = th.stack([p[j].bias for p in plans]).unsqueeze(1)  # (K, 1, out)
+            hidden = th.baddbmm(bias, hidden, weight)
+        else:
+            hidden = layer(hidden)
+    return hidden.transpose(0, 1)
 
 
 def vote(member_values: th.Tensor) -> th.Tensor:
@@ -72,12 +129,28 @@ class EnsembleHead(nn.Module):
     def member_outputs(self, features: th.Tensor) -> th.Tensor:
         """Every member's output, (B, K, out)."""
         hidden = self.trunk(features)
-        outputs = [member(hidden) for member in self.members]
+        outputs = self._run(self.members, hidden)
         if self.priors is not None and self.prior_scale:
             with th.no_grad():
-                prior_outputs = [prior(features) for prior in self.priors]
-            outputs = [out + self.prior_scale * prior for out, prior in zip(outputs, prior_outputs)]
-        return th.stack(outputs, dim=1)
+                prior = self._run(self.priors, features)
+            outputs = outputs + self.prior_scale * prior
+        return outputs
+
+    def member_output(self, features: th.Tensor, k: int) -> th.Tensor:
+        """Member k's output alone, (B, out) (what acting with one member needs)."""
+        out = self.members[k](self.trunk(features))
+        if self.priors is not None and self.prior_scale:
+            with th.no_grad():
+                prior = self.priors[k](features)
+            out = out + self.prior_scale * prior
+        return out
+
+    @staticmethod
+    def _run(nets: nn.ModuleList, x: th.Tensor) -> th.Tensor:
+        plan = stack_plan(nets)
+        if plan is not None:
+            return stacked_mlp(plan, x)
+        return th.stack([net(x) for net in nets], dim=1)
 
     def forward(self, features: th.Tensor) -> th.Tensor:
         """The members' mean, (B, out)."""

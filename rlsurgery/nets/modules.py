@@ -61,17 +61,18 @@ def modules_of_type(root: nn.Module, kind: type[ModuleT]) -> tuple[ModuleT, ...]
     >>> len(modules_of_type(net, nn.Linear))
     2
     """
-    return _cached_walk(root, kind, lambda: tuple(m for m in root.modules() if isinstance(m, kind)))  # type: ignore[return-value]
+    return cached_walk(root, kind, lambda: tuple(m for m in root.modules() if isinstance(m, kind)))  # type: ignore[return-value]
 
 
 def parameters_of(root: nn.Module) -> tuple[nn.Parameter, ...]:
     """``tuple(root.parameters())``, cached like :func:`modules_of_type` (a parameter registered
     anywhere, e.g. ``layer.weight = nn.Parameter(...)``, redoes the walk)."""
-    return _cached_walk(root, nn.Parameter, lambda: tuple(root.parameters()))  # type: ignore[return-value]
+    return cached_walk(root, nn.Parameter, lambda: tuple(root.parameters()))  # type: ignore[return-value]
 
 
-def _cached_walk(root: nn.Module, kind: type, walk: Callable[[], tuple]) -> tuple:
-    """``walk()``'s result for (``root``, ``kind``), redone when anything registered since."""
+def cached_walk(root: nn.Module, kind: object, walk: Callable[[], tuple]) -> tuple:
+    """``walk()``'s result for (``root``, ``kind``), redone when anything registered since (``kind``
+    is any hashable tag of the walk)."""
     cached = _walks.setdefault(root, {}).get(kind)
     if cached is None or cached[0] != _registrations:
         cached = _walks[root][kind] = (_registrations, walk())

@@ -12,6 +12,7 @@ from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.ensembles import bagging
 from rlsurgery.ensembles.bagging import bootstrap_masks, member_values
+from rlsurgery.nets import ensemble
 from rlsurgery.nets.ensemble import EnsembleHead
 from rlsurgery.replay.indices import sample_with_indices
 from tests.breakage import assert_proof_fails_when, replaced
@@ -243,3 +244,23 @@ def test_bagging_refusals_name_the_surgery_and_the_reason():
         bootstrapped("bagging:shared_layers=2")
     with pytest.raises(IncompatibleSurgeryError, match="bagging: needs a discrete action space"):
         SurgicalDQN("MlpPolicy", "Pendulum-v1", surgeries=["bagging"])
+
+
+def test_stacked_members_compute_what_the_members_compute_one_by_one():
+    th.manual_seed(0)
+    members = [th.nn.Sequential(th.nn.Linear(4, 8), th.nn.Tanh(), th.nn.Linear(8, 3)) for _ in range(5)]
+    head = EnsembleHead(th.nn.Sequential(), members)
+    x = th.randn(16, 4)
+    assert ensemble.stack_plan(head.members) is not None  # the batched path runs
+    stacked = head.member_outputs(x)
+    stacked.square().sum().backward()
+    grads = [p.grad.clone() for p in head.parameters()]
+    head.zero_grad()
+    one_by_one = th.stack([m(x) for m in members], dim=1)
+    th.testing.assert_close(stacked, one_by_one)
+    one_by_one.square().sum().backward()
+    for got, want in zip(grads, (p.grad for p in head.parameters())):
+        th.testing.assert_close(got, want)
+    members[2][1] = th.nn.Dropout(0.0)  # no longer one shape of plain MLPs: one by one
+    assert ensemble.stack_plan(head.members) is None
+    th.testing.assert_close(head.member_outputs(x)[:, 2], members[2](x))
