@@ -25,7 +25,7 @@ surgeries (``build_order`` 20), on a fresh agent, at a step, or on a trained mod
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
@@ -33,66 +33,21 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import MAX_BATCH, MAX_COPIES, MAX_WIDTH, param
-from rlsurgery.nets import transform_networks
 from rlsurgery.nets.blocks import DenseConnections, Residual
 from rlsurgery.nets.data import sample_observations
-from rlsurgery.nets.layout import online_networks
 from rlsurgery.nets.mlp import (
     IDEMPOTENT,
     MLPStack,
     extend_inputs,
     insert_identity_layer,
-    mlp_stacks,
     refill,
     remove_hidden_layer,
     replace_hidden_block,
     swap,
 )
 from rlsurgery.nets.modules import ACTIVATIONS, ActivationName
-from rlsurgery.nets.surgery import NetworkSurgery
+from rlsurgery.nets.surgery import StructuralSurgery
 from rlsurgery.nets.units import activation_scores, resize_hidden_layers
-
-
-class StructuralSurgery(NetworkSurgery):
-    """Shared plumbing: find the MLP stacks, refuse networks without any, edit every network."""
-
-    sb3_representable = False  # layers, widths and connections that SB3's net_arch cannot express
-
-    build_order = 20
-
-    def stacks(self, agent: BaseAlgorithm) -> list[MLPStack]:
-        """The MLP stacks of the online networks (refused when there are none)."""
-        stacks = [s for net in online_networks(agent).values() for s in mlp_stacks(net)]
-        if not stacks:
-            raise IncompatibleSurgeryError(
-                f"{self.key}: {type(agent).__name__}'s networks have no MLP with a hidden layer "
-                "(policy_kwargs net_arch is empty?)"
-            )
-        return stacks
-
-    def hidden_index(self, stack: MLPStack, position: int) -> int:
-        """``position`` (negative counts from the end) as an index of the stack's hidden layers."""
-        n = len(stack.hidden)
-        if not -n <= position < n:
-            raise IncompatibleSurgeryError(
-                f"{self.key}: position {position} is outside the {n} hidden layers of "
-                f"{stack.name or 'the MLP'}"
-            )
-        return position % n
-
-    def edit(self, agent: BaseAlgorithm, stack_edit: Any, copy_targets: bool = False) -> None:
-        """Check the online stacks, then apply ``stack_edit(net, stack)`` to every stack of every network
-        (``copy_targets``: then load the targets from their online networks)."""
-        self.stacks(agent)
-
-        def transform(net: nn.Module) -> None:
-            for stack in mlp_stacks(net):
-                try:
-                    stack_edit(net, stack)
-                except (TypeError, ValueError) as error:
-                    raise IncompatibleSurgeryError(f"{self.key}: {error}") from error
-
-        transform_networks(agent, transform, copy_targets=copy_targets)
 
 
 @dataclass

@@ -16,9 +16,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from stable_baselines3.common.base_class import BaseAlgorithm
+from torch import nn
 
+from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
+from rlsurgery.nets import transform_networks
+from rlsurgery.nets.layout import online_networks
+from rlsurgery.nets.mlp import MLPStack, mlp_stacks
 
 #: agent families whose networks the network surgeries can edit
 NETWORK_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "trpo", "sac", "td3")
@@ -56,3 +61,45 @@ class NetworkSurgery(Surgery):
         """Apply to a trained surgical agent in place (``operate`` records it; ``load`` replays it)."""
         self.apply(model, replay=False)
         return model
+
+
+class StructuralSurgery(NetworkSurgery):
+    """Shared plumbing: find the MLP stacks, refuse networks without any, edit every network."""
+
+    sb3_representable = False  # layers, widths and connections that SB3's net_arch cannot express
+
+    build_order = 20
+
+    def stacks(self, agent: BaseAlgorithm) -> list[MLPStack]:
+        """The MLP stacks of the online networks (refused when there are none)."""
+        stacks = [s for net in online_networks(agent).values() for s in mlp_stacks(net)]
+        if not stacks:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: {type(agent).__name__}'s networks have no MLP with a hidden layer "
+                "(policy_kwargs net_arch is empty?)"
+            )
+        return stacks
+
+    def hidden_index(self, stack: MLPStack, position: int) -> int:
+        """``position`` (negative counts from the end) as an index of the stack's hidden layers."""
+        n = len(stack.hidden)
+        if not -n <= position < n:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: position {position} is outside the {n} hidden layers of "
+                f"{stack.name or 'the MLP'}"
+            )
+        return position % n
+
+    def edit(self, agent: BaseAlgorithm, stack_edit: Any, copy_targets: bool = False) -> None:
+        """Check the online stacks, then apply ``stack_edit(net, stack)`` to every stack of every network
+        (``copy_targets``: then load the targets from their online networks)."""
+        self.stacks(agent)
+
+        def transform(net: nn.Module) -> None:
+            for stack in mlp_stacks(net):
+                try:
+                    stack_edit(net, stack)
+                except (TypeError, ValueError) as error:
+                    raise IncompatibleSurgeryError(f"{self.key}: {error}") from error
+
+        transform_networks(agent, transform, copy_targets=copy_targets)
