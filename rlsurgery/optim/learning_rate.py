@@ -23,7 +23,6 @@ The rate each optimizer group really uses is set right before every update (see
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,7 @@ from rlsurgery.nets.optimizer_surgery import OptimizerSurgery
 from rlsurgery.nets.step_hooks import add_lr_factor, optimizers_by_role, record
 from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.models import evaluation_env
-from rlsurgery.runtime.schedules import warmup_factor
+from rlsurgery.runtime.schedules import cosine_factor, restart_position, triangular_factor, warmup_factor
 
 
 class FactorSurgery(OptimizerSurgery):
@@ -50,28 +49,6 @@ class FactorSurgery(OptimizerSurgery):
 
     def install(self, agent: BaseAlgorithm) -> None:
         add_lr_factor(agent, lambda a, _role, _index, _group: self.factor(a.num_timesteps))
-
-
-def cosine_factor(step: int, period: int, min_factor: float) -> float:
-    """f_min + ½ (1 − f_min)(1 + cos(π · min(t, T) / T))."""
-    return min_factor + 0.5 * (1 - min_factor) * (1 + math.cos(math.pi * min(step, period) / period))
-
-
-def restart_position(step: int, first_period: int, mult: float) -> tuple[int, int]:
-    """(t within the current period, length of the current period) for periods T₀, T₀·m, T₀·m², …"""
-    period, start = first_period, 0
-    while step >= start + period:
-        start += period
-        period = max(1, round(period * mult))
-    return step - start, period
-
-
-def triangular_factor(step: int, half_cycle: int, min_factor: float, halve: bool) -> float:
-    """Triangular cycle between f_min and 1 (each cycle's amplitude halved with ``halve``)."""
-    cycle = step // (2 * half_cycle)
-    x = abs(step / half_cycle - 2 * cycle - 1)
-    amplitude = (1 - min_factor) * (0.5**cycle if halve else 1.0)
-    return min_factor + amplitude * max(0.0, 1 - x)
 
 
 @dataclass

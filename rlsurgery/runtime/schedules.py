@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -125,3 +126,25 @@ class ValueSchedule:
 def warmup_factor(step: int, warmup_steps: int, start_factor: float) -> float:
     """f₀ + (1 − f₀) · min(1, t / T_w)."""
     return start_factor + (1 - start_factor) * min(1.0, max(step, 0) / warmup_steps)
+
+
+def cosine_factor(step: int, period: int, min_factor: float) -> float:
+    """f_min + ½ (1 − f_min)(1 + cos(π · min(t, T) / T))."""
+    return min_factor + 0.5 * (1 - min_factor) * (1 + math.cos(math.pi * min(step, period) / period))
+
+
+def restart_position(step: int, first_period: int, mult: float) -> tuple[int, int]:
+    """(t within the current period, length of the current period) for periods T₀, T₀·m, T₀·m², …"""
+    period, start = first_period, 0
+    while step >= start + period:
+        start += period
+        period = max(1, round(period * mult))
+    return step - start, period
+
+
+def triangular_factor(step: int, half_cycle: int, min_factor: float, halve: bool) -> float:
+    """Triangular cycle between f_min and 1 (each cycle's amplitude halved with ``halve``)."""
+    cycle = step // (2 * half_cycle)
+    x = abs(step / half_cycle - 2 * cycle - 1)
+    amplitude = (1 - min_factor) * (0.5**cycle if halve else 1.0)
+    return min_factor + amplitude * max(0.0, 1 - x)
