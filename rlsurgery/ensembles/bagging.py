@@ -30,15 +30,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from torch.nn import functional as F
 
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
+from rlsurgery.ensembles.members import ensemble_head, masked_ensemble_loss, member_estimates, member_values
 from rlsurgery.exploration.acting import env_actions
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.ensemble import EnsembleHead, make_ensemble_head, vote
+from rlsurgery.nets.ensemble import make_ensemble_head, vote
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
@@ -70,35 +70,6 @@ def bootstrap_masks(indices: np.ndarray, n_members: int, probability: float, sal
         key = idx * np.uint64(n_members) + heads + np.uint64(salt & _MASK64) * np.uint64(0x9E3779B97F4A7C15)
         uniform = (_mix64(key) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     return (uniform < probability).astype(np.float32)
-
-
-def ensemble_head(net: SurgicalQNetwork) -> EnsembleHead:
-    """The Q network's ensemble head."""
-    head = net.q_net
-    if not isinstance(head, EnsembleHead):
-        raise IncompatibleSurgeryError("bagging: the Q head is no longer an ensemble (was it replaced?)")
-    return head
-
-
-def member_values(net: SurgicalQNetwork, obs: Any) -> th.Tensor:
-    """Every head's Q-values, (B, K, A)."""
-    return ensemble_head(net).member_outputs(net.extract_features(obs, net.features_extractor))
-
-
-def masked_ensemble_loss(
-    current: th.Tensor, target: th.Tensor, masks: th.Tensor
-) -> tuple[th.Tensor, th.Tensor]:
-    """Per-sample loss 1/K Σ_k m_ik Huber(δ_ik) and TD error mean_{k: m_ik=1} |δ_ik|, both (B,).
-
-    :param current: Q_k(s_i, a_i), (B, K)
-    :param target: y_ik, (B, K)
-    :param masks: m_ik, (B, K)
-    """
-    huber = F.smooth_l1_loss(current, target, reduction="none")
-    loss = (masks * huber).mean(dim=1)
-    with th.no_grad():
-        td_error = (masks * (target - current).abs()).sum(dim=1) / masks.sum(dim=1).clamp(min=1.0)
-    return loss, td_error
 
 
 @dataclass
@@ -225,9 +196,7 @@ class Bagging(Surgery):
 
     def estimate(self, agent: SurgicalDQN, batch: Batch) -> None:
         """batch.current = Q_k(s, a) for every head, (B, K)."""
-        values = member_values(agent.q_net, batch.observations)
-        index = batch.actions.long().view(-1, 1, 1).expand(-1, values.shape[1], 1)
-        batch.current = values.gather(2, index).squeeze(2)
+        batch.current = member_estimates(member_values(agent.q_net, batch.observations), batch.actions)
 
     def loss(self, agent: SurgicalDQN, batch: Batch) -> None:
         """The masked loss and TD error of :func:`masked_ensemble_loss`; ``extras["bootstrap_masks"]``."""

@@ -8,6 +8,7 @@ Cassirer 2018, https://arxiv.org/abs/1806.03335)::
 
     f_k(x) = g_k(trunk(x)) + β · p_k(x)          p_k frozen, k = 1 … K
     f(x)   = 1/K Σ_k f_k(x)                      (``forward``: the ensemble's mean)
+    f(x)   = combiner(f_1(x) … f_K(x), x)         (with a ``combiner``: a weighted or learnt mix)
 
 Member 0 is the head that was there; the others are fresh copies of it (new initial weights),
 and each prior is a fresh copy of trunk + head with ``requires_grad`` off. The surgeries that use
@@ -102,6 +103,8 @@ class EnsembleHead(nn.Module):
     :param members: the K trained heads, each reading the trunk's output
     :param priors: K frozen networks reading the trunk's input, or None
     :param prior_scale: β, the weight of the priors
+    :param combiner: ``combiner(outputs (B, K, out), features (B, in)) -> (B, out)``, what ``forward``
+        returns instead of the members' mean (None: the mean)
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class EnsembleHead(nn.Module):
         members: list[nn.Module],
         priors: list[nn.Module] | None = None,
         prior_scale: float = 0.0,
+        combiner: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if priors is not None and len(priors) != len(members):
@@ -120,6 +124,7 @@ class EnsembleHead(nn.Module):
         self.prior_scale = float(prior_scale)
         for prior in self.priors or ():
             prior.requires_grad_(False)
+        self.combiner = combiner
 
     @property
     def n_members(self) -> int:
@@ -152,9 +157,31 @@ class EnsembleHead(nn.Module):
             return stacked_mlp(plan, x)
         return th.stack([net(x) for net in nets], dim=1)
 
+    def combine(self, outputs: th.Tensor, features: th.Tensor) -> th.Tensor:
+        """The ensemble's output from its members' ``outputs`` (B, K, out): the combiner's, or the mean."""
+        if self.combiner is None:
+            return outputs.mean(dim=1)
+        return self.combiner(outputs, features)
+
     def forward(self, features: th.Tensor) -> th.Tensor:
-        """The members' mean, (B, out)."""
-        return self.member_outputs(features).mean(dim=1)
+        """The ensemble's output, (B, out): the members' mean, or what the combiner makes of them."""
+        return self.combine(self.member_outputs(features), features)
+
+
+class WeightedMean(nn.Module):
+    """Σ_k w_k f_k / Σ_k w_k with fixed weights w (a buffer, saved with the model): members with
+    weight 0 are left out (boosting's members not yet added).
+
+    :param n_members: K; every weight starts at 1
+    """
+
+    def __init__(self, n_members: int) -> None:
+        super().__init__()
+        self.register_buffer("weights", th.ones(n_members))
+
+    def forward(self, outputs: th.Tensor, features: th.Tensor) -> th.Tensor:
+        w = self.weights.view(1, -1, 1)
+        return (w * outputs).sum(dim=1) / self.weights.sum()
 
 
 def make_ensemble_head(

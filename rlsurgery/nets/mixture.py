@@ -71,3 +71,27 @@ class MixtureOfExperts(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_experts={self.n_experts}, top_k={self.top_k or 'all'}"
+
+
+class GatedCombiner(nn.Module):
+    """An ensemble's combiner (see :class:`~rlsurgery.nets.ensemble.EnsembleHead`) that mixes its K
+    members' outputs with softmax gates read from the head's input: Σ_k g_k(x) f_k(x).
+
+    The gate starts at zero weights, so the first mix is the members' mean.
+
+    :param in_features: width of the head's input
+    :param n_members: K
+    """
+
+    def __init__(self, in_features: int, n_members: int) -> None:
+        super().__init__()
+        self.gate = nn.Linear(in_features, n_members)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.zeros_(self.gate.bias)
+
+    def gates(self, features: th.Tensor) -> th.Tensor:
+        """g(x), (B, K)."""
+        return gate_weights(self.gate(features))
+
+    def forward(self, outputs: th.Tensor, features: th.Tensor) -> th.Tensor:
+        return mix(self.gates(features), outputs)
