@@ -925,7 +925,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sampler",
         help="grid, random, tpe or gp (default tpe), or a catalog spec: grid_search, random_search, "
-        "bayesian_optimization[:model=gp,n_startup_trials=N,...]",
+        "bayesian_optimization[:model=gp,n_startup_trials=N,...]; over a space's architecture: evolution "
+        "(evolutionary_nas[:population_size=P,sample_size=S]) or random-nas (random_search_nas)",
     )
     p.add_argument(
         "--pruner",

@@ -31,6 +31,11 @@ STATE_FILE = "pbt.json"
 
 def check_space(space: SearchSpace) -> None:
     """PBT perturbs hyperparameters on running agents: only those an agent takes while it runs."""
+    if space.architecture:
+        raise TuneError(
+            "population_based_training: members copy each other's weights, so they cannot differ in "
+            "architecture; drop 'architecture' or use another --sampler (evolutionary_nas, random_search_nas)"
+        )
     for name, value in space.hyperparams.items():
         if isinstance(value, Dimension) and name not in PERTURBABLE:
             raise TuneError(

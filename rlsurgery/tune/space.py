@@ -14,6 +14,13 @@ A space file::
         beta: 0.4
       double_q_learning: {}
     switch: [prioritized_replay, double_q_learning]           # each subset of these is a choice
+    architecture:                                             # the networks' shape (lists of choices)
+      depth: [1, 2, 3]                                        # hidden layers: net_arch = [width] * depth
+      width: [32, 64, 128]
+      activation: [default, tanh, relu]                       # activation_replacement:to=… (default: none)
+      normalization: [none, layer_normalization]              # a normalization surgery, or none
+      skip: [false, true]                                     # skip_connection_addition
+      dropout: [0.0, 0.1]                                     # dropout:p=… (0: none)
 
 A dimension is a mapping with ``low`` and ``high`` (floats, or ints for an integer range; ``log``,
 ``step``) or with ``choices``; anything else is a fixed value. ``switch`` names surgeries of
@@ -22,8 +29,13 @@ the 2^n subsets, ``"none"`` or the keys joined with ``+``; the surgeries not in 
 on. Every end of every range and every choice is validated against the recipe's algorithm and the
 surgeries' parameter dataclasses, so a bad space fails with the file and line before any training.
 
+``architecture`` choices become the networks' ``policy_kwargs`` ``net_arch`` (merged into the
+recipe's own ``policy_kwargs`` for the env) and the network surgeries above, added to the trial's;
+every sampler searches them, and ``evolutionary_nas`` mutates one of them at a time.
+
 Optuna's parameter names: ``hp.NAME`` for hyperparameters, ``KEY.PARAM`` for surgery parameters,
-``switch`` for the subset. A tune file (``rlsurgery tune TUNE.yaml``) is a space file that also gives
+``switch`` for the subset, ``arch.NAME`` for the architecture.
+A tune file (``rlsurgery tune TUNE.yaml``) is a space file that also gives
 the tune's settings (``recipe``, ``env``, ``sampler`` …: :data:`rlsurgery.tune.tuner.TUNE_FILE_KEYS`).
 """
 
@@ -44,7 +56,11 @@ from rlsurgery.core.yamlfile import check_keys, read_yaml
 from rlsurgery.hyperparams import hyperparam_problem
 from rlsurgery.recipes import load_recipe
 
-SPACE_KEYS = ("hyperparams", "surgeries", "switch")
+SPACE_KEYS = ("hyperparams", "surgeries", "switch", "architecture")
+#: the architecture choices of a space, and the surgery each adds
+ARCHITECTURE_KEYS = ("depth", "width", "activation", "normalization", "skip", "dropout")
+#: the network surgeries that the architecture choices add
+ARCHITECTURE_SURGERIES = ("activation_replacement", "skip_connection_addition", "dropout")
 RANGE_KEYS = ("low", "high", "log", "step")
 #: the name of the subset choice among Optuna's parameters
 SWITCH = "switch"
@@ -138,12 +154,16 @@ class SearchSpace:
     switch: list[str] = field(default_factory=list)
     recipe_keys: set[str] = field(default_factory=set)
     """the recipe's own surgeries: one in ``switch`` that is off is removed from the recipe"""
+    architecture: dict[str, Dimension] = field(default_factory=dict)
+    """the architecture choices (``arch.depth`` …), each a :class:`Dimension` of choices"""
+    base_policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    """the recipe's ``policy_kwargs`` for the env, which an architecture's ``net_arch`` goes into"""
 
     def dimensions(self) -> list[Dimension]:
         found = [v for v in self.hyperparams.values() if isinstance(v, Dimension)]
         for params in self.surgeries.values():
             found += [v for v in params.values() if isinstance(v, Dimension)]
-        return found
+        return found + list(self.architecture.values())
 
     def subsets(self) -> list[str]:
         """The switch's choices: every subset of ``switch``, as ``a+b`` (``none`` for the empty one)."""
@@ -171,6 +191,13 @@ class SearchSpace:
                 )
             )
         off = [k for k in self.switch if k not in on and k in self.recipe_keys]  # the recipe's own, removed
+        if self.architecture:
+            chosen_arch = {name.split(".", 1)[1]: d.suggest(trial) for name, d in self.architecture.items()}
+            net_arch, arch_specs = architecture_changes(chosen_arch)
+            specs += arch_specs
+            if net_arch is not None:
+                fixed = hyperparams.get("policy_kwargs", self.base_policy_kwargs)
+                hyperparams["policy_kwargs"] = {**(fixed or {}), "net_arch": net_arch}
         return Config(hyperparams, specs, off)
 
     def grid(self) -> dict[str, list[Any]]:
@@ -182,6 +209,98 @@ class SearchSpace:
 
     def grid_size(self) -> int:
         return int(np.prod([len(v) for v in self.grid().values()])) if self.grid() else 1
+
+
+def architecture_changes(choices: dict[str, Any]) -> tuple[list[int] | None, list[SurgerySpec]]:
+    """An architecture's ``net_arch`` (None: the recipe's) and the network surgeries it adds.
+
+    >>> arch = {"depth": 2, "width": 64, "activation": "tanh", "dropout": 0.1}
+    >>> net_arch, specs = architecture_changes(arch)
+    >>> net_arch, [(s.key, s.params) for s in specs]
+    ([64, 64], [('activation_replacement', {'to': 'tanh'}), ('dropout', {'p': 0.1})])
+    """
+    net_arch = None
+    if "depth" in choices or "width" in choices:
+        net_arch = [int(choices["width"])] * int(choices["depth"])
+    specs = []
+    if choices.get("activation", "default") != "default":
+        specs.append(SurgerySpec("activation_replacement", {"to": choices["activation"]}))
+    if choices.get("normalization", "none") != "none":
+        specs.append(SurgerySpec(choices["normalization"]))
+    if choices.get("skip"):
+        specs.append(SurgerySpec("skip_connection_addition"))
+    if choices.get("dropout"):
+        specs.append(SurgerySpec("dropout", {"p": float(choices["dropout"])}))
+    return net_arch, specs
+
+
+def _architecture(raw: Any, surgeries: dict[str, Any], hyperparams: dict[str, Any], fail: Any) -> dict:
+    """The ``architecture`` section as ``arch.NAME`` choice dimensions, every choice checked."""
+    if not isinstance(raw, dict) or not raw:
+        raise fail(
+            f"'architecture' must map some of {', '.join(ARCHITECTURE_KEYS)} to lists of choices",
+            "architecture",
+        )
+    check_keys(raw, ARCHITECTURE_KEYS, fail, "architecture")
+    if ("depth" in raw) != ("width" in raw):
+        raise fail(
+            "architecture: give 'depth' and 'width' together (net_arch = [width] * depth)", "architecture"
+        )
+    fixed_arch = (
+        isinstance(hyperparams.get("policy_kwargs"), dict) and "net_arch" in hyperparams["policy_kwargs"]
+    )
+    if "depth" in raw and fixed_arch:
+        raise fail(
+            "architecture: depth and width replace hyperparams policy_kwargs net_arch; keep one",
+            "architecture",
+        )
+    dims = {}
+    for name, choices in raw.items():
+        if not isinstance(choices, list) or not choices:
+            raise fail(f"architecture: {name} must be a non-empty list of choices", "architecture", name)
+        for i, value in enumerate(choices):
+            if name in ("depth", "width") and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise fail(
+                    f"architecture: {name} choices must be positive integers (got {value!r})",
+                    "architecture",
+                    name,
+                    i,
+                )
+            if name == "skip" and not isinstance(value, bool):
+                raise fail(
+                    f"architecture: skip choices must be true or false (got {value!r})",
+                    "architecture",
+                    name,
+                    i,
+                )
+            if name == "normalization" and value != "none":
+                try:
+                    entry = catalog.get(value) if isinstance(value, str) else None
+                except SurgeryError:
+                    entry = None
+                if entry is None or 12 not in entry.sections:
+                    raise fail(
+                        f"architecture: {value!r} is not a normalization key (or none)",
+                        "architecture",
+                        name,
+                        i,
+                    )
+            _, specs = architecture_changes({name: value}) if name not in ("depth", "width") else (None, [])
+            for spec in specs:
+                if spec.key in surgeries:
+                    raise fail(
+                        f"architecture: {name} adds {spec.key}, which 'surgeries' also gives; keep one",
+                        "architecture",
+                        name,
+                    )
+                try:
+                    catalog.create(spec)
+                except SurgeryError as exc:
+                    raise fail(f"architecture: {name}: {exc}", "architecture", name, i) from None
+        dims[f"arch.{name}"] = Dimension(f"arch.{name}", choices=tuple(choices))
+    return dims
 
 
 def _dimension(name: str, raw: Any, fail: Any, *where: Any) -> Any:
@@ -264,9 +383,14 @@ def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
                 raise fail(f"switch: {exc}", "switch", i) from None
             surgeries[key] = {}
     recipe_keys = {spec.key for spec in load_recipe(recipe).base_specs()}
-    space = SearchSpace(hyperparams, surgeries, list(switch), recipe_keys)
+    architecture = (
+        _architecture(data["architecture"], surgeries, hyperparams, fail) if "architecture" in data else {}
+    )
+    space = SearchSpace(hyperparams, surgeries, list(switch), recipe_keys, architecture)
     if not space.dimensions() and not space.switch:
-        raise fail("the space searches nothing: give at least one range, 'choices' list or 'switch'")
+        raise fail(
+            "the space searches nothing: give at least one range, 'choices' list, 'switch' or 'architecture'"
+        )
     return space
 
 

@@ -106,6 +106,8 @@ SAMPLER_KEYS = {
     "random": "random_search",
     "tpe": "bayesian_optimization",
     "gp": "bayesian_optimization:model=gp",
+    "evolution": "evolutionary_nas",
+    "random-nas": "random_search_nas",
 }
 PRUNER_KEYS = {"successive-halving": "successive_halving", "hyperband": "hyperband"}
 
@@ -195,11 +197,21 @@ def make_pruner(spec: str, space: SearchSpace, budget: TrialBudget) -> Any:
     return search_method(spec, "pruner").build(space, budget, 0)
 
 
+def space_of(settings: TuneSettings) -> SearchSpace:
+    """The settings' search space, with the recipe's ``policy_kwargs`` for the env (where an
+    architecture's ``net_arch`` goes)."""
+    space = load_space(settings.space, settings.recipe)
+    resolved = load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
+    space.base_policy_kwargs = dict(resolved.kwargs.get("policy_kwargs") or {})
+    return space
+
+
 def prepare(settings: TuneSettings) -> SearchSpace:
     """Check the settings and the space (before any trial); a grid search also checks its grid."""
     settings.check()
     find_recipe(settings.recipe)
-    space = load_space(settings.space, settings.recipe)
+    space = space_of(settings)
+    search_method(settings.sampler, "sampler").check_space(space)
     if search_method(settings.sampler, "sampler").key == "grid_search":
         try:
             space.grid()  # a float range without a step fails here
@@ -209,7 +221,6 @@ def prepare(settings: TuneSettings) -> SearchSpace:
         from rlsurgery.tune.pbt import check_space
 
         check_space(space)
-    load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
     settings.budget()
     return space
 
@@ -256,7 +267,7 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
 
     payload, index = task
     settings = TuneSettings(**payload)
-    space = load_space(settings.space, settings.recipe)
+    space = space_of(settings)
     budget = settings.budget()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stored = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)

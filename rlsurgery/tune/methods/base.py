@@ -27,7 +27,21 @@ class SearchMethod(Surgery):
             "not a change to an agent"
         )
 
+    def check_space(self, space: Any) -> None:
+        """Raise :class:`~rlsurgery.tune.space.TuneError` for a space it cannot search (before any trial)."""
+
     def build(self, space: Any, budget: Any, seed: int) -> Any:
         """The Optuna sampler (or pruner) for ``space`` (a :class:`~rlsurgery.tune.space.SearchSpace`),
         the trial ``budget`` (:class:`~rlsurgery.tune.objective.TrialBudget`) and the sampler ``seed``."""
         raise NotImplementedError
+
+
+def require_architecture(key: str, space: Any) -> None:
+    """Refuse a space without an ``architecture`` section, naming the method ``key``."""
+    from rlsurgery.tune.space import TuneError
+
+    if not getattr(space, "architecture", None):
+        raise TuneError(
+            f"{key}: searches architectures, and the space has no 'architecture' section "
+            "(depth, width, activation, normalization, skip, dropout: lists of choices)"
+        )
