@@ -21,6 +21,8 @@ A space file::
       normalization: [none, layer_normalization]              # a normalization surgery, or none
       skip: [false, true]                                     # skip_connection_addition
       dropout: [0.0, 0.1]                                     # dropout:p=… (0: none)
+      cell: [linear_relu, linear_tanh, identity, zero]        # cell_based_nas: each of 3 edges picks one
+      repeats: [1, 2]                                         # cells stacked after the first hidden layer
 
 A dimension is a mapping with ``low`` and ``high`` (floats, or ints for an integer range; ``log``,
 ``step``) or with ``choices``; anything else is a fixed value. ``switch`` names surgeries of
@@ -58,9 +60,11 @@ from rlsurgery.recipes import load_recipe
 
 SPACE_KEYS = ("hyperparams", "surgeries", "switch", "architecture")
 #: the architecture choices of a space, and the surgery each adds
-ARCHITECTURE_KEYS = ("depth", "width", "activation", "normalization", "skip", "dropout")
+ARCHITECTURE_KEYS = ("depth", "width", "activation", "normalization", "skip", "dropout", "cell", "repeats")
+#: the edges of the searched cell (cell_based_nas with 2 nodes)
+CELL_EDGES = 3
 #: the network surgeries that the architecture choices add
-ARCHITECTURE_SURGERIES = ("activation_replacement", "skip_connection_addition", "dropout")
+ARCHITECTURE_SURGERIES = ("activation_replacement", "skip_connection_addition", "dropout", "cell_based_nas")
 RANGE_KEYS = ("low", "high", "log", "step")
 #: the name of the subset choice among Optuna's parameters
 SWITCH = "switch"
@@ -231,6 +235,14 @@ def architecture_changes(choices: dict[str, Any]) -> tuple[list[int] | None, lis
         specs.append(SurgerySpec("skip_connection_addition"))
     if choices.get("dropout"):
         specs.append(SurgerySpec("dropout", {"p": float(choices["dropout"])}))
+    if f"cell_{CELL_EDGES - 1}" in choices:
+        operations = [choices[f"cell_{e}"] for e in range(CELL_EDGES)]
+        specs.append(
+            SurgerySpec(
+                "cell_based_nas",
+                {"operations": operations, "nodes": 2, "repeats": int(choices.get("repeats", 1))},
+            )
+        )
     return net_arch, specs
 
 
@@ -254,10 +266,17 @@ def _architecture(raw: Any, surgeries: dict[str, Any], hyperparams: dict[str, An
             "architecture: depth and width replace hyperparams policy_kwargs net_arch; keep one",
             "architecture",
         )
+    if "repeats" in raw and "cell" not in raw:
+        raise fail(
+            "architecture: 'repeats' counts cells; give 'cell' (its candidate operations) too", "architecture"
+        )
     dims = {}
     for name, choices in raw.items():
         if not isinstance(choices, list) or not choices:
             raise fail(f"architecture: {name} must be a non-empty list of choices", "architecture", name)
+        if name in ("cell", "repeats"):
+            dims.update(_cell_dimensions(name, choices, surgeries, fail))
+            continue
         for i, value in enumerate(choices):
             if name in ("depth", "width") and (
                 isinstance(value, bool) or not isinstance(value, int) or value < 1
@@ -301,6 +320,38 @@ def _architecture(raw: Any, surgeries: dict[str, Any], hyperparams: dict[str, An
                     raise fail(f"architecture: {name}: {exc}", "architecture", name, i) from None
         dims[f"arch.{name}"] = Dimension(f"arch.{name}", choices=tuple(choices))
     return dims
+
+
+def _cell_dimensions(name: str, choices: list, surgeries: dict[str, Any], fail: Any) -> dict[str, Dimension]:
+    """``cell``: one choice among its candidates per edge of a 2-node cell; ``repeats``: the cells stacked."""
+    from rlsurgery.nets.cells import OPERATIONS
+
+    if "cell_based_nas" in surgeries:
+        raise fail(
+            "architecture: cell adds cell_based_nas, which 'surgeries' also gives; keep one",
+            "architecture",
+            name,
+        )
+    for i, value in enumerate(choices):
+        if name == "cell" and value not in OPERATIONS:
+            raise fail(
+                f"architecture: cell: unknown operation {value!r} (known: {', '.join(OPERATIONS)})",
+                "architecture",
+                name,
+                i,
+            )
+        if name == "repeats" and (
+            isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 16
+        ):
+            raise fail(
+                f"architecture: repeats choices must be integers 1-16 (got {value!r})",
+                "architecture",
+                name,
+                i,
+            )
+    if name == "repeats":
+        return {"arch.repeats": Dimension("arch.repeats", choices=tuple(choices))}
+    return {f"arch.cell_{e}": Dimension(f"arch.cell_{e}", choices=tuple(choices)) for e in range(CELL_EDGES)}
 
 
 def _dimension(name: str, raw: Any, fail: Any, *where: Any) -> Any:

@@ -221,3 +221,23 @@ def test_an_evolution_tune_ends_with_a_recipe_of_its_best_architecture(tmp_path,
     model = resolved.build(env=resolved.make_env(seed=0))  # rlsurgery train takes it
     hidden = [m.out_features for m in model.q_net.q_net if isinstance(m, th.nn.Linear)][:-1]
     assert hidden == net_arch
+
+
+def test_a_searched_cell_is_one_choice_per_edge(tmp_path):
+    path = write(tmp_path, "architecture:\n  cell: [linear_relu, identity, zero]\n  repeats: [1, 3]\n")
+    space = load_space(path, "dqn")
+    assert sorted(space.architecture) == ["arch.cell_0", "arch.cell_1", "arch.cell_2", "arch.repeats"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    study.enqueue_trial(
+        {"arch.cell_0": "zero", "arch.cell_1": "linear_relu", "arch.cell_2": "identity", "arch.repeats": 3}
+    )
+    (spec,) = space.suggest(study.ask()).surgeries
+    assert (spec.key, spec.params) == (
+        "cell_based_nas",
+        {"operations": ["zero", "linear_relu", "identity"], "nodes": 2, "repeats": 3},
+    )
+    catalog.create(spec)
+    with pytest.raises(TuneError, match="unknown operation"):
+        load_space(write(tmp_path, "architecture:\n  cell: [linear_relu, conv3x3]\n"), "dqn")
+    with pytest.raises(TuneError, match="give 'cell'"):
+        load_space(write(tmp_path, "architecture:\n  repeats: [1, 2]\n"), "dqn")
