@@ -41,6 +41,8 @@ def main() -> None:
     print("| variant | env | found goal | solved (final eval) | median steps to first success |")
     print("|---|---|---|---|---|")
     for row in table.itertuples():
+        if not row.seeds:
+            continue  # a variant not run on this env (e.g. one added for a single env)
         median = "—" if math.isnan(row.median_first_success) else f"{row.median_first_success:,.0f}"
         print(
             f"| {row.variant} | {row.env} | {row.found}/{row.seeds} | {row.solved}/{row.seeds} | {median} |"
