@@ -147,6 +147,21 @@ def train_config(
             env.close()
 
 
+def finished_twin(trial: Any, config: dict[str, Any]) -> Any:
+    """A finished trial of the study whose configuration is ``config``, or None.
+
+    Points that differ only in parameters the trial never used (those of a switched-off surgery,
+    which a grid still enumerates) are the same configuration; so are repeats that a sampler draws
+    in a small discrete space. Trials train on the same tuning seeds, so a twin's value is this
+    trial's."""
+    import optuna
+
+    for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if other.number != trial.number and other.user_attrs.get("config") == config:
+            return other
+    return None
+
+
 def trial_objective(
     recipe: str, env_id: str, space: Any, seeds: list[int], budget: TrialBudget
 ) -> Callable[[Any], float]:
@@ -157,6 +172,11 @@ def trial_objective(
 
         config = space.suggest(trial)
         trial.set_user_attr("config", config.as_dict())
+        same = finished_twin(trial, config.as_dict())
+        if same is not None:  # the same configuration on the same seeds: the same result, not retrained
+            trial.set_user_attr("duplicate_of", same.number)
+            trial.set_user_attr("curve", same.user_attrs.get("curve"))
+            return float(same.value)
 
         def report(step: int, value: float) -> None:
             trial.report(value, step)

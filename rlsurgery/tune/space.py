@@ -386,9 +386,11 @@ def _dimension(name: str, raw: Any, fail: Any, *where: Any) -> Any:
     return Dimension(name, low, high, log, step)
 
 
-def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
+def load_space(path: str | Path, recipe: str | Path, env_id: str | None = None) -> SearchSpace:
     """Read ``path`` and check it against ``recipe``'s algorithm and the surgeries' parameters; every
-    problem names the file and line (:class:`TuneError`)."""
+    problem names the file and line (:class:`TuneError`). With ``env_id``, each searched surgery is
+    also applied alone to the recipe's agent for that env (built, not trained), so one that cannot
+    act on it (a DQN-only surgery in a PPO recipe …) fails here and not in every trial."""
     path = Path(path)
     if not path.is_file():
         raise TuneError(f"search space file not found: {path}")
@@ -442,7 +444,30 @@ def load_space(path: str | Path, recipe: str | Path) -> SearchSpace:
         raise fail(
             "the space searches nothing: give at least one range, 'choices' list, 'switch' or 'architecture'"
         )
+    if env_id is not None:
+        _check_builds(space, recipe, env_id, fail)
     return space
+
+
+def _check_builds(space: SearchSpace, recipe: str | Path, env_id: str, fail: Any) -> None:
+    """Build the recipe's agent for ``env_id`` with each searched surgery alone (first values)."""
+    resolved_recipe = load_recipe(recipe)
+    small = {"buffer_size": 1_000} if "buffer_size" in resolved_recipe.resolve(env_id).kwargs else {}
+    for key, params in space.surgeries.items():
+        values = {p: v.ends()[0] if isinstance(v, Dimension) else v for p, v in params.items()}
+        try:
+            resolved = resolved_recipe.resolve(
+                env_id, surgeries=[{"key": key, **values}], seed=0, device="cpu", verbose=0, **small
+            )
+            env = resolved.make_env(seed=0)
+            try:
+                resolved.build(env=env)
+            finally:
+                env.close()
+        except SurgeryError as exc:
+            raise fail(
+                f"{key} cannot be used with {resolved_recipe.name} on {env_id}: {exc}", "surgeries", key
+            ) from None
 
 
 def _check_surgery(key: str, params: dict[str, Any], fail: Any) -> None:

@@ -197,10 +197,11 @@ def make_pruner(spec: str, space: SearchSpace, budget: TrialBudget) -> Any:
     return search_method(spec, "pruner").build(space, budget, 0)
 
 
-def space_of(settings: TuneSettings) -> SearchSpace:
+def space_of(settings: TuneSettings, check_builds: bool = True) -> SearchSpace:
     """The settings' search space, with the recipe's ``policy_kwargs`` for the env (where an
-    architecture's ``net_arch`` goes)."""
-    space = load_space(settings.space, settings.recipe)
+    architecture's ``net_arch`` goes); ``check_builds``: each searched surgery is tried on the
+    recipe's agent first (see :func:`~rlsurgery.tune.space.load_space`)."""
+    space = load_space(settings.space, settings.recipe, settings.env_id if check_builds else None)
     resolved = load_recipe(settings.recipe).resolve(settings.env_id)  # the recipe takes the env
     space.base_policy_kwargs = dict(resolved.kwargs.get("policy_kwargs") or {})
     return space
@@ -267,7 +268,7 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
 
     payload, index = task
     settings = TuneSettings(**payload)
-    space = space_of(settings)
+    space = space_of(settings, check_builds=False)  # prepare() checked them
     budget = settings.budget()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stored = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)

@@ -98,6 +98,61 @@ def test_grid_search_trains_every_point_once(tmp_path):
     assert points == {(r, s) for r in (1e-3, 3e-3) for s in ("none", "double_q_learning")}
 
 
+def check_a_switched_off_surgery_does_not_multiply_the_grid(tmp_path, monkeypatch):
+    trained = []
+    real = objective_module.train_config
+
+    def counting(recipe, env_id, config, seeds, budget, report=None):
+        trained.append(config.as_dict())
+        return real(recipe, env_id, config, seeds, budget, report)
+
+    monkeypatch.setattr(objective_module, "train_config", counting)
+    space = write(
+        tmp_path,
+        "surgeries:\n  prioritized_replay: {alpha: {choices: [0.4, 0.8]}}\nswitch: [prioritized_replay]\n",
+    )
+    summary = tune(
+        TuneSettings(
+            "dqn", "CartPole-v1", str(space), str(tmp_path / "out"), sampler="grid", trials=50, **TINY
+        )
+    )
+    study = optuna.load_study(study_name=STUDY_NAME, storage=summary["storage"])
+    assert len(study.trials) == 4  # the grid's 2 × 2 points
+    assert len(trained) == 3  # three configurations: off, alpha 0.4, alpha 0.8
+    (twin,) = [t for t in study.trials if "duplicate_of" in t.user_attrs]
+    original = study.trials[twin.user_attrs["duplicate_of"]]
+    assert twin.user_attrs["config"] == original.user_attrs["config"] and twin.value == original.value
+    assert twin.params["switch"] == "none"
+
+
+def test_a_switched_off_surgery_does_not_multiply_the_grid(tmp_path, monkeypatch):
+    check_a_switched_off_surgery_does_not_multiply_the_grid(tmp_path, monkeypatch)
+
+
+def test_the_twin_proof_fails_when_every_point_trains(tmp_path, monkeypatch):
+    from tests.breakage import assert_proof_fails_when, replaced
+
+    assert_proof_fails_when(
+        replaced(objective_module, "finished_twin", lambda trial, config: None),
+        check_a_switched_off_surgery_does_not_multiply_the_grid,
+        tmp_path,
+        monkeypatch,
+    )
+
+
+def test_a_surgery_that_cannot_act_on_the_recipe_fails_before_any_trial(tmp_path):
+    space = write(
+        tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-3}\nsurgeries:\n  bagging: {}\n"
+    )
+    settings = TuneSettings("ppo", "CartPole-v1", str(space), str(tmp_path / "out"), trials=1, **TINY)
+    with pytest.raises(
+        TuneError, match=r"space.yaml:4: .*bagging cannot be used with ppo on CartPole-v1"
+    ) as info:
+        tune(settings)
+    assert "dqn" in str(info.value)  # the surgery's own reason: the families it acts on
+    assert not (tmp_path / "out" / "tune.db").exists()
+
+
 def check_chunks_follow_the_whole_schedule() -> None:
     env = DummyVecEnv([lambda: gym.make("CartPole-v1")])
     agent = SurgicalDQN("MlpPolicy", env, learning_starts=10_000, exploration_fraction=1.0, seed=0)
@@ -327,11 +382,13 @@ def test_a_tune_file_holds_the_settings_beside_the_space(tmp_path, capsys):
     assert not (tmp_path / "out2").exists()
 
 
-def test_a_configuration_that_cannot_train_stops_the_tune(tmp_path):
-    space = write(
-        tmp_path, "hyperparams:\n  gamma: {choices: [0.9, 0.99]}\nsurgeries:\n  prioritized_replay: {}\n"
-    )
-    with pytest.raises(TuneError, match=r"no trial finished \(3 failed\).*prioritized_replay"):
+def test_a_configuration_that_cannot_train_stops_the_tune(tmp_path, monkeypatch):
+    def diverges(*args, **kwargs):  # builds, then fails while training (a NaN loss, say)
+        raise FloatingPointError("the loss became NaN")
+
+    monkeypatch.setattr(objective_module, "train_config", diverges)
+    space = write(tmp_path, "hyperparams:\n  gamma: {choices: [0.9, 0.99]}\n")
+    with pytest.raises(TuneError, match=r"no trial finished \(3 failed\).*the loss became NaN"):
         tune(TuneSettings("ppo", "CartPole-v1", str(space), str(tmp_path / "out"), trials=10, **TINY))
 
 
