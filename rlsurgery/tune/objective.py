@@ -147,6 +147,13 @@ def train_config(
             env.close()
 
 
+def requeue_lost(study: Any, trial: Any) -> None:
+    """Queue a lost trial's parameters again (its process was killed or interrupted, or its machine
+    went silent); the new trial's ``requeued_from`` names it, which marks it lost, not failed."""
+    if trial.params:
+        study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+
+
 def finished_twin(trial: Any, config: dict[str, Any]) -> Any:
     """A finished trial of the study whose configuration is ``config``, or None.
 
@@ -186,6 +193,10 @@ def trial_objective(
         try:
             curve = train_config(recipe, env_id, config, seeds, budget, report)
         except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:  # interrupted, not failed: run again when the tune is resumed
+            trial.set_user_attr("lost", True)
+            requeue_lost(trial.study, trial)
             raise
         except Exception as exc:  # kept with the trial: the tune's error names it if none finishes
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")

@@ -28,6 +28,7 @@ import hashlib
 import json
 import multiprocessing
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ import yaml
 from rlsurgery.core.checks import check_int
 from rlsurgery.core.spec import parse_spec
 from rlsurgery.recipes import find_recipe, load_recipe
-from rlsurgery.tune.objective import METRICS, TUNE_SEEDS_FROM, TrialBudget, trial_objective
+from rlsurgery.tune.objective import METRICS, TUNE_SEEDS_FROM, TrialBudget, requeue_lost, trial_objective
 from rlsurgery.tune.space import Config, SearchSpace, TuneError, load_space
 
 STORAGE_FILE = "tune.db"
@@ -90,6 +91,24 @@ class TuneSettings:
     @property
     def storage_url(self) -> str:
         return self.storage or f"sqlite:///{(Path(self.out) / STORAGE_FILE).resolve()}"
+
+    def optuna_storage(self) -> Any:
+        """What Optuna opens: the folder's SQLite file (its lock proves no other tune runs on it), or,
+        for a ``--storage`` database that several machines may share, an RDB storage whose running
+        trials send heartbeats, so that only trials whose machine went silent count as lost."""
+        if self.storage is None:
+            return self.storage_url
+        import optuna
+
+        interval, grace = HEARTBEAT
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return optuna.storages.RDBStorage(
+            self.storage,
+            heartbeat_interval=interval,
+            grace_period=grace,
+            heartbeat_stale_trial_callback=requeue_lost,
+        )
 
     def budget(self) -> TrialBudget:
         steps = self.steps or load_recipe(self.recipe).resolve(self.env_id).n_timesteps
@@ -238,17 +257,27 @@ def _only_tune_in(folder: Path) -> Iterator[None]:
         yield
 
 
-def _requeue_lost_trials(study: Any) -> int:
+#: (seconds between heartbeats, seconds of silence after which a running trial is lost) on a
+#: ``--storage`` database
+HEARTBEAT = (60, 300)
+
+
+def _requeue_lost_trials(study: Any, settings: TuneSettings) -> int:
     """Trials left RUNNING by a killed tune (this folder's lock proves none is running): marked
-    failed, their parameters queued again. Returns how many."""
+    failed, their parameters queued again; on a ``--storage`` database only those whose heartbeat
+    stopped. Returns how many."""
     import optuna
 
+    if settings.storage is not None:  # a shared database: other machines' trials may be running
+        failed = optuna.trial.TrialState.FAIL
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(failed,))}
+        optuna.storages.fail_stale_trials(study)  # only the silent ones; requeue_lost runs on each
+        return len({t.number for t in study.get_trials(deepcopy=False, states=(failed,))} - before)
     lost = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
     for trial in lost:
         study._storage.set_trial_user_attr(trial._trial_id, "lost", True)  # not a failure of its own
         study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        if trial.params:
-            study.enqueue_trial(trial.params, user_attrs={"requeued_from": trial.number})
+        requeue_lost(study, trial)
     return len(lost)
 
 
@@ -271,11 +300,11 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
     space = space_of(settings, check_builds=False)  # prepare() checked them
     budget = settings.budget()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    stored = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
+    stored = optuna.load_study(study_name=STUDY_NAME, storage=settings.optuna_storage())
     sampler_seed = settings.seed + 7919 * index + len(stored.get_trials(deepcopy=False))
     study = optuna.load_study(
         study_name=STUDY_NAME,
-        storage=settings.storage_url,
+        storage=stored._storage,
         sampler=make_sampler(settings.sampler, space, budget, sampler_seed),
         pruner=make_pruner(settings.pruner, space, budget),
     )
@@ -300,7 +329,9 @@ def _stop_on_failures(study: Any, trial: Any) -> None:
 
     if _finished(study):
         return
-    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs.get("requeued_from") for t in trials}
+    failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL and t.number not in requeued]
     if sum(not t.user_attrs.get("lost") for t in failed) >= MAX_FAILURES:
         study.stop()
 
@@ -422,10 +453,10 @@ def _trials(settings: TuneSettings) -> dict[str, Any]:
     out = Path(settings.out)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
-        study_name=STUDY_NAME, storage=settings.storage_url, direction="maximize", load_if_exists=True
+        study_name=STUDY_NAME, storage=settings.optuna_storage(), direction="maximize", load_if_exists=True
     )
     _check_same_search(study, settings)
-    requeued = _requeue_lost_trials(study)
+    requeued = _requeue_lost_trials(study, settings)
     payload = asdict(settings)
     if settings.workers == 1:
         _work((payload, 0))
@@ -436,7 +467,7 @@ def _trials(settings: TuneSettings) -> dict[str, Any]:
 
         with multiprocessing.get_context("spawn").Pool(settings.workers, initializer=_init_worker) as pool:
             pool.map(_work, [(payload, i) for i in range(settings.workers)])
-    study = optuna.load_study(study_name=STUDY_NAME, storage=settings.storage_url)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=settings.optuna_storage())
     study.trials_dataframe().to_csv(out / "trials.csv", index=False)
     if _finished(study) == 0 or not any(t.value is not None for t in study.trials):
         reasons = [t.user_attrs.get("error", "") for t in study.trials if t.state.name == "FAIL"]

@@ -222,6 +222,19 @@ def finished_values(db: Path) -> dict[int, float]:
     return dict(rows)
 
 
+def running_mid_trial(db: Path) -> bool:
+    """A trial is running and has reported an evaluation (the kill lands inside its training)."""
+    try:
+        with sqlite3.connect(db) as con:
+            rows = con.execute(
+                "SELECT COUNT(*) FROM trials t JOIN trial_intermediate_values v ON v.trial_id = t.trial_id "
+                "WHERE t.state = 'RUNNING'"
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return bool(rows and rows[0])
+
+
 def test_a_killed_tune_resumes_without_losing_a_finished_trial(tmp_path):
     space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
     out = tmp_path / "out"
@@ -254,7 +267,7 @@ def test_a_killed_tune_resumes_without_losing_a_finished_trial(tmp_path):
     db = out / "tune.db"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
-        if db.exists() and len(finished_values(db)) >= 2:
+        if db.exists() and len(finished_values(db)) >= 2 and running_mid_trial(db):
             break
         time.sleep(0.2)
     assert process.poll() is None, "the tune ended before it could be killed"
@@ -270,8 +283,83 @@ def test_a_killed_tune_resumes_without_losing_a_finished_trial(tmp_path):
     assert states.count(optuna.trial.TrialState.COMPLETE) == 5
     lost = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     requeued = [t for t in study.trials if "requeued_from" in t.user_attrs]
+    assert lost and all(t.user_attrs.get("lost") for t in lost)  # the trial the kill interrupted
     assert [t.number for t in lost] == [t.user_attrs["requeued_from"] for t in requeued]
     assert all(r.params == study.trials[r.user_attrs["requeued_from"]].params for r in requeued)
+
+
+def test_an_interrupted_trial_runs_again_on_resume(tmp_path, monkeypatch):
+    space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    settings = TuneSettings(
+        "dqn", "CartPole-v1", str(space), str(tmp_path / "out"), sampler="random", trials=2, **TINY
+    )
+    real = objective_module.train_config
+    calls = []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # Ctrl-C during the second trial
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(objective_module, "train_config", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        tune(settings)
+    monkeypatch.setattr(objective_module, "train_config", real)
+    summary = tune(settings)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=summary["storage"])
+    interrupted = study.trials[1]
+    assert interrupted.state == optuna.trial.TrialState.FAIL and interrupted.user_attrs["lost"]
+    (again,) = [t for t in study.trials if t.user_attrs.get("requeued_from") == 1]
+    assert again.state == optuna.trial.TrialState.COMPLETE and again.params == interrupted.params
+    assert summary["trials"]["complete"] == 2
+
+
+def test_a_shared_database_requeues_only_silent_trials(tmp_path, monkeypatch):
+    from rlsurgery.tune import tuner
+
+    monkeypatch.setattr(tuner, "HEARTBEAT", (1, 2))
+    space = write(tmp_path, "hyperparams:\n  learning_rate: {low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    settings = TuneSettings(
+        "dqn",
+        "CartPole-v1",
+        str(space),
+        str(tmp_path / "out"),
+        sampler="random",
+        trials=1,
+        storage=url,
+        **TINY,
+    )
+    storage = settings.optuna_storage()
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, direction="maximize")
+    silent, alive = study.ask(), study.ask()  # two machines' running trials
+    silent.suggest_float("hp.learning_rate", 1e-4, 1e-2, log=True)
+    storage.record_heartbeat(silent._trial_id)
+    time.sleep(3)  # the first machine went silent for longer than the grace period
+    storage.record_heartbeat(alive._trial_id)
+    import threading
+
+    done = threading.Event()
+
+    def other_machine() -> None:  # still alive: it keeps beating while this tune runs
+        while not done.is_set():
+            storage.record_heartbeat(alive._trial_id)
+            done.wait(0.3)
+
+    beating = threading.Thread(target=other_machine, daemon=True)
+    beating.start()
+    monkeypatch.setattr(tuner, "_check_same_search", lambda study, settings: None)
+    try:
+        tune(settings)
+    finally:
+        done.set()
+        beating.join()
+    trials = optuna.load_study(study_name=STUDY_NAME, storage=url).trials
+    assert trials[silent.number].state == optuna.trial.TrialState.FAIL
+    (again,) = [t for t in trials if t.user_attrs.get("requeued_from") == silent.number]
+    assert again.params == trials[silent.number].params and again.state == optuna.trial.TrialState.COMPLETE
+    assert trials[alive.number].state == optuna.trial.TrialState.RUNNING  # another machine's: left alone
 
 
 def test_a_resumed_tune_must_search_the_same_space(tmp_path):
