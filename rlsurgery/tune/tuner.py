@@ -206,13 +206,16 @@ def make_sampler(spec: str, space: SearchSpace, budget: TrialBudget, seed: int) 
 
 def make_pruner(spec: str, space: SearchSpace, budget: TrialBudget) -> Any:
     """Optuna's pruner of ``spec``; the resource is environment steps, one report per evaluation.
-    ``none`` and ``median`` (Optuna's median-stopping rule) are Optuna's own, without a catalog key."""
+    ``none`` and ``median`` (Optuna's median-stopping rule) are Optuna's own, without a catalog key;
+    the median rule waits for 5 finished trials and, within a trial, for a quarter of its budget
+    (at least one evaluation): early RL returns say little about the final ones."""
     import optuna
 
     if spec == "none":
         return optuna.pruners.NopPruner()
     if spec == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=budget.eval_freq)
+        warmup = max(budget.eval_freq, budget.steps // 4)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup)
     return search_method(spec, "pruner").build(space, budget, 0)
 
 

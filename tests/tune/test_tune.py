@@ -491,3 +491,11 @@ def test_switching_off_a_recipe_surgery_removes_it(tmp_path):
     recipe = tuned_recipe(settings, off, "a note")
     assert "prioritized_replay" not in [s["key"] for s in recipe["surgeries"]]
     assert "double_q_learning" in [s["key"] for s in recipe["surgeries"]]
+
+
+def test_the_median_rule_waits_a_quarter_of_the_budget():
+    from rlsurgery.tune.tuner import make_pruner
+
+    pruner = make_pruner("median", SearchSpace(), TrialBudget(steps=40_000, eval_freq=2_000))
+    assert (pruner._n_warmup_steps, pruner._n_startup_trials) == (10_000, 5)
+    assert make_pruner("median", SearchSpace(), TrialBudget(steps=1_000, eval_freq=500))._n_warmup_steps == 500
