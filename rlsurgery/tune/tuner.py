@@ -30,7 +30,7 @@ import multiprocessing
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,7 @@ TUNE_FILE_KEYS = (
 def load_tune_file(path: str | Path, **overrides: Any) -> TuneSettings:
     """The settings of a tune file: a search space with the tune's settings beside it (``recipe`` and
     ``env`` required); ``overrides`` (not None) win. Problems name the file and line."""
+    from rlsurgery.core.errors import SurgeryError
     from rlsurgery.core.yamlfile import read_yaml
 
     path = Path(path)
@@ -194,9 +195,20 @@ def load_tune_file(path: str | Path, **overrides: Any) -> TuneSettings:
     values.update({k: v for k, v in overrides.items() if v is not None})
     values.setdefault("out", f"tunes/{path.stem}")
     try:
-        return TuneSettings(space=str(path), **values)
+        settings = TuneSettings(space=str(path), **values)
     except TypeError as exc:
         raise fail(str(exc)) from None
+    given = {
+        "env_id" if k == "env" else k: k for k in data if k in TUNE_FILE_KEYS and k not in ("recipe", "env")
+    }
+    for field_name, key in given.items():  # each setting of the file alone, so a bad one names its line
+        if overrides.get(field_name) is not None:
+            continue
+        try:
+            replace(TuneSettings("recipe", "env", str(path), "out"), **{field_name: data[key]}).check()
+        except (TuneError, SurgeryError) as exc:
+            raise fail(str(exc), key) from None
+    return settings
 
 
 def make_sampler(spec: str, space: SearchSpace, budget: TrialBudget, seed: int) -> Any:

@@ -499,3 +499,18 @@ def test_the_median_rule_waits_a_quarter_of_the_budget():
     pruner = make_pruner("median", SearchSpace(), TrialBudget(steps=40_000, eval_freq=2_000))
     assert (pruner._n_warmup_steps, pruner._n_startup_trials) == (10_000, 5)
     assert make_pruner("median", SearchSpace(), TrialBudget(steps=1_000, eval_freq=500))._n_warmup_steps == 500
+
+
+@pytest.mark.parametrize(
+    "setting, match", [("trials: many", "trials"), ("sampler: annealing", "sampler"), ("metric: best", "metric")]
+)
+def test_a_bad_tune_file_setting_names_its_line(tmp_path, setting, match):
+    path = write(
+        tmp_path,
+        f"recipe: dqn\nenv: CartPole-v1\n{setting}\nhyperparams:\n  gamma: {{low: 0.9, high: 0.99}}\n",
+        "tune.yaml",
+    )
+    from rlsurgery.tune.tuner import load_tune_file
+
+    with pytest.raises(TuneError, match=rf"tune.yaml:3: .*{match}"):
+        load_tune_file(path)
