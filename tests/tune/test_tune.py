@@ -498,11 +498,14 @@ def test_the_median_rule_waits_a_quarter_of_the_budget():
 
     pruner = make_pruner("median", SearchSpace(), TrialBudget(steps=40_000, eval_freq=2_000))
     assert (pruner._n_warmup_steps, pruner._n_startup_trials) == (10_000, 5)
-    assert make_pruner("median", SearchSpace(), TrialBudget(steps=1_000, eval_freq=500))._n_warmup_steps == 500
+    assert (
+        make_pruner("median", SearchSpace(), TrialBudget(steps=1_000, eval_freq=500))._n_warmup_steps == 500
+    )
 
 
 @pytest.mark.parametrize(
-    "setting, match", [("trials: many", "trials"), ("sampler: annealing", "sampler"), ("metric: best", "metric")]
+    "setting, match",
+    [("trials: many", "trials"), ("sampler: annealing", "sampler"), ("metric: best", "metric")],
 )
 def test_a_bad_tune_file_setting_names_its_line(tmp_path, setting, match):
     path = write(
