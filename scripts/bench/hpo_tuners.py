@@ -10,6 +10,8 @@ resumes where it stopped: rerun the same command.
     python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo
     python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo --report
     python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo --final    # 10 fresh seeds per tuner
+    # the second pass: the area under the evaluation curve, which does not saturate at 500
+    python scripts/bench/hpo_tuners.py --out docs/bench-data/hpo-auc --metric auc --reps 3
 
 The report gives, per tuner run, the best value and the compute it took (environment steps
 trained, summed over trials and seeds: a pruned trial counts the steps it reached), and per tuner
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> None:
                 workers=args.workers,
                 seed=rep,
                 final_seeds=0,
+                metric=args.metric,
             )
             summary = tune(settings)
             print(
@@ -123,11 +126,17 @@ def final(args: argparse.Namespace) -> None:
     from rlsurgery.tune import TuneSettings
     from rlsurgery.tune.tuner import final_check
 
+    checked: dict[str, str] = {}  # a best configuration already checked -> the tuner that found it
     for tuner in TUNERS:
         runs = [json.loads(f.read_text()) for f in sorted(Path(args.out).glob(f"{tuner}-rep*/tune.json"))]
         if not runs:
             continue
         best = max(runs, key=lambda r: r["best"]["value"])
+        key = json.dumps(best["best"]["config"], sort_keys=True)
+        if key in checked:
+            print(f"{tuner}: the same best configuration as {checked[key]} (checked there)", flush=True)
+            continue
+        checked[key] = tuner
         settings = TuneSettings(
             recipe="ppo",
             env_id="CartPole-v1",
@@ -137,11 +146,12 @@ def final(args: argparse.Namespace) -> None:
             eval_freq=args.steps // 5,
             n_eval_episodes=10,
             final_seeds=args.final_seeds,
+            metric=args.metric,
             workers=args.workers,
         )
         check = final_check(settings, Path(best["best_recipe"]), args.workers)
         rows = {r["variant"]: r for r in check["tables"]["per_env"]}
-        improvement = check["tables"]["improvement"][0]
+        improvement = check["tables"]["improvement_auc" if args.metric == "auc" else "improvement"][0]
         print(
             f"{tuner}: best {best['best']['config']['hyperparams']} "
             f"(tuning value {best['best']['value']:.1f}); "
@@ -163,6 +173,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--final-seeds", type=int, default=10)
+    parser.add_argument(
+        "--metric",
+        choices=("final", "auc"),
+        default="final",
+        help="what trials score (and the check compares)",
+    )
     parser.add_argument("--report", action="store_true", help="the tuner runs' best values and compute")
     parser.add_argument(
         "--final", action="store_true", help="each tuner's best against the defaults, fresh seeds"

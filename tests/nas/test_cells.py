@@ -168,6 +168,20 @@ def test_a_discretized_darts_agent_reloads_its_cells(tmp_path):
     assert cells_of(loaded.q_net, Cell)[0].genotype == cells_of(model.q_net, Cell)[0].genotype
 
 
+def test_a_searching_darts_agent_reloads_its_architecture_weights(tmp_path):
+    model = dqn("darts:arch_lr=0.05,discretize_at=1.0")
+    model.learn(400, callback=StopAt(150))
+    (cell,) = search_cells(model.q_net)
+    assert float(cell.alpha.abs().max()) > 0
+    model.save(tmp_path / "supernet.zip")
+    loaded = SurgicalDQN.load(tmp_path / "supernet.zip")
+    (again,) = search_cells(loaded.q_net)
+    th.testing.assert_close(again.alpha, cell.alpha)
+    x = th.randn(16, 4)
+    with th.no_grad():
+        th.testing.assert_close(loaded.q_net(x), model.q_net(x))
+
+
 # --------------------------------------------------------------------------- enas
 def check_enas():
     model = dqn("enas:discretize_at=1.0,arch_lr=0.1")
