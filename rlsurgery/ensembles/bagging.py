@@ -35,10 +35,16 @@ from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
-from rlsurgery.ensembles.members import ensemble_head, masked_ensemble_loss, member_estimates, member_values
-from rlsurgery.exploration.acting import env_actions
+from rlsurgery.ensembles.members import (
+    ensemble_head,
+    make_q_ensemble,
+    masked_ensemble_loss,
+    member_estimates,
+    member_values,
+)
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.ensemble import make_ensemble_head, vote
+from rlsurgery.nets.ensemble import vote
+from rlsurgery.runtime.acting import env_actions
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
@@ -120,14 +126,7 @@ class Bagging(Surgery):
         p = self.params
 
         def to_ensemble(net: SurgicalQNetwork) -> None:
-            if net.atoms != 1:
-                raise IncompatibleSurgeryError(
-                    f"{self.key}: needs one value per action (got {net.atoms} atoms)"
-                )
-            try:
-                net.q_net = make_ensemble_head(net.q_net, p.n_members, p.shared_layers, p.prior_scale)
-            except TypeError as exc:
-                raise IncompatibleSurgeryError(f"{self.key}: cannot build the heads: {exc}") from None
+            net.q_net = make_q_ensemble(self.key, net, p.n_members, p.shared_layers, p.prior_scale)
 
         transform_networks(agent, to_ensemble)
 

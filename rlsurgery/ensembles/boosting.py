@@ -13,8 +13,11 @@ the ensemble *before* member s did on it::
     w_i         = |F_{s−1}(s_i, a_i) − y_i|^α / mean_batch(|F_{s−1} − y|^α)     (stage 0: w_i = 1)
     L_i         = w_i · Huber(F_s(s_i, a_i) − y_i),   gradients through Q_s only
 
-When stage s begins, member s starts from member s − 1's weights (online and target), so adding it
-leaves the ensemble's values where they were. α (``focus``) sets how much the hard transitions
+When stage s begins, member s starts from member s − 1's weights (online and target; fresh
+optimizer moments), so the ensemble moves only by (Q_{s−1} − F_{s−1}) / (s + 1): not at all when
+member 1 joins, a little later. The earlier members get no gradient (``requires_grad`` off) and
+stay fixed; with ``shared_layers`` > 0 the shared trunk keeps training with every member, so they
+change through it. α (``focus``) sets how much the hard transitions
 dominate (0: uniform weights, ordinary training of each new member). The weights multiply any
 other per-sample weights (prioritized replay's importance weights, batch mining).
 """
@@ -28,12 +31,12 @@ import torch as th
 from gymnasium import spaces
 
 from rlsurgery.catalog import register
-from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
-from rlsurgery.ensembles.members import ensemble_head, member_estimates, member_values
+from rlsurgery.ensembles.members import ensemble_head, make_q_ensemble, member_estimates, member_values
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.ensemble import WeightedMean, make_ensemble_head
+from rlsurgery.nets.ensemble import WeightedMean
+from rlsurgery.runtime.schedules import run_length
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn import SurgicalDQN
@@ -102,14 +105,7 @@ class Boosting(Surgery):
         p = self.params
 
         def to_ensemble(net: SurgicalQNetwork) -> None:
-            if net.atoms != 1:
-                raise IncompatibleSurgeryError(
-                    f"{self.key}: needs one value per action (got {net.atoms} atoms)"
-                )
-            try:
-                net.q_net = make_ensemble_head(net.q_net, p.n_members, p.shared_layers)
-            except TypeError as exc:
-                raise IncompatibleSurgeryError(f"{self.key}: cannot build the members: {exc}") from None
+            net.q_net = make_q_ensemble(self.key, net, p.n_members, p.shared_layers)
             net.q_net.combiner = WeightedMean(p.n_members)
 
         transform_networks(agent, to_ensemble)
@@ -117,8 +113,14 @@ class Boosting(Surgery):
 
     def stage_steps(self, agent: SurgicalDQN) -> int:
         """S in env steps."""
-        total = max(1, int(getattr(agent, "_total_timesteps", 0) or 1))
-        return self.params.stage_steps or max(1, total // self.params.n_members)
+        return self.params.stage_steps or max(1, run_length(agent) // self.params.n_members)
+
+    @staticmethod
+    def train_only(agent: SurgicalDQN, stage: int) -> None:
+        """Only member ``stage`` of the online ensemble has gradients: the optimizer leaves the others
+        (their gradients stay None, so Adam's moments cannot move them either)."""
+        for k, member in enumerate(ensemble_head(agent.q_net).members):
+            member.requires_grad_(k == stage)
 
     @staticmethod
     def show_stage(agent: SurgicalDQN, stage: int) -> None:
@@ -136,12 +138,15 @@ class Boosting(Surgery):
             for net in (agent.q_net, agent.q_net_target):
                 members = ensemble_head(net).members
                 members[state.stage].load_state_dict(members[state.stage - 1].state_dict())
+            for weight in ensemble_head(agent.q_net).members[state.stage].parameters():
+                agent.policy.optimizer.state.pop(weight, None)  # fresh moments for the new member
             self.show_stage(agent, state.stage)
             agent.logger.record("train/boosting_stage", state.stage)
 
     def estimate(self, agent: SurgicalDQN, batch: Batch) -> None:
         """batch.current = F_s(s, a), gradients to member s only; F_{s−1}(s, a) goes into the extras."""
         stage = self.state(agent).stage
+        self.train_only(agent, stage)
         values = member_values(agent.q_net, batch.observations)[:, : stage + 1]
         current, previous = staged_estimate(member_estimates(values, batch.actions), stage)
         batch.current = current.unsqueeze(1)

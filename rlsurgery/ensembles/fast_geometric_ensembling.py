@@ -11,7 +11,7 @@ rate is lowest, is collected::
     f(t) = 1                                        t < t₀
     f(t) = 1 − 2u (1 − f_min)          u ≤ ½        u = ((t − t₀) mod c) / c
     f(t) = f_min + (2u − 1)(1 − f_min) u > ½
-    collect at t = t₀ + c/2, t₀ + 3c/2, …
+    collect right after the update at t = t₀ + c/2, t₀ + 3c/2, … (the lowest rate)
 
 ``variant=ensemble``: the latest ``n_models`` collected networks act as an ensemble (the mean
 of their Q-values); ``variant=swa``: their weights are averaged, w̄ ← w̄ + (w − w̄)/(n + 1), and
@@ -30,7 +30,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.ensembles.snapshots import AveragedBank, SnapshotBank, SnapshotSurgery
-from rlsurgery.runtime.schedules import triangular_factor
+from rlsurgery.runtime.schedules import run_length, triangular_factor
 
 
 def geometric_factor(position: int, cycle: int, min_factor: float) -> float:
@@ -74,7 +74,7 @@ class FastGeometricEnsembling(SnapshotSurgery):
 
     def start(self, agent: BaseAlgorithm) -> int:
         """t₀ in env steps."""
-        return int(self.params.start_fraction * self.total_steps(agent))
+        return int(self.params.start_fraction * run_length(agent))
 
     def lr_factor(self, agent: BaseAlgorithm, step: int) -> float:
         offset = step - self.start(agent)
@@ -85,7 +85,8 @@ class FastGeometricEnsembling(SnapshotSurgery):
         )
 
     def collection_count(self, agent: BaseAlgorithm, step: int) -> int:
-        offset = step - self.start(agent) - self.params.cycle_steps // 2
+        # the update of the lowest rate runs at t₀ + c/2 (after that step's hooks): collect one step later
+        offset = step - self.start(agent) - self.params.cycle_steps // 2 - 1
         return 0 if offset < 0 else offset // self.params.cycle_steps + 1
 
     def make_bank(self, net: nn.Module) -> nn.Module:

@@ -8,10 +8,23 @@ import torch as th
 from torch.nn import functional as F
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
-from rlsurgery.nets.ensemble import EnsembleHead
+from rlsurgery.nets.ensemble import EnsembleHead, make_ensemble_head
 
 if TYPE_CHECKING:
     from rlsurgery.agents.dqn_policies import SurgicalQNetwork
+
+
+def make_q_ensemble(
+    key: str, net: SurgicalQNetwork, n_members: int, shared_layers: int, prior_scale: float = 0.0
+) -> EnsembleHead:
+    """An ensemble head of ``n_members`` copies of ``net``'s Q head (see
+    :func:`~rlsurgery.nets.ensemble.make_ensemble_head`), refused with a message naming ``key``."""
+    if net.atoms != 1:
+        raise IncompatibleSurgeryError(f"{key}: needs one value per action (got {net.atoms} atoms)")
+    try:
+        return make_ensemble_head(net.q_net, n_members, shared_layers, prior_scale)
+    except TypeError as exc:
+        raise IncompatibleSurgeryError(f"{key}: cannot build the members: {exc}") from None
 
 
 def ensemble_head(net: SurgicalQNetwork) -> EnsembleHead:

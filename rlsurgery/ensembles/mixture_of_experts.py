@@ -12,6 +12,10 @@ with E_1 the block that was there and E_2 … E_K fresh copies of it. This is a 
 mixture (Jacobs et al. 1991; Shazeer et al. 2017's top-k routing with ``top_k``), not the
 paper's Soft MoE, which dispatches *tokens* (conv features) to expert slots: an MLP layer has a
 single token. K = 1 leaves the network's function unchanged (one expert, gate weight 1).
+With ``top_k`` the outputs are those of sparse routing, but every expert still runs (one
+batched product for all of them: no compute is saved at these sizes), and there is neither
+Shazeer's gate noise nor a load-balancing loss; catalog section 25's "conditional computation"
+is this routing, not its savings.
 
 Every network of the agent gets it (DQN's Q network, PPO/A2C's policy and value MLPs, SAC/TD3's
 actor and critics; targets copy their online network), the optimizers are rebuilt over the

@@ -23,7 +23,7 @@ from torch import nn
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.ensembles.snapshots import SnapshotBank, SnapshotSurgery
-from rlsurgery.runtime.schedules import cosine_factor
+from rlsurgery.runtime.schedules import cosine_factor, run_length
 
 
 @dataclass
@@ -48,7 +48,7 @@ class SnapshotEnsembling(SnapshotSurgery):
 
     def cycle(self, agent: BaseAlgorithm) -> int:
         """c in env steps."""
-        return self.params.cycle_steps or max(1, self.total_steps(agent) // self.params.n_snapshots)
+        return self.params.cycle_steps or max(1, run_length(agent) // self.params.n_snapshots)
 
     def lr_factor(self, agent: BaseAlgorithm, step: int) -> float:
         c = self.cycle(agent)

@@ -6,7 +6,9 @@ on the policy (``policy.snapshot_bank``; a :class:`SnapshotBank` of frozen copie
 :class:`AveragedBank`, a running average of the weights through ``torch.optim.swa_utils``).
 Deterministic actions (evaluation, ``predict(deterministic=True)``) are the argmax of the
 bank's Q-values — the snapshots' mean, or the averaged weights' values — once it holds one;
-exploration while collecting stays ε-greedy on the network being trained. The bank is a
+exploration while collecting stays ε-greedy on the network being trained (the surgeries fill the
+agent's ``act`` stage to do so, which takes one surgery: they do not combine with another surgery
+that chooses actions, such as ``boltzmann_exploration`` or ``bagging``). The bank is a
 submodule of the policy of a size fixed at build time, so ``save``/``load`` keep it (and which
 slots are filled) with the weights.
 """
@@ -14,7 +16,6 @@ slots are filled) with the weights.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
-from rlsurgery.exploration.acting import env_actions
 from rlsurgery.nets.step_hooks import add_lr_factor
+from rlsurgery.runtime.acting import env_actions
 
 
 def frozen_copy(net: nn.Module) -> nn.Module:
@@ -49,19 +50,22 @@ class SnapshotBank(nn.Module):
         self.slots = nn.ModuleList(frozen_copy(net) for _ in range(capacity))
         self.register_buffer("taken_at", th.full((capacity,), -1, dtype=th.long))
         """the env step at which each slot was filled (-1: empty)"""
+        self.register_buffer("order", th.full((capacity,), -1, dtype=th.long))
+        """when each slot was filled, counted over the bank's life (a later ``learn`` restarts steps)"""
 
     @property
     def filled(self) -> list[int]:
         """The filled slots, oldest first."""
-        taken = self.taken_at.tolist()
-        return sorted((k for k, t in enumerate(taken) if t >= 0), key=lambda k: taken[k])
+        order = self.order.tolist()
+        return sorted((k for k, o in enumerate(order) if o >= 0), key=lambda k: order[k])
 
     def store(self, net: nn.Module, step: int) -> None:
         """Copy ``net``'s weights into an empty slot, or over the oldest one."""
-        taken = self.taken_at.tolist()
-        slot = taken.index(-1) if -1 in taken else int(np.argmin(taken))
+        order = self.order.tolist()
+        slot = order.index(-1) if -1 in order else int(np.argmin(order))
         self.slots[slot].load_state_dict(net.state_dict())
         self.taken_at[slot] = step
+        self.order[slot] = max(order) + 1
 
     def values(self, obs: th.Tensor) -> th.Tensor:
         """The mean of the filled slots' outputs."""
@@ -95,12 +99,6 @@ class AveragedBank(nn.Module):
         return self.average(obs)
 
 
-@dataclass
-class SnapshotState:
-    collected: int = 0
-    """collection points passed so far (the bank stored the network at each)"""
-
-
 class SnapshotSurgery(Surgery):
     """Shared plumbing: a cyclic learning-rate factor, a bank filled at collection points, acting with it."""
 
@@ -109,7 +107,9 @@ class SnapshotSurgery(Surgery):
     stages = ("on_step", "act")
     build_order = 95  # after every network surgery: the bank copies the final Q network
     sb3_representable = False  # the bank is an extra module of the policy
-    State = SnapshotState
+    #: surgeries that change the Q network's shapes while training: the bank's copies would no longer fit
+    conflicts = ("network_morphism", "darts", "enas")
+    conflict_reason = "the bank holds copies of the Q network, whose shapes must not change while it trains"
 
     def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
         require_discrete_actions(self.key, action_space)
@@ -128,11 +128,6 @@ class SnapshotSurgery(Surgery):
         raise NotImplementedError(f"{type(self).__name__} must define make_bank()")
 
     # --------------------------------------------------------------- plumbing
-    @staticmethod
-    def total_steps(agent: BaseAlgorithm) -> int:
-        """The env steps of the current ``learn`` call's end (at least 1)."""
-        return max(1, int(getattr(agent, "_total_timesteps", 0) or 1))
-
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         agent.policy.add_module("snapshot_bank", self.make_bank(agent.q_net).to(agent.device))
         add_lr_factor(agent, lambda a, _role, _index, _group: self.lr_factor(a, a.num_timesteps))
@@ -143,12 +138,11 @@ class SnapshotSurgery(Surgery):
         return agent.policy.snapshot_bank
 
     def on_step(self, agent: BaseAlgorithm) -> None:
-        """Store the Q network when the step crosses a collection point."""
-        state = self.state(agent)
-        count = self.collection_count(agent, agent.num_timesteps)
-        if count > state.collected:
-            self.bank(agent).store(agent.q_net, agent.num_timesteps)
-            state.collected = count
+        """Store the Q network when this env step crossed a collection point (each ``learn`` call
+        counts its own cycles from its first step)."""
+        step = agent.num_timesteps
+        if self.collection_count(agent, step) > self.collection_count(agent, max(0, step - agent.n_envs)):
+            self.bank(agent).store(agent.q_net, step)
 
     def act(
         self,

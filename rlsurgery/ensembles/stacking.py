@@ -12,10 +12,11 @@ replay batches how to weigh them, state by state::
     y_i  = r_i + (1 − d_i) γ^n max_a Q_stack^target(s'_i, a)
     L_i  = 1/K Σ_k Huber(Q_k(s_i, a_i) − y_ik)  +  λ · Huber(Q_stack(s_i, a_i) − y_i)
 
-In the meta term the members' values are constants (stop-gradient), so it trains the gates only
-and the members only their own terms. Acting is the agent's own (ε-greedy) on Q_stack, which is
-the network's forward. The meta-model sees the members' training batches rather than a held-out
-fold; with replay's constant stream of new transitions the members do not fit those exactly.
+In the meta term the members' values and the features are constants (stop-gradient), so it trains
+the gates only, and the members (and a features extractor) only their own terms. Acting is the
+agent's own (ε-greedy) on Q_stack, which is the network's forward. The meta-model sees the
+members' training batches rather than a held-out fold; with replay's constant stream of new
+transitions the members do not fit those exactly.
 The per-sample TD error (for prioritized replay) is |Q_stack − y_i|.
 """
 
@@ -29,12 +30,10 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from rlsurgery.catalog import register
-from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, require_discrete_actions
-from rlsurgery.ensembles.members import ensemble_head, member_estimates, member_targets
+from rlsurgery.ensembles.members import ensemble_head, make_q_ensemble, member_estimates, member_targets
 from rlsurgery.nets import transform_networks
-from rlsurgery.nets.ensemble import make_ensemble_head
 from rlsurgery.nets.mixture import GatedCombiner
 
 if TYPE_CHECKING:
@@ -44,11 +43,12 @@ if TYPE_CHECKING:
 
 
 def members_and_stack(net: SurgicalQNetwork, obs: Any) -> tuple[th.Tensor, th.Tensor]:
-    """(every member's values (B, K, A), Q_stack (B, A) with the members' values as constants)."""
+    """(every member's values (B, K, A), Q_stack (B, A) with the members' values and the features as
+    constants: the meta term trains the gate alone)."""
     features = net.extract_features(obs, net.features_extractor)
     head = ensemble_head(net)
     values = head.member_outputs(features)
-    return values, head.combine(values.detach(), features)
+    return values, head.combine(values.detach(), features.detach())
 
 
 def stacking_loss(current: th.Tensor, target: th.Tensor, meta_weight: float) -> tuple[th.Tensor, th.Tensor]:
@@ -88,14 +88,7 @@ class Stacking(Surgery):
         p = self.params
 
         def to_stack(net: SurgicalQNetwork) -> None:
-            if net.atoms != 1:
-                raise IncompatibleSurgeryError(
-                    f"{self.key}: needs one value per action (got {net.atoms} atoms)"
-                )
-            try:
-                net.q_net = make_ensemble_head(net.q_net, p.n_members, p.shared_layers)
-            except TypeError as exc:
-                raise IncompatibleSurgeryError(f"{self.key}: cannot build the members: {exc}") from None
+            net.q_net = make_q_ensemble(self.key, net, p.n_members, p.shared_layers)
             net.q_net.combiner = GatedCombiner(net.features_dim, p.n_members)
 
         transform_networks(agent, to_stack)

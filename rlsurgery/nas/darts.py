@@ -39,27 +39,14 @@ class Darts(SupernetSurgery):
     cost_note = "every candidate runs on every edge until the switch; one more loss per architecture step"
     Params = DartsParams
     params: DartsParams
-    _arch_optimizer: th.optim.Optimizer | None = None
+
+    def make_optimizer(self, alphas: list[th.Tensor]) -> th.optim.Optimizer:
+        """DARTS's settings: Adam, betas (0.5, 0.999), weight decay 1e-3."""
+        return th.optim.Adam(alphas, lr=self.params.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
 
     def architecture_step(self, agent: BaseAlgorithm) -> None:
         """α ← Adam step on the held-out loss's gradient."""
-        cells = self.cells(agent)
-        optimizer = self._optimizer(agent, cells)
-        grads = self.architecture_gradients(agent, lambda: self.held_out_loss(agent))
-        for cell, grad in zip(cells, grads):
-            cell.alpha.grad = None if grad is None else grad.detach()
-        optimizer.step()
-        for cell in cells:
-            cell.alpha.grad = None
-
-    def _optimizer(self, agent: BaseAlgorithm, cells: list[SearchCell]) -> th.optim.Optimizer:
-        alphas = [c.alpha for c in cells]
-        current = self._arch_optimizer
-        if current is None or [p for g in current.param_groups for p in g["params"]] != alphas:
-            # DARTS's settings: Adam, betas (0.5, 0.999), weight decay 1e-3
-            current = th.optim.Adam(alphas, lr=self.params.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
-            self._arch_optimizer = current
-        return current
+        self.step_architecture(agent, lambda: self.held_out_loss(agent))
 
     def final_choice(self, cell: SearchCell) -> list[int]:
         return argmax_genotype(cell)

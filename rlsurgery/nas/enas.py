@@ -66,7 +66,6 @@ class Enas(SupernetSurgery):
     Params = EnasParams
     State = EnasState
     params: EnasParams
-    _controller_optimizer: th.optim.Optimizer | None = None
 
     def after_build(self, agent: BaseAlgorithm) -> None:
         if self.cells(agent):
@@ -98,20 +97,8 @@ class Enas(SupernetSurgery):
         def controller_loss() -> th.Tensor:
             return sum(reinforce_loss(cell.alpha, cell.child, advantage, p.entropy_weight) for cell in cells)
 
-        optimizer = self._optimizer(cells)
-        for cell, grad in zip(cells, self.architecture_gradients(agent, controller_loss)):
-            cell.alpha.grad = grad
-        optimizer.step()
-        for cell in cells:
-            cell.alpha.grad = None
+        self.step_architecture(agent, controller_loss)
         self.sample_children(agent)
-
-    def _optimizer(self, cells: list[SearchCell]) -> th.optim.Optimizer:
-        alphas = [c.alpha for c in cells]
-        current = self._controller_optimizer
-        if current is None or [q for g in current.param_groups for q in g["params"]] != alphas:
-            current = self._controller_optimizer = th.optim.Adam(alphas, lr=self.params.arch_lr)
-        return current
 
     def final_choice(self, cell: SearchCell) -> list[int]:
         """The controller's most likely child."""

@@ -12,7 +12,9 @@ turn) is applied to every MLP of every network (targets included, each keeping i
     deepen  after the last hidden layer: h ↦ φ(I·h + 0), φ its activation when idempotent (ReLU),
             else none                                      (Net2DeeperNet: outputs unchanged)
 
-The optimizers are rebuilt over the grown networks (their moment estimates start again). The moves
+The optimizers are rebuilt over the grown networks (parameters that survive a move keep their
+optimizer state; the new and resized ones start without). A later ``learn`` call (its steps
+restart at 0) checks on its own steps. The moves
 made are recorded in ``applied``, so ``load`` rebuilds the grown shapes before loading the weights.
 """
 
@@ -126,6 +128,8 @@ class NetworkMorphism(StructuralSurgery):
     def on_step(self, agent: BaseAlgorithm) -> None:
         """Check the training return every ``check_freq`` steps; make the next move after a stall."""
         p, state = self.params, self.state(agent)
+        if agent.num_timesteps < state.checked_at:  # a new learn call: its steps restart
+            state.checked_at = 0
         if agent.num_timesteps - state.checked_at < p.check_freq:
             return
         state.checked_at = agent.num_timesteps

@@ -5,12 +5,15 @@ switch to discrete cells.
 Every MLP of the Q network (and its target) keeps its first hidden layer and gets ``repeats``
 :class:`~rlsurgery.nets.cells.SearchCell` s after it. The RL loss on the training batches trains the
 operations' weights (SB3's own update); after every ``arch_every`` updates, :meth:`architecture_step`
-samples a *different* batch from the replay buffer — held out from that update — and steps the
-architecture tensors α of the online cells with their own optimizer (α is never touched by the
-weight optimizer: it has no gradient there). At ``discretize_at`` of the training run each search
-cell becomes the discrete cell of :meth:`final_choice` (online and target alike, each keeping its
-own trained weights of the chosen operations), the choice is recorded in ``chosen`` so that
-``load`` rebuilds the discrete cells, and training goes on with them.
+samples another batch from the replay buffer — a fresh draw, not the update's own batch, though the
+same buffer (not a fixed validation split as in DARTS's image tasks) — and steps the architecture
+tensors α of the online cells with their own optimizer (α is never touched by the weight
+optimizer: it has no gradient there). Each repeated cell has its own α (not one α shared by all
+cells), so repeated cells may end with different genotypes, and every edge keeps one operation
+(DARTS's image cells keep the two strongest inputs of each node). At ``discretize_at`` of the
+training run each search cell becomes the discrete cell of :meth:`final_choice` (online and target
+alike, each keeping its own trained weights of the chosen operations), the choice is recorded in
+``chosen`` so that ``load`` rebuilds the discrete cells, and training goes on with them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param
+from rlsurgery.core.state import transient
 from rlsurgery.core.surgery import Attachment, require_discrete_actions
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.cells import (
@@ -36,7 +40,9 @@ from rlsurgery.nets.cells import (
     search_cells,
 )
 from rlsurgery.nets.mlp import mlp_stacks
+from rlsurgery.nets.modules import set_submodule
 from rlsurgery.nets.surgery import StructuralSurgery
+from rlsurgery.runtime.schedules import run_length
 
 
 @dataclass
@@ -64,6 +70,8 @@ class SupernetParams:
 
 @dataclass
 class SupernetState:
+    optimizer: Any = transient()  # noqa: RUF009
+    """the architecture tensors' optimizer (not saved: it starts again after ``load``)"""
     arch_steps: int = 0
     """architecture steps taken"""
     updates_seen: int = 0
@@ -116,6 +124,23 @@ class SupernetSurgery(StructuralSurgery):
         batch = agent.sample_batch(agent.batch_size)
         return agent.compute_loss(batch)
 
+    def make_optimizer(self, alphas: list[th.Tensor]) -> th.optim.Optimizer:
+        """The optimizer of the architecture tensors (Adam at ``arch_lr``)."""
+        return th.optim.Adam(alphas, lr=self.params.arch_lr)
+
+    def step_architecture(self, agent: BaseAlgorithm, loss_of: Any) -> None:
+        """One optimizer step of the online cells' α on ∂ loss_of() / ∂α (weights untouched)."""
+        cells, state = self.cells(agent), self.state(agent)
+        alphas = [cell.alpha for cell in cells]
+        current = state.optimizer
+        if current is None or [p for g in current.param_groups for p in g["params"]] != alphas:
+            current = state.optimizer = self.make_optimizer(alphas)
+        for cell, grad in zip(cells, self.architecture_gradients(agent, loss_of)):
+            cell.alpha.grad = None if grad is None else grad.detach()
+        current.step()
+        for cell in cells:
+            cell.alpha.grad = None
+
     def architecture_gradients(self, agent: BaseAlgorithm, loss_of: Any) -> list[th.Tensor]:
         """∂ loss_of() / ∂α for every online cell, leaving every weight's ``.grad`` as it was."""
         alphas = [cell.alpha for cell in self.cells(agent)]
@@ -150,8 +175,7 @@ class SupernetSurgery(StructuralSurgery):
 
     def on_step(self, agent: BaseAlgorithm) -> None:
         """Switch to discrete cells at ``discretize_at`` of the run."""
-        total = max(1, int(getattr(agent, "_total_timesteps", 0) or 1))
-        if self.cells(agent) and agent.num_timesteps >= self.params.discretize_at * total:
+        if self.cells(agent) and agent.num_timesteps >= self.params.discretize_at * run_length(agent):
             self.discretize(agent)
 
     def discretize(self, agent: BaseAlgorithm) -> list[list[int]]:
@@ -159,9 +183,9 @@ class SupernetSurgery(StructuralSurgery):
         choices = [self.final_choice(cell) for cell in self.cells(agent)]
 
         def transform(net: nn.Module) -> None:
+            names = {id(m): n for n, m in net.named_modules()}
             for k, cell in enumerate(search_cells(net)):
-                parent, name = _parent_of(net, cell)
-                parent._modules[name] = discretize(cell, choices[k])
+                set_submodule(net, names[id(cell)], discretize(cell, choices[k]))
 
         transform_networks(agent, transform, copy_targets=False)
         self.record_choice(agent, "chosen", choices)
@@ -169,11 +193,3 @@ class SupernetSurgery(StructuralSurgery):
         if getattr(agent, "_logger", None) is not None:
             agent.logger.record("train/nas_discretized_at", agent.num_timesteps)
         return choices
-
-
-def _parent_of(root: nn.Module, child: nn.Module) -> tuple[nn.Module, str]:
-    for module in root.modules():
-        for name, sub in module._modules.items():
-            if sub is child:
-                return module, name
-    raise ValueError("the module is not inside the network")

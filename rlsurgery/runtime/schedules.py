@@ -148,3 +148,9 @@ def triangular_factor(step: int, half_cycle: int, min_factor: float, halve: bool
     x = abs(step / half_cycle - 2 * cycle - 1)
     amplitude = (1 - min_factor) * (0.5**cycle if halve else 1.0)
     return min_factor + amplitude * max(0.0, 1 - x)
+
+
+def run_length(agent: Any) -> int:
+    """The env steps at which the agent's current ``learn`` call ends (at least 1): what schedules
+    defined as fractions of "the training run" read."""
+    return max(1, int(getattr(agent, "_total_timesteps", 0) or 1))

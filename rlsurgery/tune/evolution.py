@@ -32,8 +32,9 @@ MUTATED_ATTR = "evolution:mutated"
 
 
 def population(trials: Sequence[FrozenTrial], size: int) -> list[FrozenTrial]:
-    """The ``size`` most recently finished trials (by trial number), oldest first."""
-    finished = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+    """The ``size`` most recently finished trials (by completion time, then number), oldest first."""
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    finished.sort(key=lambda t: (t.datetime_complete is None, t.datetime_complete or 0, t.number))
     return finished[-size:]
 
 

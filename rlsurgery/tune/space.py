@@ -450,14 +450,36 @@ def load_space(path: str | Path, recipe: str | Path, env_id: str | None = None) 
 
 
 def _check_builds(space: SearchSpace, recipe: str | Path, env_id: str, fail: Any) -> None:
-    """Build the recipe's agent for ``env_id`` with each searched surgery alone (first values)."""
+    """Build the recipe's agent for ``env_id`` with each searched surgery alone (first values), and
+    with the architecture's first choices."""
     resolved_recipe = load_recipe(recipe)
-    small = {"buffer_size": 1_000} if "buffer_size" in resolved_recipe.resolve(env_id).kwargs else {}
+    defaults = resolved_recipe.resolve(env_id).kwargs
+    small = {"buffer_size": 1_000} if "buffer_size" in defaults else {}
+    small.update({k: v for k, v in space.hyperparams.items() if not isinstance(v, Dimension)})
+    tries = []
     for key, params in space.surgeries.items():
         values = {p: v.ends()[0] if isinstance(v, Dimension) else v for p, v in params.items()}
+        tries.append((("surgeries", key), key, [{"key": key, **values}], {}))
+    if space.architecture:
+        first = {name.split(".", 1)[1]: d.choices[0] for name, d in space.architecture.items()}
+        net_arch, specs = architecture_changes(first)
+        extra = (
+            {}
+            if net_arch is None
+            else {
+                "policy_kwargs": {
+                    **(small.get("policy_kwargs", defaults.get("policy_kwargs")) or {}),
+                    "net_arch": net_arch,
+                }
+            }
+        )
+        tries.append(
+            (("architecture",), "the architecture", [{"key": s.key, **s.params} for s in specs], extra)
+        )
+    for where, key, surgeries, extra in tries:
         try:
             resolved = resolved_recipe.resolve(
-                env_id, surgeries=[{"key": key, **values}], seed=0, device="cpu", verbose=0, **small
+                env_id, surgeries=surgeries, seed=0, device="cpu", verbose=0, **{**small, **extra}
             )
             env = resolved.make_env(seed=0)
             try:
@@ -466,7 +488,7 @@ def _check_builds(space: SearchSpace, recipe: str | Path, env_id: str, fail: Any
                 env.close()
         except SurgeryError as exc:
             raise fail(
-                f"{key} cannot be used with {resolved_recipe.name} on {env_id}: {exc}", "surgeries", key
+                f"{key} cannot be used with {resolved_recipe.name} on {env_id}: {exc}", *where
             ) from None
 
 

@@ -239,7 +239,7 @@ def test_bagging_refusals_name_the_surgery_and_the_reason():
     with pytest.raises(IncompatibleSurgeryError, match="bagging"):
         SurgicalDQN("MlpPolicy", "CartPole-v1", surgeries=["bagging", "distributional_rl"])
     with pytest.raises(
-        IncompatibleSurgeryError, match=r"bagging: cannot build the heads: .*fewer than shared_layers"
+        IncompatibleSurgeryError, match=r"bagging: cannot build the members: .*fewer than shared_layers"
     ):
         bootstrapped("bagging:shared_layers=2")
     with pytest.raises(IncompatibleSurgeryError, match="bagging: needs a discrete action space"):

@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import pytest
 import torch as th
+from stable_baselines3 import DQN
 from stable_baselines3.common.callbacks import BaseCallback
 
 from rlsurgery import SurgicalDQN, SurgicalPPO
@@ -79,6 +80,10 @@ def check_snapshots_are_taken_at_the_cycle_ends_and_act_together():
     np.testing.assert_array_equal(actions, expected.argmax(dim=1).numpy())
     current = model.q_net(th.as_tensor(obs)).argmax(dim=1).numpy()
     assert (current != actions).any()  # the ensemble, not the network being trained, decides
+    np.random.seed(3)  # collecting stays DQN's ε-greedy on the network being trained
+    explored, _ = model.predict(obs[:64], deterministic=False)
+    np.random.seed(3)
+    np.testing.assert_array_equal(explored, DQN.predict(model, obs[:64], deterministic=False)[0])
 
 
 def test_snapshots_are_taken_at_the_cycle_ends_and_act_together():
@@ -101,20 +106,23 @@ def test_the_snapshot_proof_fails_when_broken(breakage):
 
 
 def check_fge_collects_at_each_cycle_middle():
-    # t₀ = 100, c = 20: collections at 110, 130, 150, 170, 190; the latest three kept
+    # t₀ = 100, c = 20: the lowest rate's updates at 110, 130, …, 190; each collected right after it
     model, recorder = trained(
         "fast_geometric_ensembling:cycle_steps=20,start_fraction=0.5,n_models=3,min_factor=0.1"
     )
-    assert sorted(model.policy.snapshot_bank.taken_at.tolist()) == [150, 170, 190]
+    taken = sorted(model.policy.snapshot_bank.taken_at.tolist())
+    assert taken == [151, 171, 191]  # the latest three kept
+    for t in taken:
+        assert recorder.rates[t] == pytest.approx(LR * 0.1)  # the last update before it: the lowest rate
     check_rates(recorder, lambda t: 1.0 if t < 100 else geometric_factor((t - 100) % 20, 20, 0.1))
     obs = observations()
-    expected = reference_values(model, [recorder.weights[s] for s in (150, 170, 190)], th.as_tensor(obs))
+    expected = reference_values(model, [recorder.weights[s] for s in taken], th.as_tensor(obs))
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], expected.argmax(dim=1).numpy())
     # the averaged variant: the mean of the weights of all five collections acts
     swa, recorder = trained("fast_geometric_ensembling:cycle_steps=20,start_fraction=0.5,variant=swa")
     average = swa.policy.snapshot_bank.average
     assert int(average.n_averaged) == 5
-    states = [recorder.weights[s] for s in (110, 130, 150, 170, 190)]
+    states = [recorder.weights[s] for s in (111, 131, 151, 171, 191)]
     for name, value in average.module.state_dict().items():
         th.testing.assert_close(value, sum(s[name] for s in states) / 5)
     mean_net = copy.deepcopy(swa.q_net)
@@ -185,3 +193,11 @@ def test_an_empty_bank_leaves_greedy_actions_to_the_network_being_trained():
 def test_refusals(make, match):
     with pytest.raises(SurgeryError, match=match):
         make()
+
+
+def test_a_second_learn_call_goes_on_collecting():
+    model, _ = trained("snapshot_ensembling:n_snapshots=3,cycle_steps=50")  # snapshots at 100, 150, 200 kept
+    bank = model.policy.snapshot_bank
+    model.learn(100)  # steps restart at 0: its cycles end at 50 and 100
+    newest = [int(bank.taken_at[k]) for k in bank.filled]
+    assert newest == [200, 50, 100]  # oldest first: the first call's last, then this call's two

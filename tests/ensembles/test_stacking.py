@@ -12,7 +12,7 @@ from rlsurgery.nets import mixture
 from tests.breakage import assert_proof_fails_when, replaced
 
 
-def stacked(spec: str = "stacking:n_members=3", steps: int = 300) -> SurgicalDQN:
+def stacked(spec: str = "stacking:n_members=3", steps: int = 250) -> SurgicalDQN:  # target lags (sync: 100)
     model = SurgicalDQN(
         "MlpPolicy", "CartPole-v1", surgeries=[spec], seed=0, learning_starts=0, train_freq=1,
         batch_size=32, target_update_interval=100, policy_kwargs=dict(net_arch=[16]),

@@ -103,10 +103,19 @@ def check_darts():
     assert cell.alpha.grad is None
     model.policy.optimizer.step()
     th.testing.assert_close(cell.alpha.detach(), alpha)
-    # the architecture step moves α only
+    # the architecture step moves α only, downhill on the held-out loss (a fixed batch here, and a
+    # fresh Adam, whose first step is −lr · sign(∂L/∂α))
+    held_out = model.sample_batch(64)
+    surgery.held_out_loss = lambda agent: agent.compute_loss(held_out)
+    surgery.state(model).optimizer = th.optim.Adam([cell.alpha], lr=0.01)  # fresh, without weight decay
+    cell.alpha.requires_grad_(True)
+    (grad,) = th.autograd.grad(model.compute_loss(held_out), [cell.alpha])
+    cell.alpha.requires_grad_(False)
     before = weights_of(model.q_net)
     surgery.architecture_step(model)
-    assert not th.equal(cell.alpha.detach(), alpha)
+    step = cell.alpha.detach() - alpha
+    assert float((step * grad).sum()) < 0  # a descent step
+    assert bool((step.sign() == -grad.sign())[grad.abs() > 1e-7].all())
     for name, value in weights_of(model.q_net).items():
         th.testing.assert_close(value, before[name])
     # discretization keeps the argmax operations (zero left out) and their trained weights
@@ -143,6 +152,11 @@ def test_darts_steps_alpha_on_held_out_batches_and_keeps_the_argmax():
     "breakage",
     [
         replaced(darts.Darts, "architecture_step", lambda self, agent: None),
+        replaced(  # uphill
+            darts.Darts,
+            "architecture_step",
+            lambda self, agent: self.step_architecture(agent, lambda: -self.held_out_loss(agent)),
+        ),
         replaced(darts, "argmax_genotype", lambda cell: cell.alpha.detach().argmin(dim=1).tolist()),
         replaced(
             supernet,
@@ -150,7 +164,7 @@ def test_darts_steps_alpha_on_held_out_batches_and_keeps_the_argmax():
             lambda cell, choice: Cell(cell.width, [cell.candidates[c] for c in choice], cell.nodes),
         ),  # fresh weights
     ],
-    ids=["no-architecture-step", "argmin", "weights-dropped"],
+    ids=["no-architecture-step", "uphill", "argmin", "weights-dropped"],
 )
 def test_the_darts_proof_fails_when_broken(breakage):
     assert_proof_fails_when(breakage, check_darts)

@@ -6,6 +6,7 @@ import torch as th
 from rlsurgery import SurgicalDQN, SurgicalPPO
 from rlsurgery.core.errors import SurgeryError
 from rlsurgery.nas import network_morphism
+from rlsurgery.nets.mlp import mlp_stacks
 from rlsurgery.nets.modules import fresh_copy
 from tests.breakage import assert_proof_fails_when, replaced
 
@@ -14,7 +15,7 @@ def stalling_dqn(spec: str) -> SurgicalDQN:
     """A DQN that never updates (learning_starts beyond the run): its return cannot improve for long."""
     return SurgicalDQN(
         "MlpPolicy", "CartPole-v1", surgeries=[spec], seed=0, learning_starts=10**6,
-        policy_kwargs=dict(net_arch=[8, 8]),
+        target_update_interval=100, policy_kwargs=dict(net_arch=[8, 8]),  # a shape mismatch would fail the sync
     )  # fmt: skip
 
 
@@ -34,6 +35,8 @@ def check_a_stalled_agent_grows_and_computes_the_same():
     assert [m for _, m, _ in surgery.state(model).history] == ["widen", "deepen", "widen"]
     (stack,) = surgery.stacks(model)
     assert stack.widths == [18, 18, 18]  # 8 -> 12 -> (an identity layer of 12) -> 18
+    target_stacks = [s for s in mlp_stacks(model.q_net_target)]
+    assert [s.widths for s in target_stacks] == [[18, 18, 18]]  # the target grew the same way
     assert n_params(model.q_net) > 3 * size
     with th.no_grad():
         th.testing.assert_close(model.q_net(obs), before, rtol=1e-5, atol=1e-5)  # the same function

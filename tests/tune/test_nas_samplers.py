@@ -66,6 +66,12 @@ def check_evolution():
     assert [m.number for m in members] == list(range(40 - p, 40))
     best_early = max(trials[:p], key=lambda t: t.value)
     assert best_early.number not in {m.number for m in members}
+    # tournaments of S = 3 out of P = 8: parents are often not the population's best
+    not_best = 0
+    for t in trials[p:]:
+        latest = trials[t.number - p : t.number]
+        not_best += t.system_attrs[PARENT_ATTR] != max(latest, key=lambda m: m.value).number
+    assert not_best >= 5
     # the best early trial was a parent while it was young, and never after it aged out
     parents = [t.system_attrs[PARENT_ATTR] for t in trials[p:]]
     assert all(t_number - parent <= p for t_number, parent in zip(range(p, 40), parents))
@@ -91,8 +97,11 @@ def fittest(trials, size):  # a genetic algorithm's population: the best, not th
         replaced(
             evolution.RegularizedEvolutionSampler, "sample_relative", lambda self, study, trial, space: {}
         ),  # random search
+        replaced(
+            evolution, "tournament", lambda members, size, maximize, rng: max(members, key=lambda t: t.value)
+        ),
     ],
-    ids=["fittest-survive", "no-mutation", "random-draws"],
+    ids=["fittest-survive", "no-mutation", "random-draws", "whole-population-tournament"],
 )
 def test_the_evolution_proof_fails_when_broken(breakage):
     assert_proof_fails_when(breakage, check_evolution)
@@ -241,3 +250,16 @@ def test_a_searched_cell_is_one_choice_per_edge(tmp_path):
         load_space(write(tmp_path, "architecture:\n  cell: [linear_relu, conv3x3]\n"), "dqn")
     with pytest.raises(TuneError, match="give 'cell'"):
         load_space(write(tmp_path, "architecture:\n  repeats: [1, 2]\n"), "dqn")
+
+
+def test_an_architecture_that_cannot_build_fails_before_any_trial(tmp_path):
+    from rlsurgery.tune import TuneSettings, tune
+
+    # cells keep one hidden width, and the space fixes a net_arch of two widths
+    text = "hyperparams:\n  policy_kwargs: {net_arch: [64, 32]}\narchitecture:\n  cell: [linear_relu, identity]\n"
+    settings = TuneSettings("ppo", "CartPole-v1", str(write(tmp_path, text)), str(tmp_path / "out"), trials=1)
+    with pytest.raises(
+        TuneError, match=r"space.yaml:[34]: the architecture cannot be used with ppo .*widths"
+    ):
+        tune(settings)
+    assert not (tmp_path / "out" / "tune.db").exists()

@@ -3,7 +3,8 @@
 :class:`~rlsurgery.tune.evolution.RegularizedEvolutionSampler`)::
 
     population = the P latest finished trials; parent = best of S drawn from it;
-    child = parent with one of depth, width, activation, normalization, skip, dropout changed
+    child = parent with one of depth, width, activation, normalization, skip, dropout, a cell
+            edge or repeats changed
 """
 
 from __future__ import annotations

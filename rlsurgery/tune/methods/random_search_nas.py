@@ -3,7 +3,8 @@ the space) independently of earlier results (Optuna's ``RandomSampler``). Li & T
 "Random Search and Reproducibility for Neural Architecture Search", https://arxiv.org/abs/1902.07638,
 found it a strong baseline that NAS methods must beat::
 
-    depth, width, activation, normalization, skip, dropout ~ uniform over their choices
+    depth, width, activation, normalization, skip, dropout, each cell edge, repeats ~ uniform over
+    their choices
 """
 
 from __future__ import annotations
