@@ -538,9 +538,9 @@ def search_key(settings: TuneSettings) -> dict[str, Any]:
         k: getattr(settings, k) for k in ("recipe", "env_id", "sampler", "metric", "seeds_per_trial", "steps")
     }
     data = yaml.safe_load(Path(settings.space).read_text(encoding="utf-8")) or {}
-    key["space"] = {
-        k: data.get(k) for k in ("hyperparams", "surgeries", "switch")
-    }  # a tune file's settings may change
+    key["space"] = {k: data.get(k) for k in ("hyperparams", "surgeries", "switch")}  # not the settings
+    if "architecture" in data:  # (only when given: the stores of tunes without one keep their key)
+        key["space"]["architecture"] = data["architecture"]
     return key
 
 
