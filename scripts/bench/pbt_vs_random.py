@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             summary = tune(settings)
             print(
-                f"{method} rep {rep}: best {summary['best']['value']:.1f}, {time.perf_counter() - start:.0f} s"
+                f"{method} rep {rep}: best {summary['best']['value']:.1f}, "
+                f"{time.perf_counter() - start:.0f} s"
             )
 
 
@@ -94,7 +95,8 @@ def final(args: argparse.Namespace) -> None:
         rows = {r["variant"]: r for r in check["tables"]["per_env"]}
         improvement = check["tables"]["improvement"][0]
         print(
-            f"{method}: best {best['best']['config']['hyperparams']} (tuning value {best['best']['value']:.1f}); "
+            f"{method}: best {best['best']['config']['hyperparams']} "
+            f"(tuning value {best['best']['value']:.1f}); "
             f"fresh seeds: tuned {rows['tuned']['mean']:.1f} vs defaults {rows['defaults']['mean']:.1f}, "
             f"P(tuned > defaults) = {improvement['probability']:.2f} "
             f"[{improvement['probability_low']:.2f}, {improvement['probability_high']:.2f}]",
