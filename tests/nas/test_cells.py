@@ -72,6 +72,7 @@ def test_the_cell_proof_fails_when_broken(breakage):
     assert_proof_fails_when(breakage, check_the_cell_computes_its_genotype_and_repeats)
 
 
+@pytest.mark.slow
 def test_actor_critic_networks_get_cells_too():
     model = SurgicalPPO(
         "MlpPolicy",

@@ -205,6 +205,7 @@ def test_a_space_file_with_an_architecture_loads(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_an_evolution_tune_ends_with_a_recipe_of_its_best_architecture(tmp_path, capsys):
     import json
 
