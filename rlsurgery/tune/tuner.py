@@ -296,15 +296,29 @@ def _requeue_lost_trials(study: Any, settings: TuneSettings) -> int:
     return len(lost)
 
 
-def _finished(study: Any) -> int:
+def _finished(study: Any, trained_only: bool = False) -> int:
+    """Finished (complete or pruned) trials; ``trained_only``: not counting the twins that reused an
+    earlier trial's result."""
     import optuna
 
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return len(study.get_trials(deepcopy=False, states=states))
+    trials = study.get_trials(deepcopy=False, states=states)
+    return sum(not (trained_only and "duplicate_of" in t.user_attrs) for t in trials)
+
+
+def _stop_at(trials: int, trained_only: bool) -> Any:
+    """Optuna callback: stop once ``trials`` trials finished (see :func:`_finished`)."""
+
+    def stop(study: Any, trial: Any) -> None:
+        if _finished(study, trained_only) >= trials:
+            study.stop()
+
+    return stop
 
 
 def _work(task: tuple[dict[str, Any], int]) -> None:
-    """Worker ``index``: trials until the study has ``trials`` finished ones (or the grid is done).
+    """Worker ``index``: trials until the study has ``trials`` finished ones (a grid: trained ones), or
+    the grid is done.
 
     Each worker's sampler is seeded with ``seed + 7919 · index +`` the trials already stored, so
     workers do not suggest the same points, and a resumed tune does not repeat its first ones."""
@@ -324,9 +338,11 @@ def _work(task: tuple[dict[str, Any], int]) -> None:
         pruner=make_pruner(settings.pruner, space, budget),
     )
     objective = trial_objective(settings.recipe, settings.env_id, space, settings.tuning_seeds(), budget)
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    stop = optuna.study.MaxTrialsCallback(settings.trials, states=states)
-    if _finished(study) < settings.trials:
+    # a grid's parallel workers can draw the same point (a race in Optuna's GridSampler): those twins
+    # cost nothing and do not use up the budget, so the grid is covered (the sampler stops at its end)
+    grid = search_method(settings.sampler, "sampler").key == "grid_search"
+    stop = _stop_at(settings.trials, trained_only=grid)
+    if _finished(study, trained_only=grid) < settings.trials:
         study.optimize(
             objective, callbacks=[stop, _stop_on_failures], catch=(Exception,), gc_after_trial=True
         )

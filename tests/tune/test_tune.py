@@ -517,3 +517,21 @@ def test_a_bad_tune_file_setting_names_its_line(tmp_path, setting, match):
 
     with pytest.raises(TuneError, match=rf"tune.yaml:3: .*{match}"):
         load_tune_file(path)
+
+
+def test_a_grid_budget_counts_trained_points_only():
+    from rlsurgery.tune.tuner import _finished, _stop_at
+
+    study = optuna.create_study(direction="maximize")
+    for number, twin in enumerate((False, True, False)):
+        trial = study.ask()
+        if twin:
+            trial.set_user_attr("duplicate_of", number - 1)
+        study.tell(trial, 1.0)
+    assert (_finished(study), _finished(study, trained_only=True)) == (3, 2)
+    stopped = []
+    study.stop = lambda: stopped.append(True)  # what the callback calls
+    _stop_at(3, trained_only=True)(study, study.trials[-1])
+    assert not stopped  # two points trained of three: the grid goes on
+    _stop_at(3, trained_only=False)(study, study.trials[-1])
+    assert stopped
