@@ -29,11 +29,21 @@ EXPERT_TEACHER_KEYS = (
 #: distillation keys whose teacher must have the student's network (self-distillation, conv attention maps)
 CHECKPOINT_TEACHER_KEYS = ("self_distillation", "attention_transfer")
 
+#: transfer keys (section 8): their source must be the same network as the agent
+TRANSFER_KEYS = (
+    "feature_extraction",
+    "full_fine_tuning",
+    "gradual_unfreezing",
+    "discriminative_fine_tuning",
+    "head_replacement",
+)
+
 #: key -> the parameters it cannot run without (spec text, with placeholders)
 REQUIRED_PARAMS: dict[str, str] = {
     "behavior_cloning": "expert={expert}",
     "dagger": "expert={expert}",
     "pre_training_initialization": "source={checkpoint}",
+    **{key: "source={checkpoint}" for key in TRANSFER_KEYS},
     "curriculum_learning": "stages=[{length: 0.4}, {length: 0.5}]",
     **{key: "teacher={expert}" for key in EXPERT_TEACHER_KEYS},
     **{key: "teacher={checkpoint}" for key in CHECKPOINT_TEACHER_KEYS},

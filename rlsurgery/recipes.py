@@ -114,6 +114,8 @@ class Recipe:
         specs = [s for s in _merge_specs(specs, extra) if s.key not in remove]
         if unknown_removed:
             raise RecipeError(f"{self.name}: cannot remove {sorted(unknown_removed)}: not in the recipe")
+        if overrides.get("env_kwargs"):  # given env arguments go over the recipe's, key by key
+            overrides["env_kwargs"] = {**(settings.get("env_kwargs") or {}), **overrides["env_kwargs"]}
         settings.update(overrides)
         settings = check_hyperparams(self.algorithm, settings, f"{self.name} ({env_id})", RecipeError)
         run = {k: settings.pop(k) for k in ("n_timesteps", "n_envs", "policy", "env_kwargs") if k in settings}

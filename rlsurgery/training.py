@@ -161,6 +161,8 @@ def train_run(
         )
     if explore:
         extra["explore"] = list(explore)
+    if env_kwargs:  # before the recipe picks a default policy: some envs need their arguments to be made
+        extra["env_kwargs"] = {**(extra.get("env_kwargs") or {}), **dict(env_kwargs)}
     resolved = load_recipe(recipe).resolve(
         env_id, surgeries=surgeries, seed=seed, device=device, verbose=verbose, **extra
     )

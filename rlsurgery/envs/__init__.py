@@ -5,6 +5,8 @@ before anything is trained.
 * ``rlsurgery/DeepSea-v0``: :class:`~rlsurgery.envs.deep_sea.DeepSeaEnv` (kwargs ``size``, ...)
 * ``rlsurgery/Chain-v0``: :class:`~rlsurgery.envs.chain.ChainEnv` (kwargs ``n_states``, ``horizon``, ...)
 * ``rlsurgery/BitFlip-v0``: :class:`~rlsurgery.envs.bit_flip.BitFlipEnv` (kwargs ``n_bits``, ``continuous``)
+* ``rlsurgery/CartPole-v1``, ``rlsurgery/Shifted-v0``, ``rlsurgery/Permuted-v0``: task families
+  (:mod:`rlsurgery.envs.variants`: CartPole's physics as kwargs, a shifted sensor, permuted tasks)
 
 MinAtar ids (``MinAtar/Breakout-v1``, ...) are registered on demand when the ``minatar``
 extra is installed; other ids must already be registered in Gymnasium.
@@ -27,6 +29,21 @@ OWN_ENVS = {
     "rlsurgery/BitFlip-v0": "rlsurgery.envs.bit_flip:BitFlipEnv",
 }
 for _env_id, _entry_point in OWN_ENVS.items():
+    if _env_id not in gym.registry:
+        gym.register(_env_id, entry_point=_entry_point)
+#: task families (:mod:`rlsurgery.envs.variants`): a CartPole of other physics, any env through a
+#: shifted sensor or a fixed permutation
+if "rlsurgery/CartPole-v1" not in gym.registry:
+    gym.register(
+        "rlsurgery/CartPole-v1",
+        entry_point="rlsurgery.envs.variants:CartPoleVariantEnv",
+        max_episode_steps=500,
+        reward_threshold=475.0,
+    )
+for _env_id, _entry_point in (
+    ("rlsurgery/Shifted-v0", "rlsurgery.envs.variants:make_shifted"),
+    ("rlsurgery/Permuted-v0", "rlsurgery.envs.variants:make_permuted"),
+):
     if _env_id not in gym.registry:
         gym.register(_env_id, entry_point=_entry_point)
 

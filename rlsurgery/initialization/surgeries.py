@@ -33,6 +33,7 @@ from rlsurgery.nets.data import layer_outputs, sample_observations
 from rlsurgery.nets.layout import target_pairs
 from rlsurgery.nets.masks import prunable_layers
 from rlsurgery.nets.step_hooks import optimizers_by_role
+from rlsurgery.nets.transfer import copy_policy_weights
 from rlsurgery.zoo import is_model_source
 
 
@@ -133,17 +134,6 @@ class OrthogonalInitialization(InitializationSurgery):
         nn.init.orthogonal_(weight, gain=self.params.gain)
 
 
-def unmasked_tensors(state: dict[str, th.Tensor]) -> dict[str, th.Tensor]:
-    """A state dict with its pruned layers seen as plain ones: ``X`` = ``X_orig * X_mask``."""
-    plain = {name: t for name, t in state.items() if not name.endswith(("_orig", "_mask"))}
-    for name, t in state.items():
-        if name.endswith("_orig"):
-            base = name[: -len("_orig")]
-            mask = state.get(base + "_mask")
-            plain[base] = t if mask is None else t * mask
-    return plain
-
-
 @dataclass
 class PreTrainingParams:
     source: str = param(doc="a saved model (.zip) whose weights are copied where name and shape match")
@@ -193,24 +183,8 @@ class PreTrainingInitialization(Surgery):
         effective weight ``weight_orig * weight_mask`` to an unmasked target.
         """
         source = load_saved_model(self.params.source).policy.state_dict()
-        target = agent.policy.state_dict()
-        unmasked = unmasked_tensors(source)
-        report: dict[str, list[str]] = {"copied": [], "shape_mismatch": [], "missing_in_source": []}
-        updated = {}
-        for name, tensor in target.items():
-            found = source.get(name)
-            if found is None and name.endswith("_mask") and name[: -len("_mask")] + "_orig" in target:
-                continue  # the target's own pruning mask: kept as it is
-            if found is None:
-                found = unmasked.get(name.removesuffix("_orig"))
-            if found is None:
-                report["missing_in_source"].append(name)
-            elif found.shape != tensor.shape:
-                report["shape_mismatch"].append(name)
-            else:
-                updated[name] = found.to(tensor.device, tensor.dtype)
-                report["copied"].append(name)
-        agent.policy.load_state_dict(updated, strict=False)
+        report = copy_policy_weights(agent.policy, source)
+        report = {k: report[k] for k in ("copied", "shape_mismatch", "missing_in_source")}
         if report["missing_in_source"] or report["shape_mismatch"]:
             warnings.warn(
                 f"{self.key}: {len(report['copied'])} tensors copied from {self.params.source}; not copied: "
