@@ -29,6 +29,7 @@ from rlsurgery.export import export
 from rlsurgery.io import load
 from rlsurgery.operate import last_report, operate
 from rlsurgery.recipes import load_recipe, make
+from rlsurgery.runtime.tasks import Task, switch_task, train_sequence
 
 __version__ = "0.1.0"
 
@@ -47,6 +48,7 @@ __all__ = [
     "SurgicalSAC",
     "SurgicalTD3",
     "SurgicalTRPO",
+    "Task",
     "UnknownSurgeryError",
     "UntrustedModelError",
     "__version__",
@@ -60,5 +62,7 @@ __all__ = [
     "operate",
     "parse_spec",
     "surgical",
+    "switch_task",
+    "train_sequence",
     "trusted_zips",
 ]

@@ -304,6 +304,7 @@ def inspect_model(path: str) -> dict[str, Any]:
             else {}
         ),
         **sb3_loading(data),  # loads_in_sb3; needs_rlsurgery: the surgeries plain SB3 cannot build
+        **({"task_log": data["rls_task_log"]} if data.get("rls_task_log") else {}),  # task switches
         "surgery_log": surgery_log_of(data),
     }
 
@@ -427,7 +428,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         _print_json(info)
         return 0
     for key, value in info.items():
-        if key != "surgery_log":
+        if key == "task_log":
+            value = "; ".join(f"task {r['from']} → {r['task']} at step {r['step']}" for r in value)
+            print(f"{'task switches':<20} {value}")
+        elif key != "surgery_log":
             print(f"{key:<20} {value}")
     log = info["surgery_log"]
     print(f"{'surgeries':<20} {len(log)}")

@@ -98,8 +98,8 @@ class AffineObservation(gym.ObservationWrapper):
     """A miscalibrated sensor: ``o' = scale ⊙ o + offset + ε``, ε ~ N(0, noise_std²) per entry and step.
 
     The noise is drawn from a generator seeded with ``noise_seed`` and reseeded from ``reset(seed=)``,
-    so a seeded run sees the same noise. The bounds of the observation space are mapped the same way
-    (infinite where there is noise).
+    so a seeded run sees the same noise. The observation space is unbounded, whatever the calibration,
+    so that every task of a sequence of shifted sensors has the same space.
     """
 
     def __init__(
@@ -120,13 +120,9 @@ class AffineObservation(gym.ObservationWrapper):
             raise ValueError(f"noise_std must be >= 0 (got {noise_std!r})")
         self.noise_seed = int(noise_seed)
         self._noise = np.random.default_rng(self.noise_seed)
-        with np.errstate(invalid="ignore"):  # 0 · inf: a zero scale maps an unbounded entry to the offset
-            ends = np.stack([self.scale * space.low, self.scale * space.high])
-        ends = np.nan_to_num(ends, nan=0.0, posinf=np.inf, neginf=-np.inf) + self.offset
-        low, high = ends.min(axis=0), ends.max(axis=0)
-        noisy = self.noise_std > 0
-        low[noisy], high[noisy] = -np.inf, np.inf
-        self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        # unbounded: every sensor calibration of a sequence of shifted tasks has the same space (SB3's
+        # set_env requires it), and noise is unbounded anyway
+        self.observation_space = spaces.Box(-np.inf, np.inf, space.shape, dtype=np.float32)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -149,17 +145,20 @@ def task_permutation(task: int, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class PermutedObservation(gym.ObservationWrapper):
-    """A permuted task: ``o'_i = s_i · o_{π(i)}`` with a fixed permutation π and signs s of ``task``."""
+    """A permuted task: ``o'_i = s_i · o_{π(i)}`` with a fixed permutation π and signs s of ``task``.
+
+    The observation space is ``[−b, b]`` in every entry, b the largest bound of the env's space, so that
+    all permuted tasks of one env share a space.
+    """
 
     def __init__(self, env: gym.Env, task: int = 0, flip_signs: bool = True) -> None:
         super().__init__(env)
         space = _flat_box(env, "PermutedObservation")
         self.permutation, signs = task_permutation(task, space.shape[0])
         self.signs = signs if flip_signs else np.ones_like(signs)
-        low, high = space.low[self.permutation], space.high[self.permutation]
-        flipped = self.signs < 0
-        low, high = np.where(flipped, -high, low), np.where(flipped, -low, high)
-        self.observation_space = spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        # one space for every task of the family (SB3's set_env requires it): ±max |bound|
+        bound = np.max(np.abs(np.concatenate([space.low, space.high])))
+        self.observation_space = spaces.Box(-bound, bound, space.shape, dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return (self.signs * observation[self.permutation]).astype(np.float32)

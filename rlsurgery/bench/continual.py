@@ -1,0 +1,115 @@
+"""Continual-learning metrics of a task sequence, as Continual World defines them.
+
+Wołczyk et al. 2021, "Continual World: A Robotic Benchmark For Continual Reinforcement Learning",
+https://arxiv.org/abs/2105.10919, section 3. N tasks are trained in order, task i during
+[(i−1)Δ_i, iΔ_i); p_j(t) is the performance on task j at step t, here the return normalized per task,
+(R − R_random) / (R_reference − R_random) (Continual World uses success rates, which lie in [0, 1];
+normalized returns are not clipped). With T the end of the sequence::
+
+    average performance   P = (1/N) Σ_j p_j(T)
+    forgetting            F_i = p_i(end of task i) − p_i(T),           F = (1/N) Σ_i F_i   (F_N = 0)
+    forward transfer      FT_i = (AUC_i − AUC_i^b) / (1 − AUC_i^b),     FT = (1/N) Σ_i FT_i
+                          AUC_i = (1/Δ_i) ∫ p_i(t) dt over task i's own training span,
+                          AUC_i^b the same for a reference agent trained on task i alone from scratch
+
+Integrals are trapezoids over the evaluations, the span's start included when it was evaluated (the
+end of the previous task), else from its first evaluation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def normalized(
+    returns: np.ndarray, random_scores: Sequence[float], reference_scores: Sequence[float]
+) -> np.ndarray:
+    """Returns on task j (last axis) mapped to (R − random_j) / (reference_j − random_j)."""
+    random_scores = np.asarray(random_scores, dtype=float)
+    span = np.asarray(reference_scores, dtype=float) - random_scores
+    if np.any(span == 0):
+        raise ValueError("each task's reference score must differ from its random score")
+    return (np.asarray(returns, dtype=float) - random_scores) / span
+
+
+def average_performance(matrix: np.ndarray) -> float:
+    """P: the mean over tasks of the performance after the last task (the matrix's last row)."""
+    return float(np.mean(np.asarray(matrix, dtype=float)[-1]))
+
+
+def forgetting(matrix: np.ndarray) -> np.ndarray:
+    """F_i = p_i(end of task i) − p_i(T) for each task (the last is 0): diagonal minus last row."""
+    matrix = np.asarray(matrix, dtype=float)
+    return np.diag(matrix) - matrix[-1]
+
+
+def span_auc(steps: Sequence[int], values: Sequence[float], start: int, end: int) -> float:
+    """(1/(end − start)) ∫ p dt over [start, end] by trapezoids over the evaluations inside it."""
+    steps_arr, values_arr = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    inside = (steps_arr >= start) & (steps_arr <= end)
+    x, y = steps_arr[inside], values_arr[inside]
+    if len(x) == 0:
+        raise ValueError(f"no evaluation between steps {start} and {end}")
+    if len(x) == 1:
+        return float(y[0])
+    area = np.sum((y[1:] + y[:-1]) / 2 * np.diff(x))  # trapezoids (numpy < 2 has no np.trapezoid)
+    return float(area / (x[-1] - x[0]))
+
+
+def forward_transfer(auc: float, reference_auc: float) -> float:
+    """FT_i = (AUC_i − AUC_i^b) / (1 − AUC_i^b); NaN where the reference reaches 1 (nothing to gain)."""
+    if reference_auc >= 1.0 - 1e-9:
+        return float("nan")
+    return (auc - reference_auc) / (1.0 - reference_auc)
+
+
+@dataclass
+class ContinualMetrics:
+    """The metrics of one agent's run through a sequence (normalized performances)."""
+
+    matrix: np.ndarray
+    """p[i, j]: performance on task j after training task i"""
+    average_performance: float
+    forgetting: float
+    forgetting_per_task: list[float]
+    auc_per_task: list[float]
+    forward_transfer: float | None = None
+    forward_transfer_per_task: list[float] | None = None
+
+
+def sequence_metrics(
+    curve_steps: Sequence[int],
+    curves: np.ndarray,
+    boundaries: Sequence[int],
+    reference_aucs: Sequence[float] | None = None,
+) -> ContinualMetrics:
+    """The Continual World metrics from one run's normalized curves.
+
+    :param curve_steps: the env step of each evaluation
+    :param curves: performance on every task (columns) at each evaluation (rows)
+    :param boundaries: the env step at which each task's training ended
+    :param reference_aucs: AUC_i^b of a single-task reference per task (for forward transfer)
+    """
+    curves = np.asarray(curves, dtype=float)
+    rows = [list(curve_steps).index(b) for b in boundaries]
+    matrix = curves[rows]
+    starts = [0, *boundaries[:-1]]
+    aucs = [span_auc(curve_steps, curves[:, i], starts[i], boundaries[i]) for i in range(len(boundaries))]
+    f = forgetting(matrix)
+    metrics = ContinualMetrics(
+        matrix=matrix,
+        average_performance=average_performance(matrix),
+        forgetting=float(np.mean(f)),
+        forgetting_per_task=f.tolist(),
+        auc_per_task=aucs,
+    )
+    if reference_aucs is not None:
+        per_task = [forward_transfer(a, b) for a, b in zip(aucs, reference_aucs)]
+        metrics.forward_transfer_per_task = per_task
+        metrics.forward_transfer = (
+            float(np.nanmean(per_task)) if not np.all(np.isnan(per_task)) else float("nan")
+        )
+    return metrics

@@ -1,0 +1,51 @@
+"""What the continual surgeries share: the parameters each loss role trains, and old-task data.
+
+``aux_loss`` is called per loss role (``q`` on the DQN family; ``policy`` and ``value`` on PPO/A2C,
+which share one loss; ``actor`` and ``critic`` on SAC/TD3); :func:`role_parameters` gives the
+parameters that role's optimizer steps, by their names in the policy, so a penalty on the role adds
+to the loss of the parameters it moves (and once per PPO loss: the ``value`` role has none of its own).
+:func:`old_task_samples` draws observations and actions of the finished task from the agent's replay
+buffer or its last rollout, at the switch, before the buffer is emptied.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch as th
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.nets.step_hooks import optimizers_by_role
+
+#: aux_loss role -> the optimizer role whose parameters it covers (None: covered by another role)
+OPTIMIZER_OF_ROLE = {"q": "policy", "policy": "policy", "value": None, "actor": "actor", "critic": "critic"}
+
+
+def role_parameters(agent: BaseAlgorithm, role: str) -> list[tuple[str, th.nn.Parameter]]:
+    """(name in the policy, parameter) of what the loss of ``role`` trains."""
+    optimizer_role = OPTIMIZER_OF_ROLE.get(role)
+    if optimizer_role is None:
+        return []
+    owned = {id(p) for g in optimizers_by_role(agent)[optimizer_role].param_groups for p in g["params"]}
+    return [(name, p) for name, p in agent.policy.named_parameters() if id(p) in owned]
+
+
+def old_task_samples(agent: BaseAlgorithm, n: int, key: str) -> tuple[th.Tensor, th.Tensor]:
+    """Up to ``n`` (observations, actions) of the task just trained, as the policy takes them."""
+    generator = np.random.default_rng(int(agent.num_timesteps))
+    buffer = getattr(agent, "replay_buffer", None)
+    if buffer is not None:
+        size = buffer.size() * buffer.n_envs
+        if size == 0:
+            raise IncompatibleSurgeryError(f"{key}: the replay buffer is empty at the task switch")
+        flat = generator.choice(size, size=min(n, size), replace=False)
+        rows, envs = flat // buffer.n_envs, flat % buffer.n_envs
+        obs, actions = buffer.observations[rows, envs], buffer.actions[rows, envs]
+    else:
+        buffer = agent.rollout_buffer
+        obs = buffer.observations.reshape(-1, *buffer.obs_shape)
+        actions = buffer.actions.reshape(-1, buffer.action_dim)
+        chosen = generator.choice(len(obs), size=min(n, len(obs)), replace=False)
+        obs, actions = obs[chosen], actions[chosen]
+    device = agent.device
+    return th.as_tensor(obs, device=device).float(), th.as_tensor(actions, device=device)
