@@ -97,10 +97,14 @@ class ActorCriticSurgicalMixin(OffPolicySurgicalMixin):
     def training_batches(self, batch_size: int, key: str) -> Iterator[Batch]:
         """Endless augmented replay batches with their critic target set (for the loss probes)."""
         for batch in super().training_batches(batch_size, key):
-            batch.entropy_coef = self._entropy_coefficient_now()
-            with th.no_grad():
-                self._pipeline.run("target", self._default_target, self, batch)
-            yield batch
+            yield self.ready_for_loss(batch)
+
+    def ready_for_loss(self, batch: Batch) -> Batch:
+        """``batch`` with what :meth:`step_loss` reads set: the entropy coefficient and the critic target."""
+        batch.entropy_coef = self._entropy_coefficient_now()
+        with th.no_grad():
+            self._pipeline.run("target", self._default_target, self, batch)
+        return batch
 
     def _entropy_coefficient_now(self) -> th.Tensor | None:
         """α as the next update would use it (SAC), None without one."""

@@ -54,6 +54,11 @@ class OffPolicySurgicalMixin(SurgicalMixin):
             indices=indices,
         )
 
+    def ready_for_loss(self, batch: Batch) -> Batch:
+        """``batch`` (e.g. of stored transitions) made ready for :meth:`step_loss` (nothing to add here;
+        SAC and TD3 set their critic target)."""
+        return batch
+
     def training_batches(self, batch_size: int, key: str) -> Iterator[Batch]:
         """Endless augmented batches of the replay buffer (for the loss probes)."""
         buffer = self.replay_buffer  # type: ignore[attr-defined]

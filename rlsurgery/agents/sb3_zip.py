@@ -72,7 +72,7 @@ from torch.nn.utils import parametrize, prune
 from rlsurgery.core.model_zip import PlainLoadGuard, model_zip_path
 from rlsurgery.core.surgery import Attachment
 from rlsurgery.nets.layout import resolve
-from rlsurgery.nets.modules import set_submodule
+from rlsurgery.nets.modules import detached_copy, set_submodule
 
 #: the zip entry with what only rlsurgery reads (not ``*.pth``, so SB3's ``load`` skips it)
 EXTRAS_FILE = "rlsurgery_params.pt"
@@ -195,17 +195,7 @@ def deployment_copy(module: nn.Module) -> nn.Module:
     """A copy of ``module`` in eval mode with every reparametrization made permanent: pruning masks
     multiplied in, parametrizations (weight / spectral norm, DropConnect) evaluated once, stand-in
     layers replaced by their ``sb3_module()``. Optimizers the module holds are not copied."""
-    memo: dict[int, Any] = {}
-    for sub in module.modules():
-        for name, value in vars(sub).items():
-            if isinstance(value, th.optim.Optimizer):
-                memo[id(value)] = None
-            elif isinstance(value, th.Tensor):
-                if not value.is_leaf:  # pruning's cached weight
-                    memo[id(value)] = value.detach().clone()
-            elif not name.startswith("_") and not isinstance(value, nn.Module):
-                memo[id(value)] = value  # shared, not copied: spaces, the last action distribution
-    deployed = copy.deepcopy(module, memo=memo)
+    deployed = detached_copy(module)
     deployed.eval()
     with th.no_grad():
         for name, sub in list(deployed.named_modules()):

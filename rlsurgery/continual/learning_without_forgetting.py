@@ -14,7 +14,6 @@ previous one (it has learnt from it already).
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,6 +27,7 @@ from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.distillation.core import soft_kl
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.modules import detached_copy
 from rlsurgery.runtime.tasks import TaskSwitch
 
 #: the loss roles whose network acts (the distilled outputs are its outputs)
@@ -67,7 +67,7 @@ class LearningWithoutForgetting(Surgery):
     build_order = 95  # after every network surgery: the copy has the final architecture
 
     def make_teacher(self, agent: BaseAlgorithm) -> th.nn.Module:
-        teacher = copy.deepcopy(agent.policy)
+        teacher = detached_copy(agent.policy)
         teacher.requires_grad_(False)
         teacher.set_training_mode(False)
         agent.rls_modules[self.key] = teacher

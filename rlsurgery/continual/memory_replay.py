@@ -17,7 +17,7 @@ together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,49 +26,16 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.continual.anchors import FIELDS, MemoryState, buffer_transitions
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
 from rlsurgery.runtime.tasks import TaskSwitch
-
-#: the transition fields kept, as the replay buffer names them
-FIELDS = ("observations", "actions", "rewards", "next_observations", "dones")
 
 
 @dataclass
 class MemoryReplayParams:
     per_task: int = param(1_000, "transitions kept of each finished task", ge=1)
     ratio: float = param(0.5, "ρ: fraction of every batch drawn from the memory of old tasks", ge=0.0, le=1.0)
-
-
-@dataclass
-class MemoryState:
-    memory: dict[str, np.ndarray] = field(default_factory=dict)
-    """the kept transitions of all old tasks, by field (first axis: transitions)"""
-    task_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    """the task each kept transition comes from"""
-
-
-def buffer_transitions(agent: BaseAlgorithm, n: int, key: str) -> dict[str, np.ndarray]:
-    """``n`` transitions drawn uniformly (without replacement) from the agent's replay buffer."""
-    buffer = agent.replay_buffer
-    size = buffer.size() * buffer.n_envs
-    if size == 0:
-        raise IncompatibleSurgeryError(f"{key}: the replay buffer is empty at the task switch")
-    flat = np.random.default_rng(int(agent.num_timesteps)).choice(size, size=min(n, size), replace=False)
-    rows, envs = flat // buffer.n_envs, flat % buffer.n_envs
-    if buffer.optimize_memory_usage:
-        next_obs = buffer.observations[(rows + 1) % buffer.buffer_size, envs]
-    else:
-        next_obs = buffer.next_observations[rows, envs]
-    dones = buffer.dones[rows, envs] * (1 - buffer.timeouts[rows, envs])  # time limits bootstrap, as in SB3
-    return {
-        "observations": buffer.observations[rows, envs],
-        "actions": buffer.actions[rows, envs],
-        "rewards": buffer.rewards[rows, envs].reshape(-1, 1),
-        "next_observations": next_obs,
-        "dones": dones.reshape(-1, 1),
-    }
 
 
 def mixed_rows(batch_size: int, ratio: float, stored: int) -> int:
@@ -95,14 +62,7 @@ class MemoryReplay(Surgery):
         reject_dict_observations(self.key, observation_space)
 
     def on_task_switch(self, agent: BaseAlgorithm, switch: TaskSwitch) -> None:
-        kept = buffer_transitions(agent, self.params.per_task, self.key)
-        state = self.state(agent)
-        n = len(kept["observations"])
-        state.memory = {
-            name: np.concatenate([state.memory[name], kept[name]]) if state.memory else kept[name]
-            for name in FIELDS
-        }
-        state.task_of = np.concatenate([state.task_of, np.full(n, switch.ended, dtype=np.int64)])
+        self.state(agent).add(buffer_transitions(agent, self.params.per_task, self.key), switch.ended)
 
     def augment(self, agent: BaseAlgorithm, batch: Any) -> None:
         state = self.state(agent)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Literal, TypeVar
 
+import torch as th
 from torch import nn
 from torch.nn.modules.module import (
     register_module_module_registration_hook,
@@ -174,9 +176,25 @@ def _is_linear(module: nn.Module) -> bool:
     )
 
 
+def detached_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` that shares, rather than copies, what is not its own state: optimizers
+    it holds are left out (None), non-leaf tensors it caches (pruning's computed weight) are copied
+    detached, and public non-module attributes (spaces, the last action distribution) are shared."""
+    memo: dict[int, object] = {}
+    for sub in module.modules():
+        for name, value in vars(sub).items():
+            if isinstance(value, th.optim.Optimizer):
+                memo[id(value)] = None
+            elif isinstance(value, th.Tensor):
+                if not value.is_leaf:
+                    memo[id(value)] = value.detach().clone()
+            elif not name.startswith("_") and not isinstance(value, nn.Module):
+                memo[id(value)] = value
+    return copy.deepcopy(module, memo=memo)
+
+
 def fresh_copy(module: nn.Module) -> nn.Module:
     """A module of the same architecture with newly initialised parameters."""
-    import copy
 
     new = copy.deepcopy(module)
     for sub in new.modules():

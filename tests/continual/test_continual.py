@@ -8,7 +8,7 @@ import torch as th
 
 import rlsurgery as rls
 from rlsurgery.bench import continual as metrics
-from rlsurgery.continual import ewc, learning_without_forgetting, memory_replay
+from rlsurgery.continual import ewc, gradient_episodic_memory, learning_without_forgetting, memory_replay
 from rlsurgery.runtime.tasks import Task, current_task, on_task, switch_task, train_sequence
 from tests.breakage import assert_proof_fails_when, replaced
 
@@ -271,3 +271,59 @@ def test_a_model_saved_mid_sequence_reloads_what_its_surgery_kept(spec, tmp_path
         model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0]
     )
     loaded.learn(50, reset_num_timesteps=False)  # and it trains on
+
+
+# ---------------------------------------------------------------------------------------- GEM / A-GEM
+def test_the_projections_satisfy_every_constraint_and_move_the_gradient_least():
+    generator = th.Generator().manual_seed(0)
+    memories = th.randn(3, 10, generator=generator)
+    g = -memories.sum(0) + 0.1 * th.randn(10, generator=generator)  # against all three
+    z = gradient_episodic_memory.gem_projection(g, memories)
+    assert bool((memories @ z >= -1e-6).all())
+    # KKT: z − g = Gᵀv with v ≥ 0 and v_k = 0 where the constraint is slack
+    v = th.linalg.lstsq(memories.T.double(), (z - g).double().unsqueeze(1)).solution.squeeze(1)
+    assert bool((v >= -1e-6).all())
+    assert all(abs(float(v[k])) < 1e-6 for k in range(3) if float(memories[k] @ z) > 1e-5)
+    positive, untouched = memories.abs(), g.abs()  # no conflict: nothing to project
+    assert th.equal(gradient_episodic_memory.gem_projection(untouched, positive), untouched)
+    reference = memories[0]
+    a = gradient_episodic_memory.agem_projection(-reference + 0.01 * memories[1], reference)
+    assert float(a @ reference) == pytest.approx(0.0, abs=1e-5)
+    assert th.equal(gradient_episodic_memory.agem_projection(reference, reference), reference)
+
+
+def check_gem(variant):
+    model = dqn([f"gradient_episodic_memory:variant={variant},per_task=64,batch_size=64"]).learn(300)
+    switch_task(model, TASKS[1].make_env(1), 1)
+    model.learn(200, reset_num_timesteps=False)
+    switch_task(model, TASKS[2].make_env(2), 2)
+    surgery = model.surgeries[0]
+    assert sorted(set(model.surgery_state[surgery.key].task_of.tolist())) == [0, 1]
+    parameters = [p for p in model.q_net.parameters()]
+    np.random.seed(3)
+    memories = surgery.reference_gradients(model, "policy", parameters)
+    assert len(memories) == (2 if variant == "gem" else 1)
+    conflicting = -memories.sum(0)  # an update that would raise every old task's loss
+    offset = 0
+    for p in parameters:
+        p.grad = conflicting[offset : offset + p.numel()].view_as(p).clone()
+        offset += p.numel()
+    np.random.seed(3)  # the hook draws the same memory batches
+    surgery.before_step(model, "policy", None, None)
+    projected = th.cat([p.grad.reshape(-1) for p in parameters])
+    scale = float(memories.norm(dim=1).max() * conflicting.norm())
+    assert bool((memories @ projected >= -1e-5 * scale).all()), memories @ projected
+
+
+@pytest.mark.parametrize("variant", ["agem", "gem"])
+def test_gem_projection_does_not_raise_any_old_tasks_loss(variant):
+    check_gem(variant)
+
+
+def test_gem_proof_fails_without_the_projection():
+    gem = gradient_episodic_memory
+    for variant, name, identity in (
+        ("agem", "agem_projection", lambda g, reference: g),
+        ("gem", "gem_projection", lambda g, memories: g),
+    ):
+        assert_proof_fails_when(replaced(gem, name, identity), check_gem, variant)
