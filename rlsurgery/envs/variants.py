@@ -94,7 +94,7 @@ def _flat_box(env: gym.Env, what: str) -> spaces.Box:
     return space
 
 
-class AffineObservation(gym.ObservationWrapper):
+class AffineObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """A miscalibrated sensor: ``o' = scale ⊙ o + offset + ε``, ε ~ N(0, noise_std²) per entry and step.
 
     The noise is drawn from a generator seeded with ``noise_seed`` and reseeded from ``reset(seed=)``,
@@ -110,7 +110,10 @@ class AffineObservation(gym.ObservationWrapper):
         noise_std: float | Sequence[float] = 0.0,
         noise_seed: int = 0,
     ) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, scale=scale, offset=offset, noise_std=noise_std, noise_seed=noise_seed
+        )
+        gym.ObservationWrapper.__init__(self, env)
         space = _flat_box(env, "AffineObservation")
         size = space.shape[0]
         self.scale = _vector(scale, size, "scale")
@@ -119,7 +122,7 @@ class AffineObservation(gym.ObservationWrapper):
         if (self.noise_std < 0).any():
             raise ValueError(f"noise_std must be >= 0 (got {noise_std!r})")
         self.noise_seed = int(noise_seed)
-        self._noise = np.random.default_rng(self.noise_seed)
+        self._noise: np.random.Generator | None = None
         # unbounded: every sensor calibration of a sequence of shifted tasks has the same space (SB3's
         # set_env requires it), and noise is unbounded anyway
         self.observation_space = spaces.Box(-np.inf, np.inf, space.shape, dtype=np.float32)
@@ -128,12 +131,16 @@ class AffineObservation(gym.ObservationWrapper):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         if seed is not None:
-            self._noise = np.random.default_rng([self.noise_seed, seed])
+            self._noise = np.random.default_rng([self.noise_seed % 2**32, seed % 2**32])
+        elif self._noise is None:  # unseeded: from the env's own generator (distinct per vec-env worker)
+            self._noise = np.random.default_rng([self.noise_seed % 2**32, int(self.np_random.integers(2**32))])
         return super().reset(seed=seed, options=options)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         shifted = self.scale * observation + self.offset
         if self.noise_std.any():
+            if self._noise is None:
+                raise gym.error.ResetNeeded("AffineObservation: call reset() before step()")
             shifted = shifted + self.noise_std * self._noise.standard_normal(shifted.shape)
         return shifted.astype(np.float32)
 
@@ -144,7 +151,7 @@ def task_permutation(task: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return rng.permutation(size), rng.choice(np.array([-1.0, 1.0]), size=size)
 
 
-class PermutedObservation(gym.ObservationWrapper):
+class PermutedObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """A permuted task: ``o'_i = s_i · o_{π(i)}`` with a fixed permutation π and signs s of ``task``.
 
     The observation space is ``[−b, b]`` in every entry, b the largest bound of the env's space, so that
@@ -152,7 +159,8 @@ class PermutedObservation(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, task: int = 0, flip_signs: bool = True) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, task=task, flip_signs=flip_signs)
+        gym.ObservationWrapper.__init__(self, env)
         space = _flat_box(env, "PermutedObservation")
         self.permutation, signs = task_permutation(task, space.shape[0])
         self.signs = signs if flip_signs else np.ones_like(signs)
@@ -164,14 +172,15 @@ class PermutedObservation(gym.ObservationWrapper):
         return (self.signs * observation[self.permutation]).astype(np.float32)
 
 
-class PermutedActions(gym.ActionWrapper):
+class PermutedActions(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """A fixed relabelling of a ``Discrete`` action set: the agent's action a runs the env's π(a).
 
     π is drawn from ``task``; a draw that is the identity is rotated by one, so π always moves an action.
     """
 
     def __init__(self, env: gym.Env, task: int = 0) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, task=task)
+        gym.ActionWrapper.__init__(self, env)
         if not isinstance(env.action_space, spaces.Discrete):
             raise ValueError(f"PermutedActions needs a Discrete action space (got {env.action_space})")
         permutation, _ = task_permutation(task + 1_000, int(env.action_space.n))

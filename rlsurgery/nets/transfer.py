@@ -159,19 +159,24 @@ def head_modules(model: BaseAlgorithm) -> list[nn.Module]:
     return modules
 
 
+def head_parameters(model: BaseAlgorithm) -> list[tuple[str, nn.Parameter]]:
+    """The heads' parameters that are not a layer's: ``log_std`` of PPO/A2C/TRPO (a vector, or a
+    (latent, actions) matrix with gSDE) and of SAC's actor with gSDE, by state-dict name."""
+    return [(name, p) for name, p in model.policy.named_parameters() if name.rsplit(".", 1)[-1] == "log_std"]
+
+
 def head_tensor_names(model: BaseAlgorithm) -> list[str]:
-    """State-dict names of the output layers' tensors (:func:`head_modules`) and of PPO's ``log_std``."""
-    names = _names_in(model.policy, head_modules(model))
-    if isinstance(getattr(model.policy, "log_std", None), nn.Parameter):
-        names.append("log_std")
-    return names
+    """State-dict names of the output layers' tensors (:func:`head_modules`) and of the heads' bare
+    parameters (:func:`head_parameters`)."""
+    return _names_in(model.policy, head_modules(model)) + [name for name, _ in head_parameters(model)]
 
 
 def action_tensors(model: BaseAlgorithm) -> dict[str, tuple[int, int]]:
     """The policy's state-dict entries indexed by the action: name -> (axis, entries before the actions).
 
-    Rows of DQN's Q head, of PPO/A2C/TRPO's ``action_net`` (and its ``log_std`` for a ``Box``), of
-    SAC/TD3's actor heads (``mu``, ``log_std``); the trailing action columns of the first layer of
+    Rows of DQN's Q head, of PPO/A2C/TRPO's ``action_net``, of SAC/TD3's actor heads (``mu``,
+    ``log_std``); the action axis of a ``Box`` policy's bare ``log_std`` (its last axis, which is the
+    columns of gSDE's matrix); the trailing action columns of the first layer of
     every SAC/TD3 critic (which reads ``[features, action]``). Every other network keeps its shape
     when the action set changes.
 
@@ -207,21 +212,22 @@ def action_tensors(model: BaseAlgorithm) -> dict[str, tuple[int, int]]:
         found.update({tensor: (0, 0) for tensor in _names_in(policy, [module])})
     for module in columns:
         found[f"{_names_in(policy, [module])[0].rsplit('.', 1)[0]}.weight"] = (1, module.in_features - n)
-    log_std = getattr(policy, "log_std", None)
-    if isinstance(model.action_space, spaces.Box) and isinstance(log_std, nn.Parameter):
-        found["log_std"] = (0, 0)
+    if isinstance(model.action_space, spaces.Box):
+        for name, p in head_parameters(model):  # the action is the last axis (a gSDE matrix's columns)
+            found[name] = (p.dim() - 1, 0)
     return found
 
 
 def depth_groups(
-    nets: Sequence[nn.Module], extra_top: Sequence[nn.Parameter] = ()
+    nets: Sequence[nn.Module], extra_top: Sequence[nn.Parameter] = (), include_frozen: bool = False
 ) -> list[list[nn.Parameter]]:
     """The parameters of ``nets`` in layer groups counted from the top (see the module's docstring).
 
     Group 0: the output layers (and ``extra_top``, e.g. PPO's ``log_std``); group k: the k-th hidden
     ``Linear`` from the top of every MLP, with the modules defined after it and before the next hidden
     ``Linear`` (norms, adapters); last: every parameter defined before the first hidden layer. Only
-    parameters that train (``requires_grad``) at the call are grouped; each comes once.
+    parameters that train (``requires_grad``) at the call are grouped, unless ``include_frozen``;
+    each comes once.
     """
     depth_of: dict[int, int] = {}
     for net in nets:
@@ -246,7 +252,7 @@ def depth_groups(
             if placed:
                 current = placed[0]
             for p in own:
-                if id(p) in seen or not p.requires_grad:
+                if id(p) in seen or not (p.requires_grad or include_frozen):
                     continue
                 seen.add(id(p))
                 depth = depth_of.get(id(p), deepest if current is None else current)
@@ -254,10 +260,12 @@ def depth_groups(
     return [groups[d] for d in sorted(groups)]
 
 
-def agent_depth_groups(model: BaseAlgorithm, role: str | None = None) -> list[list[nn.Parameter]]:
-    """:func:`depth_groups` of the online networks trained by optimizer ``role`` (all when None)."""
+def agent_depth_groups(
+    model: BaseAlgorithm, role: str | None = None, include_frozen: bool = False
+) -> list[list[nn.Parameter]]:
+    """:func:`depth_groups` of the online networks trained by optimizer ``role`` (all when None), the
+    heads' bare parameters (``log_std``) on top."""
     layout = layout_of(model)
     by_role = layout.optimizer_networks(model.policy)
     nets = [net for r, ns in by_role.items() if role in (None, r) for net in ns]
-    log_std = getattr(model.policy, "log_std", None)
-    return depth_groups(nets, [log_std] if isinstance(log_std, nn.Parameter) else [])
+    return depth_groups(nets, [p for _, p in head_parameters(model)], include_frozen)

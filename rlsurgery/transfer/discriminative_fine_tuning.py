@@ -49,5 +49,5 @@ class DiscriminativeFineTuning(TransferSurgery):
 
     def arrange(self, agent: BaseAlgorithm) -> None:
         for role in optimizers_by_role(agent):
-            groups = agent_depth_groups(agent, role)
+            groups = agent_depth_groups(agent, role, include_frozen=True)  # gradual unfreezing's too
             regroup(agent, role, list(zip(groups, group_rate_scales(len(groups), self.params.decay))))

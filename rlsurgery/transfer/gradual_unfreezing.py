@@ -7,7 +7,8 @@ top (g = 0: the output layers; :func:`~rlsurgery.nets.transfer.depth_groups`) an
 
 A frozen group gets no gradient, so neither the optimizer nor weight decay moves it; an unfrozen group
 starts with fresh optimizer moments. The number of trained groups is set after every env step from
-the agent's step count, so a loaded model resumes where it was; it is logged as
+the agent's step count, so a loaded model resumes where it was, and never goes down (a ``learn`` with
+``reset_num_timesteps=True`` does not freeze trained groups again); it is logged as
 ``train/rls_unfrozen_groups``.
 """
 
@@ -69,7 +70,9 @@ class GradualUnfreezing(TransferSurgery):
         )
 
     def unfreeze_to(self, agent: BaseAlgorithm, count: int) -> None:
-        """Train the top ``count`` groups, freeze the rest."""
+        """Train the top ``count`` groups, freeze the rest (never fewer than already trained: a
+        ``learn(reset_num_timesteps=True)`` restarts the step count, not the freezing)."""
+        count = max(count, self.state(agent).unfrozen)
         if count == self._applied:
             return
         for depth, group in enumerate(self.layer_groups):

@@ -1,21 +1,23 @@
 """What every transfer surgery shares: a source model, one weight copy, and an arrangement of what trains.
 
 A transfer surgery starts a freshly built agent of the *target* task from a trained *source* model
-(``source``: a ``.zip``, an rlsurgery or rl-zoo3 run folder, or, from Python, a loaded model). The
-life cycle on the agent:
+(``source``: a ``.zip``, an rlsurgery or rl-zoo3 run folder, or, from Python, a loaded model). It acts
+in ``modify_networks``, first of the network surgeries (``build_order`` 5), on a fresh build and
+again on ``load``:
 
-* ``modify_networks`` (on a fresh build and again on ``load``): :meth:`TransferSurgery.arrange`, what
-  trains and at what rate (frozen groups, optimizer groups); nothing here depends on the source, so
-  a loaded model needs no source;
-* ``after_build`` (fresh build only): the first transfer surgery of the agent copies the source's
-  policy once for all of them (:func:`~rlsurgery.nets.transfer.copy_policy_weights`), leaving the
-  tensors any of them keeps fresh (a new head) and copying in part the ones a head replacement maps.
-  Every other tensor must match in name and shape: anything else is refused, naming the tensors,
-  before any training. Target networks then start as copies of their online networks (the source's
-  online weights, as SB3 builds an agent), and the optimizers' moments are cleared (they belonged to
-  the fresh weights).
+1. on a fresh build, the first transfer surgery of the agent copies the source's policy once for all
+   of them (:func:`~rlsurgery.nets.transfer.copy_policy_weights`), before any other network surgery
+   renames or wraps a layer: it leaves the tensors any of them keeps fresh (a new head) and copies
+   in part the ones a head replacement maps. Every other tensor must match in name and shape:
+   anything else is refused, naming the tensors, before any training. Target networks then start as
+   copies of their online networks (the source's online weights, as SB3 builds an agent), and the
+   optimizers' moments are cleared (they belonged to the fresh weights);
+2. :meth:`TransferSurgery.arrange`: what trains and at what rate (frozen groups, optimizer groups);
+   nothing here depends on the source, so a loaded model needs no source. Network surgeries applied
+   after it (adapters, inserted norms) decide whether the parameters they add train.
 
-What was copied is kept in the surgery's state (``result``), saved with the model.
+What was copied is kept in the surgery's state (``result``), saved with the model. The source's
+observation normalization (a ``VecNormalize`` of an rl-zoo3 run) is not carried over.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from rlsurgery.core.params import param
 from rlsurgery.core.state import ResultState
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery
 from rlsurgery.io import load_saved_model
-from rlsurgery.nets.layout import target_pairs
+from rlsurgery.nets.layout import layout_of, target_pairs
 from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.nets.transfer import PartialCopy, copy_policy_weights
 from rlsurgery.zoo import is_model_source
@@ -41,6 +43,14 @@ from rlsurgery.zoo import is_model_source
 TRANSFER_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "sac", "td3")
 #: the text a source given as a loaded model leaves in the surgery's parameters (and provenance log)
 IN_MEMORY = "<in-memory model>"
+#: surgeries that set the initial weights too (they would overwrite, or be overwritten by, the source's)
+INITIALIZATION_KEYS = (
+    "xavier_initialization",
+    "he_initialization",
+    "orthogonal_initialization",
+    "layer_sequential_initialization",
+    "pre_training_initialization",
+)
 
 
 @dataclass
@@ -81,22 +91,37 @@ class TransferSurgery(Surgery):
     # ------------------------------------------------------------------ checks
     def validate(self, agent: BaseAlgorithm) -> None:
         super().validate(agent)
-        if not getattr(agent, "_rls_fresh", False) or self._source_model is not None:
+        clash = [s.key for s in getattr(agent, "surgeries", []) if s.key in INITIALIZATION_KEYS]
+        if clash:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: does not compose with {', '.join(clash)} (both set the initial weights)"
+            )
+        if not getattr(agent, "_rls_fresh", False):
             return  # a loaded model holds the copied weights already
-        if not is_model_source(self.params.source):
+        if self._source_model is None and not is_model_source(self.params.source):
             raise ParameterError(
                 f"{self.key}: parameter 'source' must be an existing .zip file or a run folder "
                 f"(rlsurgery or rl-zoo3), or a loaded model (got {self.params.source!r})"
             )
-        sources = {s.params.source for s in transfer_surgeries(agent)}
+        sources = {s.source_identity() for s in transfer_surgeries(agent)}
         if len(sources) > 1:
             raise ParameterError(
                 f"{self.key}: the transfer surgeries of one agent must share one source "
-                f"(got {sorted(sources)})"
+                f"(got {sorted(str(s) for s in sources)})"
             )
 
+    def source_identity(self) -> object:
+        """What tells two sources apart: the loaded model itself, or the path."""
+        return id(self._source_model) if self._source_model is not None else str(self.params.source)
+
     def check_source(self, agent: BaseAlgorithm, source: BaseAlgorithm) -> None:
-        """Refuse a source whose observations, or (without a head replacement) actions, differ."""
+        """Refuse a source of another agent family, or whose observations, or (without a head
+        replacement) actions, differ."""
+        if layout_of(source).name != layout_of(agent).name:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: the source is a {type(source).__name__}, the target a {type(agent).__name__}: "
+                "their networks are not laid out alike"
+            )
         if source.observation_space.shape != agent.observation_space.shape or type(
             source.observation_space
         ) is not type(agent.observation_space):
@@ -125,13 +150,16 @@ class TransferSurgery(Surgery):
 
     # ------------------------------------------------------------------ life cycle
     def modify_networks(self, agent: BaseAlgorithm) -> None:
+        if getattr(agent, "_rls_fresh", False):
+            self.copy_source(agent)
         self.arrange(agent)
 
     def source_model(self) -> BaseAlgorithm:
         """The source model (loaded from ``source`` unless given as a model)."""
         return self._source_model or load_saved_model(self.params.source)
 
-    def after_build(self, agent: BaseAlgorithm) -> None:
+    def copy_source(self, agent: BaseAlgorithm) -> None:
+        """The one weight copy of the agent's transfer surgeries (done by the first; see the module)."""
         mine = transfer_surgeries(agent)
         if mine[0] is not self:
             self.state(agent).result["copied_by"] = mine[0].key

@@ -32,7 +32,7 @@ def test_variants_pass_gymnasium_and_sb3_checkers(env_id, kwargs):
         warnings.simplefilter(
             "ignore"
         )  # the checkers' advice on unbounded Box spaces, as for CartPole itself
-        gymnasium_check(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
+        gymnasium_check(gym.make(env_id, **kwargs), skip_render_check=True)  # the wrappers too
         sb3_check(gym.make(env_id, **kwargs))
 
 

@@ -10,9 +10,8 @@ from gymnasium import spaces
 
 import rlsurgery as rls
 from rlsurgery.nets import transfer as transfer_toolkit
-from rlsurgery.optim.learning_rate import current_learning_rates
 from rlsurgery.transfer import discriminative_fine_tuning, gradual_unfreezing, source
-from tests.breakage import assert_proof_fails_when, replaced
+from tests.breakage import assert_proof_fails_when, replaced, wrapped
 
 th.set_num_threads(1)
 
@@ -215,11 +214,11 @@ def test_gradual_unfreezing_resumes_after_load(dqn_source, tmp_path):
 def check_discriminative_rates(path, tmp_path):
     xi = 0.5
     model = dqn([f"discriminative_fine_tuning:source={path},decay={xi}"]).learn(60)
-    rates = current_learning_rates(model)["policy"]
-    groups = model.policy.optimizer.param_groups
-    depth = transfer_toolkit.agent_depth_groups(model)
-    assert [{id(p) for p in g["params"]} for g in groups] == [{id(p) for p in d} for d in depth]
-    np.testing.assert_allclose(rates, [1e-4 * xi**d for d in range(3)], rtol=1e-12)
+    names = {id(p): n for n, p in model.q_net.named_parameters()}
+    rate_of = {names[id(p)]: g["lr"] for g in model.policy.optimizer.param_groups for p in g["params"]}
+    expected = {"q_net.4": 1e-4, "q_net.2": 1e-4 * xi, "q_net.0": 1e-4 * xi**2}  # the output layer keeps η
+    for name, rate in rate_of.items():
+        assert rate == pytest.approx(expected[name.rsplit(".", 1)[0]], rel=1e-12), name
     # SAC: each optimizer over the groups of its own network
     rls.SurgicalSAC("MlpPolicy", "Pendulum-v1", seed=1, **SAC_KW).save(tmp_path / "sac.zip")
     sac = rls.SurgicalSAC(
@@ -229,23 +228,33 @@ def check_discriminative_rates(path, tmp_path):
         surgeries=[f"discriminative_fine_tuning:source={tmp_path / 'sac.zip'},decay={xi}"],
         **SAC_KW,
     ).learn(60)
-    for role in ("actor", "critic"):
-        np.testing.assert_allclose(
-            current_learning_rates(sac)[role], [3e-4 * xi**d for d in range(3)], rtol=1e-12
-        )
+    for role, net, first, last in (
+        ("actor", sac.actor, "latent_pi.0.weight", "mu.weight"),
+        ("critic", sac.critic, "qf0.0.weight", "qf0.4.weight"),
+    ):
+        names = {id(p): n for n, p in net.named_parameters()}
+        rate_of = {
+            names[id(p)]: g["lr"] for g in getattr(sac, role).optimizer.param_groups for p in g["params"]
+        }
+        assert rate_of[last] == pytest.approx(3e-4, rel=1e-12), last  # the output layer: η
+        assert rate_of[first] == pytest.approx(3e-4 * xi**2, rel=1e-12), first  # the input layer: ξ²η
 
 
 def test_discriminative_rates_follow_the_formula_per_group(dqn_source, tmp_path):
     check_discriminative_rates(dqn_source, tmp_path)
 
 
-def test_discriminative_proof_fails_on_one_rate_for_all(dqn_source, tmp_path):
+def test_discriminative_proof_fails_on_one_rate_for_all_or_the_groups_upside_down(dqn_source, tmp_path):
     assert_proof_fails_when(
         replaced(discriminative_fine_tuning, "group_rate_scales", lambda n, decay: [1.0] * n),
         check_discriminative_rates,
         dqn_source,
         tmp_path,
     )
+    upside_down = wrapped(
+        discriminative_fine_tuning, "agent_depth_groups", lambda f: lambda *a, **k: list(reversed(f(*a, **k)))
+    )
+    assert_proof_fails_when(upside_down, check_discriminative_rates, dqn_source, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------- head replacement
@@ -347,9 +356,9 @@ def test_refusals_name_the_surgery_and_the_reason(dqn_source, tmp_path):
         rls.IncompatibleSurgeryError, match=r"full_fine_tuning: the source acts in Discrete.*head_replacement"
     ):
         dqn([f"full_fine_tuning:source={dqn_source}"], env="rlsurgery-test/CartPoleExtraAction-v0")
-    rls.SurgicalSAC("MlpPolicy", "Pendulum-v1", seed=1, **SAC_KW).save(tmp_path / "sac.zip")
+    rls.SurgicalDQN("MlpPolicy", "Acrobot-v1", seed=1, **DQN_KW).save(tmp_path / "acrobot.zip")
     with pytest.raises(rls.IncompatibleSurgeryError, match="head_replacement: the source observes"):
-        dqn([f"head_replacement:source={tmp_path / 'sac.zip'}"])
+        dqn([f"head_replacement:source={tmp_path / 'acrobot.zip'}"])
     rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=1, **PPO_KW).save(tmp_path / "ppo.zip")
     with pytest.raises(
         rls.IncompatibleSurgeryError, match="head_replacement: cannot carry a head from a Discrete"
@@ -365,14 +374,6 @@ def test_refusals_name_the_surgery_and_the_reason(dqn_source, tmp_path):
     ):
         dqn(
             [f"head_replacement:source={dqn_source},action_map=[0,1]"],
-            env="rlsurgery-test/CartPoleExtraAction-v0",
-        )
-    with pytest.raises(
-        rls.IncompatibleSurgeryError,
-        match=r"head_replacement: the source's networks differ.* missing in the source",
-    ):
-        dqn(
-            [f"head_replacement:source={dqn_source}", "dueling_architecture"],
             env="rlsurgery-test/CartPoleExtraAction-v0",
         )
     with pytest.raises(
@@ -411,6 +412,68 @@ def test_a_loaded_model_is_a_source_and_surgeries_share_one_copy(dqn_source):
     assert model.surgery_state["discriminative_fine_tuning"].result["copied_by"] == "gradual_unfreezing"
     model.learn(120)  # ULMFiT's pair: the unfrozen groups train, each at its own rate
     assert [p.requires_grad for p in model.q_net.parameters()] == [False, False, True, True, True, True]
+    names = {id(p): n for n, p in model.q_net.named_parameters()}
+    scales = {names[id(p)]: g["lr_scale"] for g in model.policy.optimizer.param_groups for p in g["params"]}
+    assert scales["q_net.4.weight"] == 1.0
+    assert scales["q_net.2.weight"] == pytest.approx(1 / 2.6)
+    assert scales["q_net.0.weight"] == pytest.approx(1 / 2.6**2)  # frozen for now, its rate already set
+
+
+def test_sources_must_be_one_and_the_copy_comes_before_other_network_surgeries(dqn_source, tmp_path):
+    from rlsurgery.transfer.discriminative_fine_tuning import DiscriminativeFineTuning
+    from rlsurgery.transfer.full_fine_tuning import FullFineTuning
+
+    a, b = rls.load(dqn_source), rls.load(dqn_source)
+    with pytest.raises(rls.ParameterError, match="must share one source"):
+        dqn([DiscriminativeFineTuning(source=a), FullFineTuning(source=b)])
+    with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with orthogonal_initialization"):
+        dqn([f"full_fine_tuning:source={dqn_source}", "orthogonal_initialization"])
+    rls.SurgicalPPO("MlpPolicy", "CartPole-v1", seed=1, **PPO_KW).save(tmp_path / "ppo.zip")
+    with pytest.raises(
+        rls.IncompatibleSurgeryError, match="the source is a SurgicalPPO, the target a SurgicalDQN"
+    ):
+        dqn([f"full_fine_tuning:source={tmp_path / 'ppo.zip'}"])
+    # adapters are inserted after the copy: the source's layers under them, only the adapters train
+    model = dqn([f"feature_extraction:source={dqn_source}", "adapter_layers:bottleneck=4"])
+    expected = source_state(dqn_source)
+    assert th.equal(model.q_net.q_net[0].weight, expected["q_net.q_net.0.weight"])
+    trained = {n for n, p in model.q_net.named_parameters() if p.requires_grad}
+    assert trained and all(".down." in n or ".up." in n for n in trained), trained
+
+
+def test_head_replacement_carries_ppo_log_std_and_td3_heads(tmp_path):
+    register_targets()
+    source_ppo = rls.SurgicalPPO("MlpPolicy", "Pendulum-v1", seed=1, **PPO_KW)
+    with th.no_grad():
+        source_ppo.policy.log_std.fill_(-0.7)
+    source_ppo.save(tmp_path / "ppo.zip")
+    ppo = rls.SurgicalPPO(
+        "MlpPolicy",
+        "rlsurgery-test/PendulumExtraDim-v0",
+        seed=0,
+        surgeries=[f"head_replacement:source={tmp_path / 'ppo.zip'}"],
+        **PPO_KW,
+    )
+    log_std = ppo.policy.log_std.detach()
+    assert float(log_std[0]) == pytest.approx(-0.7) and float(log_std[1]) == 0.0
+    obs = observations(source_ppo)
+    with th.no_grad():
+        means = ppo.policy.action_net(ppo.policy.mlp_extractor.forward_actor(obs))
+        source_means = source_ppo.policy.action_net(source_ppo.policy.mlp_extractor.forward_actor(obs))
+        th.testing.assert_close(means[:, :1], source_means, rtol=0, atol=1e-6)
+    td3_kw = {**SAC_KW, "policy_kwargs": dict(net_arch=[16, 16])}  # SB3's SAC writes use_sde into its dict
+    source_td3 = rls.SurgicalTD3("MlpPolicy", "Pendulum-v1", seed=1, **td3_kw)
+    source_td3.save(tmp_path / "td3.zip")
+    td3 = rls.SurgicalTD3(
+        "MlpPolicy",
+        "rlsurgery-test/PendulumExtraDim-v0",
+        seed=0,
+        surgeries=[f"head_replacement:source={tmp_path / 'td3.zip'}"],
+        **td3_kw,
+    )
+    with th.no_grad():
+        th.testing.assert_close(td3.actor(obs)[:, :1], source_td3.actor(obs), rtol=0, atol=1e-6)
+        th.testing.assert_close(td3.actor_target(obs)[:, :1], source_td3.actor(obs), rtol=0, atol=1e-6)
 
 
 def test_transfer_from_the_command_line_onto_a_task_variant_that_needs_its_env_arguments(tmp_path, capsys):
