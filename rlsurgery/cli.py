@@ -552,7 +552,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise StudyError("--variant selects variants of a STUDY.yaml (with --agents, list only those)")
     if args.study:
         spec = load_study(args.study)
-        if args.suite or args.env:
+        if spec.tasks and (args.suite or args.env):
+            raise StudyError(f"{args.study} trains through its tasks; --suite and --env do not apply to it")
+        if spec.tasks:
+            spec.tasks = [t.with_overrides(**common) for t in spec.tasks]
+        elif args.suite or args.env:
             spec.envs = select_envs(args.suite, args.env, **common)
         else:
             spec.envs = [e.with_overrides(**common) for e in spec.envs]

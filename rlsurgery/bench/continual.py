@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from rlsurgery.bench.stats import bootstrap_intervals
 
 
 def normalized(
@@ -113,3 +117,143 @@ def sequence_metrics(
             float(np.nanmean(per_task)) if not np.all(np.isnan(per_task)) else float("nan")
         )
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------------
+# A task-sequence study's tables (from its stored results)
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SequenceRun:
+    """One stored sequence run: its normalized curves on every task and its task ends."""
+
+    variant: str
+    seed: int
+    steps: list[int]
+    curves: np.ndarray
+    boundaries: list[int]
+
+
+def task_normalization(results: Any) -> tuple[list[float], list[float]]:
+    """(random, reference) score of each task: the study's, else from its runs (the mean return of the
+    untrained agents at step 0, and the best variant's mean return on the task right after training it)."""
+    randoms, references = [], []
+    evals, ends = results.task_evals, results.task_ends
+    for j, label in enumerate(results.tasks):
+        scores = results.envs.get(label)
+        random = getattr(scores, "random_score", None)
+        reference = getattr(scores, "reference_score", None)
+        on_task = evals[evals["task"] == j]
+        if random is None:
+            random = float(on_task[on_task["step"] == 0]["mean_return"].mean()) if len(on_task) else 0.0
+        if reference is None:
+            end_steps = ends[ends["task"] == j].set_index("run_id")["step"]
+            at_end = on_task[on_task["step"] == on_task["run_id"].map(end_steps)]
+            reference = float(at_end.groupby("variant")["mean_return"].mean().max()) if len(at_end) else 1.0
+        if reference == random:
+            reference = random + 1.0
+        randoms.append(float(random))
+        references.append(float(reference))
+    return randoms, references
+
+
+def sequence_runs(results: Any) -> list[SequenceRun]:
+    """Every finished sequence run, its returns normalized per task (:func:`task_normalization`)."""
+    randoms, references = task_normalization(results)
+    runs = []
+    for run_id, rows in results.task_evals.groupby("run_id", sort=False):
+        table = rows.pivot_table(index="step", columns="task", values="mean_return").sort_index()
+        ends = results.task_ends[results.task_ends["run_id"] == run_id].sort_values("task")["step"].tolist()
+        if len(ends) != len(results.tasks) or table.shape[1] != len(results.tasks):
+            continue
+        runs.append(
+            SequenceRun(
+                variant=str(rows["variant"].iloc[0]),
+                seed=int(rows["seed"].iloc[0]),
+                steps=[int(s) for s in table.index],
+                curves=normalized(table.to_numpy(), randoms, references),
+                boundaries=[int(s) for s in ends],
+            )
+        )
+    return runs
+
+
+def reference_aucs(results: Any) -> list[float] | None:
+    """AUC_i^b of each task: the reference variant trained on task i alone, mean over its seeds."""
+    if results.reference is None:
+        return None
+    randoms, references = task_normalization(results)
+    evals = results.evals[results.evals["variant"] == results.reference]
+    aucs = []
+    for j, label in enumerate(results.tasks):
+        on_task = evals[evals["env_id"] == label]
+        if on_task.empty:
+            return None
+        per_seed = []
+        for _, rows in on_task.groupby("seed"):
+            rows = rows.sort_values("step")
+            values = (rows["mean_return"].to_numpy() - randoms[j]) / (references[j] - randoms[j])
+            per_seed.append(span_auc(rows["step"].tolist(), values, 0, int(rows["step"].max())))
+        aucs.append(float(np.mean(per_seed)))
+    return aucs
+
+
+def continual_tables(results: Any, reps: int = 2_000, seed: int = 0) -> dict[str, Any]:
+    """``matrix`` (variant, after_task, on_task, mean, low, high: normalized performance on each task
+    after each task) and ``metrics`` (variant, metric, mean, low, high: P, F and FT), with 95%
+    stratified-bootstrap intervals over seeds (rliable)."""
+    runs = sequence_runs(results)
+    references = reference_aucs(results)
+    matrix_rows, metric_rows = [], []
+    for variant in results.variants:
+        mine = [r for r in runs if r.variant == variant]
+        if not mine:
+            continue
+        computed = [sequence_metrics(r.steps, r.curves, r.boundaries, references) for r in mine]
+        stacked = np.stack([m.matrix.reshape(-1) for m in computed])  # seeds × N²
+        point, interval = bootstrap_intervals(stacked, lambda x: x.mean(axis=0), reps, seed)
+        n = len(results.tasks)
+        for k in range(n * n):
+            matrix_rows.append(
+                {
+                    "variant": variant,
+                    "after_task": results.tasks[k // n],
+                    "on_task": results.tasks[k % n],
+                    "mean": point[k],
+                    "low": interval[0, k],
+                    "high": interval[1, k],
+                }
+            )
+        values = {
+            "average_performance": [m.average_performance for m in computed],
+            "forgetting": [m.forgetting for m in computed],
+        }
+        if references is not None:
+            values["forward_transfer"] = [m.forward_transfer for m in computed]
+        for metric, per_seed in values.items():
+            column = np.asarray(per_seed, dtype=float).reshape(-1, 1)
+            if np.isnan(column).any():
+                metric_rows.append(
+                    {
+                        "variant": variant,
+                        "metric": metric,
+                        "mean": float("nan"),
+                        "low": float("nan"),
+                        "high": float("nan"),
+                        "seeds": len(column),
+                    }
+                )
+                continue
+            point, interval = bootstrap_intervals(column, lambda x: x.mean(axis=0), reps, seed)
+            metric_rows.append(
+                {
+                    "variant": variant,
+                    "metric": metric,
+                    "mean": float(point[0]),
+                    "low": float(interval[0, 0]),
+                    "high": float(interval[1, 0]),
+                    "seeds": len(column),
+                }
+            )
+    return {"matrix": pd.DataFrame(matrix_rows), "metrics": pd.DataFrame(metric_rows)}

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from rlsurgery.bench import stats
+from rlsurgery.bench.continual import sequence_runs
 from rlsurgery.bench.results import StudyResults
 
 DPI = 100
@@ -265,4 +266,38 @@ def plot_improvement(
     )
     axis.set_xlim(0.0, 1.0)
     axis.axvline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    return _save(figure, path)
+
+
+def plot_task_curves(results: StudyResults, path: str | Path) -> Path | None:
+    """A task-sequence study: one panel per task, its normalized return over the whole sequence for
+    each variant (mean over seeds, the band between the lowest and highest seed), the task ends marked.
+
+    :return: the figure's path, or None before any sequence run finished
+    """
+    runs = sequence_runs(results) if results.tasks else []
+    if not runs:
+        return None
+    plt = _pyplot()
+    colors = variant_colors(results.variants)
+    n = len(results.tasks)
+    figure, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False, sharey=True)
+    for j, label in enumerate(results.tasks):
+        axis = axes[0, j]
+        for variant in results.variants:
+            mine = [r for r in runs if r.variant == variant]
+            if not mine:
+                continue
+            steps = sorted(set(mine[0].steps).intersection(*[set(r.steps) for r in mine[1:]]))
+            values = np.array([[r.curves[r.steps.index(s), j] for s in steps] for r in mine])
+            axis.plot(steps, values.mean(axis=0), color=colors[variant], label=variant)
+            axis.fill_between(
+                steps, values.min(axis=0), values.max(axis=0), color=colors[variant], alpha=0.15
+            )
+        for end in runs[0].boundaries[:-1]:
+            axis.axvline(end, color="0.6", linestyle="--", linewidth=0.8)
+        axis.set_title(f"on {label}")
+        axis.set_xlabel("env steps (whole sequence)")
+    axes[0, 0].set_ylabel("normalized return")
+    axes[0, -1].legend(fontsize=8, loc="best")
     return _save(figure, path)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rlsurgery.bench import plots, stats
+from rlsurgery.bench.continual import continual_tables
 from rlsurgery.bench.results import StudyResults
 
 if TYPE_CHECKING:  # rollouts load models (torch, SB3): the report only reads what they wrote
@@ -33,6 +34,7 @@ _PLOT_TITLES = {
     "improvement": "Probability of improvement over the baseline",
     "learning_curves": "Greedy evaluation return (mean over finished seeds, 95% bootstrap band)",
     "training_curves": "Training episode return (trailing mean; mean over finished seeds, 95% band)",
+    "task_curves": "Each task's normalized return over the sequence (mean over seeds; band: min to max)",
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -202,7 +204,8 @@ def study_tables(results: StudyResults, reps: int = 2000, seed: int = 0) -> dict
     :param seed: seed of the bootstraps
     :return: ``runs``, ``per_env``, ``aggregate`` (final scores), ``aggregate_auc`` (areas under
         the evaluation curves), ``improvement`` and ``improvement_auc`` when the study has a
-        baseline, and ``metrics`` when it kept logger values
+        baseline, ``metrics`` when it kept logger values, and for a task sequence ``task_matrix`` and
+        ``continual`` (:func:`rlsurgery.bench.continual.continual_tables`)
     """
     tables = {
         "runs": results.runs,
@@ -215,6 +218,9 @@ def study_tables(results: StudyResults, reps: int = 2000, seed: int = 0) -> dict
         tables["improvement_auc"] = stats.improvement_table(results, reps=reps, seed=seed, score="auc")
     if not results.metrics.empty:
         tables["metrics"] = stats.metrics_table(results)
+    if results.tasks and not results.task_evals.empty:
+        continual = continual_tables(results, reps=reps, seed=seed)
+        tables["task_matrix"], tables["continual"] = continual["matrix"], continual["metrics"]
     return tables
 
 
@@ -242,6 +248,7 @@ def _write_plots(
         "training_curves": plots.plot_training_curves(
             results, plots_dir / "training_curves.png", reps=curve_reps, seed=seed
         ),
+        "task_curves": plots.plot_task_curves(results, plots_dir / "task_curves.png"),
     }
     for name, path in drawn.items():
         if path is None:  # a figure of an earlier report in this folder would be stale
@@ -250,7 +257,7 @@ def _write_plots(
 
 
 def _write_tables(tables: dict[str, pd.DataFrame], tables_dir: Path) -> dict[str, Path]:
-    for optional in ("improvement", "improvement_auc", "metrics"):
+    for optional in ("improvement", "improvement_auc", "metrics", "task_matrix", "continual"):
         (tables_dir / f"{optional}.csv").unlink(missing_ok=True)
     paths = {}
     for name, table in tables.items():
@@ -454,6 +461,22 @@ def report_html(
                     "Nothing to compare with the baseline yet.",
                 ),
                 _figures(plot_paths, "improvement"),
+            )
+        )
+    if results.tasks:
+        sections.append(
+            _html_section(
+                "Task sequence",
+                '<p class="note">One agent per variant and seed trains through the tasks in order. Returns '
+                "normalized per task; P: average performance after the last task, F: forgetting (performance "
+                "right after a task minus at the end), FT: forward transfer against the reference variant "
+                "trained on each task alone (Continual World, arXiv 2105.10919); 95% stratified-bootstrap "
+                "intervals over seeds (rliable).</p>",
+                _html_table(
+                    tables.get("continual", pd.DataFrame()), "continual", "No finished sequence yet."
+                ),
+                _html_table(tables.get("task_matrix", pd.DataFrame()), "task-matrix", ""),
+                _figures(plot_paths, "task_curves"),
             )
         )
     curves = _figures(plot_paths, "learning_curves", "training_curves")

@@ -35,6 +35,9 @@ RUN_COLUMNS = [
 EVAL_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "mean_return"]
 EPISODE_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "episode_return"]
 METRIC_COLUMNS = ["run_id", "variant", "env_id", "seed", "step", "key", "value"]
+#: a task-sequence run's evaluations (``task``: the task's index) and the step each task ended at
+TASK_EVAL_COLUMNS = ["run_id", "variant", "seed", "step", "task", "mean_return"]
+TASK_END_COLUMNS = ["run_id", "task", "step"]
 
 
 @dataclass
@@ -72,6 +75,12 @@ class StudyResults:
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
     baseline: str | None = None
     description: str = ""
+    tasks: list[str] = field(default_factory=list)
+    """a task-sequence study's task labels, in order (their scores are in ``envs``)"""
+    reference: str | None = None
+    """the variant trained on each task alone (forward transfer's reference), if any"""
+    task_evals: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_EVAL_COLUMNS))
+    task_ends: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TASK_END_COLUMNS))
 
     @property
     def done(self) -> pd.DataFrame:

@@ -25,7 +25,15 @@ from typing import Any
 
 import pandas as pd
 
-from rlsurgery.bench.results import EPISODE_COLUMNS, EVAL_COLUMNS, METRIC_COLUMNS, RUN_COLUMNS, StudyResults
+from rlsurgery.bench.results import (
+    EPISODE_COLUMNS,
+    EVAL_COLUMNS,
+    METRIC_COLUMNS,
+    RUN_COLUMNS,
+    TASK_END_COLUMNS,
+    TASK_EVAL_COLUMNS,
+    StudyResults,
+)
 from rlsurgery.bench.study import RunSpec, StudySpec, config_hash
 from rlsurgery.core.errors import StudyError
 
@@ -66,6 +74,21 @@ CREATE TABLE IF NOT EXISTS episodes (
     episode_return REAL NOT NULL,
     length INTEGER NOT NULL,
     PRIMARY KEY (run_id, idx)
+);
+CREATE TABLE IF NOT EXISTS task_evals (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step INTEGER NOT NULL,
+    task INTEGER NOT NULL,
+    mean_return REAL NOT NULL,
+    std_return REAL NOT NULL,
+    returns TEXT NOT NULL,
+    PRIMARY KEY (run_id, step, task)
+);
+CREATE TABLE IF NOT EXISTS task_ends (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    task INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    PRIMARY KEY (run_id, task)
 );
 CREATE TABLE IF NOT EXISTS metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -331,6 +354,8 @@ class ResultStore:
             self.conn.execute("DELETE FROM evals WHERE run_id = ?", (run_id,))
             self.conn.execute("DELETE FROM episodes WHERE run_id = ?", (run_id,))
             self.conn.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM task_evals WHERE run_id = ?", (run_id,))
+            self.conn.execute("DELETE FROM task_ends WHERE run_id = ?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET status = ?, final_score = ?, final_std = ?, steps = ?, wall_s = ?, "
                 "error = ?, host = ?, finished_at = ? WHERE run_id = ?",
@@ -366,6 +391,25 @@ class ResultStore:
                     (run_id, i, m["step"], m["key"], m["value"])
                     for i, m in enumerate(result.get("metrics", []))
                 ],
+            )
+            self.conn.executemany(
+                "INSERT INTO task_evals (run_id, step, task, mean_return, std_return, returns) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        e["step"],
+                        e["task"],
+                        e["mean_return"],
+                        e["std_return"],
+                        json.dumps(e["returns"]),
+                    )
+                    for e in result.get("task_evals", [])
+                ],
+            )
+            self.conn.executemany(
+                "INSERT INTO task_ends (run_id, task, step) VALUES (?, ?, ?)",
+                [(run_id, e["task"], e["step"]) for e in result.get("task_ends", [])],
             )
 
     def todo(self) -> list[RunSpec]:
@@ -419,11 +463,26 @@ class ResultStore:
             "FROM metrics m JOIN runs r USING (run_id) WHERE r.status = 'done' ORDER BY m.run_id, m.idx",
             self.conn,
         )
+        task_evals = pd.read_sql_query(
+            "SELECT t.run_id, r.variant, r.seed, t.step, t.task, t.mean_return "
+            "FROM task_evals t JOIN runs r USING (run_id) WHERE r.status = 'done' "
+            "ORDER BY t.run_id, t.step, t.task",
+            self.conn,
+        )
+        task_ends = pd.read_sql_query(
+            "SELECT e.run_id, e.task, e.step FROM task_ends e JOIN runs r USING (run_id) "
+            "WHERE r.status = 'done' ORDER BY e.run_id, e.task",
+            self.conn,
+        )
         return StudyResults(
             name=spec.name,
             description=spec.description,
             variants=spec.variant_names,
-            envs={e.label: e.scores for e in spec.envs},
+            envs={e.label: e.scores for e in [*spec.envs, *spec.tasks]},
+            tasks=[t.label for t in spec.tasks],
+            reference=spec.reference,
+            task_evals=task_evals[TASK_EVAL_COLUMNS],
+            task_ends=task_ends[TASK_END_COLUMNS],
             runs=runs,
             evals=evals[EVAL_COLUMNS],
             episodes=episodes[EPISODE_COLUMNS],
@@ -433,7 +492,13 @@ class ResultStore:
 
 
 def _union(old: StudySpec, new: StudySpec) -> StudySpec:
-    """The stored study grown by a rerun with more variants, envs or seeds."""
+    """The stored study grown by a rerun with more variants, envs or seeds (a task sequence keeps its
+    tasks: another sequence is another study)."""
+    if [t.as_dict() for t in old.tasks] != [t.as_dict() for t in new.tasks]:
+        raise StudyError(
+            "the study folder holds a study with other tasks (or none); a task sequence is a study of its "
+            "own: choose another --out"
+        )
     variants = {v.name: v for v in old.variants}
     variants.update({v.name: v for v in new.variants})
     envs = {e.label: e for e in old.envs}
@@ -450,4 +515,6 @@ def _union(old: StudySpec, new: StudySpec) -> StudySpec:
         save_models=new.save_models,
         metrics=list(dict.fromkeys([*old.metrics, *new.metrics])),
         command_line=new.command_line,
+        tasks=list(new.tasks),
+        reference=new.reference or old.reference,
     )

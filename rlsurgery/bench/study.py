@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
 from rlsurgery import catalog
 from rlsurgery.bench.suites import EnvSettings, known_env_settings, load_suite, parse_env_settings
 from rlsurgery.core.checks import MAX_SEED, check_int, int_problem
@@ -64,7 +66,11 @@ STUDY_KEYS = (
     "variants",
     "save_models",
     "metrics",
+    "tasks",
+    "reference",
 )
+#: the label of a task-sequence run's env (its runs are ``VARIANT|sequence|SEED``)
+SEQUENCE_LABEL = "sequence"
 VARIANT_KEYS = ("recipe", "explore", "surgeries", "remove", "hyperparams")
 
 
@@ -105,14 +111,20 @@ SCORE_KEYS = ("random_score", "reference_score", "reference_source")
 """Env entries that only normalize results: a run is the same run whatever they say."""
 
 
-def config_hash(variant: dict[str, Any], env: dict[str, Any], seed: int) -> str:
-    """The hash that identifies a run's configuration: its variant, env settings and seed.
+def config_hash(
+    variant: dict[str, Any], env: dict[str, Any], seed: int, tasks: list[dict[str, Any]] | None = None
+) -> str:
+    """The hash that identifies a run's configuration: its variant, env settings and seed (and a
+    sequence run's tasks).
 
     The env's normalization scores are left out, so that correcting a suite's random or
     reference score re-normalizes a stored study instead of making its runs "changed".
     """
     trained_on = {k: v for k, v in env.items() if k not in SCORE_KEYS}
-    payload = json.dumps({"variant": variant, "env": trained_on, "seed": seed}, sort_keys=True)
+    content: dict[str, Any] = {"variant": variant, "env": trained_on, "seed": seed}
+    if tasks:  # only then, so that the runs of other studies keep their hash
+        content["tasks"] = [{k: v for k, v in t.items() if k not in SCORE_KEYS} for t in tasks]
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -128,15 +140,17 @@ class RunSpec:
     model_path: str | None = None
     metrics: list[str] = field(default_factory=list)
     """logger keys (or prefixes ending in ``/``) whose values the worker keeps"""
+    tasks: list[dict[str, Any]] | None = None
+    """a sequence run: the tasks one agent trains through in order (env settings), else None"""
 
     @property
     def config_hash(self) -> str:
         """Identifies the run's configuration (a changed configuration is a different run)."""
-        return config_hash(self.variant, self.env, self.seed)
+        return config_hash(self.variant, self.env, self.seed, self.tasks)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form (what workers receive)."""
-        return {
+        out = {
             "run_id": self.run_id,
             "variant": self.variant,
             "env": self.env,
@@ -145,6 +159,9 @@ class RunSpec:
             "model_path": self.model_path,
             "metrics": list(self.metrics),
         }
+        if self.tasks:
+            out["tasks"] = [dict(t) for t in self.tasks]
+        return out
 
 
 @dataclass
@@ -165,10 +182,18 @@ class StudySpec:
     """built from command-line options (``compare --agents``, ``ablate``), not a study file: its
     variants and environments are part of what the study is, so its folder takes no others
     (``None``: not known, for a study stored before this was recorded)"""
+    tasks: list[EnvSettings] = field(default_factory=list)
+    """a task-sequence study: one agent per variant and seed trains through these in order (its
+    ``envs`` is then the one sequence entry, :func:`sequence_env`)"""
+    reference: str | None = None
+    """a task-sequence study's variant also trained on each task alone, from scratch: the reference
+    of forward transfer (runs ``VARIANT|TASK|SEED``)"""
 
     def __post_init__(self) -> None:
         if not self.variants:
             raise StudyError("a study needs at least one variant")
+        if self.tasks:
+            self.envs = [sequence_env(self.tasks)]
         if not self.envs:
             raise StudyError("a study needs at least one environment")
         if not self.seeds:
@@ -184,6 +209,18 @@ class StudySpec:
         if self.baseline is not None and self.baseline not in names:
             raise StudyError(f"baseline {self.baseline!r} is not one of the variants ({', '.join(names)})")
         self.metrics = check_metric_keys(self.metrics)
+        if self.tasks:
+            labels = [t.label for t in self.tasks]
+            if len(set(labels)) != len(labels) or SEQUENCE_LABEL in labels:
+                raise StudyError(f"tasks need distinct labels other than {SEQUENCE_LABEL!r} (got {labels})")
+            missing = [t.label for t in self.tasks if not t.steps]
+            if missing:
+                raise StudyError(f"tasks: each task needs its steps ({', '.join(missing)} has none)")
+        if self.reference is not None and (not self.tasks or self.reference not in names):
+            raise StudyError(
+                f"reference {self.reference!r} must be one of the variants of a study with tasks "
+                f"({', '.join(names)})"
+            )
 
     @property
     def variant_names(self) -> list[str]:
@@ -191,27 +228,34 @@ class StudySpec:
         return [v.name for v in self.variants]
 
     def runs(self, out_dir: str | Path | None = None) -> list[RunSpec]:
-        """Every run, in variant, env, seed order (``out_dir``: where models are saved)."""
+        """Every run, in variant, env, seed order (``out_dir``: where models are saved); a task-sequence
+        study: one sequence run per variant and seed, then the reference variant on each task alone."""
+        pairs = [(variant, env) for variant in self.variants for env in self.envs]
+        if self.reference is not None:
+            reference = next(v for v in self.variants if v.name == self.reference)
+            pairs += [(reference, task) for task in self.tasks]
+        tasks = [t.as_dict() for t in self.tasks] or None
         runs = []
-        for variant in self.variants:
-            for env in self.envs:
-                for seed in self.seeds:
-                    run_id = f"{variant.name}|{env.label}|{seed}"
-                    model_path = None
-                    if self.save_models and out_dir is not None:
-                        safe = run_id.replace("|", "__").replace("/", "_")
-                        model_path = str(Path(out_dir) / "models" / f"{safe}.zip")
-                    runs.append(
-                        RunSpec(
-                            run_id,
-                            variant.as_dict(),
-                            env.as_dict(),
-                            seed,
-                            self.device,
-                            model_path,
-                            list(self.metrics),
-                        )
+        for variant, env in pairs:
+            for seed in self.seeds:
+                run_id = f"{variant.name}|{env.label}|{seed}"
+                model_path = None
+                if self.save_models and out_dir is not None:
+                    safe = run_id.replace("|", "__").replace("/", "_")
+                    model_path = str(Path(out_dir) / "models" / f"{safe}.zip")
+                sequence = tasks if env.label == SEQUENCE_LABEL and self.tasks else None
+                runs.append(
+                    RunSpec(
+                        run_id,
+                        variant.as_dict(),
+                        env.as_dict(),
+                        seed,
+                        self.device,
+                        model_path,
+                        list(self.metrics),
+                        sequence,
                     )
+                )
         return runs
 
     def validate(self, build: bool = True) -> None:
@@ -221,13 +265,16 @@ class StudySpec:
         each environment id and extra, and with ``build`` constructs each agent once on its
         environment, so that surgery/space mismatches fail now.
         """
-        for env in self.envs:
+        trained_on = self.tasks or self.envs
+        for env in trained_on:
             if env.requires:
                 require_extra(env.requires, env.env_id)
             ensure_registered(env.env_id)
+        if self.tasks:
+            check_shared_spaces(self.tasks)
         for variant in self.variants:
             recipe = load_recipe(variant.recipe)
-            for env in self.envs:
+            for env in trained_on:
                 where = f"variant {variant.name!r} on {env.label}"
                 try:
                     resolved = recipe.resolve(
@@ -237,7 +284,7 @@ class StudySpec:
                         env_kwargs=merged_env_kwargs(recipe, env),
                         **variant.overrides(),
                     )
-                    if build:
+                    if build and (env is trained_on[0] or not self.tasks):  # a sequence's agent: task 0's
                         if "buffer_size" in resolved.kwargs:
                             resolved.kwargs["buffer_size"] = min(int(resolved.kwargs["buffer_size"]), 1000)
                         resolved.n_envs = 1
@@ -259,6 +306,11 @@ class StudySpec:
             "save_models": self.save_models,
             "metrics": list(self.metrics),
             "command_line": self.command_line,
+            **(
+                {"tasks": [t.as_dict() for t in self.tasks], "reference": self.reference}
+                if self.tasks
+                else {}
+            ),
         }
 
     @classmethod
@@ -275,7 +327,38 @@ class StudySpec:
             save_models=bool(data.get("save_models", False)),
             metrics=list(data.get("metrics") or []),
             command_line=data.get("command_line"),
+            tasks=[EnvSettings.from_dict(t) for t in data.get("tasks") or []],
+            reference=data.get("reference"),
         )
+
+
+def sequence_env(tasks: list[EnvSettings]) -> EnvSettings:
+    """The one env entry of a task-sequence study: task 0's id, the sequence's total budget."""
+    first = tasks[0]
+    return EnvSettings(
+        env_id=first.env_id,
+        name=SEQUENCE_LABEL,
+        steps=sum(int(t.steps or 0) for t in tasks),
+        eval_freq=first.eval_freq,
+        n_eval_episodes=first.n_eval_episodes,
+        env_kwargs=dict(first.env_kwargs),
+        requires=first.requires,
+    )
+
+
+def check_shared_spaces(tasks: list[EnvSettings]) -> None:
+    """Every task of a sequence has task 0's observation and action spaces (one agent acts on all)."""
+    spaces = []
+    for task in tasks:
+        env = gym.make(task.env_id, **task.env_kwargs)
+        spaces.append((env.observation_space, env.action_space))
+        env.close()
+    for task, (observations, actions) in zip(tasks[1:], spaces[1:]):
+        if (observations, actions) != spaces[0]:
+            raise StudyError(
+                f"tasks: {task.label} has spaces {observations}, {actions}; the first task has "
+                f"{spaces[0][0]}, {spaces[0][1]} (one agent trains on every task)"
+            )
 
 
 def check_metric_keys(metrics: Any) -> list[str]:
@@ -378,6 +461,25 @@ def _variant_hyperparam_problem(recipe: str, hyperparams: dict[str, Any]) -> Pro
     return hyperparam_problem(load_recipe(recipe).algorithm, hyperparams)
 
 
+def _study_tasks(data: dict[str, Any], fail: Any, common: dict[str, Any]) -> list[EnvSettings]:
+    """A study file's ``tasks``: an ordered mapping label -> env settings (``id``, ``steps``,
+    ``env_kwargs``, scores …), each checked as an ``envs`` entry; none without the key."""
+    raw_tasks = data.get("tasks")
+    if raw_tasks is None:
+        return []
+    if "envs" in data or "suite" in data:
+        raise fail("give either 'tasks' (a sequence) or 'envs'/'suite', not both", "tasks")
+    if not isinstance(raw_tasks, dict) or len(raw_tasks) < 2:
+        raise fail("'tasks' must be a mapping of at least two tasks (label -> {id, steps, ...})", "tasks")
+    tasks = []
+    for label, raw in raw_tasks.items():
+        if not isinstance(raw, dict):
+            raise fail(f"the entry of task {label} must be a mapping", "tasks", label)
+        task = parse_env_settings(str(label), raw, fail, "tasks", label)
+        tasks.append(task.with_overrides(**{k: v for k, v in common.items() if getattr(task, k) is None}))
+    return tasks
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; every problem names the file and line."""
     path = Path(path)
@@ -445,11 +547,12 @@ def load_study(path: str | Path) -> StudySpec:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise fail(f"{key} must be a positive integer (got {value!r})", key)
         common[key] = value
+    tasks = _study_tasks(data, fail, common)
     suite = data.get("suite")
     if suite is not None and Path(str(suite)).suffix in (".yaml", ".yml"):
         suite = str((path.parent / str(suite)).resolve())
     try:
-        envs = select_envs(suite, env_ids, env_overrides, **common)
+        envs = [] if tasks else select_envs(suite, env_ids, env_overrides, **common)
         seeds = seed_list(data.get("seeds", 1))
     except SurgeryError as exc:
         key = "seeds" if "seeds" in str(exc) else ("suite" if "suite" in data else "envs")
@@ -465,9 +568,11 @@ def load_study(path: str | Path) -> StudySpec:
             device=str(data.get("device", "auto")),
             save_models=bool(data.get("save_models", False)),
             metrics=data.get("metrics") or [],
+            tasks=tasks,
+            reference=data.get("reference"),
         )
     except StudyError as exc:
-        key = next((k for k in ("baseline", "metrics") if k in str(exc)), "variants")
+        key = next((k for k in ("baseline", "metrics", "reference", "tasks") if k in str(exc)), "variants")
         raise fail(str(exc), key) from None
 
 

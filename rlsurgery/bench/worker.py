@@ -127,6 +127,62 @@ class StudyCallback(BaseCallback):
             self.evaluate()
 
 
+class SequenceCallback(StudyCallback):
+    """A task-sequence run's evaluations: every task, acting as on that task, at each evaluation.
+
+    ``task_evals`` gets one record per task and evaluation; ``evals`` (what the study's curves and
+    final score read) the mean over the tasks of their mean returns.
+    """
+
+    def __init__(
+        self, eval_envs: list[VecEnv], eval_freq: int, n_eval_episodes: int, metrics: list[str] | None = None
+    ) -> None:
+        super().__init__(eval_envs[0], eval_freq, n_eval_episodes, metrics)
+        self.eval_envs = eval_envs
+        self.task_evals: list[dict[str, Any]] = []
+
+    def start_task(self, start_step: int, eval_freq: int) -> None:
+        """The next evaluations: every ``eval_freq`` steps from ``start_step``."""
+        self.eval_freq = int(eval_freq)
+        self.next_eval = int(start_step) + self.eval_freq
+
+    def evaluate(self) -> None:
+        from rlsurgery.runtime.tasks import on_task
+
+        means = []
+        for task, env in enumerate(self.eval_envs):
+            with on_task(self.model, task):
+                returns, _ = evaluate_policy(
+                    self.model,
+                    env,
+                    n_eval_episodes=self.n_eval_episodes,
+                    deterministic=True,
+                    return_episode_rewards=True,
+                )
+            values = np.asarray(returns, dtype=float)
+            self.task_evals.append(
+                {
+                    "step": int(self.model.num_timesteps),
+                    "task": task,
+                    "mean_return": float(values.mean()),
+                    "std_return": float(values.std()),
+                    "returns": [float(v) for v in values],
+                }
+            )
+            means.append(float(values.mean()))
+        step = int(self.model.num_timesteps)
+        self.evals.append(
+            {
+                "step": step,
+                "mean_return": float(np.mean(means)),
+                "std_return": float(np.std(means)),
+                "returns": means,
+            }
+        )
+        if getattr(self, "logger", None) is not None:  # none before the first learn
+            self.logger.record("eval/mean_return", float(np.mean(means)))
+
+
 def execute_run(run: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one run (a :class:`~rlsurgery.bench.study.RunSpec` as a dict).
 
@@ -139,6 +195,8 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         with trusted_zips(bool(run.get("trust"))):  # the study's --trust: zips its surgeries read
+            if run.get("tasks"):
+                return _train_sequence(run, start)
             return _train_and_evaluate(run, start)
     except Exception:  # a crash of this run is data, not the study's end
         return {
@@ -150,19 +208,16 @@ def execute_run(run: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
-    import torch as th
-
+def _resolved(run: dict[str, Any], env_settings: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """(env settings, the run's recipe resolved for that env, the env's keyword arguments)."""
     from rlsurgery.bench.study import merged_env_kwargs
     from rlsurgery.bench.suites import EnvSettings
     from rlsurgery.envs import ensure_registered
     from rlsurgery.recipes import load_recipe
 
-    th.set_num_threads(1)
-    env = EnvSettings.from_dict(run["env"])
+    env = EnvSettings.from_dict(env_settings)
     ensure_registered(env.env_id)
     variant = run["variant"]
-    seed = int(run["seed"])
     recipe = load_recipe(variant["recipe"])
     env_kwargs = merged_env_kwargs(recipe, env)
     explore = {"explore": variant["explore"]} if variant.get("explore") is not None else {}
@@ -171,12 +226,81 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
         surgeries=variant["surgeries"],
         remove=variant["remove"],
         **explore,
-        seed=seed,
+        seed=int(run["seed"]),
         device=run.get("device", "auto"),
         verbose=0,
         env_kwargs=env_kwargs,
         **variant["hyperparams"],
     )
+    return env, resolved, env_kwargs
+
+
+def _train_sequence(run: dict[str, Any], start: float) -> dict[str, Any]:
+    """One agent through the run's tasks in order (:func:`rlsurgery.runtime.tasks.switch_task` between
+    them), every task evaluated at step 0, every task's ``eval_freq`` and each task's end."""
+    import torch as th
+
+    from rlsurgery.runtime.tasks import switch_task
+
+    th.set_num_threads(1)
+    seed = int(run["seed"])
+    settings = [_resolved(run, task) for task in run["tasks"]]
+    eval_envs = [
+        make_vec_env(
+            env.env_id, n_envs=1, seed=EVAL_SEED_OFFSET + seed + 1_000 * j, env_kwargs=kwargs or None
+        )
+        for j, (env, _, kwargs) in enumerate(settings)
+    ]
+    train_envs = []
+    task_ends = []
+    try:
+        train_envs.append(settings[0][1].make_env(seed=seed))
+        model = settings[0][1].build(env=train_envs[0])
+        first = settings[0][0]
+        callback = SequenceCallback(
+            eval_envs,
+            int(first.eval_freq or max(int(first.steps) // 10, 1)),
+            first.n_eval_episodes,
+            run.get("metrics") or [],
+        )
+        callback.model = model  # (learn sets it again, with the logger)
+        callback.evaluate()  # before training: where every task's curve starts
+        for i, (env, resolved, _) in enumerate(settings):
+            if i > 0:
+                train_envs.append(resolved.make_env(seed=seed + i))
+                switch_task(model, train_envs[-1], i)
+            steps = int(env.steps)
+            callback.start_task(model.num_timesteps, int(env.eval_freq or max(steps // 10, 1)))
+            model.learn(steps, callback=callback, reset_num_timesteps=False)
+            task_ends.append({"task": i, "step": int(model.num_timesteps)})
+        if run.get("model_path"):
+            model.save(run["model_path"])
+    finally:
+        for env in [*train_envs, *eval_envs]:
+            env.close()
+    final = callback.evals[-1]
+    return {
+        "run_id": run["run_id"],
+        "status": "done",
+        "final_score": final["mean_return"],
+        "final_std": final["std_return"],
+        "steps": int(model.num_timesteps),
+        "wall_s": time.perf_counter() - start,
+        "evals": callback.evals,
+        "episodes": callback.episodes,
+        "metrics": callback.metrics,
+        "task_evals": callback.task_evals,
+        "task_ends": task_ends,
+        "host": socket.gethostname(),
+    }
+
+
+def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
+    import torch as th
+
+    th.set_num_threads(1)
+    seed = int(run["seed"])
+    env, resolved, env_kwargs = _resolved(run, run["env"])
     budget = int(env.steps or resolved.n_timesteps)
     eval_freq = int(env.eval_freq or max(budget // 10, 1))
     train_env = resolved.make_env(seed=seed)

@@ -133,7 +133,8 @@ class AffineObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
         if seed is not None:
             self._noise = np.random.default_rng([self.noise_seed % 2**32, seed % 2**32])
         elif self._noise is None:  # unseeded: from the env's own generator (distinct per vec-env worker)
-            self._noise = np.random.default_rng([self.noise_seed % 2**32, int(self.np_random.integers(2**32))])
+            drawn = int(self.np_random.integers(2**32))
+            self._noise = np.random.default_rng([self.noise_seed % 2**32, drawn])
         return super().reset(seed=seed, options=options)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
