@@ -327,3 +327,54 @@ def test_gem_proof_fails_without_the_projection():
         ("gem", "gem_projection", lambda g, memories: g),
     ):
         assert_proof_fails_when(replaced(gem, name, identity), check_gem, variant)
+
+
+# ---------------------------------------------------------------------------------------- PackNet
+def check_packnet(tmp_path):
+    model = dqn(["packnet:prune_fraction=0.5"]).learn(300)
+    layer = model.q_net.q_net[0]
+    free_before = int((layer.packnet_owner < 0).sum())
+    switch_task(model, TASKS[1].make_env(1), 1)
+    owner = layer.packnet_owner
+    assert int((owner == 0).sum()) == round(0.5 * free_before)  # task 0 keeps half of the layer
+    assert bool((layer.weight_orig[owner < 0] == 0).all())  # the released half is zeroed
+    obs = th.as_tensor(np.random.default_rng(1).normal(size=(32, 4)), dtype=th.float32)
+    with th.no_grad(), on_task(model, 0):
+        old_task = model.q_net(obs).clone()
+    with th.no_grad():
+        new_task_before = model.q_net(obs).clone()
+    model.learn(300, reset_num_timesteps=False)
+    with th.no_grad(), on_task(model, 0):
+        th.testing.assert_close(model.q_net(obs), old_task, rtol=0, atol=0)
+    with th.no_grad():
+        assert not th.equal(model.q_net(obs), new_task_before), "task 1 trained its free weights"
+    model.save(tmp_path / "packnet.zip")
+    loaded = rls.load(tmp_path / "packnet.zip")
+    assert th.equal(loaded.q_net.q_net[0].packnet_owner, owner)
+    with th.no_grad(), on_task(loaded, 0):
+        th.testing.assert_close(loaded.q_net(obs), old_task, rtol=0, atol=0)
+
+
+def test_packnet_keeps_old_task_outputs_bit_identical(tmp_path):
+    check_packnet(tmp_path)
+
+
+def test_packnet_proof_fails_without_the_per_task_mask_or_the_frozen_weights(tmp_path):
+    from rlsurgery.continual import packnet
+
+    everything = lambda owner, acting, packed: th.ones_like(owner, dtype=th.float32)  # noqa: E731
+    assert_proof_fails_when(replaced(packnet, "task_mask", everything), check_packnet, tmp_path)
+    assert_proof_fails_when(
+        replaced(
+            packnet, "keep_largest_free", lambda weight, owner, kept: th.zeros_like(owner, dtype=th.bool)
+        ),
+        check_packnet,
+        tmp_path,
+    )
+
+
+def test_packnet_refuses_weight_decay_and_pruning():
+    with pytest.raises(rls.IncompatibleSurgeryError, match="packnet: the optimizer's weight decay"):
+        dqn(["packnet"], policy_kwargs=dict(net_arch=[16], optimizer_kwargs=dict(weight_decay=1e-4)))
+    with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with weight_pruning"):
+        dqn(["packnet", "weight_pruning"])
