@@ -161,11 +161,16 @@ def _rows(layer: nn.Linear, units: th.Tensor) -> nn.Linear:
 
 
 def swap(net: nn.Module, old: nn.Module, new: nn.Module) -> None:
-    """Put ``new`` wherever ``old`` sits in ``net`` (a layer may be reachable by one path only)."""
+    """Put ``new`` wherever ``old`` sits in ``net`` (a layer may be reachable by one path only), plain
+    lists that refer to it included (SB3's critics call their Q networks through ``q_networks``)."""
     for module in net.modules():
         for child_name, child in module.named_children():
             if child is old:
                 setattr(module, child_name, new)
+                for owner in net.modules():
+                    for value in vars(owner).values():
+                        if isinstance(value, list) and any(item is old for item in value):
+                            value[:] = [new if item is old else item for item in value]
                 return
     raise KeyError("module not found in the network")
 

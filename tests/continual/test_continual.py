@@ -8,7 +8,13 @@ import torch as th
 
 import rlsurgery as rls
 from rlsurgery.bench import continual as metrics
-from rlsurgery.continual import ewc, gradient_episodic_memory, learning_without_forgetting, memory_replay
+from rlsurgery.continual import (
+    ewc,
+    gradient_episodic_memory,
+    learning_without_forgetting,
+    memory_replay,
+    progressive_neural_networks,
+)
 from rlsurgery.runtime.tasks import Task, current_task, on_task, switch_task, train_sequence
 from tests.breakage import assert_proof_fails_when, replaced
 
@@ -378,3 +384,78 @@ def test_packnet_refuses_weight_decay_and_pruning():
         dqn(["packnet"], policy_kwargs=dict(net_arch=[16], optimizer_kwargs=dict(weight_decay=1e-4)))
     with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with weight_pruning"):
         dqn(["packnet", "weight_pruning"])
+
+
+# ---------------------------------------------------------------------------------------- progressive nets
+def check_progressive(tmp_path):
+    model = dqn(["progressive_neural_networks"]).learn(300)
+    obs = th.as_tensor(np.random.default_rng(2).normal(size=(32, 4)), dtype=th.float32)
+    with th.no_grad():
+        before = model.q_net(obs).clone()
+    switch_task(model, TASKS[1].make_env(1), 1)
+    (stack,) = [
+        m for m in model.q_net.modules() if isinstance(m, progressive_neural_networks.ProgressiveColumns)
+    ]
+    assert len(stack.columns) == 2 and len(stack.laterals) == 1
+    with th.no_grad():
+        th.testing.assert_close(model.q_net(obs), before, rtol=0, atol=0)  # the new column starts as the old
+    assert not any(p.requires_grad for p in stack.columns[0].parameters())
+    model.learn(300, reset_num_timesteps=False)
+    with th.no_grad(), on_task(model, 0):
+        th.testing.assert_close(model.q_net(obs), before, rtol=0, atol=0)  # task 0: its frozen column
+    with th.no_grad():
+        assert not th.equal(model.q_net(obs), before), "the new column trained"
+    assert any(float(lateral.weight.detach().abs().sum()) > 0 for lateral in stack.laterals[0])
+    model.save(tmp_path / "progressive.zip")
+    loaded = rls.load(tmp_path / "progressive.zip")
+    with th.no_grad():
+        th.testing.assert_close(loaded.q_net(obs), model.q_net(obs), rtol=0, atol=0)
+        with on_task(loaded, 0):
+            th.testing.assert_close(loaded.q_net(obs), before, rtol=0, atol=0)
+
+
+def test_progressive_columns_freeze_old_tasks_and_start_as_the_old_function(tmp_path):
+    check_progressive(tmp_path)
+
+
+def test_progressive_proof_fails_when_old_columns_train_or_the_task_is_ignored(tmp_path):
+    columns = progressive_neural_networks.ProgressiveColumns
+    original_add = columns.add_column
+
+    def add_unfrozen(self):
+        original_add(self)
+        self.requires_grad_(True)
+
+    assert_proof_fails_when(replaced(columns, "add_column", add_unfrozen), check_progressive, tmp_path)
+    original_forward = columns.forward
+
+    def latest_column(self, x):
+        self.task_of = lambda: len(self.columns) - 1
+        return original_forward(self, x)
+
+    assert_proof_fails_when(replaced(columns, "forward", latest_column), check_progressive, tmp_path)
+
+
+def test_progressive_columns_on_td3_and_refused_where_heads_read_the_mlp():
+    tasks = [Task("rlsurgery/Shifted-v0", 120, {"env_id": "Pendulum-v1", "offset": o}) for o in (0.0, 0.5)]
+    model = rls.SurgicalTD3(
+        "MlpPolicy",
+        tasks[0].make_env(0),
+        seed=0,
+        surgeries=["progressive_neural_networks"],
+        learning_starts=50,
+        buffer_size=500,
+        batch_size=16,
+        policy_kwargs=dict(net_arch=[16]),
+    )
+    train_sequence(model, tasks, eval_freq=120, eval_episodes=1)
+    stacks = [
+        m for m in model.policy.modules() if isinstance(m, progressive_neural_networks.ProgressiveColumns)
+    ]
+    assert len(stacks) == 6 and all(
+        len(s.columns) == 2 for s in stacks
+    )  # actor, 2 critics, and their targets
+    with pytest.raises(
+        rls.IncompatibleSurgeryError, match="progressive_neural_networks: not available for SurgicalPPO"
+    ):
+        rls.SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=["progressive_neural_networks"])
