@@ -73,9 +73,9 @@ def test_implemented_entries_name_class_and_an_existing_proof_test():
 def test_planned_and_unknown_keys_are_refused_clearly():
     with pytest.raises(
         PlannedSurgeryError,
-        match=r"feature_alignment: 'Feature Alignment' \(section 9\) is in the catalog but planned",
+        match=r"vq_vae: 'VQ-VAE' \(section 18\) is in the catalog but planned",
     ):
-        catalog.create("feature_alignment")
+        catalog.create("vq_vae")
     with pytest.raises(
         UnknownSurgeryError, match=r"unknown surgery 'prioritised_replay'; did you mean 'prioritized_replay'"
     ):
@@ -114,7 +114,7 @@ def test_cli_catalog_json_and_section(capsys):
         "beta_fraction",
         "eps",
     }
-    assert per["feature_alignment"]["status"] == "planned"
+    assert per["vq_vae"]["status"] == "planned"
     assert main(["catalog", "--section", "22"]) == 0
     text = capsys.readouterr().out
     assert "noisy_nets" in text and "weight_pruning" not in text

@@ -77,7 +77,7 @@ def test_train_refuses_an_occupied_run_folder(tmp_path, capsys):
     [
         ("dueling_archtecture", "unknown surgery 'dueling_archtecture'; did you mean 'dueling_architecture'"),
         ("prioritized_replay:alpha=3", "prioritized_replay: parameter 'alpha' must be <= 1.0 (got 3)"),
-        ("feature_alignment", "planned, not implemented yet"),
+        ("vq_vae", "planned, not implemented yet"),
     ],
 )
 def test_bad_surgery_fails_before_the_run_folder_is_made(tmp_path, capsys, surgery, message):

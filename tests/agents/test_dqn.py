@@ -160,7 +160,7 @@ def test_rainbow_runs_on_cuda():
     ("surgeries", "error", "match"),
     [
         (["dueling_architectur"], UnknownSurgeryError, "did you mean 'dueling_architecture'"),
-        (["feature_alignment"], PlannedSurgeryError, "planned, not implemented yet"),
+        (["vq_vae"], PlannedSurgeryError, "planned, not implemented yet"),
         (
             ["prioritized_replay:alpha=1.5"],
             ParameterError,

@@ -1,0 +1,123 @@
+"""Domain adaptation: MMD/CORAL against hand-computed values, alignment on an agent, DANN's reversal."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch as th
+
+import rlsurgery as rls
+from rlsurgery.adaptation import domain_adversarial_training as dann
+from rlsurgery.adaptation import feature_alignment
+from tests.breakage import assert_proof_fails_when, replaced
+
+th.set_num_threads(1)
+
+SHIFTED = "target_env=rlsurgery/Shifted-v0,target_env_kwargs={env_id: CartPole-v1, scale: [1, 3, 1, 3], offset: 0.5}"
+DQN_KW = dict(
+    learning_starts=50,
+    buffer_size=2_000,
+    batch_size=32,
+    train_freq=1,
+    learning_rate=1e-3,
+    policy_kwargs=dict(net_arch=[16]),
+)
+
+
+def dqn(spec):
+    return rls.SurgicalDQN("MlpPolicy", "CartPole-v1", seed=0, surgeries=[spec], **DQN_KW)
+
+
+def latent_gap(model, surgery):
+    """MMD² (σ = 1) between the features of source (replay) and target (collected) observations."""
+    source = th.as_tensor(model.replay_buffer.observations[:500, 0])
+    target = th.as_tensor(np.stack(surgery.target(model).buffer[-500:]))
+    latent = rls.SurgicalDQN.LAYOUT.latent
+    with th.no_grad():
+        return float(
+            feature_alignment.mmd2(latent(model.policy, source), latent(model.policy, target), [1.0])
+        )
+
+
+def check_alignment():
+    x, y = th.tensor([[0.0], [1.0]]), th.tensor([[0.0], [2.0]])
+    k = lambda a, b: math.exp(-((a - b) ** 2) / 2)  # noqa: E731
+    xx = (k(0, 0) + 2 * k(0, 1) + k(1, 1)) / 4
+    yy = (k(0, 0) + 2 * k(0, 2) + k(2, 2)) / 4
+    xy = (k(0, 0) + k(0, 2) + k(1, 0) + k(1, 2)) / 4
+    assert float(feature_alignment.mmd2(x, y, [1.0])) == pytest.approx(xx + yy - 2 * xy)
+    a = th.tensor([[1.0, 2.0], [2.0, 0.0], [3.0, 1.0]])
+    b = th.tensor([[0.0, 0.0], [1.0, 3.0], [5.0, 1.0]])
+    ca, cb = np.cov(a.numpy().T), np.cov(b.numpy().T)
+    assert float(feature_alignment.coral(a, b)) == pytest.approx(((ca - cb) ** 2).sum() / 16)
+    gaps = {}
+    for weight in (0.0, 10.0):
+        model = dqn(f"feature_alignment:{SHIFTED},weight={weight},collect_every=100,collect_steps=100")
+        model.learn(1_500)
+        gaps[weight] = latent_gap(model, model.surgeries[0])
+    assert gaps[10.0] < 0.5 * gaps[0.0], gaps
+
+
+def test_alignment_losses_match_hand_computed_values_and_align():
+    check_alignment()
+
+
+def test_alignment_proof_fails_without_the_distance():
+    broken = lambda self, x, y: 0.0 * (x.sum() + y.sum())  # noqa: E731
+    assert_proof_fails_when(replaced(feature_alignment.FeatureAlignment, "distance", broken), check_alignment)
+
+
+def check_dann():
+    z = th.randn(5, 3, requires_grad=True)
+    w = th.randn(5, 3)
+    (dann.reverse_gradient(z, 0.5) * w).sum().backward()
+    th.testing.assert_close(z.grad, -0.5 * w)
+    # a constructed shift: source features N(0, 1), target N(3, 1) through a learnt linear map φ
+    generator = th.Generator().manual_seed(0)
+    source, target = th.randn(256, 2, generator=generator), th.randn(256, 2, generator=generator) + 3.0
+    th.manual_seed(0)
+    features = th.nn.Linear(2, 2)
+    classifier = th.nn.Sequential(th.nn.Linear(2, 16), th.nn.ReLU(), th.nn.Linear(16, 1))
+    optimizer = th.optim.Adam(
+        [{"params": features.parameters(), "lr": 1e-2}, {"params": classifier.parameters(), "lr": 1e-3}]
+    )
+    accuracies = []
+    for _ in range(1_000):
+        mapped = [dann.reverse_gradient(features(x), 1.0) for x in (source, target)]
+        loss, accuracy = dann.domain_loss(classifier, *mapped)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accuracies.append(accuracy)
+    assert max(accuracies[:50]) > 0.9, "the classifier first tells the domains apart"
+    assert np.mean(accuracies[-200:]) < 0.6, "then the reversed gradient confuses it (chance: 0.5)"
+
+
+def test_dann_reverses_the_gradient_and_confuses_the_classifier():
+    check_dann()
+
+
+def test_dann_proof_fails_without_the_reversal():
+    assert_proof_fails_when(replaced(dann, "reverse_gradient", lambda z, scale: z), check_dann)
+
+
+def test_dann_on_an_agent_trains_its_classifier_and_reloads(tmp_path):
+    model = dqn(f"domain_adversarial_training:{SHIFTED},collect_every=100,collect_steps=100")
+    classifier = model.rls_modules["domain_adversarial_training"]
+    before = [p.detach().clone() for p in classifier.parameters()]
+    model.learn(400)
+    assert any(not th.equal(a, b) for a, b in zip(before, classifier.parameters())), "the classifier trained"
+    assert "train/dann_domain_accuracy" in model.logger.name_to_value
+    model.save(tmp_path / "dann.zip")
+    loaded = rls.load(tmp_path / "dann.zip")
+    for a, b in zip(classifier.parameters(), loaded.rls_modules["domain_adversarial_training"].parameters()):
+        assert th.equal(a, b)
+
+
+def test_a_target_env_that_does_not_fit_is_refused_before_training():
+    with pytest.raises(rls.IncompatibleSurgeryError, match="feature_alignment: the target env observes"):
+        dqn("feature_alignment:target_env=Acrobot-v1")
+    with pytest.raises(rls.IncompatibleSurgeryError, match="feature_alignment: cannot make the target env"):
+        dqn("feature_alignment:target_env=NoSuchEnv-v0")
