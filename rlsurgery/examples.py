@@ -39,7 +39,7 @@ TRANSFER_KEYS = (
 )
 
 #: domain-adaptation keys (section 9): their target env (the sweeps' agents train on CartPole-v1)
-ADAPTATION_KEYS = ("feature_alignment", "domain_adversarial_training")
+ADAPTATION_KEYS = ("feature_alignment", "domain_adversarial_training", "pseudo_labeling", "self_training")
 
 #: key -> the parameters it cannot run without (spec text, with placeholders)
 REQUIRED_PARAMS: dict[str, str] = {
@@ -48,6 +48,7 @@ REQUIRED_PARAMS: dict[str, str] = {
     "pre_training_initialization": "source={checkpoint}",
     **{key: "source={checkpoint}" for key in TRANSFER_KEYS},
     **{key: "target_env=CartPole-v1,collect_steps=64" for key in ADAPTATION_KEYS},
+    "pseudo_labeling": "target_env=CartPole-v1,collect_steps=64,source={checkpoint}",
     "curriculum_learning": "stages=[{length: 0.4}, {length: 0.5}]",
     **{key: "teacher={expert}" for key in EXPERT_TEACHER_KEYS},
     **{key: "teacher={checkpoint}" for key in CHECKPOINT_TEACHER_KEYS},

@@ -121,3 +121,90 @@ def test_a_target_env_that_does_not_fit_is_refused_before_training():
         dqn("feature_alignment:target_env=Acrobot-v1")
     with pytest.raises(rls.IncompatibleSurgeryError, match="feature_alignment: cannot make the target env"):
         dqn("feature_alignment:target_env=NoSuchEnv-v0")
+
+
+# ---------------------------------------------------------------------------------------- labels
+@pytest.fixture(scope="module")
+def dqn_source(tmp_path_factory):
+    path = tmp_path_factory.mktemp("source") / "dqn.zip"
+    rls.SurgicalDQN("MlpPolicy", "CartPole-v1", seed=3, **DQN_KW).learn(400).save(path)
+    return path
+
+
+def agreement(model, policy, obs):
+    with th.no_grad():
+        return float((model.q_net(obs).argmax(-1) == policy.q_net(obs).argmax(-1)).float().mean())
+
+
+def check_pseudo_labels(path):
+    source = rls.load(path)
+    found = {}
+    for weight in (0.0, 10.0):
+        model = dqn(
+            f"pseudo_labeling:{SHIFTED},source={path},weight={weight},collect_every=100,collect_steps=100"
+        )
+        model.learn(800)
+        obs = th.as_tensor(np.stack(model.surgeries[0].target(model).buffer[-300:]))
+        found[weight] = agreement(model, source.policy, obs)
+    assert found[10.0] > 0.9 and found[10.0] > found[0.0] + 0.1, found
+
+
+def test_pseudo_labels_pull_target_actions_to_the_source(dqn_source):
+    check_pseudo_labels(dqn_source)
+
+
+def test_pseudo_labeling_proof_fails_without_the_label_loss(dqn_source):
+    from rlsurgery.adaptation import pseudo_labeling
+
+    assert_proof_fails_when(
+        replaced(pseudo_labeling, "label_loss", lambda outputs, labels: 0.0 * outputs.sum()),
+        check_pseudo_labels,
+        dqn_source,
+    )
+
+
+def test_pseudo_labeling_reloads_its_source_copy_and_refuses_other_networks(dqn_source, tmp_path):
+    model = dqn(f"pseudo_labeling:{SHIFTED},source={dqn_source}").learn(100)
+    model.save(tmp_path / "m.zip")
+    loaded = rls.load(tmp_path / "m.zip")
+    source = rls.load(dqn_source)
+    for name, tensor in loaded.rls_modules["pseudo_labeling"].state_dict().items():
+        assert th.equal(tensor, source.policy.state_dict()[name]), name
+    with pytest.raises(rls.IncompatibleSurgeryError, match="pseudo_labeling: the source's networks differ"):
+        rls.SurgicalDQN(
+            "MlpPolicy",
+            "CartPole-v1",
+            surgeries=[f"pseudo_labeling:{SHIFTED},source={dqn_source}"],
+            policy_kwargs=dict(net_arch=[8]),
+        )
+
+
+def check_self_training():
+    from rlsurgery.adaptation import self_training
+
+    keep, actions = self_training.keep_confident(th.tensor([[2.0, 0.0], [0.1, 0.0], [0.0, 3.0]]), 0.8, 1.0)
+    assert keep.tolist() == [True, False, True] and actions.tolist() == [0, 0, 1]
+    found = {}
+    for weight in (0.0, 10.0):
+        spec = f"self_training:{SHIFTED},threshold=0.0,rounds=1,round_every=300,weight={weight}"
+        model = dqn(f"{spec},collect_every=100,collect_steps=100")
+        model.learn(1_200)
+        state = model.surgery_state["self_training"]
+        assert state.rounds_done == 1 and len(state.labels) > 0
+        with th.no_grad():
+            greedy = model.q_net(th.as_tensor(state.observations)).argmax(-1).numpy()
+        found[weight] = float((greedy == state.labels).mean())
+    assert found[10.0] > 0.95 and found[10.0] > found[0.0], found
+
+
+def test_self_training_keeps_confident_labels_and_fits_them():
+    check_self_training()
+
+
+def test_self_training_proof_fails_without_the_fit():
+    from rlsurgery.adaptation import self_training
+
+    assert_proof_fails_when(
+        replaced(self_training, "label_loss", lambda outputs, labels: 0.0 * outputs.sum()),
+        check_self_training,
+    )
