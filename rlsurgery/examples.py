@@ -39,7 +39,14 @@ TRANSFER_KEYS = (
 )
 
 #: domain-adaptation keys (section 9): their target env (the sweeps' agents train on CartPole-v1)
-ADAPTATION_KEYS = ("feature_alignment", "domain_adversarial_training", "pseudo_labeling", "self_training")
+ADAPTATION_KEYS = (
+    "feature_alignment",
+    "domain_adversarial_training",
+    "pseudo_labeling",
+    "self_training",
+    "co_training",
+    "backtranslation",
+)
 
 #: key -> the parameters it cannot run without (spec text, with placeholders)
 REQUIRED_PARAMS: dict[str, str] = {

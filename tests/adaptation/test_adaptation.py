@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -208,3 +209,82 @@ def test_self_training_proof_fails_without_the_fit():
         replaced(self_training, "label_loss", lambda outputs, labels: 0.0 * outputs.sum()),
         check_self_training,
     )
+
+
+# ---------------------------------------------------------------------------------------- co-training
+def check_co_training():
+    from rlsurgery.adaptation import co_training
+
+    a, b = co_training.views(th.arange(8.0).reshape(2, 4), [0, 2])
+    assert a.tolist() == [[0.0, 2.0], [4.0, 6.0]] and b.tolist() == [[1.0, 3.0], [5.0, 7.0]]
+    _, kept_a, _, kept_b, agreed = co_training.cross_labels(
+        th.tensor([[4.0, 0.0], [0.0, 4.0], [0.1, 0.0]]), th.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0]]), 0.9
+    )
+    assert kept_a.tolist() == [True, True, False] and kept_b.tolist() == [True, True, True]
+    assert agreed.tolist() == [True, False, False]
+    model = dqn(
+        f"co_training:{SHIFTED},view_a=[0,1],threshold=0.8,weight=10,collect_every=100,collect_steps=100"
+    )
+    model.learn(1_500)
+    surgery, heads = model.surgeries[0], model.rls_modules["co_training"]
+    target = th.as_tensor(np.stack(surgery.target(model).buffer[-400:]))
+    with th.no_grad():
+        ta, tb = co_training.views(target, [0, 1])
+        label, _, _, _, agreed = co_training.cross_labels(heads["a"](ta), heads["b"](tb), 0.8)
+        greedy = model.q_net(target).argmax(-1)
+    assert float(agreed.float().mean()) > 0.2, "the heads agree confidently on part of the target"
+    assert float((greedy[agreed] == label[agreed]).float().mean()) > 0.95, "the agent took their labels"
+
+
+def test_co_training_heads_label_each_other_and_the_agent():
+    check_co_training()
+
+
+def test_co_training_proof_fails_without_cross_labels():
+    from rlsurgery.adaptation import co_training
+
+    original = co_training.cross_labels
+
+    def nobody_agrees(a, b, threshold):
+        label_a, kept_a, label_b, kept_b, agreed = original(a, b, threshold)
+        return label_a, kept_a & False, label_b, kept_b & False, agreed & False
+
+    assert_proof_fails_when(replaced(co_training, "cross_labels", nobody_agrees), check_co_training)
+
+
+# ---------------------------------------------------------------------------------------- backtranslation
+def check_backtranslation():
+    from rlsurgery.adaptation import backtranslation
+
+    identity = backtranslation.ResidualMap(4, 8)
+    x = th.randn(3, 4)
+    th.testing.assert_close(identity(x), x, rtol=0, atol=0)
+    model = dqn(f"backtranslation:{SHIFTED},collect_every=100,collect_steps=100")
+    model.learn(1_500)
+    surgery, translate = model.surgeries[0], model.rls_modules["backtranslation"]
+    target = th.as_tensor(np.stack(surgery.target(model).buffer[-500:]))
+    source = th.as_tensor(model.replay_buffer.observations[:500, 0])
+    with th.no_grad():
+        learnt = float(backtranslation.translation_gap(model, translate, target, source, [1.0]))
+        untranslated = float(backtranslation.translation_gap(model, identity, target, source, [1.0]))
+    assert learnt < 0.5 * untranslated, (learnt, untranslated)
+    shifted = {"env_id": "CartPole-v1", "offset": 0.5}
+    raw, _ = gym.make("rlsurgery/Shifted-v0", **shifted).reset(seed=0)
+    translated, _ = surgery.translating(model, gym.make("rlsurgery/Shifted-v0", **shifted)).reset(seed=0)
+    with th.no_grad():
+        np.testing.assert_allclose(translated, translate(th.as_tensor(raw)[None])[0].numpy(), rtol=1e-6)
+
+
+def test_backtranslation_maps_target_features_onto_the_source():
+    check_backtranslation()
+
+
+def test_backtranslation_proof_fails_when_the_map_does_not_learn():
+    from rlsurgery.adaptation import backtranslation
+
+    original = backtranslation.translation_gap
+
+    def frozen(agent, translate, target, source, bandwidths):
+        return 0.0 * original(agent, translate, target, source, bandwidths)
+
+    assert_proof_fails_when(replaced(backtranslation, "translation_gap", frozen), check_backtranslation)
