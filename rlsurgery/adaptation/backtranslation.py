@@ -25,7 +25,7 @@ import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.adaptation.feature_alignment import ACTING_ROLES, mmd2
+from rlsurgery.adaptation.feature_alignment import mmd2
 from rlsurgery.adaptation.target import AdaptationSurgery, TargetFields
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
@@ -99,7 +99,7 @@ class Backtranslation(AdaptationSurgery):
 
     def before_step(self, agent: BaseAlgorithm, role: str, batch: Any, loss: th.Tensor) -> None:
         """One step of G on a target batch and the update's source states."""
-        if role not in (*ACTING_ROLES, "policy") or batch is None:
+        if role not in ("policy", "actor") or batch is None:  # the optimizer of the acting network
             return
         target = self.target_batch(agent)
         if target is None:

@@ -2,7 +2,8 @@
 
 A surgery names the target env (``target_env``, ``target_env_kwargs``: a Gymnasium id usable by every
 command, e.g. ``rlsurgery/Shifted-v0`` for a miscalibrated sensor). Every ``collect_every`` env steps
-of training, :class:`TargetObservations` rolls the agent's current policy (stochastic, as it collects)
+of training, :class:`TargetObservations` rolls the agent's current policy (``predict`` with
+``deterministic=False``: DQN's ε, PPO's and SAC's sampling; TD3's actor as it is)
 for ``collect_steps`` steps in the target env and keeps the observations in a FIFO buffer of
 ``target_buffer``; rewards are never read. The buffer is working memory, refilled after ``load``.
 """

@@ -297,6 +297,17 @@ class SurgicalMixin(metaclass=SurgicalAgentMeta):
             for wrapper in surgery_wrappers(self.env):
                 wrapper.continue_from(last_obs)
 
+    def _update_current_progress_remaining(self, num_timesteps: int, total_timesteps: int) -> None:
+        """SB3's progress (1 → 0 over a ``learn`` call, which schedules read), or, after a task switch
+        (``rls_schedule_start``, :func:`rlsurgery.runtime.tasks.switch_task`), progress over the task's
+        own steps: 1 − (t − t_switch) / (T − t_switch)."""
+        start = getattr(self, "rls_schedule_start", None)
+        if start is None:
+            super()._update_current_progress_remaining(num_timesteps, total_timesteps)  # type: ignore[misc]
+            return
+        span = max(float(total_timesteps - start), 1.0)
+        self._current_progress_remaining = 1.0 - float(num_timesteps - start) / span
+
     def dump_logs(self, *args: Any) -> None:
         """SB3's logs, plus what the surgeries' env wrappers collected (e.g. the mean intrinsic
         bonus and its coefficient: ``rollout/intrinsic_<surgery>``, ``rollout/intrinsic_<surgery>_coef``)."""

@@ -185,6 +185,14 @@ def reference_aucs(results: Any) -> list[float] | None:
         return None
     randoms, references = task_normalization(results)
     evals = results.evals[results.evals["variant"] == results.reference]
+    # a single-task run is not evaluated before training: its curve starts where the untrained agents of
+    # the sequences are on that task (their step-0 evaluation), as the sequences' own spans do
+    starts = [
+        float(
+            np.mean([r.curves[r.steps.index(0), j] for r in sequence_runs(results) if 0 in r.steps] or [0.0])
+        )
+        for j in range(len(results.tasks))
+    ]
     aucs = []
     for j, label in enumerate(results.tasks):
         on_task = evals[evals["env_id"] == label]
@@ -194,7 +202,8 @@ def reference_aucs(results: Any) -> list[float] | None:
         for _, rows in on_task.groupby("seed"):
             rows = rows.sort_values("step")
             values = (rows["mean_return"].to_numpy() - randoms[j]) / (references[j] - randoms[j])
-            per_seed.append(span_auc(rows["step"].tolist(), values, 0, int(rows["step"].max())))
+            steps = [0, *rows["step"].tolist()]
+            per_seed.append(span_auc(steps, [starts[j], *values], 0, int(rows["step"].max())))
         aucs.append(float(np.mean(per_seed)))
     return aucs
 

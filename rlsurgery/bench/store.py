@@ -34,7 +34,7 @@ from rlsurgery.bench.results import (
     TASK_EVAL_COLUMNS,
     StudyResults,
 )
-from rlsurgery.bench.study import RunSpec, StudySpec, config_hash
+from rlsurgery.bench.study import SCORE_KEYS, RunSpec, StudySpec, config_hash
 from rlsurgery.core.errors import StudyError
 
 DB_NAME = "study.db"
@@ -494,7 +494,11 @@ class ResultStore:
 def _union(old: StudySpec, new: StudySpec) -> StudySpec:
     """The stored study grown by a rerun with more variants, envs or seeds (a task sequence keeps its
     tasks: another sequence is another study)."""
-    if [t.as_dict() for t in old.tasks] != [t.as_dict() for t in new.tasks]:
+
+    def trained_on(spec: StudySpec) -> list[dict[str, Any]]:  # a task's scores only normalize
+        return [{k: v for k, v in t.as_dict().items() if k not in SCORE_KEYS} for t in spec.tasks]
+
+    if trained_on(old) != trained_on(new):
         raise StudyError(
             "the study folder holds a study with other tasks (or none); a task sequence is a study of its "
             "own: choose another --out"

@@ -29,6 +29,7 @@ from rlsurgery.continual.anchors import old_task_samples, role_parameters
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reject_dict_observations
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.step_hooks import optimizers_by_role
 from rlsurgery.runtime.tasks import TaskSwitch
 
 
@@ -89,8 +90,10 @@ def _scores(agent: BaseAlgorithm, obs: th.Tensor, action: th.Tensor) -> list[th.
 
 
 def diagonal_fisher(agent: BaseAlgorithm, obs: th.Tensor, actions: th.Tensor) -> dict[str, th.Tensor]:
-    """The diagonal Fisher of every trained parameter, averaged over the given states."""
-    named = [(n, p) for n, p in agent.policy.named_parameters() if p.requires_grad]
+    """The diagonal Fisher of every trained parameter (those an optimizer steps: no target network),
+    averaged over the given states."""
+    owned = {id(p) for o in optimizers_by_role(agent).values() for g in o.param_groups for p in g["params"]}
+    named = [(n, p) for n, p in agent.policy.named_parameters() if p.requires_grad and id(p) in owned]
     fisher = {n: th.zeros_like(p) for n, p in named}
     params = [p for _, p in named]
     training = agent.policy.training

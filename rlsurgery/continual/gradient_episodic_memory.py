@@ -58,8 +58,8 @@ def gem_projection(g: th.Tensor, memories: th.Tensor, sweeps: int = 200, tol: fl
     """GEM: the closest z to g with ⟨z, g_k⟩ ≥ 0 for each row g_k of ``memories`` (K × P)."""
     if bool((memories @ g >= 0).all()):
         return g
-    gram = (memories @ memories.T).double()
-    linear = (memories @ g).double()
+    gram = (memories @ memories.T).double().cpu()  # K × K: a few numbers, solved on the CPU
+    linear = (memories @ g).double().cpu()
     v = th.zeros(len(memories), dtype=th.float64)
     for _ in range(sweeps):  # Hildreth: exact minimisation along one dual coordinate at a time
         largest = 0.0
@@ -71,7 +71,7 @@ def gem_projection(g: th.Tensor, memories: th.Tensor, sweeps: int = 200, tol: fl
             v[k] = new
         if largest < tol:
             break
-    return g + (memories.T.double() @ v).to(g.dtype)
+    return g + (memories.T.double() @ v.to(memories.device)).to(g.dtype)
 
 
 def _flat(grads: list[th.Tensor | None], parameters: list[th.Tensor]) -> th.Tensor:

@@ -18,6 +18,7 @@ optimizer (it would move frozen weights) and with the pruning surgeries (one mas
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -82,49 +83,56 @@ class PackNet(Surgery):
     key = "packnet"
     attaches_to = (Attachment.NETWORK, Attachment.SCHEDULE)
     families = ("dqn", *ON_POLICY_FAMILIES, "sac", "td3")
-    conflicts = PRUNING_KEYS
-    conflict_reason = "one pruning mask per layer"
+    conflicts = (*PRUNING_KEYS, "weight_decay_modification", "optimizer_switching", "batch_normalization")
+    conflict_reason = (
+        "one pruning mask per layer; weight decay and BatchNorm's running statistics would move what old "
+        "tasks kept"
+    )
     build_order = 90  # after the surgeries that change the architecture
     sb3_representable = False  # a mask per task: plain SB3 computes with one set of weights
     Params = PackNetParams
     params: PackNetParams
     State: ClassVar[type | None] = PackNetState
 
-    def validate(self, agent: BaseAlgorithm) -> None:
-        super().validate(agent)
-        decay = float(
-            (getattr(agent, "policy_kwargs", None) or {}).get("optimizer_kwargs", {}).get("weight_decay", 0)
-        )
-        if decay > 0:
-            raise IncompatibleSurgeryError(
-                f"{self.key}: the optimizer's weight decay ({decay}) would move the frozen weights of "
-                "old tasks"
-            )
-
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         """Masks, owners and hooks on every layer (on load too: the owners' values come from the zip)."""
-        self._agent = agent
+        for role, optimizer in optimizers_by_role(agent).items():
+            decays = [float(g.get("weight_decay", 0.0) or 0.0) for g in optimizer.param_groups]
+            if max(decays) > 0:
+                raise IncompatibleSurgeryError(
+                    f"{self.key}: the {role} optimizer's weight decay ({max(decays)}) would move the frozen "
+                    "weights of old tasks"
+                )
+        hook = self.mask_hook(weakref.ref(agent))
         for net in layout_of(agent).networks(agent.policy).values():
             for layer in _layers(net):
                 if not is_masked(layer):
                     apply_mask(layer, th.ones_like(layer.weight))
                 if not hasattr(layer, OWNER):
                     layer.register_buffer(OWNER, th.full_like(layer.weight_orig, -1, dtype=th.long))
-                layer.register_forward_pre_hook(self._mask_hook, prepend=True)
+                layer.register_forward_pre_hook(hook, prepend=True)
                 layer.weight_orig.register_hook(lambda grad, layer=layer: grad * (getattr(layer, OWNER) < 0))
         if self.state(agent).packed > 0:
             self.freeze_shared(agent)
 
-    def _mask_hook(self, layer: nn.Module, _inputs: Any) -> None:
-        """Set the layer's mask for the agent's task, when it changed (a new tensor, not written in
-        place: a graph may still hold the previous one)."""
-        agent = self._agent
-        key = (current_task(agent), self.state(agent).packed, getattr(layer, OWNER)._version)
-        if getattr(layer, "_packnet_key", None) == key:
-            return
-        mask = task_mask(getattr(layer, OWNER), key[0], key[1]).to(layer.weight_mask.dtype)
-        layer.weight_mask = mask  # a registered buffer: replaced, and saved with the model
-        layer._packnet_key = key
+    def mask_hook(self, agent_ref: weakref.ref) -> Any:
+        """The forward pre-hook that sets a layer's mask for the agent's task when it changed (a new
+        tensor, not written in place: a graph may still hold the previous one). A plain function over
+        a weak reference, so a copy of the network (a teacher, a snapshot) copies no agent."""
+        surgery = self
+
+        def hook(layer: nn.Module, _inputs: Any) -> None:
+            agent = agent_ref()
+            if agent is None:
+                return
+            owner = getattr(layer, OWNER)
+            key = (current_task(agent), surgery.state(agent).packed, owner._version)
+            if getattr(layer, "_packnet_key", None) == key:
+                return
+            layer.weight_mask = task_mask(owner, key[0], key[1]).to(layer.weight_mask.dtype)
+            layer._packnet_key = key
+
+        return hook
 
     def freeze_shared(self, agent: BaseAlgorithm) -> None:
         """After the first task only the free weights train: biases, norms, ``log_std`` are frozen."""

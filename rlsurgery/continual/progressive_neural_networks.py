@@ -17,7 +17,6 @@ The columns must be plain Linear/activation MLPs (SB3's ``create_mlp``).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,7 +30,9 @@ from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.surgery import Attachment, Surgery
 from rlsurgery.nets import transform_networks
 from rlsurgery.nets.layout import layout_of
+from rlsurgery.nets.masks import PRUNING_KEYS
 from rlsurgery.nets.mlp import mlp_stacks, swap
+from rlsurgery.nets.modules import detached_copy
 from rlsurgery.runtime.tasks import TaskSwitch, current_task
 
 
@@ -78,7 +79,7 @@ class ProgressiveColumns(nn.Module):
             lateral = nn.Linear(k * widths[len(adapters)], linear.out_features, bias=False)
             nn.init.zeros_(lateral.weight)
             adapters.append(lateral)
-        self.columns.append(copy.deepcopy(latest))
+        self.columns.append(detached_copy(latest))
         self.laterals.append(adapters)
         for module in [*self.columns[:-1], *self.laterals[:-1]]:
             module.requires_grad_(False)
@@ -125,6 +126,17 @@ class ProgressiveNeuralNetworks(Surgery):
     build_order = 90
     sb3_representable = False
     State: ClassVar[type | None] = ProgressiveState
+    conflicts = (
+        "packnet",
+        *PRUNING_KEYS,
+        "feature_alignment",
+        "domain_adversarial_training",
+        "backtranslation",
+    )
+    conflict_reason = (
+        "a mask per task and columns per task do not stack, and the columns have no single latent layer to "
+        "read"
+    )
 
     def modify_networks(self, agent: BaseAlgorithm) -> None:
         """Columns around every output MLP; on load, as many as were saved."""
@@ -136,6 +148,17 @@ class ProgressiveNeuralNetworks(Surgery):
             for stack in [s for s in mlp_stacks(net) if not s.external]:
                 swap(net, stack.seq, ProgressiveColumns(stack.seq, task))
 
+        trained_extractors = [
+            name
+            for name, net in layout_of(agent).online(agent.policy).items()
+            for extractor in [getattr(net, "features_extractor", None)]
+            if extractor is not None and any(True for _ in extractor.parameters())
+        ]
+        if trained_extractors:
+            raise IncompatibleSurgeryError(
+                f"{self.key}: the {', '.join(trained_extractors)} network's features extractor has weights "
+                "of its own (a CNN), which the columns would share and old tasks would not keep"
+            )
         transform_networks(agent, wrap, copy_targets=True)
         if not any(progressive_stacks(net) for net in layout_of(agent).online(agent.policy).values()):
             raise IncompatibleSurgeryError(f"{self.key}: the agent has no MLP whose last layer is an output")

@@ -111,6 +111,13 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         #: positions written since the tree was last brought up to date
         self._pending: list[int] = []
 
+    def reset(self) -> None:
+        """Empty the buffer and its priorities (a new task: nothing of the old one is sampled again)."""
+        super().reset()
+        self.tree = SumTree(self.buffer_size * self.n_envs)
+        self._pending = []
+        self.max_priority = 1.0
+
     def add(self, *args: Any, **kwargs: Any) -> None:
         """Store a transition of every env; each enters at the maximum priority.
 

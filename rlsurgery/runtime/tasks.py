@@ -12,8 +12,9 @@ and records the switch in the agent's task log (``rls_task_log``, saved with the
 
 :func:`train_sequence` is the whole loop from Python: train, evaluate every task every
 ``eval_freq`` steps and after each task, switch. Every task's ``learn`` goes on from the agent's
-step count (one clock for the whole sequence), so the agent's own schedules (DQN's ε, a learning-rate
-schedule) run over each ``learn`` call as SB3 defines them, from the step reached.
+step count (one clock for the whole sequence); after a switch the agent's schedules (DQN's ε, a
+learning-rate schedule) run over the task's own steps and ``learning_starts`` counts from the switch,
+as in a fresh run (``restart_schedules``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,17 @@ def current_task(agent: BaseAlgorithm) -> int:
     return int(getattr(agent, "rls_task", 0) or 0)
 
 
-def switch_task(agent: BaseAlgorithm, env: VecEnv, task: int, reset_replay: bool = True) -> TaskSwitch:
-    """Move ``agent`` to task ``task`` trained on ``env`` (see the module docstring); return the switch."""
+def switch_task(
+    agent: BaseAlgorithm, env: VecEnv, task: int, reset_replay: bool = True, restart_schedules: bool = True
+) -> TaskSwitch:
+    """Move ``agent`` to task ``task`` trained on ``env`` (see the module docstring); return the switch.
+
+    :param reset_replay: empty the replay buffer (off-policy agents)
+    :param restart_schedules: the next ``learn`` runs the agent's schedules (DQN's ε, learning-rate and
+        clip-range schedules) over the task's own steps, and an off-policy agent collects
+        ``learning_starts`` steps of the new task before it updates, as a fresh run would; else they go
+        on from where the previous task left them
+    """
     for what in ("observation_space", "action_space"):
         if getattr(env, what) != getattr(agent, what):
             raise ValueError(
@@ -87,6 +97,12 @@ def switch_task(agent: BaseAlgorithm, env: VecEnv, task: int, reset_replay: bool
     buffer = getattr(agent, "replay_buffer", None)
     if reset_replay and buffer is not None:
         buffer.reset()
+    if restart_schedules:
+        agent.rls_schedule_start = int(agent.num_timesteps)
+        if hasattr(agent, "learning_starts"):
+            if getattr(agent, "rls_learning_starts", None) is None:
+                agent.rls_learning_starts = int(agent.learning_starts)  # the agent's own, kept once
+            agent.learning_starts = int(agent.num_timesteps) + agent.rls_learning_starts
     agent.rls_task = switch.starting
     log = list(getattr(agent, "rls_task_log", None) or [])
     log.append({"task": switch.starting, "from": switch.ended, "step": switch.step})
@@ -163,7 +179,10 @@ def train_sequence(
         evaluate()  # before any training: where every task's curve starts
         for i, task in enumerate(tasks):
             if i > 0:
+                previous = agent.get_env()
                 switch_task(agent, task.make_env(seed + i), i, reset_replay=reset_replay)
+                if previous is not None:
+                    previous.close()
             next_eval = [int(agent.num_timesteps) + eval_freq]
 
             def maybe_evaluate(model: BaseAlgorithm, next_eval: list[int] = next_eval) -> None:

@@ -288,3 +288,25 @@ def test_backtranslation_proof_fails_when_the_map_does_not_learn():
         return 0.0 * original(agent, translate, target, source, bandwidths)
 
     assert_proof_fails_when(replaced(backtranslation, "translation_gap", frozen), check_backtranslation)
+
+
+def test_dann_on_an_agent_reverses_the_classifiers_gradient_at_the_features():
+    model = dqn(f"domain_adversarial_training:{SHIFTED},reversal=0.5,collect_every=100,collect_steps=100")
+    model.learn(200)
+    surgery, classifier = model.surgeries[0], model.rls_modules["domain_adversarial_training"]
+    batch = model.sample_batch(16)
+    surgery.target(model).rng = np.random.default_rng(0)
+    term = surgery.aux_loss(model, "q", batch)
+    parameters = [p for p in model.q_net.parameters() if p.requires_grad]
+    reversed_grads = th.autograd.grad(term, parameters, allow_unused=True)
+    surgery.target(model).rng = np.random.default_rng(0)  # the same target batch, without the reversal
+    latent = rls.SurgicalDQN.LAYOUT.latent
+    target = surgery.target_batch(model)
+    plain, _ = dann.domain_loss(
+        classifier, latent(model.policy, batch.observations[:64]), latent(model.policy, target)
+    )
+    plain_grads = th.autograd.grad(surgery.params.weight * plain, parameters, allow_unused=True)
+    compared = [(a, b) for a, b in zip(reversed_grads, plain_grads) if a is not None and b is not None]
+    assert compared and any(float(b.abs().sum()) > 0 for _, b in compared)
+    for a, b in compared:
+        th.testing.assert_close(a, -0.5 * b, rtol=1e-5, atol=1e-7)

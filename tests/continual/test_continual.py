@@ -15,6 +15,7 @@ from rlsurgery.continual import (
     memory_replay,
     progressive_neural_networks,
 )
+from rlsurgery.runtime.callbacks import EveryStep
 from rlsurgery.runtime.tasks import Task, current_task, on_task, switch_task, train_sequence
 from tests.breakage import assert_proof_fails_when, replaced
 
@@ -251,7 +252,12 @@ def test_memory_replay_proof_fails_without_mixing():
 # ---------------------------------------------------------------------------------------- saved mid-sequence
 @pytest.mark.parametrize(
     "spec",
-    ["elastic_weight_consolidation:samples=8", "learning_without_forgetting", "memory_replay:per_task=50"],
+    [
+        "elastic_weight_consolidation:samples=8",
+        "learning_without_forgetting",
+        "memory_replay:per_task=50",
+        "gradient_episodic_memory:per_task=50",
+    ],
 )
 def test_a_model_saved_mid_sequence_reloads_what_its_surgery_kept(spec, tmp_path):
     model = after_first_task([spec])
@@ -266,8 +272,9 @@ def test_a_model_saved_mid_sequence_reloads_what_its_surgery_kept(spec, tmp_path
             for k in value:
                 np.testing.assert_array_equal(np.asarray(value[k]), np.asarray(restored[k]))
         elif isinstance(value, list):
+            assert len(value) == len(restored) > 0, name
             for a, b in zip(value, restored):
-                assert all(th.equal(a[n], b[n]) for n in a)
+                assert a.keys() == b.keys() and all(th.equal(a[n], b[n]) for n in a)
         else:
             np.testing.assert_array_equal(np.asarray(value), np.asarray(restored))
     for name, tensor in model.rls_modules.state_dict().items():
@@ -302,6 +309,7 @@ def check_gem(variant):
     model = dqn([f"gradient_episodic_memory:variant={variant},per_task=64,batch_size=64"]).learn(300)
     switch_task(model, TASKS[1].make_env(1), 1)
     model.learn(200, reset_num_timesteps=False)
+    assert "train/gem_projected" in model.logger.name_to_value, "the before_step stage ran while training"
     switch_task(model, TASKS[2].make_env(2), 2)
     surgery = model.surgeries[0]
     assert sorted(set(model.surgery_state[surgery.key].task_of.tolist())) == [0, 1]
@@ -380,8 +388,13 @@ def test_packnet_proof_fails_without_the_per_task_mask_or_the_frozen_weights(tmp
 
 
 def test_packnet_refuses_weight_decay_and_pruning():
-    with pytest.raises(rls.IncompatibleSurgeryError, match="packnet: the optimizer's weight decay"):
+    with pytest.raises(rls.IncompatibleSurgeryError, match="packnet: the policy optimizer's weight decay"):
         dqn(["packnet"], policy_kwargs=dict(net_arch=[16], optimizer_kwargs=dict(weight_decay=1e-4)))
+    with pytest.raises(rls.IncompatibleSurgeryError, match=r"weight decay \(0.01\)"):
+        dqn(["packnet"], policy_kwargs=dict(net_arch=[16], optimizer_class=th.optim.AdamW))
+    for other in ("batch_normalization", "weight_decay_modification", "progressive_neural_networks"):
+        with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with"):
+            dqn(["packnet", other])
     with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with weight_pruning"):
         dqn(["packnet", "weight_pruning"])
 
@@ -459,3 +472,32 @@ def test_progressive_columns_on_td3_and_refused_where_heads_read_the_mlp():
         rls.IncompatibleSurgeryError, match="progressive_neural_networks: not available for SurgicalPPO"
     ):
         rls.SurgicalPPO("MlpPolicy", "CartPole-v1", surgeries=["progressive_neural_networks"])
+
+
+def test_a_switch_restarts_the_schedules_and_learning_starts_and_empties_prioritized_replay():
+    model = dqn(["prioritized_replay"], exploration_fraction=0.5).learn(300)
+    assert model.exploration_rate == pytest.approx(0.05)
+    switch_task(model, TASKS[1].make_env(1), 1)
+    assert model.learning_starts == 350 and model.rls_learning_starts == 50
+    updates, seen = model._n_updates, []
+
+    def watch(m):
+        seen.append((m.num_timesteps, m.exploration_rate, m._n_updates))
+
+    model.learn(300, reset_num_timesteps=False, callback=EveryStep(watch))
+    assert seen[1][1] > 0.95 and seen[-1][1] == pytest.approx(0.05), "ε runs its schedule again on the task"
+    assert all(n == updates for step, _, n in seen if step <= 350), "no update before learning_starts"
+    assert seen[-1][2] > updates
+    batch = model.sample_batch(64)
+    assert int(batch.indices.max()) < model.replay_buffer.size(), (
+        "only the new task's transitions are sampled"
+    )
+    plain, seen = dqn([], exploration_fraction=0.5).learn(300), []
+    switch_task(plain, TASKS[1].make_env(1), 1, restart_schedules=False)
+    plain.learn(300, reset_num_timesteps=False, callback=EveryStep(watch))
+    assert seen[1][1] < 0.5, "without the restart, ε goes on from where it was"
+
+
+def test_progressive_columns_refuse_surgeries_that_read_one_latent_layer():
+    with pytest.raises(rls.IncompatibleSurgeryError, match="does not compose with feature_alignment"):
+        dqn(["progressive_neural_networks", "feature_alignment:target_env=CartPole-v1"])
