@@ -25,9 +25,8 @@ from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.adaptation.feature_alignment import ACTING_ROLES
 from rlsurgery.adaptation.labels import acting_outputs, confident_actions
-from rlsurgery.adaptation.target import AdaptationSurgery, TargetFields
+from rlsurgery.adaptation.target import ACTING_ROLES, AdaptationSurgery, TargetFields
 from rlsurgery.catalog import register
 from rlsurgery.core.errors import IncompatibleSurgeryError
 from rlsurgery.core.params import param

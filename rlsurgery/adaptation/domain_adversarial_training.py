@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from stable_baselines3.common.base_class import BaseAlgorithm
 from torch import nn
 
-from rlsurgery.adaptation.feature_alignment import ACTING_ROLES
 from rlsurgery.adaptation.target import AdaptationSurgery, TargetFields
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
@@ -89,14 +88,11 @@ class DomainAdversarialTraining(AdaptationSurgery):
         self._optimizer = th.optim.Adam(classifier.parameters(), lr=self.params.classifier_lr)
 
     def aux_loss(self, agent: BaseAlgorithm, role: str, batch: Any) -> th.Tensor | None:
-        if role not in ACTING_ROLES:
-            return None
-        target = self.target_batch(agent)
-        if target is None:
+        batches = self.update_batches(agent, role, batch)
+        if batches is None:
             return None
         latent = layout_of(agent).latent
-        source = batch.observations[: self.params.batch_size]
-        features = [reverse_gradient(latent(agent.policy, x), self.params.reversal) for x in (source, target)]
+        features = [reverse_gradient(latent(agent.policy, x), self.params.reversal) for x in batches]
         loss, accuracy = domain_loss(agent.rls_modules[self.key], *features)
         record(agent, "train/dann_domain_accuracy", accuracy)
         return self.params.weight * loss

@@ -26,9 +26,6 @@ from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.nets.layout import layout_of
 
-#: the loss roles of the acting network
-ACTING_ROLES = ("q", "policy", "actor")
-
 
 @dataclass
 class FeatureAlignmentParams(TargetFields):
@@ -73,11 +70,9 @@ class FeatureAlignment(AdaptationSurgery):
         return mmd2(x, y, self.params.bandwidths) if self.params.method == "mmd" else coral(x, y)
 
     def aux_loss(self, agent: BaseAlgorithm, role: str, batch: Any) -> th.Tensor | None:
-        if role not in ACTING_ROLES:
-            return None
-        target = self.target_batch(agent)
-        if target is None:
+        batches = self.update_batches(agent, role, batch)
+        if batches is None:
             return None
         latent = layout_of(agent).latent
-        source = batch.observations[: self.params.batch_size]
+        source, target = batches
         return self.params.weight * self.distance(latent(agent.policy, source), latent(agent.policy, target))

@@ -23,7 +23,6 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from rlsurgery.adaptation.feature_alignment import ACTING_ROLES
 from rlsurgery.adaptation.labels import acting_outputs, label_loss
 from rlsurgery.adaptation.target import AdaptationSurgery, TargetFields
 from rlsurgery.catalog import register
@@ -105,10 +104,9 @@ class PseudoLabeling(AdaptationSurgery):
         return outputs.argmax(dim=-1) if self.params.labels == "action" else outputs
 
     def aux_loss(self, agent: BaseAlgorithm, role: str, batch: Any) -> th.Tensor | None:
-        if role not in ACTING_ROLES:
+        batches = self.update_batches(agent, role, batch)
+        if batches is None:
             return None
-        target = self.target_batch(agent)
-        if target is None:
-            return None
+        target = batches[1]
         outputs = acting_outputs(agent, agent.policy, target)
         return self.params.weight * label_loss(outputs, self.labels_for(agent, target))

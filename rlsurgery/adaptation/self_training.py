@@ -21,9 +21,8 @@ import numpy as np
 import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 
-from rlsurgery.adaptation.feature_alignment import ACTING_ROLES
 from rlsurgery.adaptation.labels import acting_outputs, confident_actions, label_loss
-from rlsurgery.adaptation.target import AdaptationSurgery, TargetFields
+from rlsurgery.adaptation.target import ACTING_ROLES, AdaptationSurgery, TargetFields
 from rlsurgery.catalog import register
 from rlsurgery.core.params import param
 from rlsurgery.core.surgery import ON_POLICY_FAMILIES, require_discrete_actions

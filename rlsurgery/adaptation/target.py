@@ -24,6 +24,8 @@ from rlsurgery.core.surgery import ON_POLICY_FAMILIES, Attachment, Surgery, reje
 from rlsurgery.envs import ensure_registered
 from rlsurgery.runtime.callbacks import EveryStep
 
+#: the loss roles of the acting network (the one the adaptation terms act on)
+ACTING_ROLES = ("q", "policy", "actor")
 #: the families whose acting network has a latent layer (:attr:`NetworkLayout.latent`)
 ADAPTATION_FAMILIES = ("dqn", *ON_POLICY_FAMILIES, "sac", "td3")
 
@@ -105,6 +107,18 @@ class AdaptationSurgery(Surgery):
     def callback(self, agent: BaseAlgorithm) -> Any:
         """Collects target observations as training goes."""
         return EveryStep(lambda model: self.target(model).maybe_collect(model))
+
+    def update_batches(
+        self, agent: BaseAlgorithm, role: str, batch: Any
+    ) -> tuple[th.Tensor, th.Tensor] | None:
+        """(source states of the update's batch, target states) for a loss of the acting network, or None
+        (another role, or before the first target rollout)."""
+        if role not in ACTING_ROLES:
+            return None
+        target = self.target_batch(agent)
+        if target is None:
+            return None
+        return batch.observations[: self.params.batch_size].float(), target
 
     def target_batch(self, agent: BaseAlgorithm) -> th.Tensor | None:
         """A batch of target observations, or None before the first rollout."""

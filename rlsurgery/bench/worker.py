@@ -278,21 +278,7 @@ def _train_sequence(run: dict[str, Any], start: float) -> dict[str, Any]:
     finally:
         for env in [*train_envs, *eval_envs]:
             env.close()
-    final = callback.evals[-1]
-    return {
-        "run_id": run["run_id"],
-        "status": "done",
-        "final_score": final["mean_return"],
-        "final_std": final["std_return"],
-        "steps": int(model.num_timesteps),
-        "wall_s": time.perf_counter() - start,
-        "evals": callback.evals,
-        "episodes": callback.episodes,
-        "metrics": callback.metrics,
-        "task_evals": callback.task_evals,
-        "task_ends": task_ends,
-        "host": socket.gethostname(),
-    }
+    return _finished(run, model, callback, start, task_evals=callback.task_evals, task_ends=task_ends)
 
 
 def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
@@ -314,6 +300,13 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
     finally:
         train_env.close()
         eval_env.close()
+    return _finished(run, model, callback, start)
+
+
+def _finished(
+    run: dict[str, Any], model: Any, callback: StudyCallback, start: float, **extra: Any
+) -> dict[str, Any]:
+    """The result of a finished run: its final evaluation, curves, episodes, kept metrics (and ``extra``)."""
     final = callback.evals[-1]
     return {
         "run_id": run["run_id"],
@@ -325,5 +318,6 @@ def _train_and_evaluate(run: dict[str, Any], start: float) -> dict[str, Any]:
         "evals": callback.evals,
         "episodes": callback.episodes,
         "metrics": callback.metrics,
+        **extra,
         "host": socket.gethostname(),
     }

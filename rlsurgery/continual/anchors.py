@@ -12,13 +12,16 @@ whole transitions, which :class:`MemoryState` keeps per task (memory replay, GEM
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.core.batch import Batch
 from rlsurgery.core.errors import IncompatibleSurgeryError
+from rlsurgery.core.surgery import Surgery, reject_dict_observations
 from rlsurgery.nets.step_hooks import optimizers_by_role
 
 #: aux_loss role -> the optimizer role whose parameters it covers (None: covered by another role)
@@ -106,3 +109,19 @@ def buffer_transitions(agent: BaseAlgorithm, n: int, key: str) -> dict[str, np.n
         "next_observations": next_obs,
         "dones": dones.reshape(-1, 1),
     }
+
+
+class TaskMemorySurgery(Surgery):
+    """The base of the surgeries that keep ``params.per_task`` transitions of every finished task (in a
+    :class:`MemoryState`) on the off-policy agents, whose replay buffer holds them at the switch."""
+
+    families: ClassVar[tuple[str, ...]] = ("dqn", "sac", "td3")
+    State: ClassVar[type | None] = MemoryState
+    params: Any
+
+    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
+        reject_dict_observations(self.key, observation_space)
+
+    def on_task_switch(self, agent: BaseAlgorithm, switch: Any) -> None:
+        """Keep transitions of the finished task."""
+        self.state(agent).add(buffer_transitions(agent, self.params.per_task, self.key), switch.ended)

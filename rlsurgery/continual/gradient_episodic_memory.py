@@ -20,19 +20,17 @@ on stored transitions; ``train/gem_projected`` logs whether the latest update wa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.continual.anchors import MemoryState, buffer_transitions
+from rlsurgery.continual.anchors import TaskMemorySurgery
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
+from rlsurgery.core.surgery import Attachment
 from rlsurgery.nets.step_hooks import optimizers_by_role, record, trainable_parameters
-from rlsurgery.runtime.tasks import TaskSwitch
 
 
 @dataclass
@@ -81,24 +79,16 @@ def _flat(grads: list[th.Tensor | None], parameters: list[th.Tensor]) -> th.Tens
 
 
 @register(proof="tests/continual/test_continual.py::test_gem_projection_does_not_raise_any_old_tasks_loss")
-class GradientEpisodicMemory(Surgery):
+class GradientEpisodicMemory(TaskMemorySurgery):
     """Keep an episodic memory per task; project each gradient so no old task's loss goes up."""
 
     key = "gradient_episodic_memory"
     attaches_to = (Attachment.LOSS, Attachment.SCHEDULE)
-    families = ("dqn", "sac", "td3")
     stages = ("before_step",)
     stage_order = 8  # after the loss watchers and SAM: the step's final gradient is projected
     Params = GEMParams
     params: GEMParams
-    State: ClassVar[type | None] = MemoryState
     cost_note = "one extra backward pass per update (A-GEM), or one per old task (GEM)"
-
-    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        reject_dict_observations(self.key, observation_space)
-
-    def on_task_switch(self, agent: BaseAlgorithm, switch: TaskSwitch) -> None:
-        self.state(agent).add(buffer_transitions(agent, self.params.per_task, self.key), switch.ended)
 
     def reference_gradients(self, agent: BaseAlgorithm, role: str, parameters: list[th.Tensor]) -> th.Tensor:
         """One gradient per old task (GEM) or one on the pooled memories (A-GEM), rows of a K × P matrix."""

@@ -18,18 +18,16 @@ together.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 
 from rlsurgery.catalog import register
-from rlsurgery.continual.anchors import FIELDS, MemoryState, buffer_transitions
+from rlsurgery.continual.anchors import FIELDS, TaskMemorySurgery
 from rlsurgery.core.params import param
-from rlsurgery.core.surgery import Attachment, Surgery, reject_dict_observations
-from rlsurgery.runtime.tasks import TaskSwitch
+from rlsurgery.core.surgery import Attachment
 
 
 @dataclass
@@ -44,25 +42,17 @@ def mixed_rows(batch_size: int, ratio: float, stored: int) -> int:
 
 
 @register(proof="tests/continual/test_continual.py::test_memory_replay_mixes_old_transitions_at_the_ratio")
-class MemoryReplay(Surgery):
+class MemoryReplay(TaskMemorySurgery):
     """Keep transitions of every finished task and mix them into each replay batch."""
 
     key = "memory_replay"
     attaches_to = (Attachment.REPLAY, Attachment.SCHEDULE)
-    families = ("dqn", "sac", "td3")
     stages = ("augment",)
     stage_order = 10  # before augmentations of the observations: they see the mixed batch
     conflicts = ("prioritized_replay",)
     conflict_reason = "the priorities of the replaced rows would be updated for the current task's samples"
     Params = MemoryReplayParams
     params: MemoryReplayParams
-    State: ClassVar[type | None] = MemoryState
-
-    def check_spaces(self, observation_space: spaces.Space, action_space: spaces.Space) -> None:
-        reject_dict_observations(self.key, observation_space)
-
-    def on_task_switch(self, agent: BaseAlgorithm, switch: TaskSwitch) -> None:
-        self.state(agent).add(buffer_transitions(agent, self.params.per_task, self.key), switch.ended)
 
     def augment(self, agent: BaseAlgorithm, batch: Any) -> None:
         state = self.state(agent)
