@@ -135,10 +135,11 @@ class SequenceCallback(StudyCallback):
     """
 
     def __init__(
-        self, eval_envs: list[VecEnv], eval_freq: int, n_eval_episodes: int, metrics: list[str] | None = None
+        self, eval_envs: list[VecEnv], eval_freq: int, episodes: list[int], metrics: list[str] | None = None
     ) -> None:
-        super().__init__(eval_envs[0], eval_freq, n_eval_episodes, metrics)
+        super().__init__(eval_envs[0], eval_freq, episodes[0], metrics)
         self.eval_envs = eval_envs
+        self.episodes_per_task = list(episodes)
         self.task_evals: list[dict[str, Any]] = []
 
     def start_task(self, start_step: int, eval_freq: int) -> None:
@@ -155,7 +156,7 @@ class SequenceCallback(StudyCallback):
                 returns, _ = evaluate_policy(
                     self.model,
                     env,
-                    n_eval_episodes=self.n_eval_episodes,
+                    n_eval_episodes=self.episodes_per_task[task],
                     deterministic=True,
                     return_episode_rewards=True,
                 )
@@ -260,7 +261,7 @@ def _train_sequence(run: dict[str, Any], start: float) -> dict[str, Any]:
         callback = SequenceCallback(
             eval_envs,
             int(first.eval_freq or max(int(first.steps) // 10, 1)),
-            first.n_eval_episodes,
+            [env.n_eval_episodes for env, _, _ in settings],  # each task its own
             run.get("metrics") or [],
         )
         callback.model = model  # (learn sets it again, with the logger)
